@@ -1,0 +1,323 @@
+"""Query a release folder (see ``FORMAT.md``) with DuckDB, without loading it whole.
+
+Filters are pushed into DuckDB's Parquet scan: only the columns a query needs
+are read, and row groups whose ``pre`` statistics exclude the requested ids are
+skipped. Ids reach SQL as validated ``int64`` literals (which lets DuckDB prune
+row groups); every user-supplied string goes through bound parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from connectomix import schema
+from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
+from connectomix.criteria import NeuronCriteria
+from connectomix.errors import (
+    DataFormatError,
+    IdsNotFoundError,
+    InvalidArgumentError,
+    InvalidRegexError,
+    InvalidURIError,
+)
+
+__all__ = ["ReleaseBackend"]
+
+FORMAT_NAME = "connectomix-release"
+SUPPORTED_FORMAT_VERSIONS = (1,)
+
+
+def _id_list(ids: np.ndarray) -> str:
+    """SQL literal for validated int64 ids (never user text)."""
+    ids = np.asarray(ids, dtype="int64")
+    return "(" + ",".join(map(str, ids.tolist())) + ")" if ids.size else "(NULL)"
+
+
+class ReleaseBackend(Backend):
+    """Local connectome release folders (Parquet), queried with DuckDB.
+
+    URI: ``release:///absolute/path/to/folder`` (or ``release://relative/path``).
+
+    Options
+    -------
+    threads : int
+        DuckDB worker threads (default: DuckDB's choice).
+    memory_limit : str
+        DuckDB memory limit, e.g. ``"2GB"``.
+
+    Examples
+    --------
+    >>> import connectomix
+    >>> ds = connectomix.open("sample")
+    >>> ds.backend.path.name
+    'sample'
+    """
+
+    name = "release"
+    schemes = ("release",)
+    description = "Local connectome release folders (Parquet) queried with DuckDB; works offline"
+    capabilities = frozenset(
+        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS}
+    )
+    OPTIONS = ("threads", "memory_limit")
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str | None = None):
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.is_dir():
+            raise InvalidURIError(f"release folder {str(self.path)!r} does not exist or is not a folder")
+        manifest_file = self.path / "manifest.json"
+        if not manifest_file.is_file():
+            raise DataFormatError(f"{str(self.path)!r} is not a connectomix release folder: it has no manifest.json")
+        try:
+            self.manifest: dict[str, Any] = json.loads(manifest_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{manifest_file} is not valid JSON: {exc}") from None
+        if self.manifest.get("format", FORMAT_NAME) != FORMAT_NAME or (
+            self.manifest.get("format_version", 1) not in SUPPORTED_FORMAT_VERSIONS
+        ):
+            raise DataFormatError(
+                f"{manifest_file}: unsupported format {self.manifest.get('format')!r} version "
+                f"{self.manifest.get('format_version')!r}; this connectomix reads {FORMAT_NAME!r} "
+                f"versions {SUPPORTED_FORMAT_VERSIONS}"
+            )
+        for required in ("neurons.parquet", "connections.parquet"):
+            if not (self.path / required).is_file():
+                raise DataFormatError(f"release folder {str(self.path)!r} has no {required}")
+        config: dict[str, Any] = {}
+        if threads is not None:
+            config["threads"] = int(threads)
+        if memory_limit is not None:
+            config["memory_limit"] = str(memory_limit)
+        self._con = duckdb.connect(":memory:", config=config)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._neuron_columns = self._columns("neurons")
+        self._synapse_columns = self._columns("synapses") if self._has("synapses") else ()
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> ReleaseBackend:
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {unknown} for the release backend; valid options: {list(cls.OPTIONS)}"
+            )
+        path = uri.location
+        return cls(path, **dict(options))
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._con.close()
+                self._closed = True
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _has(self, table: str) -> bool:
+        return (self.path / f"{table}.parquet").is_file()
+
+    def _table(self, table: str) -> str:
+        # file paths are ours (resolved folder + fixed names), quoted for SQL
+        return "read_parquet('" + str(self.path / f"{table}.parquet").replace("'", "''") + "')"
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            if self._closed:
+                raise InvalidArgumentError("this dataset has been closed")
+            cur = self._con.cursor()
+        try:
+            yield cur
+        except duckdb.Error as exc:
+            raise DataFormatError(f"release folder {str(self.path)!r}: {exc}") from exc
+        finally:
+            cur.close()
+
+    def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self._cursor() as cur:
+            return cur.sql(sql, params=params or None).to_arrow_table().to_pandas()
+
+    def _columns(self, table: str) -> tuple[str, ...]:
+        with self._cursor() as cur:
+            return tuple(r[0] for r in cur.execute(f"DESCRIBE SELECT * FROM {self._table(table)}").fetchall())
+
+    # -- metadata -------------------------------------------------------------------------
+
+    def info(self) -> DatasetInfo:
+        m = self.manifest
+        primary = tuple(m.get("primary_rois", ()))
+        return DatasetInfo(
+            name=m.get("name", self.path.name),
+            version=m.get("version"),
+            rois=tuple(m.get("rois", primary)),
+            primary_rois=primary,
+            voxel_size_nm=tuple(m["voxel_size_nm"]) if m.get("voxel_size_nm") else None,
+            description=m.get("description", ""),
+            synthetic=m.get("synthetic", {}),
+            extra={k: m[k] for k in ("source", "license", "citation", "score_name") if k in m},
+        )
+
+    def dataset_capabilities(self) -> frozenset[Capability]:
+        caps = {Capability.ROIS}
+        if self._has("synapses"):
+            caps.add(Capability.SYNAPSES)
+            if self.manifest.get("score_name"):
+                caps.add(Capability.SYNAPSE_SCORES)
+        if (self.path / "skeletons").is_dir():
+            caps.add(Capability.SKELETONS)
+        return frozenset(caps)
+
+    # -- neurons ---------------------------------------------------------------------------
+
+    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
+        where, params = ["n.id <> 0"], []
+        if criteria.ids is not None:
+            where.append(f"n.id IN {_id_list(np.array(criteria.ids))}")
+        if criteria.label == "neuron" and "is_neuron" in self._neuron_columns:
+            where.append("n.is_neuron")
+        for column in ("type", "instance", "status"):
+            values = getattr(criteria, column)
+            if values is None:
+                continue
+            if criteria.regex and column != "status":
+                where.append("(" + " OR ".join(f"regexp_full_match(n.{column}, ?)" for _ in values) + ")")
+            else:
+                where.append(f"n.{column} IN (" + ",".join("?" for _ in values) + ")")
+            params.extend(values)
+        if criteria.min_pre:
+            where.append("n.pre >= ?")
+            params.append(criteria.min_pre)
+        if criteria.min_post:
+            where.append("n.post >= ?")
+            params.append(criteria.min_post)
+        roi_where, roi_params = self._roi_conditions(criteria)
+        where += roi_where
+        params += roi_params
+        sql = f"SELECT n.* FROM {self._table('neurons')} AS n WHERE {' AND '.join(where)} ORDER BY n.id"
+        try:
+            return self._query(sql, params)
+        except DataFormatError as exc:
+            if criteria.regex and isinstance(exc.__cause__, duckdb.InvalidInputException):
+                patterns = (criteria.type or ()) + (criteria.instance or ())
+                raise InvalidRegexError(
+                    f"pattern(s) {list(patterns)} cannot be used: {exc.__cause__}. connectomix patterns use "
+                    "the RE2 subset that every backend supports"
+                ) from exc.__cause__
+            raise
+
+    def _roi_conditions(self, c: NeuronCriteria) -> tuple[list[str], list]:
+        if not c.all_rois:
+            return [], []
+        if not self._has("roi_counts"):
+            raise DataFormatError(f"release folder {str(self.path)!r} has no roi_counts.parquet, so ROI criteria cannot be applied")
+        rc = self._table("roi_counts")
+        where, params = [], []
+
+        def exists(measure: str, minimum: int) -> str:
+            return f"EXISTS (SELECT 1 FROM {rc} r WHERE r.id = n.id AND r.roi = ? AND {measure} >= {int(minimum)})"
+
+        if c.rois:
+            joiner = " AND " if c.roi_req == "all" else " OR "
+            where.append("(" + joiner.join(exists("r.pre + r.post", 1) for _ in c.rois) + ")")
+            params += list(c.rois)
+        for rois, measure, minimum in ((c.input_rois, "r.post", c.min_roi_inputs),
+                                        (c.output_rois, "r.pre", c.min_roi_outputs)):
+            for roi in rois or ():
+                where.append(exists(measure, minimum))
+                params.append(roi)
+        return where, params
+
+    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+        if not self._has("roi_counts"):
+            return schema.ROI_COUNTS.empty()
+        return self._query(
+            f"SELECT id, roi, pre, post FROM {self._table('roi_counts')} WHERE id IN {_id_list(ids)} ORDER BY id, roi"
+        )
+
+    def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
+        found = self._query(f"SELECT id FROM {self._table('neurons')} WHERE id IN {_id_list(ids)}")["id"]
+        return np.setdiff1d(ids, found.to_numpy(dtype="int64"))
+
+    # -- connectivity ------------------------------------------------------------------------
+
+    def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        where, params = ["c.pre <> 0", "c.post <> 0"], []
+        if query.sources is not None:
+            where.append(f"c.pre IN {_id_list(query.sources)}")
+        if query.targets is not None:
+            where.append(f"c.post IN {_id_list(query.targets)}")
+        if not query.include_autapses:
+            where.append("c.pre <> c.post")
+        if query.rois is not None:
+            where.append("c.roi IN (" + ",".join("?" for _ in query.rois) + ")")
+            params += list(query.rois)
+        base = f"SELECT c.pre, c.post, c.roi, c.weight FROM {self._table('connections')} AS c WHERE {' AND '.join(where)}"
+        min_weight = max(int(query.min_weight), 1)
+        if query.by_roi or query.rois is not None:
+            sql = (
+                f"SELECT pre, post, roi, weight FROM ({base}) "
+                f"QUALIFY sum(weight) OVER (PARTITION BY pre, post) >= {min_weight}"
+            )
+        else:
+            sql = (
+                f"SELECT pre, post, CAST(sum(weight) AS BIGINT) AS weight FROM ({base}) "
+                f"GROUP BY pre, post HAVING sum(weight) >= {min_weight}"
+            )
+        return self._query(sql, params)
+
+    # -- synapses ------------------------------------------------------------------------------
+
+    def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
+        if not self._has("synapses"):
+            return schema.SYNAPSES.empty()
+        ids = _id_list(query.ids)
+        sides = []
+        if query.pre:
+            sides.append(f"s.pre IN {ids}")
+        if query.post:
+            sides.append(f"s.post IN {ids}")
+        where, params = ["(" + " OR ".join(sides) + ")", "s.pre <> 0", "s.post <> 0"], []
+        if not query.include_autapses:
+            where.append("s.pre <> s.post")
+        if query.min_score is not None:
+            where.append("s.score >= ?")
+            params.append(float(query.min_score))
+        if query.rois is not None:
+            where.append("s.roi IN (" + ",".join("?" for _ in query.rois) + ")")
+            params += list(query.rois)
+        sql = f"SELECT s.* FROM {self._table('synapses')} AS s WHERE {' AND '.join(where)} ORDER BY s.synapse_id"
+        return self._query(sql, params)
+
+    # -- skeletons ---------------------------------------------------------------------------------
+
+    def get_skeletons(self, ids: np.ndarray) -> Any:
+        import navis
+
+        folder = self.path / "skeletons"
+        files = {int(i): folder / f"{int(i)}.swc" for i in ids}
+        missing = [i for i, f in files.items() if not f.is_file()]
+        if missing:
+            raise IdsNotFoundError(
+                f"no skeleton in release {self.info().name!r} for id(s) {missing}; "
+                f"skeletons exist for {len(list(folder.glob('*.swc')))} neurons",
+                ids=missing,
+            )
+        names = self.fetch_neurons(NeuronCriteria(ids=list(files), label="segment")).set_index("id")
+        neurons = []
+        for i, f in files.items():
+            n = navis.read_swc(f, units="1 nm", id=i)
+            if i in names.index and pd.notna(names.at[i, "instance"]):
+                n.name = names.at[i, "instance"]
+            n.dataset = self.info().name
+            neurons.append(n)
+        return navis.NeuronList(neurons)

@@ -1,0 +1,222 @@
+"""The contract between the connectomix core and its backends.
+
+A backend is a class derived from :class:`Backend`, announced to connectomix
+through the ``connectomix_backends`` pluggy hook (see
+:mod:`connectomix.hookspecs`) by a module listed under the
+``connectomix.backends`` entry-point group. First-party backends register
+exactly like third-party ones.
+
+A backend implements a few **primitives**; :class:`connectomix.Dataset`
+validates input before calling them and validates, re-filters and labels their
+output afterwards, so every backend has the same semantics:
+
+* :meth:`Backend.fetch_neurons` and :meth:`Backend.fetch_roi_counts`
+* :meth:`Backend.get_connectivity` -- per-ROI weights for a :class:`ConnectivityQuery`
+* :meth:`Backend.get_synapses` -- synaptic connections for a :class:`SynapseQuery`
+* optionally :meth:`Backend.get_skeletons` (capability ``SKELETONS``)
+
+Backends may push every filter of a query down to their server (and should,
+for speed); the core re-applies the defining filters (thresholds, autapses,
+background id 0, ROIs) afterwards, which is cheap and makes the meaning of a
+query independent of the backend. Capability gaps raise
+:class:`~connectomix.errors.UnsupportedOperation`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from .criteria import NeuronCriteria
+from .errors import UnsupportedOperation
+
+__all__ = [
+    "Backend",
+    "Capability",
+    "DatasetInfo",
+    "ConnectivityQuery",
+    "SynapseQuery",
+    "ParsedURI",
+]
+
+
+class Capability(enum.Enum):
+    """Optional features a backend (or one of its datasets) may have."""
+
+    SYNAPSES = "synapses"  #: synapse-level tables
+    SYNAPSE_SCORES = "synapse_scores"  #: a meaningful ``score`` column (``min_score`` works)
+    ROIS = "rois"  #: per-ROI counts and weights
+    SKELETONS = "skeletons"  #: :meth:`Backend.get_skeletons`
+    MATERIALIZATION = "materialization"  #: several versions; ``materialization=`` accepted
+    ID_UPDATES = "id_updates"  #: ids change over time; ``update_ids`` available
+
+
+@dataclass(frozen=True)
+class ParsedURI:
+    """A dataset URI split into parts, e.g. ``neuprint://host:443/hemibrain:v1.2.1?verify=false``.
+
+    ``location`` is everything between ``//`` and the query string, as typed;
+    backends interpret it (a host and dataset, a datastack, a path).
+    """
+
+    scheme: str
+    location: str
+    options: Mapping[str, str]
+    raw: str
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a backend reports about the dataset it is connected to."""
+
+    name: str
+    version: Any
+    rois: tuple[str, ...] = ()
+    primary_rois: tuple[str, ...] = ()
+    voxel_size_nm: tuple[float, float, float] | None = None
+    description: str = ""
+    #: Which columns of which tables are synthetic (demo data only), e.g.
+    #: ``{"synapses": ["pre", "post"]}``; copied into ``df.attrs["synthetic"]``.
+    synthetic: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectivityQuery:
+    """A validated :meth:`Dataset.get_connectivity` request.
+
+    ``sources``/``targets`` are sorted unique ``int64`` arrays or ``None``
+    (any neuron; never both ``None``). ``rois`` restricts weights to those
+    ROIs (``None``: all). The backend returns **per-ROI** rows
+    (:data:`connectomix.schema.CONNECTIVITY_BY_ROI`) when ``by_roi`` or
+    ``rois`` is set, else total weights (:data:`~connectomix.schema.CONNECTIVITY`).
+    ``min_weight`` applies to the pair's weight summed over ``rois``.
+    """
+
+    sources: np.ndarray | None
+    targets: np.ndarray | None
+    by_roi: bool = False
+    rois: tuple[str, ...] | None = None
+    min_weight: int = 1
+    include_autapses: bool = False
+    materialization: Any = None
+    batch_size: int | None = None
+    max_workers: int = 8
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class SynapseQuery:
+    """A validated :meth:`Dataset.get_synapses` request.
+
+    Return every synaptic connection whose presynaptic neuron is in ``ids``
+    (if ``pre``) or whose postsynaptic neuron is in ``ids`` (if ``post``),
+    once each, as :data:`connectomix.schema.SYNAPSES` rows with coordinates
+    in nm.
+    """
+
+    ids: np.ndarray
+    pre: bool = True
+    post: bool = True
+    min_score: float | None = None
+    rois: tuple[str, ...] | None = None
+    include_autapses: bool = False
+    materialization: Any = None
+    batch_size: int | None = None
+    max_workers: int = 8
+    progress: bool = False
+
+
+class Backend:
+    """Base class of connectomix backends.
+
+    Subclasses set the class attributes and implement :meth:`from_uri`,
+    :meth:`info` and the primitives. A backend instance serves one dataset and
+    must be safe to call from several threads.
+
+    Class attributes
+    ----------------
+    name
+        Short backend name, e.g. ``"neuprint"``.
+    schemes
+        URI schemes it opens, e.g. ``("neuprint",)``.
+    description
+        One line for ``connectomix backends``.
+    capabilities
+        The :class:`Capability` set (a dataset may narrow it via
+        :meth:`dataset_capabilities`).
+    """
+
+    name: ClassVar[str] = ""
+    schemes: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+
+    # -- construction -----------------------------------------------------------------
+
+    @classmethod
+    def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> Backend:
+        """Open the dataset named by ``uri``; ``options`` override URI query options."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and files. Idempotent."""
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def info(self) -> DatasetInfo:
+        """Dataset name, version, ROIs, voxel size."""
+        raise NotImplementedError
+
+    def dataset_capabilities(self) -> frozenset[Capability]:
+        """Capabilities of this particular dataset (default: the class's)."""
+        return self.capabilities
+
+    # -- primitives -------------------------------------------------------------------
+
+    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
+        """Neurons matching ``criteria`` (:data:`connectomix.schema.NEURONS`)."""
+        raise NotImplementedError
+
+    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+        """Per-ROI synapse counts of ``ids`` (:data:`connectomix.schema.ROI_COUNTS`)."""
+        raise UnsupportedOperation(f"the {self.name} backend has no per-ROI counts")
+
+    def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
+        """The subset of ``ids`` that the dataset does not have (any segment counts).
+
+        The default asks :meth:`fetch_neurons`; versioned backends check at the
+        requested materialization instead.
+        """
+        found = self.fetch_neurons(NeuronCriteria(ids=ids, label="segment"))["id"].to_numpy()
+        return np.setdiff1d(ids, found)
+
+    def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        """Connection weights for ``query`` (see :class:`ConnectivityQuery`)."""
+        raise NotImplementedError
+
+    def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
+        """Synaptic connections for ``query`` (see :class:`SynapseQuery`)."""
+        raise UnsupportedOperation(f"the {self.name} backend has no synapse-level data")
+
+    def get_skeletons(self, ids: np.ndarray) -> Any:
+        """A navis ``NeuronList`` of ``TreeNeuron`` s in nm."""
+        raise UnsupportedOperation(f"the {self.name} backend has no skeletons")
+
+    def update_ids(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
+        """Map outdated ids forward (``old_id, new_id, changed``)."""
+        raise UnsupportedOperation(f"ids of the {self.name} backend do not change over time")
+
+    def resolve_materialization(self, ids: np.ndarray | None, materialization: Any) -> Any:
+        """Turn ``'auto'``/``'latest'``/``'live'``/int into the concrete version queried."""
+        if materialization is not None:
+            raise UnsupportedOperation(
+                f"the {self.name} backend has a single fixed version per dataset; "
+                f"materialization={materialization!r} is not supported (pass None)"
+            )
+        return self.info().version

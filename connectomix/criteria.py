@@ -1,0 +1,269 @@
+"""Which neurons a query is about: :class:`NeuronCriteria` and id parsing.
+
+Everywhere connectomix takes neurons it accepts a :class:`NeuronCriteria`, a
+single id, a list/array/Series of ids, or navis neurons (whose ``.id`` is
+used). Input is validated here, once, before any backend sees it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidArgumentError, InvalidIdError, InvalidRegexError
+
+__all__ = ["NeuronCriteria", "parse_ids", "to_criteria"]
+
+StrOrList = str | Iterable[str] | None
+
+
+def parse_ids(x: Any, *, what: str = "ids") -> np.ndarray:
+    """Turn ids given in any common form into a sorted, unique ``int64`` array.
+
+    Accepts an int, a string of digits, an iterable/array/Series of those, a
+    navis neuron or ``NeuronList`` (their ``.id``), or a DataFrame with an
+    ``id``/``bodyId``/``root_id`` column.
+
+    Raises
+    ------
+    InvalidIdError
+        For anything that is not a non-negative integer id (floats with a
+        fraction, negative numbers, words, NaN, booleans).
+
+    Examples
+    --------
+    >>> parse_ids([3, "2", 3])
+    array([2, 3])
+    >>> parse_ids("abc")
+    Traceback (most recent call last):
+    ...
+    connectomix.errors.InvalidIdError: ids must be non-negative integers; got 'abc'
+    """
+    if isinstance(x, pd.DataFrame):
+        for col in ("id", "bodyId", "root_id"):
+            if col in x.columns:
+                return parse_ids(x[col], what=what)
+        raise InvalidIdError(
+            f"{what}: a DataFrame needs an 'id', 'bodyId' or 'root_id' column; it has {list(x.columns)}"
+        )
+    if hasattr(x, "id") and not isinstance(x, (str, bytes, numbers.Number, np.ndarray, pd.Series)):
+        # navis Neuron (id scalar) or NeuronList (id array)
+        return parse_ids(x.id, what=what)
+    if isinstance(x, (str, bytes, numbers.Number, np.generic)):
+        items = [x]
+    elif isinstance(x, Iterable):
+        items = list(x.tolist() if hasattr(x, "tolist") else x)
+    else:
+        raise InvalidIdError(f"{what} must be integers or a list of integers; got {type(x).__name__} {x!r}")
+    out = np.empty(len(items), dtype="int64")
+    for i, v in enumerate(items):
+        out[i] = _one_id(v, what)
+    return np.unique(out)
+
+
+def _one_id(v: Any, what: str) -> int:
+    bad = InvalidIdError(f"{what} must be non-negative integers; got {v!r}")
+    if isinstance(v, (bool, np.bool_)):
+        raise bad
+    if isinstance(v, bytes):
+        v = v.decode()
+    if isinstance(v, str):
+        s = v.strip()
+        if not s.isdigit():
+            raise bad
+        v = int(s)
+    elif isinstance(v, (numbers.Integral,)):
+        v = int(v)
+    elif isinstance(v, numbers.Real):
+        if not np.isfinite(v) or float(v) != int(v):
+            raise bad
+        v = int(v)
+    else:
+        raise bad
+    if v < 0 or v > np.iinfo("int64").max:
+        raise bad
+    return v
+
+
+_NOT_PORTABLE = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+
+
+def _check_pattern(name: str, pattern: str) -> None:
+    """Reject patterns that do not compile or that not every backend's engine supports."""
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise InvalidRegexError(
+            f"{name}={pattern!r} is not a valid regular expression ({exc}); "
+            "pass regex=False to match the text exactly"
+        ) from None
+    if _NOT_PORTABLE.search(pattern):
+        raise InvalidRegexError(
+            f"{name}={pattern!r} uses look-around or a back-reference, which not every backend "
+            "supports; patterns are limited to the portable RE2 subset"
+        )
+
+
+def _as_tuple(v: StrOrList, name: str) -> tuple[str, ...] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        v = [v]
+    try:
+        items = tuple(v)
+    except TypeError:
+        raise InvalidArgumentError(f"{name} must be a string or a list of strings; got {v!r}") from None
+    for s in items:
+        if not isinstance(s, str) or not s:
+            raise InvalidArgumentError(f"{name} must contain non-empty strings; got {s!r}")
+    return items
+
+
+@dataclass(frozen=True, init=False)
+class NeuronCriteria:
+    """Select neurons by id, type, instance, status, ROIs and synapse counts.
+
+    All given conditions must hold (logical AND); a list within one field is
+    an OR. ``type``/``instance``/``status`` match exactly unless
+    ``regex=True``, in which case the whole value must match the pattern
+    (like Cypher's ``=~``).
+
+    Parameters
+    ----------
+    ids
+        Neuron ids. When given, any segment matches (neuPrint ``:Segment``);
+        otherwise only neurons (``:Neuron``).
+    type, instance
+        Cell type / instance name, or a list of them.
+    regex
+        Treat ``type`` and ``instance`` as regular expressions (full match).
+    status
+        Proofreading status, e.g. ``"Traced"``, or a list.
+    rois
+        ROIs the neuron must have synapses in (``roi_req`` decides all/any).
+    input_rois, output_rois
+        ROIs with at least ``min_roi_inputs`` postsynaptic / ``min_roi_outputs``
+        presynaptic sites of the neuron.
+    roi_req
+        ``"all"`` (default) or ``"any"`` of ``rois``.
+    min_pre, min_post
+        Minimum total pre/postsynaptic sites (``>=``).
+    label
+        ``"neuron"`` or ``"segment"``; the default follows the ``ids`` rule.
+
+    Examples
+    --------
+    >>> NeuronCriteria(type="DA1_lPN")
+    NeuronCriteria(type=('DA1_lPN',))
+    >>> NeuronCriteria(type="DA1_.*", regex=True, rois=["LH(R)"]).label
+    'neuron'
+    >>> NeuronCriteria(ids=[5, 3]).ids
+    (3, 5)
+    """
+
+    ids: tuple[int, ...] | None
+    type: tuple[str, ...] | None
+    instance: tuple[str, ...] | None
+    regex: bool
+    status: tuple[str, ...] | None
+    rois: tuple[str, ...] | None
+    input_rois: tuple[str, ...] | None
+    output_rois: tuple[str, ...] | None
+    roi_req: Literal["all", "any"]
+    min_roi_inputs: int
+    min_roi_outputs: int
+    min_pre: int
+    min_post: int
+    label: Literal["neuron", "segment"]
+
+    def __init__(
+        self,
+        ids: Any = None,
+        *,
+        type: StrOrList = None,
+        instance: StrOrList = None,
+        regex: bool = False,
+        status: StrOrList = None,
+        rois: StrOrList = None,
+        input_rois: StrOrList = None,
+        output_rois: StrOrList = None,
+        roi_req: Literal["all", "any"] = "all",
+        min_roi_inputs: int = 1,
+        min_roi_outputs: int = 1,
+        min_pre: int = 0,
+        min_post: int = 0,
+        label: Literal["neuron", "segment"] | None = None,
+    ):
+        set_ = object.__setattr__
+        set_(self, "ids", None if ids is None else tuple(int(i) for i in parse_ids(ids)))
+        for name, value in (("type", type), ("instance", instance), ("status", status),
+                            ("rois", rois), ("input_rois", input_rois), ("output_rois", output_rois)):
+            set_(self, name, _as_tuple(value, name))
+        if not isinstance(regex, bool):
+            raise InvalidArgumentError(f"regex must be True or False; got {regex!r}")
+        set_(self, "regex", regex)
+        if regex:
+            for name in ("type", "instance"):
+                for pattern in getattr(self, name) or ():
+                    _check_pattern(name, pattern)
+        if roi_req not in ("all", "any"):
+            raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
+        set_(self, "roi_req", roi_req)
+        for name, value in (("min_roi_inputs", min_roi_inputs), ("min_roi_outputs", min_roi_outputs),
+                            ("min_pre", min_pre), ("min_post", min_post)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise InvalidArgumentError(f"{name} must be a non-negative integer; got {value!r}")
+            set_(self, name, int(value))
+        if label is None:
+            label = "segment" if self.ids is not None else "neuron"
+        if label not in ("neuron", "segment"):
+            raise InvalidArgumentError(f"label must be 'neuron' or 'segment'; got {label!r}")
+        set_(self, "label", label)
+
+    def __repr__(self) -> str:
+        defaults = NeuronCriteria()
+        parts = [
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name != "label" and getattr(self, f.name) != getattr(defaults, f.name)
+        ]
+        return f"NeuronCriteria({', '.join(parts)})"
+
+    @property
+    def all_rois(self) -> tuple[str, ...]:
+        """Every ROI name the criteria mention (to validate against a dataset)."""
+        return tuple(dict.fromkeys((self.rois or ()) + (self.input_rois or ()) + (self.output_rois or ())))
+
+    @property
+    def is_ids_only(self) -> bool:
+        """True when the criteria are nothing but a list of ids."""
+        return self.ids is not None and self == NeuronCriteria(self.ids)
+
+    def with_ids(self, ids: Any) -> NeuronCriteria:
+        """A copy restricted to ``ids`` (the label rule is kept as it was)."""
+        new = NeuronCriteria.__new__(NeuronCriteria)
+        for f in fields(self):
+            object.__setattr__(new, f.name, getattr(self, f.name))
+        object.__setattr__(new, "ids", tuple(int(i) for i in parse_ids(ids)))
+        return new
+
+
+def to_criteria(x: Any) -> NeuronCriteria:
+    """Accept a :class:`NeuronCriteria` or anything :func:`parse_ids` accepts.
+
+    Examples
+    --------
+    >>> to_criteria(1734350788)
+    NeuronCriteria(ids=(1734350788,))
+    """
+    if isinstance(x, NeuronCriteria):
+        return x
+    if x is None:
+        raise InvalidArgumentError("expected neuron ids or a NeuronCriteria; got None")
+    return NeuronCriteria(ids=x)

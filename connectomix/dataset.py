@@ -1,0 +1,468 @@
+"""The user-facing :class:`Dataset` handle and :func:`open`.
+
+:class:`Dataset` is where the meaning of every query lives. It validates
+input, asks the backend, then validates the schema, re-applies the defining
+filters (thresholds ``>=``, autapses, background id 0, ROI restrictions,
+pre/post side) and records provenance in ``df.attrs``. Backends stay thin and
+every backend answers the same question the same way.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from . import schema
+from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
+from .config import load_config, parse_uri, protect_options
+from .criteria import NeuronCriteria, parse_ids, to_criteria
+from .errors import (
+    DatasetNotFoundError,
+    IdsNotFoundError,
+    InvalidArgumentError,
+    UnknownROIError,
+    UnsupportedOperation,
+    suggest,
+)
+from .parallel import DEFAULT_MAX_WORKERS
+from .registry import get_registry
+
+__all__ = ["Dataset", "NeuronTables", "open"]
+
+
+class NeuronTables(NamedTuple):
+    """Result of :meth:`Dataset.fetch_neurons`: unpack it or use the attributes."""
+
+    neurons: pd.DataFrame
+    roi_counts: pd.DataFrame
+
+
+def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors builtins.open on purpose
+    """Open a dataset by configured/built-in name or by URI.
+
+    Parameters
+    ----------
+    name_or_uri
+        A name from the TOML config (see :mod:`connectomix.config`), a
+        built-in name such as ``"sample"``, or a URI like
+        ``"release:///path/to/folder"``,
+        ``"neuprint://neuprint.janelia.org/hemibrain:v1.2.1"`` or
+        ``"cave://flywire_fafb_public?materialization=783"``.
+    **options
+        Backend options; they override options from the URI or the config.
+        Secrets (``token``) are wrapped so they are never printed.
+
+    Raises
+    ------
+    DatasetNotFoundError
+        An unknown name (the message lists the valid ones).
+    InvalidURIError, BackendNotFoundError
+        A malformed URI, or one whose scheme no installed backend handles.
+
+    Examples
+    --------
+    >>> import connectomix
+    >>> ds = connectomix.open("sample")
+    >>> ds.backend_name
+    'release'
+    """
+    registry = get_registry()
+    if "://" in name_or_uri:
+        name, uri, base = None, name_or_uri, {}
+    else:
+        configured = load_config()
+        if name_or_uri in configured:
+            entry = configured[name_or_uri]
+            name, uri, base = name_or_uri, entry.uri, dict(entry.options)
+        elif name_or_uri in registry.datasets:
+            name, uri, base = name_or_uri, registry.datasets[name_or_uri], {}
+        else:
+            valid = sorted(set(configured) | set(registry.datasets))
+            raise DatasetNotFoundError(
+                f"Unknown dataset {name_or_uri!r}; {suggest(name_or_uri, valid)}. "
+                "Add it to the config file (connectomix config-path) or pass a URI such as "
+                "'release:///path/to/folder'."
+            )
+    parsed = parse_uri(uri)
+    merged = {**parsed.options, **base, **protect_options(options)}
+    cls = registry.backend_for_scheme(parsed.scheme)
+    backend = cls.from_uri(parsed, merged)
+    return Dataset(backend, name=name)
+
+
+class Dataset:
+    """One connectome dataset, reached through one backend.
+
+    Obtain it with :func:`connectomix.open`. Methods return pandas DataFrames
+    in the schema of :mod:`connectomix.schema`. A ``Dataset`` is a context
+    manager and safe to use from several threads.
+
+    Examples
+    --------
+    >>> import connectomix
+    >>> with connectomix.open("sample") as ds:
+    ...     neurons, roi_counts = ds.fetch_neurons(type="DA1_lPN")
+    >>> neurons["id"].tolist()[:3]
+    [722817260, 754534424, 754538881]
+    """
+
+    def __init__(self, backend: Backend, *, name: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
+        self._backend = backend
+        self._info: DatasetInfo = backend.info()
+        self.name = name or self._info.name
+        self.max_workers = max_workers
+
+    # -- metadata ----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        """The backend object (an escape hatch for backend-specific features)."""
+        return self._backend
+
+    @property
+    def backend_name(self) -> str:
+        return self._backend.name
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self._info
+
+    @property
+    def version(self) -> Any:
+        """The dataset's default version (a neuPrint tag, a materialization, a release version)."""
+        return self._info.version
+
+    @property
+    def rois(self) -> tuple[str, ...]:
+        """Every ROI name the dataset knows."""
+        return self._info.rois
+
+    @property
+    def primary_rois(self) -> tuple[str, ...]:
+        """The non-overlapping ROIs used for per-ROI counts and weights."""
+        return self._info.primary_rois
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        return self._backend.dataset_capabilities()
+
+    def __repr__(self) -> str:
+        return f"<connectomix.Dataset {self.name!r} backend={self.backend_name!r} version={self.version!r}>"
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- neurons ---------------------------------------------------------------------
+
+    def fetch_neurons(self, criteria: Any = None, /, *, omit_rois: bool = False, **fields: Any) -> NeuronTables:
+        """Find neurons and their per-ROI synapse counts.
+
+        Parameters
+        ----------
+        criteria
+            A :class:`NeuronCriteria`, or ids. Alternatively give the criteria
+            fields as keyword arguments (``type=``, ``instance=``, ``regex=``,
+            ``status=``, ``rois=``, ``min_pre=``, ...).
+        omit_rois
+            Skip the per-ROI counts (faster on remote backends).
+
+        Returns
+        -------
+        NeuronTables
+            ``(neurons, roi_counts)``; see :data:`connectomix.schema.NEURONS`
+            and :data:`connectomix.schema.ROI_COUNTS`.
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> ds = connectomix.open("sample")
+        >>> neurons, roi_counts = ds.fetch_neurons(type="DA1_.*", regex=True, min_pre=700)
+        >>> neurons[["id", "type", "pre"]].to_string(index=False)
+        '        id    type  pre\\n 722817260 DA1_lPN  701\\n1734350908 DA1_lPN  725\\n1765040289 DA1_lPN  702'
+        """
+        if criteria is not None and fields:
+            raise InvalidArgumentError("give either a NeuronCriteria/ids or keyword criteria, not both")
+        crit = to_criteria(criteria) if criteria is not None else NeuronCriteria(**fields)
+        self._check_rois(crit.all_rois)
+        neurons = self._backend.fetch_neurons(crit)
+        neurons = schema.NEURONS.validate(neurons)
+        keep = (neurons["id"] != 0) & (neurons["pre"] >= crit.min_pre) & (neurons["post"] >= crit.min_post)
+        if crit.ids is not None:
+            keep &= neurons["id"].isin(crit.ids)
+        neurons = neurons[keep].sort_values("id", kind="stable").reset_index(drop=True)
+        if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
+            roi_counts = schema.ROI_COUNTS.empty()
+        else:
+            roi_counts = schema.ROI_COUNTS.validate(self._backend.fetch_roi_counts(neurons["id"].to_numpy()))
+            roi_counts = roi_counts.sort_values(["id", "roi"], kind="stable").reset_index(drop=True)
+        version = self._info.version
+        self._label(neurons, "neurons", version, criteria=repr(crit))
+        self._label(roi_counts, "roi_counts", version, criteria=repr(crit))
+        return NeuronTables(neurons, roi_counts)
+
+    # -- connectivity -----------------------------------------------------------------
+
+    def get_connectivity(
+        self,
+        sources: Any = None,
+        targets: Any = None,
+        *,
+        by_roi: bool = False,
+        rois: str | Iterable[str] | None = None,
+        min_weight: int = 1,
+        include_autapses: bool = False,
+        materialization: Any = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Neuron-to-neuron connection weights.
+
+        Parameters
+        ----------
+        sources, targets
+            Presynaptic / postsynaptic neurons (ids or :class:`NeuronCriteria`).
+            ``None`` means any neuron or segment; give at least one side.
+        by_roi
+            One row per (pre, post, roi) instead of per pair; per-ROI weights
+            of a pair sum to its total.
+        rois
+            Count only connections in these ROIs.
+        min_weight
+            Keep pairs whose weight (within ``rois``) is ``>=`` this.
+        include_autapses
+            Keep connections of a neuron onto itself (dropped by default).
+        materialization
+            Version to query, for versioned backends (``'auto'``, ``'latest'``,
+            ``'live'`` or an int); ``None`` uses the dataset default.
+        batch_size, progress
+            Request batching and the progress bar for large queries.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :data:`connectomix.schema.CONNECTIVITY` (or ``CONNECTIVITY_BY_ROI``).
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> ds = connectomix.open("sample")
+        >>> edges = ds.get_connectivity(sources=1734350788, min_weight=5)
+        >>> list(edges.columns), bool((edges["weight"] >= 5).all())
+        (['pre', 'post', 'weight'], True)
+        """
+        if sources is None and targets is None:
+            raise InvalidArgumentError("give sources or targets (or both); None/None would fetch the whole graph")
+        roi_list = self._roi_list(rois)
+        min_weight = _non_negative_int(min_weight, "min_weight")
+        batch_size = _optional_batch_size(batch_size)
+        src = self._resolve_ids(sources, "sources", materialization)
+        tgt = self._resolve_ids(targets, "targets", materialization)
+        version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
+        table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
+        if (src is not None and src.size == 0) or (tgt is not None and tgt.size == 0):
+            df = table.empty()
+        else:
+            query = ConnectivityQuery(
+                sources=src, targets=tgt, by_roi=by_roi, rois=roi_list, min_weight=min_weight,
+                include_autapses=include_autapses, materialization=version, batch_size=batch_size,
+                max_workers=self.max_workers, progress=progress,
+            )
+            df = table.validate(self._backend.get_connectivity(query))
+        df = _filter_connectivity(df, src, tgt, roi_list, min_weight, include_autapses)
+        if not by_roi and "roi" in df.columns:
+            df = df.groupby(["pre", "post"], as_index=False, sort=False)["weight"].sum()
+        sort = ["weight", "pre", "post"] + (["roi"] if "roi" in df.columns else [])
+        df = df.sort_values(sort, ascending=[False] + [True] * (len(sort) - 1), kind="stable").reset_index(drop=True)
+        return self._label(df, "connectivity_by_roi" if by_roi else "connectivity", version,
+                           min_weight=min_weight, rois=list(roi_list) if roi_list else None)
+
+    # -- synapses --------------------------------------------------------------------
+
+    def get_synapses(
+        self,
+        x: Any,
+        *,
+        pre: bool = True,
+        post: bool = True,
+        min_score: float | None = None,
+        rois: str | Iterable[str] | None = None,
+        include_autapses: bool = False,
+        materialization: Any = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ) -> pd.DataFrame:
+        """Synaptic connections of neurons, with positions (nm) and scores.
+
+        Parameters
+        ----------
+        x
+            Neurons: ids, a :class:`NeuronCriteria`, or navis neurons.
+        pre, post
+            Include connections where ``x`` is presynaptic / postsynaptic.
+        min_score
+            Keep synapses with ``score >= min_score``.
+        rois
+            Keep synapses whose postsynaptic site is in these ROIs.
+        include_autapses, materialization, batch_size, progress
+            As in :meth:`get_connectivity`.
+
+        Returns
+        -------
+        pandas.DataFrame
+            :data:`connectomix.schema.SYNAPSES`; each synaptic connection once.
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> ds = connectomix.open("sample")
+        >>> syn = ds.get_synapses(1734350788, post=False)
+        >>> len(syn) >= 621, syn.attrs["units"]
+        (True, 'nm')
+        """
+        if not (pre or post):
+            raise InvalidArgumentError("pre and post are both False: nothing to fetch; set at least one to True")
+        if Capability.SYNAPSES not in self.capabilities:
+            raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no synapse-level data")
+        if min_score is not None:
+            if isinstance(min_score, bool) or not isinstance(min_score, numbers.Real) or not np.isfinite(min_score):
+                raise InvalidArgumentError(f"min_score must be a number; got {min_score!r}")
+            if Capability.SYNAPSE_SCORES not in self.capabilities:
+                raise UnsupportedOperation(
+                    f"dataset {self.name!r} has no synapse scores, so min_score={min_score!r} cannot be applied"
+                )
+        roi_list = self._roi_list(rois)
+        batch_size = _optional_batch_size(batch_size)
+        ids = self._resolve_ids(x, "x", materialization)
+        version = self._backend.resolve_materialization(ids, materialization)
+        if ids.size == 0:
+            df = schema.SYNAPSES.empty()
+        else:
+            query = SynapseQuery(
+                ids=ids, pre=pre, post=post, min_score=min_score, rois=roi_list,
+                include_autapses=include_autapses, materialization=version, batch_size=batch_size,
+                max_workers=self.max_workers, progress=progress,
+            )
+            df = schema.SYNAPSES.validate(self._backend.get_synapses(query))
+        keep = np.zeros(len(df), dtype=bool)
+        if pre:
+            keep |= df["pre"].isin(ids).to_numpy()
+        if post:
+            keep |= df["post"].isin(ids).to_numpy()
+        keep &= ((df["pre"] != 0) & (df["post"] != 0)).to_numpy()
+        if not include_autapses:
+            keep &= (df["pre"] != df["post"]).to_numpy()
+        if min_score is not None:
+            keep &= (df["score"] >= min_score).fillna(False).to_numpy()
+        if roi_list is not None:
+            keep &= df["roi"].isin(roi_list).fillna(False).to_numpy()
+        df = df[keep].drop_duplicates("synapse_id").sort_values("synapse_id", kind="stable").reset_index(drop=True)
+        return self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
+
+    # -- skeletons -------------------------------------------------------------------
+
+    def get_skeletons(self, x: Any) -> Any:
+        """Skeletons as a navis ``NeuronList`` of ``TreeNeuron`` s in nm.
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> sk = connectomix.open("sample").get_skeletons(1734350788)
+        >>> str(sk[0].units)
+        '1 nanometer'
+        """
+        if Capability.SKELETONS not in self.capabilities:
+            raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no skeletons")
+        ids = parse_ids(x.ids if isinstance(x, NeuronCriteria) and x.is_ids_only else x)
+        return self._backend.get_skeletons(ids)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _label(self, df: pd.DataFrame, table: str, version: Any, **query: Any) -> pd.DataFrame:
+        return schema.provenance(
+            df, table=table, backend=self.backend_name, dataset=self.name, version=version,
+            synthetic=dict(self._info.synthetic), query={k: v for k, v in query.items() if v is not None},
+        )
+
+    def _check_rois(self, rois: Iterable[str]) -> None:
+        valid = set(self._info.rois) | set(self._info.primary_rois)
+        for roi in rois:
+            if roi not in valid:
+                raise UnknownROIError(roi, valid, self.name)
+
+    def _roi_list(self, rois: str | Iterable[str] | None) -> tuple[str, ...] | None:
+        if rois is None:
+            return None
+        items = (rois,) if isinstance(rois, str) else tuple(rois)
+        if not items or not all(isinstance(r, str) for r in items):
+            raise InvalidArgumentError(f"rois must be an ROI name or a non-empty list of names; got {rois!r}")
+        valid = set(self._info.primary_rois) | {schema.NOT_PRIMARY}
+        for roi in items:
+            if roi not in valid:
+                raise UnknownROIError(roi, valid, self.name)
+        return tuple(dict.fromkeys(items))
+
+    def _resolve_ids(self, x: Any, what: str, materialization: Any) -> np.ndarray | None:
+        """Ids for one side of a query; criteria are resolved through fetch_neurons."""
+        if x is None:
+            return None
+        crit = to_criteria(x) if not isinstance(x, NeuronCriteria) else x
+        if crit.is_ids_only:
+            ids = np.asarray(crit.ids, dtype="int64")
+            missing = self._backend.missing_ids(ids, materialization) if ids.size else ids
+            if len(missing):
+                shown = ", ".join(str(i) for i in list(missing)[:10])
+                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+                raise IdsNotFoundError(
+                    f"{what}: {len(missing)} id(s) not found in dataset {self.name!r} "
+                    f"(version {self.version!r}): {shown}{more}",
+                    ids=missing,
+                )
+            return ids
+        neurons, _ = self.fetch_neurons(crit, omit_rois=True)
+        return neurons["id"].to_numpy(dtype="int64")
+
+
+def _filter_connectivity(df, src, tgt, rois, min_weight, include_autapses) -> pd.DataFrame:
+    keep = ((df["pre"] != 0) & (df["post"] != 0)).to_numpy()
+    if src is not None:
+        keep &= df["pre"].isin(src).to_numpy()
+    if tgt is not None:
+        keep &= df["post"].isin(tgt).to_numpy()
+    if not include_autapses:
+        keep &= (df["pre"] != df["post"]).to_numpy()
+    if rois is not None:
+        keep &= df["roi"].isin(rois).to_numpy()
+    df = df[keep]
+    if len(df):
+        total = df.groupby(["pre", "post"], sort=False)["weight"].transform("sum")
+        df = df[(total >= max(min_weight, 1)).to_numpy() & (df["weight"] > 0).to_numpy()]
+    return df.reset_index(drop=True)
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative integer (a synapse count); got {value!r}")
+    return int(value)
+
+
+def _optional_batch_size(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidArgumentError(f"batch_size must be a positive integer or None; got {value!r}")
+    return int(value)
+
+
+def _concat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    parts = [p for p in (a, b) if p is not None]
+    return np.unique(np.concatenate(parts)) if parts else None

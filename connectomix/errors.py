@@ -1,0 +1,198 @@
+"""The one exception hierarchy of connectomix.
+
+Every error connectomix raises on purpose derives from :class:`ConnectomixError`.
+Errors caused by bad input also derive from :class:`ValueError` (or
+:class:`LookupError` for unknown names), so generic ``except ValueError``
+handlers keep working. Backends translate their native errors (``requests``,
+``caveclient``, DuckDB, ...) into these classes and keep the original as
+``__cause__``.
+
+Messages name the offending value and say what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "ConnectomixError",
+    "InvalidArgumentError",
+    "InvalidIdError",
+    "InvalidRegexError",
+    "UnknownROIError",
+    "InvalidURIError",
+    "ConfigError",
+    "DatasetNotFoundError",
+    "BackendNotFoundError",
+    "UnsupportedOperation",
+    "SchemaError",
+    "DataFormatError",
+    "RemoteError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ServerError",
+    "QueryError",
+    "RequestTimeoutError",
+    "TruncatedResultError",
+    "MaterializationError",
+    "IdsNotFoundError",
+]
+
+
+def suggest(value: object, valid: Iterable[str], *, n: int = 5) -> str:
+    """Return a short "valid values" hint, closest matches first.
+
+    Examples
+    --------
+    >>> suggest("AL(r)", ["AL(R)", "LH(R)", "CA(R)"])
+    "did you mean 'AL(R)'? Valid values include: 'AL(R)', 'CA(R)', 'LH(R)'"
+    """
+    valid = sorted(set(map(str, valid)))
+    close = difflib.get_close_matches(str(value), valid, n=3, cutoff=0.6)
+    shown = ", ".join(repr(v) for v in valid[:n])
+    more = f" (and {len(valid) - n} more)" if len(valid) > n else ""
+    hint = f"Valid values include: {shown}{more}" if valid else "There are no valid values."
+    if close:
+        return f"did you mean {' or '.join(repr(c) for c in close)}? {hint}"
+    return hint
+
+
+class ConnectomixError(Exception):
+    """Base class of every error raised by connectomix."""
+
+
+# --- bad input -----------------------------------------------------------------------
+
+
+class InvalidArgumentError(ConnectomixError, ValueError):
+    """An argument has a value connectomix cannot use."""
+
+
+class InvalidIdError(InvalidArgumentError):
+    """Neuron ids that are not non-negative integers (e.g. ``'abc'``, ``1.5``, ``-3``)."""
+
+
+class InvalidRegexError(InvalidArgumentError):
+    """A ``type``/``instance`` pattern given with ``regex=True`` does not compile."""
+
+
+class UnknownROIError(InvalidArgumentError, LookupError):
+    """An ROI name the dataset does not have."""
+
+    def __init__(self, roi: str, valid: Iterable[str], dataset: str | None = None):
+        self.roi = roi
+        where = f" in dataset {dataset!r}" if dataset else ""
+        super().__init__(f"Unknown ROI {roi!r}{where}; {suggest(roi, valid)}")
+
+
+class InvalidURIError(InvalidArgumentError):
+    """A dataset URI that cannot be parsed or names no installed backend."""
+
+
+class ConfigError(ConnectomixError):
+    """The connectomix TOML configuration file is malformed."""
+
+
+class DatasetNotFoundError(ConnectomixError, LookupError):
+    """A dataset name that is neither configured nor built in."""
+
+
+class BackendNotFoundError(ConnectomixError, LookupError):
+    """No installed backend handles the requested URI scheme or name."""
+
+
+class UnsupportedOperation(ConnectomixError, NotImplementedError):
+    """The backend (or this dataset) cannot do what was asked.
+
+    Raised instead of silently ignoring an argument, e.g. ``min_score`` on a
+    dataset without synapse scores, or skeletons from a backend without them.
+    """
+
+
+class SchemaError(ConnectomixError):
+    """A backend returned a table that does not follow the documented schema.
+
+    This is a bug in the backend, never in the caller's input.
+    """
+
+
+class DataFormatError(ConnectomixError):
+    """Local data files (a release folder) are missing or malformed."""
+
+
+# --- talking to servers -----------------------------------------------------------------
+
+
+class RemoteError(ConnectomixError):
+    """Base class for failures reported by (or on the way to) a remote server.
+
+    Attributes
+    ----------
+    status : int or None
+        HTTP status code, if there was a response.
+    server_message : str or None
+        The server's own error text, kept verbatim.
+    url : str or None
+        The endpoint (never with credentials).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 server_message: str | None = None, url: str | None = None):
+        self.status = status
+        self.server_message = server_message
+        self.url = url
+        super().__init__(message)
+
+
+class AuthenticationError(RemoteError):
+    """HTTP 401: the token is missing, invalid or expired. Get a new token."""
+
+
+class AuthorizationError(RemoteError):
+    """HTTP 403: the token is valid but lacks permission for this dataset."""
+
+
+class ServerError(RemoteError):
+    """The server failed (5xx) or answered something connectomix cannot read."""
+
+
+class QueryError(RemoteError):
+    """The server rejected a query (e.g. a Cypher error). ``query`` holds the query text."""
+
+    def __init__(self, message: str, *, query: str | None = None, **kwargs):
+        self.query = query
+        super().__init__(message, **kwargs)
+
+
+class RequestTimeoutError(RemoteError, TimeoutError):
+    """A request (or the total retry budget) ran out of time."""
+
+
+class TruncatedResultError(RemoteError):
+    """A server capped a result and it could not be split into complete parts."""
+
+
+# --- versions and ids ---------------------------------------------------------------------
+
+
+class MaterializationError(ConnectomixError, LookupError):
+    """The requested ids do not (co-)exist at the requested materialization version.
+
+    Attributes
+    ----------
+    ids : list of int
+        The ids that are outdated (or too new) for the version.
+    """
+
+    def __init__(self, message: str, *, ids: Iterable[int] = ()):
+        self.ids = [int(i) for i in ids]
+        super().__init__(message)
+
+
+class IdsNotFoundError(InvalidArgumentError, LookupError):
+    """Ids that do not exist in the dataset at all."""
+
+    def __init__(self, message: str, *, ids: Iterable[int] = ()):
+        self.ids = [int(i) for i in ids]
+        super().__init__(message)

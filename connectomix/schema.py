@@ -1,0 +1,273 @@
+"""The one place where connectomix's result tables are defined.
+
+Every backend returns these tables; :func:`validate` checks and coerces them at
+the core boundary, so a notebook sees identical columns, dtypes and units
+whichever dataset it talks to.
+
+Conventions (identical for every backend)
+------------------------------------------
+ids
+    ``int64``. Neuron ids are neuPrint ``bodyId`` s or CAVE root ids.
+    Id ``0`` is the background segment: it is never a neuron and rows touching
+    it are always dropped.
+units
+    Coordinates are **nanometres** (``float64``), converted from the dataset's
+    voxel size by the backend. ``df.attrs["units"] == "nm"``.
+thresholds
+    ``min_weight`` and ``min_score`` keep values ``>=`` the threshold.
+autapses
+    Connections of a neuron onto itself are excluded unless
+    ``include_autapses=True`` is passed.
+labels
+    A :class:`~connectomix.NeuronCriteria` with explicit ids matches any
+    segment (neuPrint ``:Segment``); criteria without ids match only neurons
+    (neuPrint ``:Neuron``, ``is_neuron`` in release folders). Connectivity and
+    synapse queries never drop partners for being mere segments.
+ROIs
+    In synapse tables ``roi`` is the ROI of the **postsynaptic** site (as
+    neuprint-python's ``fetch_synapse_connections`` and FlyWire's
+    ``neuropil``), ``<NA>`` outside every primary ROI. Aggregated tables
+    (per-ROI connectivity and ROI counts) use the bucket ``"NotPrimary"`` for
+    those, so per-ROI weights always sum to the total weight.
+scores
+    ``score`` is the value ``min_score`` thresholds: FlyWire's
+    ``cleft_score``; for neuPrint the smaller of the pre- and postsynaptic
+    confidences (so ``score >= t`` means both sides pass ``t``).
+versions
+    ``df.attrs["version"]`` is the immutable version the rows came from (a
+    neuPrint dataset tag, a CAVE materialization, a release version).
+
+Mapping to the existing clients
+-------------------------------
+================== ======================================= ========================================
+connectomix        neuprint-python                         fafbseg / caveclient
+================== ======================================= ========================================
+neurons.id         ``bodyId``                              ``root_id``
+neurons.type       ``type``                                ``cell_type`` / ``primary_type``
+neurons.instance   ``instance``                            (annotation tables)
+roi_counts         ``roi_counts_df`` (``bodyId, roi,...``) ``get_synapse_counts(by_neuropil=True)``
+connectivity.pre   ``bodyId_pre``                          ``pre`` / ``pre_pt_root_id``
+connectivity.post  ``bodyId_post``                         ``post`` / ``post_pt_root_id``
+connectivity.weight``weight``                              ``weight`` / ``syn_count``
+connectivity.roi   ``roi`` (``fetch_adjacencies``)         ``neuropil``
+synapses.pre_x     ``x_pre`` × voxel size                  ``pre_x`` (``pre_pt_position_x`` × res.)
+synapses.post_x    ``x_post`` × voxel size                 ``post_x``
+synapses.score     min(``confidence_pre``,``confidence_post``) ``cleft_score``
+synapses.roi       ``roi_post``                            ``neuropil``
+synapses.synapse_id(none; derived, stable per dataset)     ``id``
+================== ======================================= ========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError
+
+__all__ = [
+    "Column",
+    "TableSchema",
+    "NEURONS",
+    "ROI_COUNTS",
+    "CONNECTIVITY",
+    "CONNECTIVITY_BY_ROI",
+    "SYNAPSES",
+    "TABLES",
+    "NOT_PRIMARY",
+    "validate",
+    "provenance",
+]
+
+#: Bucket name for synapses outside every primary ROI in aggregated tables.
+NOT_PRIMARY = "NotPrimary"
+
+_ID = "int64"
+_COUNT = "int64"
+_NM = "float64"
+_STR = "string"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a result table."""
+
+    name: str
+    dtype: str
+    description: str
+    unit: str | None = None
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """Required columns (in order), with dtypes; extra columns may follow.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from connectomix.schema import CONNECTIVITY
+    >>> CONNECTIVITY.names
+    ('pre', 'post', 'weight')
+    >>> CONNECTIVITY.validate(pd.DataFrame({"pre": [1], "post": [2], "weight": [3]})).dtypes.tolist()
+    [dtype('int64'), dtype('int64'), dtype('int64')]
+    """
+
+    name: str
+    columns: tuple[Column, ...]
+    description: str = ""
+    optional: tuple[Column, ...] = field(default=())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def empty(self) -> pd.DataFrame:
+        """An empty frame with the right columns and dtypes."""
+        return pd.DataFrame({c.name: pd.Series([], dtype=c.dtype) for c in self.columns})
+
+    def validate(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Check and coerce ``df``; return a new frame with required columns first.
+
+        Raises
+        ------
+        SchemaError
+            A required column is missing, has nulls where none are allowed, or
+            cannot be converted to its dtype.
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise SchemaError(f"{self.name}: expected a pandas DataFrame, got {type(df).__name__}")
+        missing = [n for n in self.names if n not in df.columns]
+        if missing:
+            raise SchemaError(
+                f"{self.name} table is missing column(s) {missing}; it has {list(df.columns)}"
+            )
+        out = {}
+        for col in self.columns + tuple(c for c in self.optional if c.name in df.columns):
+            out[col.name] = _coerce(df[col.name], col, self.name)
+        extra = [c for c in df.columns if c not in out]
+        result = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
+        for c in extra:
+            result[c] = df[c].to_numpy() if not isinstance(df[c].dtype, pd.CategoricalDtype) else df[c].values
+        return result
+
+
+def _coerce(s: pd.Series, col: Column, table: str) -> pd.Series:
+    if not col.nullable and s.isna().any():
+        raise SchemaError(f"{table}.{col.name} must not contain missing values")
+    try:
+        if col.dtype == "int64":
+            if s.dtype.kind == "f" and not np.all(np.mod(s.to_numpy(), 1) == 0):
+                raise ValueError("non-integral floats")
+            return pd.Series(s.to_numpy().astype("int64", copy=False), name=col.name)
+        if col.dtype == "string":
+            return pd.Series(s.to_numpy(), name=col.name, dtype="string")
+        if col.dtype == "bool":
+            return pd.Series(s.to_numpy().astype(bool, copy=False), name=col.name)
+        return pd.Series(s.to_numpy().astype(col.dtype, copy=False), name=col.name)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SchemaError(f"{table}.{col.name} cannot be converted to {col.dtype}: {exc}") from exc
+
+
+NEURONS = TableSchema(
+    "neurons",
+    (
+        Column("id", _ID, "Neuron id (neuPrint bodyId / CAVE root id)."),
+        Column("type", _STR, "Cell type.", nullable=True),
+        Column("instance", _STR, "Instance name (type plus side/variant).", nullable=True),
+        Column("status", _STR, "Proofreading status, e.g. 'Traced'.", nullable=True),
+        Column("pre", _COUNT, "Number of presynaptic sites (T-bars) of the neuron."),
+        Column("post", _COUNT, "Number of postsynaptic sites (PSDs) of the neuron."),
+    ),
+    "One row per neuron matching the criteria, ordered by id.",
+    optional=(
+        Column("is_neuron", "bool", "False for mere segments (neuPrint :Segment without :Neuron)."),
+        Column("synthetic", "bool", "True for rows invented for a demo dataset (never in real data)."),
+    ),
+)
+
+ROI_COUNTS = TableSchema(
+    "roi_counts",
+    (
+        Column("id", _ID, "Neuron id."),
+        Column("roi", _STR, f"Primary ROI, or {NOT_PRIMARY!r} for synapses outside every primary ROI."),
+        Column("pre", _COUNT, "Presynaptic sites of the neuron in the ROI."),
+        Column("post", _COUNT, "Postsynaptic sites of the neuron in the ROI."),
+    ),
+    "Per-ROI synapse counts; per neuron the rows sum to the neuron's pre/post totals.",
+)
+
+CONNECTIVITY = TableSchema(
+    "connectivity",
+    (
+        Column("pre", _ID, "Presynaptic (upstream) neuron id."),
+        Column("post", _ID, "Postsynaptic (downstream) neuron id."),
+        Column("weight", _COUNT, "Number of synaptic connections (PSDs) from pre to post."),
+    ),
+    "One row per connected pair, ordered by weight (descending), pre, post.",
+)
+
+CONNECTIVITY_BY_ROI = TableSchema(
+    "connectivity_by_roi",
+    CONNECTIVITY.columns[:2]
+    + (
+        Column("roi", _STR, f"Primary ROI of the postsynaptic sites, or {NOT_PRIMARY!r}."),
+        Column("weight", _COUNT, "Connections from pre to post inside the ROI."),
+    ),
+    "One row per (pre, post, roi); the rows of a pair sum to its total weight.",
+)
+
+SYNAPSES = TableSchema(
+    "synapses",
+    (
+        Column("synapse_id", _ID, "Stable id of the synaptic connection within the dataset version."),
+        Column("pre", _ID, "Presynaptic neuron id."),
+        Column("post", _ID, "Postsynaptic neuron id."),
+        Column("pre_x", _NM, "Presynaptic site x.", unit="nm"),
+        Column("pre_y", _NM, "Presynaptic site y.", unit="nm"),
+        Column("pre_z", _NM, "Presynaptic site z.", unit="nm"),
+        Column("post_x", _NM, "Postsynaptic site x.", unit="nm"),
+        Column("post_y", _NM, "Postsynaptic site y.", unit="nm"),
+        Column("post_z", _NM, "Postsynaptic site z.", unit="nm"),
+        Column("score", "float64", "Detection score that min_score thresholds (NaN if none).", nullable=True),
+        Column("roi", _STR, "Primary ROI of the postsynaptic site; <NA> outside all.", nullable=True),
+    ),
+    "One row per synaptic connection (pre site -> post site), ordered by synapse_id.",
+)
+
+TABLES = {t.name: t for t in (NEURONS, ROI_COUNTS, CONNECTIVITY, CONNECTIVITY_BY_ROI, SYNAPSES)}
+
+
+def validate(df: pd.DataFrame, table: str | TableSchema) -> pd.DataFrame:
+    """Validate ``df`` against a named table schema (see :data:`TABLES`)."""
+    schema = TABLES[table] if isinstance(table, str) else table
+    return schema.validate(df)
+
+
+def provenance(df: pd.DataFrame, *, table: str, backend: str, dataset: str,
+               version: Any, synthetic: Any = None, **extra: Any) -> pd.DataFrame:
+    """Record where a table came from in ``df.attrs`` (in place) and return ``df``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = provenance(pd.DataFrame(), table="synapses", backend="release",
+    ...                 dataset="sample", version="v1")
+    >>> df.attrs["units"]
+    'nm'
+    """
+    df.attrs.update(
+        {
+            "table": table,
+            "backend": backend,
+            "dataset": dataset,
+            "version": version,
+            "units": "nm",
+            "synthetic": synthetic or {},
+            **extra,
+        }
+    )
+    return df

@@ -1,0 +1,156 @@
+"""A small SYNTHETIC connectome in the release-folder format, for conformance tests.
+
+Every backend's conformance run serves this same toy connectome (the release
+backend reads it directly, the emulators load it), so all backends must give
+the same answers. It deliberately contains what users trip over: an autapse,
+synapses onto background id 0, mere segments (no ``:Neuron`` label), scores
+exactly at a threshold, synapses outside every ROI, an ROI name with
+parentheses and a cell type full of quote characters.
+
+Nothing in it is real data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["make_toy_release", "TOY_VERSION", "TOY_PRIMARY_ROIS", "HOSTILE_TYPE"]
+
+TOY_VERSION = "v1"
+TOY_PRIMARY_ROIS = ("A", "B", "C(R)")
+#: A real-looking cell type that breaks naive string splicing into queries.
+HOSTILE_TYPE = "Q\"uo'te`} //MATCH (n) DETACH DELETE n"
+VOXEL_NM = 8
+
+
+def _neurons() -> pd.DataFrame:
+    rows = [
+        # id, type, instance, status, is_neuron
+        (101, "PN_a", "PN_a_R", "Traced", True),
+        (102, "PN_a", "PN_a_R", "Traced", True),
+        (103, "PN_a", "PN_a_L", "Traced", True),
+        (104, "KC", "KC_R", "Traced", True),
+        (105, "KC", "KC_R", "Traced", True),
+        (106, "KC", "KC_L", "Anchor", True),
+        (107, "LN", "LN_R", "Traced", True),
+        (108, "LN", "LN_L", "Traced", True),
+        (109, "MBON", "MBON_R", "Traced", True),
+        (110, HOSTILE_TYPE, HOSTILE_TYPE + "_R", "Traced", True),
+        (901, None, None, "Orphan", False),
+        (902, None, None, None, False),
+    ]
+    return pd.DataFrame(rows, columns=["id", "type", "instance", "status", "is_neuron"])
+
+
+def _synapses(ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    n = 640
+    pre = rng.choice(ids, size=n, p=_weights(ids))
+    post = rng.choice(ids, size=n)
+    # a few hand-placed cases
+    pre[:6] = [101, 101, 101, 102, 102, 104]
+    post[:6] = [101, 101, 0, 0, 104, 104]  # 101->101 autapse (x2), ->0 background, 104 autapse
+    base = rng.integers(100, 4000, size=(n, 3)) * VOXEL_NM
+    offset = rng.integers(-4, 5, size=(n, 3)) * VOXEL_NM
+    score = np.round(rng.uniform(0.3, 1.0, size=n), 3)
+    score[6:40:3] = 0.5  # exactly at the threshold used by the tests
+    roi = rng.choice(np.array(list(TOY_PRIMARY_ROIS) + [None], dtype=object), size=n, p=[0.4, 0.3, 0.2, 0.1])
+    df = pd.DataFrame(
+        {
+            "synapse_id": np.arange(1, n + 1, dtype="int64") * 10 + 7,
+            "pre": pre.astype("int64"),
+            "post": post.astype("int64"),
+            "pre_x": base[:, 0].astype("float64"),
+            "pre_y": base[:, 1].astype("float64"),
+            "pre_z": base[:, 2].astype("float64"),
+            "post_x": (base[:, 0] + offset[:, 0]).astype("float64"),
+            "post_y": (base[:, 1] + offset[:, 1]).astype("float64"),
+            "post_z": (base[:, 2] + offset[:, 2] + VOXEL_NM).astype("float64"),
+            "score": score,
+            "roi": pd.Series(roi, dtype="string"),
+        }
+    )
+    return df.sort_values(["pre", "synapse_id"]).reset_index(drop=True)
+
+
+def _weights(ids: np.ndarray) -> np.ndarray:
+    w = np.where(ids < 900, 3.0, 0.5)
+    return w / w.sum()
+
+
+def make_toy_release(folder: str | Path) -> Path:
+    """Write the toy release folder to ``folder`` (created) and return its path.
+
+    Examples
+    --------
+    >>> import tempfile, connectomix
+    >>> path = make_toy_release(tempfile.mkdtemp())
+    >>> ds = connectomix.open(f"release://{path}")
+    >>> ds.version
+    'v1'
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20261122)
+    neurons = _neurons()
+    syn = _synapses(neurons["id"].to_numpy(), rng)
+    roi_bucket = syn["roi"].fillna("NotPrimary")
+    connections = (
+        syn.assign(roi=roi_bucket).groupby(["pre", "post", "roi"], as_index=False).size()
+        .rename(columns={"size": "weight"})
+    )
+    connections["weight"] = connections["weight"].astype("int64")
+    connections["roi"] = connections["roi"].astype("string")
+    # every synapse row is one pre site and one post site
+    pre_counts = syn.assign(roi=roi_bucket).groupby(["pre", "roi"]).size().rename("pre")
+    post_counts = syn.assign(roi=roi_bucket).groupby(["post", "roi"]).size().rename("post")
+    pre_counts.index.names = post_counts.index.names = ["id", "roi"]
+    roi_counts = pd.concat([pre_counts, post_counts], axis=1).fillna(0).astype("int64").reset_index()
+    roi_counts = roi_counts[roi_counts["id"] != 0].sort_values(["id", "roi"]).reset_index(drop=True)
+    roi_counts["roi"] = roi_counts["roi"].astype("string")
+    totals = roi_counts.groupby("id")[["pre", "post"]].sum()
+    neurons["pre"] = neurons["id"].map(totals["pre"]).fillna(0).astype("int64")
+    neurons["post"] = neurons["id"].map(totals["post"]).fillna(0).astype("int64")
+    neurons["synthetic"] = True
+    for col in ("type", "instance", "status"):
+        neurons[col] = neurons[col].astype("string")
+    manifest = {
+        "format": "connectomix-release",
+        "format_version": 1,
+        "name": "toy",
+        "version": TOY_VERSION,
+        "description": "SYNTHETIC toy connectome for connectomix conformance tests; not real data.",
+        "source": "generated by connectomix.testing.make_toy_release",
+        "license": "CC0-1.0",
+        "citation": "",
+        "voxel_size_nm": [VOXEL_NM] * 3,
+        "rois": list(TOY_PRIMARY_ROIS) + ["AB"],
+        "primary_rois": list(TOY_PRIMARY_ROIS),
+        "score_name": "confidence",
+        "synthetic": {"*": "every table and column is synthetic (toy connectome)"},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    neurons.to_parquet(folder / "neurons.parquet", index=False)
+    connections.sort_values(["pre", "post", "roi"]).to_parquet(folder / "connections.parquet", index=False)
+    roi_counts.to_parquet(folder / "roi_counts.parquet", index=False)
+    syn.to_parquet(folder / "synapses.parquet", index=False, row_group_size=1_000_000)
+    _write_skeletons(folder / "skeletons", [101, 102])
+    (folder / "README.md").write_text(
+        "# toy (SYNTHETIC)\n\nA synthetic toy connectome written by "
+        "`connectomix.testing.make_toy_release` for conformance tests. Nothing here is real data.\n"
+    )
+    return folder
+
+
+def _write_skeletons(folder: Path, ids: list[int]) -> None:
+    folder.mkdir(exist_ok=True)
+    for k, body in enumerate(ids):
+        lines = ["# SYNTHETIC toy skeleton (connectomix.testing); units: nm", "# node_id type x y z radius parent"]
+        for i in range(1, 21):
+            parent = -1 if i == 1 else i - 1
+            x, y, z = 1000 * i, 500 * k + 40 * i, 8000 + 16 * i
+            lines.append(f"{i} 0 {x} {y} {z} 40 {parent}")
+        (folder / f"{body}.swc").write_text("\n".join(lines) + "\n")
