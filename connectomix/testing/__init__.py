@@ -9,7 +9,8 @@ Backends (first- or third-party) opt into the conformance suite by subclassing
 
     class TestMyBackend(ConformanceTests):
         @pytest.fixture(scope="class")
-        def dataset(self, toy_release):
+        @classmethod
+        def dataset(cls, toy_release):
             return connectomix.open(...)  # your backend, serving toy_release
 """
 

@@ -1,0 +1,92 @@
+"""``connectomix demo``: a short tour of a dataset for a neuroscientist.
+
+On the embedded sample (hemibrain DA1 olfactory projection neurons) it shows
+the neurons, where their synapses are, whom they talk to, and what their
+synapses look like -- every number read through the public API.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pandas as pd
+
+from .criteria import NeuronCriteria
+
+__all__ = ["run_demo"]
+
+
+def _section(title: str) -> None:
+    print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
+
+
+def _types_of(ds, ids) -> pd.Series:
+    neurons, _ = ds.fetch_neurons(NeuronCriteria(ids=ids), omit_rois=True)
+    return neurons.set_index("id")["type"].fillna("(untyped segment)")
+
+
+def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
+    """Print a tour of dataset ``name`` centred on neurons of ``cell_type``."""
+    from .dataset import open as open_dataset
+
+    with open_dataset(name) as ds:
+        info = ds.info
+        print(f"connectomix demo: {ds!r}")
+        for key in ("source", "license"):
+            if info.extra.get(key):
+                print(textwrap.fill(f"{key}: {info.extra[key]}", 100, subsequent_indent="  "))
+        if info.synthetic:
+            print("SYNTHETIC parts (labelled in df.attrs['synthetic']):")
+            for table, what in info.synthetic.items():
+                print(textwrap.fill(f"- {table}: {what}", 100, subsequent_indent="    "))
+
+        _section(f"{cell_type} neurons and their synapses per ROI")
+        neurons, roi_counts = ds.fetch_neurons(type=cell_type)
+        if neurons.empty:
+            print(f"no neurons of type {cell_type!r} in {name!r}")
+            return
+        print(neurons[["id", "instance", "status", "pre", "post"]].to_string(index=False))
+        if not roi_counts.empty:
+            per_roi = roi_counts.groupby("roi")[["pre", "post"]].sum().sort_values("post", ascending=False)
+            print("\nall of them together, per ROI (pre = output sites, post = input sites):")
+            print(per_roi.to_string())
+
+        ids = neurons["id"].to_numpy()
+        _section(f"strongest downstream partner types of {cell_type} (weight >= 3)")
+        out = ds.get_connectivity(sources=ids, min_weight=3, progress=False)
+        if out.empty:
+            print("(none)")
+        else:
+            out = out.assign(partner_type=out["post"].map(_types_of(ds, out["post"].unique())))
+            by_type = (out.groupby("partner_type")
+                       .agg(neurons=("post", "nunique"), synapses=("weight", "sum"))
+                       .sort_values("synapses", ascending=False).head(10))
+            print(by_type.to_string())
+
+        _section(f"strongest upstream partner types of {cell_type} (weight >= 3)")
+        inp = ds.get_connectivity(targets=ids, min_weight=3, progress=False)
+        if inp.empty:
+            print("(none)")
+        else:
+            inp = inp.assign(partner_type=inp["pre"].map(_types_of(ds, inp["pre"].unique())))
+            by_type = (inp.groupby("partner_type")
+                       .agg(neurons=("pre", "nunique"), synapses=("weight", "sum"))
+                       .sort_values("synapses", ascending=False).head(10))
+            print(by_type.to_string())
+
+        try:
+            syn = ds.get_synapses(ids[:1], progress=False)
+        except Exception as exc:  # a dataset without synapse-level data
+            print(f"\n(synapses unavailable: {exc})")
+            return
+        _section(f"synapses of {neurons['instance'].iloc[0]} {ids[0]} (coordinates in nm)")
+        n_out, n_in = int((syn["pre"] == ids[0]).sum()), int((syn["post"] == ids[0]).sum())
+        print(f"{len(syn)} synaptic connections: {n_out} outgoing, {n_in} incoming")
+        if syn["score"].notna().any():
+            print(f"score: median {syn['score'].median():.3f}; {(syn['score'] >= 0.9).mean():.0%} have score >= 0.9")
+        print(syn["roi"].fillna("(no primary ROI)").value_counts().rename("synapses").to_frame().to_string())
+        lo = syn[["post_x", "post_y", "post_z"]].min() / 1000
+        hi = syn[["post_x", "post_y", "post_z"]].max() / 1000
+        print("extent (um): " + ", ".join(f"{a} {lo.iloc[i]:.0f}-{hi.iloc[i]:.0f}" for i, a in enumerate("xyz")))
+        print("\nfirst rows of the synapse table:")
+        print(syn.head(5).to_string(index=False))

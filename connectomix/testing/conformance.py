@@ -1,0 +1,321 @@
+"""The behavioural conformance suite every connectomix backend must pass.
+
+Subclass :class:`ConformanceTests` in a test module and provide a
+class-scoped ``dataset`` fixture: a :class:`connectomix.Dataset` whose backend
+serves the toy release written to ``toy_release`` (the release backend reads
+it directly; remote backends run their emulator over it). Every expectation
+is computed here, independently, from the toy release's Parquet files with
+pandas, so all backends are held to the same answers.
+
+Tests of optional features are skipped when the dataset lacks the
+:class:`~connectomix.Capability`, and the suite checks that such gaps raise
+:class:`~connectomix.errors.UnsupportedOperation` instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import connectomix
+from connectomix import NeuronCriteria as NC
+from connectomix import errors, schema
+from connectomix.backend import Capability
+
+from .toy import HOSTILE_TYPE, make_toy_release
+
+__all__ = ["ConformanceTests", "ToyTruth"]
+
+_POS = ["pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
+
+
+class ToyTruth:
+    """Expected answers, computed with pandas straight from the toy release files."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.manifest = json.loads((self.folder / "manifest.json").read_text())
+        self.neurons = pd.read_parquet(self.folder / "neurons.parquet")
+        self.connections = pd.read_parquet(self.folder / "connections.parquet")
+        self.roi_counts = pd.read_parquet(self.folder / "roi_counts.parquet")
+        self.synapses = pd.read_parquet(self.folder / "synapses.parquet")
+
+    def edges(self, sources=None, targets=None, *, rois=None, min_weight=1, autapses=False) -> pd.DataFrame:
+        c = self.connections
+        c = c[(c.pre != 0) & (c.post != 0)]
+        if sources is not None:
+            c = c[c.pre.isin(sources)]
+        if targets is not None:
+            c = c[c.post.isin(targets)]
+        if not autapses:
+            c = c[c.pre != c.post]
+        if rois is not None:
+            c = c[c.roi.isin(rois)]
+        total = c.groupby(["pre", "post"], as_index=False)["weight"].sum()
+        return total[total.weight >= min_weight].sort_values(["pre", "post"]).reset_index(drop=True)
+
+    def synapse_rows(self, ids, *, pre=True, post=True, autapses=False) -> pd.DataFrame:
+        s = self.synapses
+        keep = np.zeros(len(s), bool)
+        if pre:
+            keep |= s.pre.isin(ids).to_numpy()
+        if post:
+            keep |= s.post.isin(ids).to_numpy()
+        keep &= ((s.pre != 0) & (s.post != 0)).to_numpy()
+        if not autapses:
+            keep &= (s.pre != s.post).to_numpy()
+        return s[keep]
+
+
+def _keys(df: pd.DataFrame) -> list[tuple]:
+    """Synapse identity independent of backend synapse ids."""
+    cols = ["pre", "post"] + _POS
+    return sorted(map(tuple, df[cols].astype("float64").round(3).to_numpy().tolist()))
+
+
+class ConformanceTests:
+    """Behaviour shared by all backends. Subclasses provide the ``dataset`` fixture."""
+
+    # -- fixtures ------------------------------------------------------------------------
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def toy_release(cls, tmp_path_factory) -> Path:
+        return make_toy_release(tmp_path_factory.mktemp("toy_release"))
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def truth(cls, toy_release) -> ToyTruth:
+        return ToyTruth(toy_release)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def dataset(cls, toy_release):  # pragma: no cover - must be overridden
+        raise NotImplementedError("subclasses provide a 'dataset' fixture serving toy_release")
+
+    def _require(self, ds, cap: Capability):
+        if cap not in ds.capabilities:
+            pytest.skip(f"{ds.backend_name} dataset lacks {cap.value}")
+
+    # -- metadata ------------------------------------------------------------------------
+
+    def test_metadata(self, dataset, truth):
+        assert set(truth.manifest["primary_rois"]) <= set(dataset.primary_rois)
+        assert "<connectomix.Dataset" in repr(dataset)
+
+    # -- fetch_neurons -------------------------------------------------------------------
+
+    def test_neurons_by_ids_include_segments(self, dataset, truth):
+        ids = [101, 104, 901]
+        neurons, _ = dataset.fetch_neurons(ids)
+        assert neurons["id"].tolist() == ids
+        assert list(neurons.columns[: len(schema.NEURONS.names)]) == list(schema.NEURONS.names)
+        assert neurons["id"].dtype == "int64"
+        expected = truth.neurons.set_index("id").loc[ids]
+        assert neurons["pre"].tolist() == expected["pre"].tolist()
+        assert neurons["post"].tolist() == expected["post"].tolist()
+        assert neurons.attrs["backend"] == dataset.backend_name
+        assert neurons.attrs["units"] == "nm"
+
+    def test_criteria_without_ids_match_only_neurons(self, dataset, truth):
+        neurons, _ = dataset.fetch_neurons(status="Orphan")
+        assert neurons.empty  # 901 is a mere segment
+        neurons, _ = dataset.fetch_neurons(NC(status="Orphan", label="segment"))
+        assert neurons["id"].tolist() == [901]
+
+    def test_type_exact_and_regex(self, dataset, truth):
+        exact, _ = dataset.fetch_neurons(type="KC")
+        assert exact["id"].tolist() == truth.neurons.query("type == 'KC'")["id"].tolist()
+        assert dataset.fetch_neurons(type="K").neurons.empty  # exact, not substring
+        regex, _ = dataset.fetch_neurons(type="(KC|LN)", regex=True)
+        assert regex["id"].tolist() == truth.neurons[truth.neurons.type.isin(["KC", "LN"])]["id"].tolist()
+        inst, _ = dataset.fetch_neurons(instance=".*_L", regex=True)
+        assert inst["id"].tolist() == [103, 106, 108]
+
+    def test_hostile_type_is_data_not_code(self, dataset):
+        neurons, _ = dataset.fetch_neurons(type=HOSTILE_TYPE)
+        assert neurons["id"].tolist() == [110]
+        assert neurons["type"].iloc[0] == HOSTILE_TYPE
+        assert dataset.fetch_neurons(type=HOSTILE_TYPE[:5]).neurons.empty
+        # the graph is still intact afterwards
+        assert len(dataset.fetch_neurons(type="KC").neurons) == 3
+
+    def test_status_and_min_counts_are_inclusive(self, dataset, truth):
+        n = truth.neurons[truth.neurons.is_neuron]
+        threshold = int(n["pre"].median())
+        got, _ = dataset.fetch_neurons(min_pre=threshold)
+        assert got["id"].tolist() == n[n.pre >= threshold]["id"].tolist()
+        assert threshold in got["pre"].tolist()
+        got, _ = dataset.fetch_neurons(status=["Anchor"])
+        assert got["id"].tolist() == [106]
+
+    def test_roi_criteria(self, dataset, truth):
+        self._require(dataset, Capability.ROIS)
+        rc = truth.roi_counts
+        neurons = set(truth.neurons[truth.neurons.is_neuron]["id"])
+        in_c = set(rc[(rc.roi == "C(R)") & (rc.pre + rc.post > 0)]["id"]) & neurons
+        got, _ = dataset.fetch_neurons(rois=["C(R)"])
+        assert set(got["id"]) == in_c
+        inputs = set(rc[(rc.roi == "A") & (rc.post >= 12)]["id"]) & neurons
+        got, _ = dataset.fetch_neurons(input_rois=["A"], min_roi_inputs=12)
+        assert set(got["id"]) == inputs and inputs
+
+    def test_roi_counts_sum_to_totals(self, dataset, truth):
+        self._require(dataset, Capability.ROIS)
+        neurons, roi_counts = dataset.fetch_neurons(type="PN_a")
+        sums = roi_counts.groupby("id")[["pre", "post"]].sum()
+        totals = neurons.set_index("id")[["pre", "post"]]
+        pd.testing.assert_frame_equal(sums.sort_index(), totals.sort_index(), check_names=False)
+        assert set(roi_counts["roi"]) <= set(dataset.primary_rois) | {schema.NOT_PRIMARY}
+
+    # -- bad input -----------------------------------------------------------------------
+
+    def test_bad_input_raises_clear_errors(self, dataset):
+        with pytest.raises(errors.UnknownROIError, match="'D'"):
+            dataset.fetch_neurons(rois=["D"])
+        with pytest.raises(errors.UnknownROIError):
+            dataset.get_connectivity(sources=[101], rois=["nope"])
+        with pytest.raises(errors.InvalidRegexError):
+            dataset.fetch_neurons(type="([", regex=True)
+        with pytest.raises(errors.InvalidIdError, match="'abc'"):
+            dataset.get_connectivity(sources=["abc"])
+        with pytest.raises(errors.InvalidArgumentError, match="min_weight"):
+            dataset.get_connectivity(sources=[101], min_weight=-1)
+        with pytest.raises(errors.IdsNotFoundError, match="424242"):
+            dataset.get_connectivity(sources=[101, 424242])
+        with pytest.raises(errors.InvalidArgumentError):
+            dataset.get_synapses([101], pre=False, post=False)
+
+    # -- connectivity --------------------------------------------------------------------
+
+    def test_connectivity_weights(self, dataset, truth):
+        got = dataset.get_connectivity(sources=[101, 102, 103])
+        assert list(got.columns) == ["pre", "post", "weight"]
+        expected = truth.edges([101, 102, 103])
+        pd.testing.assert_frame_equal(
+            got.sort_values(["pre", "post"]).reset_index(drop=True), expected, check_dtype=False
+        )
+        assert got["weight"].is_monotonic_decreasing
+        assert got.attrs["version"] is not None
+
+    def test_connectivity_targets_only_and_both(self, dataset, truth):
+        got = dataset.get_connectivity(targets=[104])
+        exp = truth.edges(targets=[104])
+        assert sorted(zip(got.pre, got.post, got.weight)) == sorted(zip(exp.pre, exp.post, exp.weight))
+        both = dataset.get_connectivity([101, 102], [104, 105, 901])
+        exp = truth.edges([101, 102], [104, 105, 901])
+        assert sorted(zip(both.pre, both.post, both.weight)) == sorted(zip(exp.pre, exp.post, exp.weight))
+
+    def test_min_weight_is_inclusive(self, dataset, truth):
+        all_edges = truth.edges([101, 102, 103, 104])
+        w = int(all_edges.weight.median())
+        got = dataset.get_connectivity(sources=[101, 102, 103, 104], min_weight=w)
+        assert w in got["weight"].tolist()
+        assert len(got) == (all_edges.weight >= w).sum()
+
+    def test_autapses_and_background(self, dataset, truth):
+        got = dataset.get_connectivity(sources=[101, 104])
+        assert not (got.pre == got.post).any()
+        assert not (got.post == 0).any()
+        with_auto = dataset.get_connectivity(sources=[101, 104], include_autapses=True)
+        exp = truth.edges([101, 104], autapses=True)
+        assert sorted(zip(with_auto.pre, with_auto.post, with_auto.weight)) == sorted(
+            zip(exp.pre, exp.post, exp.weight)
+        )
+        assert ((with_auto.pre == 101) & (with_auto.post == 101)).any()
+
+    def test_by_roi_partitions_total(self, dataset, truth):
+        self._require(dataset, Capability.ROIS)
+        by_roi = dataset.get_connectivity(sources=[101, 102], by_roi=True)
+        assert list(by_roi.columns) == ["pre", "post", "roi", "weight"]
+        total = dataset.get_connectivity(sources=[101, 102])
+        summed = by_roi.groupby(["pre", "post"], as_index=False)["weight"].sum()
+        merged = total.merge(summed, on=["pre", "post"], suffixes=("", "_sum"))
+        assert len(merged) == len(total) and (merged.weight == merged.weight_sum).all()
+        assert set(by_roi.roi) <= set(dataset.primary_rois) | {schema.NOT_PRIMARY}
+
+    def test_roi_restricted_weights(self, dataset, truth):
+        self._require(dataset, Capability.ROIS)
+        got = dataset.get_connectivity(sources=[101, 102, 103], rois=["A", "C(R)"], min_weight=2)
+        exp = truth.edges([101, 102, 103], rois=["A", "C(R)"], min_weight=2)
+        assert sorted(zip(got.pre, got.post, got.weight)) == sorted(zip(exp.pre, exp.post, exp.weight))
+
+    def test_criteria_as_sources(self, dataset, truth):
+        got = dataset.get_connectivity(sources=NC(type="PN_a"))
+        exp = truth.edges([101, 102, 103])
+        assert len(got) == len(exp) and got.weight.sum() == exp.weight.sum()
+
+    def test_batching_does_not_change_results(self, dataset):
+        ids = [101, 102, 103, 104, 105, 106, 107]
+        a = dataset.get_connectivity(sources=ids)
+        b = dataset.get_connectivity(sources=ids, batch_size=1, progress=False)
+        pd.testing.assert_frame_equal(a, b)
+
+    # -- synapses ------------------------------------------------------------------------
+
+    def test_synapses_rows_and_units(self, dataset, truth):
+        self._require(dataset, Capability.SYNAPSES)
+        got = dataset.get_synapses([101, 104])
+        assert list(got.columns[: len(schema.SYNAPSES.names)]) == list(schema.SYNAPSES.names)
+        expected = truth.synapse_rows([101, 104])
+        assert _keys(got) == _keys(expected)  # each connection once, positions in nm
+        assert got.attrs["units"] == "nm" and got["synapse_id"].is_unique
+
+    def test_synapses_sides(self, dataset, truth):
+        self._require(dataset, Capability.SYNAPSES)
+        pre_only = dataset.get_synapses([102], post=False)
+        assert (pre_only.pre == 102).all() and _keys(pre_only) == _keys(truth.synapse_rows([102], post=False))
+        post_only = dataset.get_synapses([102], pre=False)
+        assert (post_only.post == 102).all() and _keys(post_only) == _keys(truth.synapse_rows([102], pre=False))
+
+    def test_synapses_autapses_and_background(self, dataset, truth):
+        self._require(dataset, Capability.SYNAPSES)
+        got = dataset.get_synapses([101])
+        assert not ((got.pre == got.post) | (got.pre == 0) | (got.post == 0)).any()
+        with_auto = dataset.get_synapses([101], include_autapses=True)
+        assert _keys(with_auto) == _keys(truth.synapse_rows([101], autapses=True))
+
+    def test_min_score_is_inclusive(self, dataset):
+        self._require(dataset, Capability.SYNAPSES)
+        everything = dataset.get_synapses([101, 102, 103])
+        if Capability.SYNAPSE_SCORES not in dataset.capabilities:
+            with pytest.raises(errors.UnsupportedOperation):
+                dataset.get_synapses([101], min_score=0.5)
+            return
+        t = float(everything["score"].round(6).mode().iloc[0])  # the toy data has many scores at 0.5
+        got = dataset.get_synapses([101, 102, 103], min_score=t)
+        assert (got["score"] >= t).all()
+        assert len(got) == (everything["score"] >= t).sum()
+        assert (got["score"] == t).any()
+
+    def test_synapse_roi_filter(self, dataset, truth):
+        self._require(dataset, Capability.SYNAPSES)
+        self._require(dataset, Capability.ROIS)
+        got = dataset.get_synapses([101, 102], rois=["B"])
+        exp = truth.synapse_rows([101, 102])
+        assert _keys(got) == _keys(exp[exp.roi == "B"])
+
+    def test_connectivity_matches_synapse_counts(self, dataset):
+        self._require(dataset, Capability.SYNAPSES)
+        syn = dataset.get_synapses([105], pre=False)
+        counts = syn.groupby("pre").size()
+        edges = dataset.get_connectivity(targets=[105]).set_index("pre")["weight"]
+        pd.testing.assert_series_equal(counts.sort_index(), edges.sort_index(), check_names=False)
+
+    # -- skeletons -----------------------------------------------------------------------
+
+    def test_skeletons(self, dataset):
+        if Capability.SKELETONS not in dataset.capabilities:
+            with pytest.raises(errors.UnsupportedOperation):
+                dataset.get_skeletons([101])
+            return
+        sk = dataset.get_skeletons([101, 102])
+        assert len(sk) == 2 and sorted(int(i) for i in sk.id) == [101, 102]
+        n = sk[0]
+        assert str(n.units) in ("1 nanometer", "1.0 nanometer")
+        assert len(n.nodes) == 20
+        assert n.nodes["x"].max() == pytest.approx(20_000)
