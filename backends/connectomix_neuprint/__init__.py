@@ -1,0 +1,1 @@
+"""The ``neuprint`` backend of connectomix and its local neuPrint emulator."""

@@ -1,0 +1,367 @@
+"""The neuPrint backend: Cypher over neuPrint's HTTP API (hemibrain, MANC, optic lobe, male CNS).
+
+URI: ``neuprint://<host>[:port]/<dataset>[:<tag>]``, e.g.
+``neuprint://neuprint.janelia.org/hemibrain:v1.2.1``. Always HTTPS.
+
+Options: ``token`` (else ``$NEUPRINT_APPLICATION_CREDENTIALS``), ``verify``
+(``true``/``false`` or a CA bundle path; default true), ``timeout`` (seconds
+per request), ``batch_size`` (default ids per query).
+
+Coordinates arrive in voxels and are multiplied by the dataset's
+``:Meta.voxelSize`` to give nm. Query building lives in :mod:`.cypher`
+(pure); this module only executes and converts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from io import StringIO
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from connectomix import schema
+from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
+from connectomix.config import Secret
+from connectomix.criteria import NeuronCriteria
+from connectomix.errors import (
+    AuthenticationError,
+    DatasetNotFoundError,
+    IdsNotFoundError,
+    InvalidArgumentError,
+    InvalidURIError,
+    ServerError,
+    suggest,
+)
+from connectomix.http import HttpClient, RetryPolicy
+from connectomix.parallel import batched, map_batches
+
+from . import cypher
+
+__all__ = ["NeuprintBackend", "synapse_ids"]
+
+TOKEN_ENV = "NEUPRINT_APPLICATION_CREDENTIALS"
+DEFAULT_BATCH = {"connectivity": 200, "synapses": 10, "ids": 10_000}
+
+
+def synapse_ids(coords: np.ndarray) -> np.ndarray:
+    """Stable 63-bit ids from integer voxel coordinates ``(n, 6)`` of the pre and post sites.
+
+    neuPrint has no synapse ids; a synaptic connection is identified by its two
+    sites, so this hash (splitmix64 over the six coordinates) is the same for
+    the same connection in every query of a dataset version.
+    """
+    h = np.full(len(coords), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j in range(coords.shape[1]):
+            h ^= coords[:, j].astype(np.int64).astype(np.uint64)
+            h += np.uint64(0x9E3779B97F4A7C15)
+            h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            h ^= h >> np.uint64(31)
+    return (h >> np.uint64(1)).astype(np.int64)
+
+
+def _parse_bool_or_path(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    if os.path.isfile(text):
+        return text
+    raise InvalidArgumentError(f"verify must be true, false or the path of a CA bundle file; got {value!r}")
+
+
+def _token_from_env() -> Secret | None:
+    raw = os.environ.get(TOKEN_ENV)
+    if not raw:
+        return None
+    if ":" in raw:  # neuprint-python accepts the JSON document the web page offers
+        try:
+            raw = json.loads(raw)["token"]
+        except (ValueError, KeyError, TypeError):
+            raise AuthenticationError(f"${TOKEN_ENV} contains ':' but is not JSON with a 'token' key") from None
+    return Secret(raw.replace('"', ""))
+
+
+class NeuprintBackend(Backend):
+    """neuPrint servers, through their HTTP API (``/api/custom/custom``).
+
+    Examples
+    --------
+    >>> import connectomix  # doctest: +SKIP
+    >>> ds = connectomix.open("neuprint://neuprint.janelia.org/hemibrain:v1.2.1")  # doctest: +SKIP
+    """
+
+    name = "neuprint"
+    schemes = ("neuprint",)
+    description = "neuPrint servers (hemibrain, MANC, optic lobe, male CNS) via Cypher over HTTPS"
+    capabilities = frozenset(
+        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS}
+    )
+    OPTIONS = ("token", "verify", "timeout", "batch_size")
+
+    def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
+                 verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None):
+        token = Secret(token) if token is not None and not isinstance(token, Secret) else token
+        token = token or _token_from_env()
+        host = server.split("/")[0]
+        if not token:
+            raise AuthenticationError(
+                f"no neuPrint token: pass token=..., set ${TOKEN_ENV}, or add token to the dataset's config "
+                f"entry. Get your token from https://{host}/account (log in, then 'Auth Token')."
+            )
+        self.server = server
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.http = HttpClient(
+            f"https://{server}", token=token, verify=verify, service="neuPrint",
+            auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
+            retry=RetryPolicy(request_timeout=float(timeout)),
+        )
+        try:
+            self._dataset_name = self._check_dataset()
+            self._meta = self._fetch_meta()
+        except BaseException:
+            self.http.close()
+            raise
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> NeuprintBackend:
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {unknown} for the neuprint backend; valid options: {list(cls.OPTIONS)}"
+            )
+        server, _, dataset = uri.location.partition("/")
+        if not server or not dataset or "/" in dataset:
+            raise InvalidURIError(
+                f"{uri.raw!r}: expected neuprint://<host>[:port]/<dataset>[:<tag>], "
+                "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
+            )
+        kwargs: dict[str, Any] = {}
+        if "token" in options:
+            kwargs["token"] = options["token"]
+        if "verify" in options:
+            kwargs["verify"] = _parse_bool_or_path(options["verify"])
+        for key in ("timeout", "batch_size"):
+            if key in options:
+                try:
+                    kwargs[key] = (float if key == "timeout" else int)(options[key])
+                except (TypeError, ValueError):
+                    raise InvalidArgumentError(f"{key} must be a number; got {options[key]!r}") from None
+        return cls(server, dataset, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __repr__(self) -> str:
+        return f"NeuprintBackend(server={self.server!r}, dataset={self.dataset!r})"
+
+    # -- transport ------------------------------------------------------------------------
+
+    def run(self, query: str) -> pd.DataFrame:
+        """Execute Cypher on the dataset; return the result as a DataFrame."""
+        body = {"cypher": query, "dataset": self._dataset_name}
+        response = self.http.request("POST", "/api/custom/custom", json_body=body, query_text=query)
+        try:
+            payload = response.json()
+            return pd.DataFrame(payload["data"], columns=payload["columns"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ServerError(f"neuPrint answered something that is not a query result: {exc}") from exc
+
+    def _check_dataset(self) -> str:
+        available = self.http.request("GET", "/api/dbmeta/datasets").json()
+        by_lower = {name.lower(): name for name in available}
+        if self.dataset.lower() not in by_lower:
+            raise DatasetNotFoundError(
+                f"neuPrint server {self.server!r} has no dataset {self.dataset!r}; {suggest(self.dataset, available)}"
+            )
+        return by_lower[self.dataset.lower()]
+
+    def _fetch_meta(self) -> dict[str, Any]:
+        rows = self.run(cypher.meta_query())
+        if rows.empty:
+            raise ServerError(f"neuPrint dataset {self.dataset!r} has no :Meta node")
+        meta = rows.iloc[0].to_dict()
+        roi_info = meta.get("roiInfo")
+        meta["roiInfo"] = json.loads(roi_info) if isinstance(roi_info, str) else (roi_info or {})
+        return meta
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    @property
+    def voxel_size(self) -> np.ndarray:
+        size = self._meta.get("voxelSize") or [8, 8, 8]
+        return np.asarray(size, dtype="float64")
+
+    def info(self) -> DatasetInfo:
+        m = self._meta
+        primary = tuple(sorted(m.get("primaryRois") or ()))
+        return DatasetInfo(
+            name=self._dataset_name,
+            version=self._dataset_name,
+            rois=tuple(sorted(set(m["roiInfo"]) | set(primary))),
+            primary_rois=primary,
+            voxel_size_nm=tuple(float(v) for v in self.voxel_size),
+            description=f"neuPrint dataset {self._dataset_name} on {self.server}",
+            extra={"server": self.server, "uuid": m.get("uuid"), "lastDatabaseEdit": m.get("lastDatabaseEdit")},
+        )
+
+    # -- neurons ---------------------------------------------------------------------------------
+
+    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
+        if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
+            parts = [self.fetch_neurons(criteria.with_ids(b)) for b in batched(np.asarray(criteria.ids), DEFAULT_BATCH["ids"])]
+            return pd.concat(parts, ignore_index=True)
+        df = self.run(cypher.neurons_query(criteria))
+        if criteria.input_rois or criteria.output_rois:
+            info = df["roiInfo"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
+            keep = np.ones(len(df), dtype=bool)
+            for roi in criteria.input_rois or ():
+                keep &= info.map(lambda d, r=roi: d.get(r, {}).get("post", 0) >= criteria.min_roi_inputs).to_numpy(bool)
+            for roi in criteria.output_rois or ():
+                keep &= info.map(lambda d, r=roi: d.get(r, {}).get("pre", 0) >= criteria.min_roi_outputs).to_numpy(bool)
+            df = df[keep]
+        df = df.rename(columns={"bodyId": "id"}).drop(columns=["roiInfo"])
+        for col in ("pre", "post"):
+            df[col] = df[col].fillna(0)
+        return df.reset_index(drop=True)
+
+    def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
+        found = map_batches(lambda b: self.run(cypher.existing_ids_query(b)),
+                            batched(ids, DEFAULT_BATCH["ids"]), max_workers=4)
+        present = np.concatenate([f["bodyId"].to_numpy(dtype="int64") for f in found]) if found else ids[:0]
+        return np.setdiff1d(ids, present)
+
+    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+        frames = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
+                             max_workers=4)
+        df = pd.concat(frames, ignore_index=True)
+        primary = set(self.info().primary_rois)
+        rows = []
+        for body, pre, post, info in df[["bodyId", "pre", "post", "roiInfo"]].itertuples(index=False):
+            info = json.loads(info) if isinstance(info, str) else {}
+            in_primary = {r: v for r, v in info.items() if r in primary}
+            for roi, counts in in_primary.items():
+                rows.append((body, roi, int(counts.get("pre", 0)), int(counts.get("post", 0))))
+            rest_pre = int(pre or 0) - sum(int(v.get("pre", 0)) for v in in_primary.values())
+            rest_post = int(post or 0) - sum(int(v.get("post", 0)) for v in in_primary.values())
+            if rest_pre > 0 or rest_post > 0:
+                rows.append((body, schema.NOT_PRIMARY, max(rest_pre, 0), max(rest_post, 0)))
+        return pd.DataFrame(rows, columns=["id", "roi", "pre", "post"])
+
+    # -- connectivity --------------------------------------------------------------------------
+
+    def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        per_roi = query.by_roi or query.rois is not None
+        size = query.batch_size or self.batch_size or DEFAULT_BATCH["connectivity"]
+        src, tgt = query.sources, query.targets
+        batch_sources = tgt is None or (src is not None and len(src) <= len(tgt))
+
+        def fetch(batch: np.ndarray) -> pd.DataFrame:
+            text = cypher.connections_query(
+                batch if batch_sources else src, tgt if batch_sources else batch,
+                min_weight=1 if per_roi else query.min_weight,
+                include_autapses=query.include_autapses, with_roi_info=per_roi,
+            )
+            return self.run(text)
+
+        frames = map_batches(fetch, batched(src if batch_sources else tgt, size), max_workers=query.max_workers,
+                             progress=query.progress, desc="neuPrint connectivity")
+        df = pd.concat(frames, ignore_index=True)
+        if not per_roi:
+            return df[["pre", "post", "weight"]]
+        return self._split_by_roi(df)
+
+    def _split_by_roi(self, df: pd.DataFrame) -> pd.DataFrame:
+        primary = set(self.info().primary_rois)
+        rows = []
+        for pre, post, weight, info in df[["pre", "post", "weight", "roiInfo"]].itertuples(index=False):
+            info = json.loads(info) if isinstance(info, str) else (info or {})
+            inside = 0
+            for roi, counts in info.items():
+                w = int(counts.get("post", 0)) if roi in primary else 0
+                if w > 0:
+                    rows.append((pre, post, roi, w))
+                    inside += w
+            if int(weight) > inside:
+                rows.append((pre, post, schema.NOT_PRIMARY, int(weight) - inside))
+        return pd.DataFrame(rows, columns=["pre", "post", "roi", "weight"])
+
+    # -- synapses ------------------------------------------------------------------------------
+
+    def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
+        size = query.batch_size or self.batch_size or DEFAULT_BATCH["synapses"]
+        sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
+        work = [(side, b) for b in batched(query.ids, size) for side in sides]
+
+        def fetch(item) -> pd.DataFrame:
+            side, batch = item
+            return self.run(cypher.synapse_connections_query(
+                batch, side, min_score=query.min_score, rois=query.rois, include_autapses=query.include_autapses))
+
+        frames = map_batches(fetch, work, max_workers=query.max_workers, progress=query.progress,
+                             desc="neuPrint synapses")
+        raw = pd.concat(frames, ignore_index=True)
+        return self._synapse_table(raw)
+
+    def _synapse_table(self, raw: pd.DataFrame) -> pd.DataFrame:
+        if raw.empty:
+            return schema.SYNAPSES.empty().assign(pre_score=pd.Series(dtype="float64"),
+                                                  post_score=pd.Series(dtype="float64"))
+        voxels = raw[["ux", "uy", "uz", "dx", "dy", "dz"]].to_numpy(dtype="int64")
+        nm = voxels * np.tile(self.voxel_size, 2)
+        primary = set(self.info().primary_rois)
+
+        def roi_of(info: Any) -> Any:
+            if not isinstance(info, dict):
+                return None
+            hits = [k for k, v in info.items() if k in primary and v]
+            return hits[0] if hits else None
+
+        out = pd.DataFrame({
+            "synapse_id": synapse_ids(voxels),
+            "pre": raw["pre"].to_numpy(dtype="int64"),
+            "post": raw["post"].to_numpy(dtype="int64"),
+            "pre_x": nm[:, 0], "pre_y": nm[:, 1], "pre_z": nm[:, 2],
+            "post_x": nm[:, 3], "post_y": nm[:, 4], "post_z": nm[:, 5],
+            "score": np.minimum(raw["pre_score"].to_numpy(dtype="float64"), raw["post_score"].to_numpy(dtype="float64")),
+            "roi": raw["post_info"].map(roi_of),
+            "pre_score": raw["pre_score"].to_numpy(dtype="float64"),
+            "post_score": raw["post_score"].to_numpy(dtype="float64"),
+        })
+        return out.drop_duplicates("synapse_id").reset_index(drop=True)
+
+    # -- skeletons -------------------------------------------------------------------------------
+
+    def get_skeletons(self, ids: np.ndarray) -> Any:
+        import navis
+
+        def fetch(body: int):
+            path = f"/api/skeletons/skeleton/{quote(self._dataset_name, safe='')}/{int(body)}"
+            try:
+                text = self.http.request("GET", path, params={"format": "swc"}).text
+            except ServerError as exc:
+                if exc.status == 404 or (exc.status == 400 and "not found" in str(exc.server_message).lower()):
+                    raise IdsNotFoundError(f"neuPrint has no skeleton for body {int(body)} in {self._dataset_name!r}",
+                                           ids=[body]) from exc
+                raise
+            n = navis.read_swc(StringIO(text), id=int(body), units="1 nm")
+            scale = self.voxel_size
+            n.nodes[["x", "y", "z"]] = n.nodes[["x", "y", "z"]].to_numpy(dtype="float64") * scale
+            if "radius" in n.nodes:
+                n.nodes["radius"] = n.nodes["radius"].astype("float64") * float(scale[0])
+            n.dataset = self._dataset_name
+            return n
+
+        return navis.NeuronList(map_batches(fetch, list(ids), max_workers=8))

@@ -1,0 +1,213 @@
+"""Pure Cypher builders for the neuPrint backend (no I/O; snapshot-tested).
+
+neuPrint's HTTP API takes literal Cypher (it has no query parameters), so every
+value is rendered here and nowhere else:
+
+* ids are validated ``int64`` and rendered as integer literals;
+* strings (types, instances, statuses, regexes) become single-quoted literals
+  with ``\\``, ``'`` and control characters escaped -- quotes, backticks,
+  braces, ``//`` or Cypher keywords inside them stay inert text;
+* ROI names become backticked identifiers with backticks doubled, and are
+  validated against the dataset's ROI list before they get here.
+
+The query shapes follow neuprint-python 0.6.4 (``fetch_neurons``,
+``fetch_adjacencies``, ``fetch_synapse_connections``), which the real server
+and connectomix's emulator both run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from connectomix.criteria import NeuronCriteria
+
+__all__ = [
+    "string_literal",
+    "identifier",
+    "id_list",
+    "meta_query",
+    "neurons_query",
+    "existing_ids_query",
+    "roi_info_query",
+    "connections_query",
+    "synapse_connections_query",
+]
+
+_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def string_literal(value: str) -> str:
+    """A Cypher string literal holding exactly ``value``.
+
+    Examples
+    --------
+    >>> print(string_literal("O'Brien\\\\x"))
+    'O\\'Brien\\\\x'
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    out = []
+    for ch in value:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "'" + "".join(out) + "'"
+
+
+def identifier(name: str) -> str:
+    """A backticked Cypher identifier (for ROI property names like ``AL(R)``).
+
+    Examples
+    --------
+    >>> identifier("AL(R)")
+    '`AL(R)`'
+    >>> identifier("a`b")
+    '`a``b`'
+    """
+    if not isinstance(name, str) or not name or any(ord(c) < 0x20 for c in name):
+        raise ValueError(f"invalid identifier {name!r}")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def id_list(ids: Iterable[int]) -> str:
+    """``[1, 2, 3]`` from validated integer ids."""
+    arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype="int64")
+    return "[" + ", ".join(str(int(i)) for i in arr) + "]"
+
+
+def meta_query() -> str:
+    return (
+        "MATCH (m:Meta)\n"
+        "RETURN m.dataset AS dataset, m.tag AS tag, m.uuid AS uuid, m.lastDatabaseEdit AS lastDatabaseEdit,\n"
+        "       m.primaryRois AS primaryRois, m.roiInfo AS roiInfo, m.voxelSize AS voxelSize,\n"
+        "       m.postHighAccuracyThreshold AS postHighAccuracyThreshold"
+    )
+
+
+def _in_or_eq(expr: str, values: Sequence[str], regex: bool) -> str:
+    if regex:
+        parts = [f"{expr} =~ {string_literal(v)}" for v in values]
+        return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+    if len(values) == 1:
+        return f"{expr} = {string_literal(values[0])}"
+    return f"{expr} IN [" + ", ".join(string_literal(v) for v in values) + "]"
+
+
+def neurons_query(c: NeuronCriteria) -> str:
+    """Neurons matching ``c`` (ROI count thresholds are applied by the caller on ``roiInfo``).
+
+    Examples
+    --------
+    >>> print(neurons_query(NeuronCriteria(type="KC", rois=["CA(R)"])))
+    MATCH (n:Neuron)
+    WHERE n.type = 'KC'
+      AND (n.`CA(R)`)
+    RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,
+           n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo
+    ORDER BY n.bodyId
+    """
+    label = "Segment" if c.label == "segment" else "Neuron"
+    where: list[str] = []
+    if c.ids is not None:
+        where.append(f"n.bodyId IN {id_list(c.ids)}")
+    for field in ("type", "instance"):
+        values = getattr(c, field)
+        if values:
+            where.append(_in_or_eq(f"n.{field}", values, c.regex))
+    if c.status:
+        where.append(_in_or_eq("n.status", c.status, False))
+    if c.min_pre:
+        where.append(f"n.pre >= {int(c.min_pre)}")
+    if c.min_post:
+        where.append(f"n.post >= {int(c.min_post)}")
+    if c.rois:
+        joiner = " AND " if c.roi_req == "all" else " OR "
+        where.append("(" + joiner.join(f"n.{identifier(r)}" for r in c.rois) + ")")
+    for roi in dict.fromkeys((c.input_rois or ()) + (c.output_rois or ())):
+        where.append(f"n.{identifier(roi)}")
+    lines = [f"MATCH (n:{label})"]
+    if where:
+        lines.append("WHERE " + "\n  AND ".join(where))
+    lines += [
+        "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,",
+        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo",
+        "ORDER BY n.bodyId",
+    ]
+    return "\n".join(lines)
+
+
+def existing_ids_query(ids: Iterable[int]) -> str:
+    """Which of ``ids`` exist as segments."""
+    return f"MATCH (n:Segment)\nWHERE n.bodyId IN {id_list(ids)}\nRETURN n.bodyId AS bodyId"
+
+
+def roi_info_query(ids: Iterable[int]) -> str:
+    """Totals and ``roiInfo`` of ``ids`` (for per-ROI counts)."""
+    return (
+        f"MATCH (n:Segment)\nWHERE n.bodyId IN {id_list(ids)}\n"
+        "RETURN n.bodyId AS bodyId, n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo\nORDER BY n.bodyId"
+    )
+
+
+def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | None, *,
+                      min_weight: int = 1, include_autapses: bool = False, with_roi_info: bool = False) -> str:
+    """``ConnectsTo`` edges from ``sources`` to ``targets`` (``None``: any segment).
+
+    Examples
+    --------
+    >>> print(connections_query([1, 2], None, min_weight=3))
+    MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment)
+    WHERE n.bodyId IN [1, 2]
+      AND n.bodyId <> m.bodyId
+      AND e.weight >= 3
+    RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight
+    """
+    where = []
+    if sources is not None:
+        where.append(f"n.bodyId IN {id_list(sources)}")
+    if targets is not None:
+        where.append(f"m.bodyId IN {id_list(targets)}")
+    if not include_autapses:
+        where.append("n.bodyId <> m.bodyId")
+    if min_weight > 1:
+        where.append(f"e.weight >= {int(min_weight)}")
+    ret = "RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight"
+    if with_roi_info:
+        ret += ", e.roiInfo AS roiInfo"
+    return "MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment)\nWHERE " + "\n  AND ".join(where) + "\n" + ret
+
+
+def synapse_connections_query(ids: Iterable[int], side: str, *, min_score: float | None = None,
+                              rois: Sequence[str] | None = None, include_autapses: bool = False) -> str:
+    """Synapse-level connections where ``ids`` are on ``side`` (``'pre'`` or ``'post'``).
+
+    ``min_score`` applies to both the pre- and the postsynaptic confidence
+    (``>=``); ``rois`` to the postsynaptic site.
+    """
+    if side not in ("pre", "post"):
+        raise ValueError(f"side must be 'pre' or 'post', got {side!r}")
+    node = "n" if side == "pre" else "m"
+    where = [f"{node}.bodyId IN {id_list(ids)}"]
+    if not include_autapses:
+        where.append("n.bodyId <> m.bodyId")
+    if min_score is not None:
+        t = repr(float(min_score))
+        where.append(f"ns.confidence >= {t} AND ms.confidence >= {t}")
+    if rois:
+        where.append("(" + " OR ".join(f"ms.{identifier(r)}" for r in rois) + ")")
+    return (
+        "MATCH (n:Segment)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m:Segment),\n"
+        "      (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)\n"
+        "WHERE " + "\n  AND ".join(where) + "\n"
+        "WITH DISTINCT n, m, ns, ms\n"
+        "RETURN n.bodyId AS pre, m.bodyId AS post,\n"
+        "       ns.location.x AS ux, ns.location.y AS uy, ns.location.z AS uz,\n"
+        "       ms.location.x AS dx, ms.location.y AS dy, ms.location.z AS dz,\n"
+        "       ns.confidence AS pre_score, ms.confidence AS post_score,\n"
+        "       apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) AS post_info"
+    )

@@ -1,0 +1,145 @@
+"""Snapshot and injection tests of the pure Cypher builders (no server)."""
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connectomix import NeuronCriteria as NC
+from connectomix_neuprint import cypher
+
+HOSTILE = [
+    "O'Brien",
+    'say "hi"',
+    "back`tick",
+    "}) MATCH (n) DETACH DELETE n //",
+    "' OR 1=1 //",
+    "\\' OR true //",
+    "line\nbreak\rreturn\ttab",
+    "x' RETURN n UNION MATCH (m) RETURN m //",
+    "\u0000nul",
+    "ünïcødé ∑ 🧠",
+]
+
+_UNESCAPE = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
+
+
+def parse_literal(text: str) -> tuple[str, str]:
+    """Independent reader of one Cypher single-quoted literal at the start of ``text``.
+
+    Returns (value, rest). Mirrors the Neo4j lexer: a backslash escapes the next
+    character (or starts \\uXXXX); an unescaped quote ends the literal.
+    """
+    assert text[0] == "'"
+    out, i = [], 1
+    while True:
+        ch = text[i]
+        if ch == "\\":
+            nxt = text[i + 1]
+            if nxt == "u":
+                out.append(chr(int(text[i + 2 : i + 6], 16)))
+                i += 6
+            else:
+                out.append(_UNESCAPE[nxt])
+                i += 2
+        elif ch == "'":
+            return "".join(out), text[i + 1 :]
+        else:
+            out.append(ch)
+            i += 1
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_strings_stay_one_literal(value):
+    lit = cypher.string_literal(value)
+    parsed, rest = parse_literal(lit)
+    assert parsed == value and rest == ""
+    assert "\n" not in lit and "\r" not in lit
+
+
+@given(st.text())
+def test_any_text_round_trips_as_exactly_one_literal(value):
+    parsed, rest = parse_literal(cypher.string_literal(value))
+    assert parsed == value and rest == ""
+
+
+@given(st.text(min_size=1).filter(lambda s: all(ord(c) >= 0x20 for c in s)))
+def test_identifiers_round_trip(name):
+    ident = cypher.identifier(name)
+    assert ident.startswith("`") and ident.endswith("`")
+    assert ident[1:-1].replace("``", "`") == name
+    assert "`" not in ident[1:-1].replace("``", "")
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_criteria_are_confined_to_literals(value):
+    q = cypher.neurons_query(NC(type=value, instance=[value, "x"], status=value))
+    # strip every literal; what remains must be the fixed query skeleton
+    skeleton = re.sub(r"'(?:\\.|[^'\\])*'", "'?'", q)
+    assert skeleton == (
+        "MATCH (n:Neuron)\n"
+        "WHERE n.type = '?'\n"
+        "  AND n.instance IN ['?', '?']\n"
+        "  AND n.status = '?'\n"
+        "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,\n"
+        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo\n"
+        "ORDER BY n.bodyId"
+    )
+
+
+def test_neurons_query_snapshot():
+    q = cypher.neurons_query(
+        NC(type=["DA1_.*", "DA2.*"], regex=True, status=["Traced", "Anchor"], rois=["AL(R)", "LH(R)"],
+           roi_req="any", input_rois=["CA(R)"], min_pre=10)
+    )
+    assert q == (
+        "MATCH (n:Neuron)\n"
+        "WHERE (n.type =~ 'DA1_.*' OR n.type =~ 'DA2.*')\n"
+        "  AND n.status IN ['Traced', 'Anchor']\n"
+        "  AND n.pre >= 10\n"
+        "  AND (n.`AL(R)` OR n.`LH(R)`)\n"
+        "  AND n.`CA(R)`\n"
+        "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,\n"
+        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo\n"
+        "ORDER BY n.bodyId"
+    )
+
+
+def test_ids_use_segment_label():
+    assert cypher.neurons_query(NC(ids=[2, 1])).startswith("MATCH (n:Segment)\nWHERE n.bodyId IN [1, 2]")
+
+
+def test_connections_query_snapshot():
+    assert cypher.connections_query(None, [5], include_autapses=True, with_roi_info=True) == (
+        "MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment)\n"
+        "WHERE m.bodyId IN [5]\n"
+        "RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight, e.roiInfo AS roiInfo"
+    )
+
+
+def test_synapse_query_snapshot():
+    q = cypher.synapse_connections_query([7], "post", min_score=0.5, rois=["A", "C(R)"])
+    assert q == (
+        "MATCH (n:Segment)-[:Contains]->(nss:SynapseSet)-[:ConnectsTo]->(mss:SynapseSet)<-[:Contains]-(m:Segment),\n"
+        "      (nss)-[:Contains]->(ns:Synapse)-[:SynapsesTo]->(ms:Synapse)<-[:Contains]-(mss)\n"
+        "WHERE m.bodyId IN [7]\n"
+        "  AND n.bodyId <> m.bodyId\n"
+        "  AND ns.confidence >= 0.5 AND ms.confidence >= 0.5\n"
+        "  AND (ms.`A` OR ms.`C(R)`)\n"
+        "WITH DISTINCT n, m, ns, ms\n"
+        "RETURN n.bodyId AS pre, m.bodyId AS post,\n"
+        "       ns.location.x AS ux, ns.location.y AS uy, ns.location.z AS uz,\n"
+        "       ms.location.x AS dx, ms.location.y AS dy, ms.location.z AS dz,\n"
+        "       ns.confidence AS pre_score, ms.confidence AS post_score,\n"
+        "       apoc.map.removeKeys(ms, ['location', 'confidence', 'type']) AS post_info"
+    )
+
+
+def test_builders_reject_non_integer_ids_and_bad_sides():
+    with pytest.raises((ValueError, TypeError)):
+        cypher.id_list(["1; MATCH (n) DELETE n"])
+    with pytest.raises(ValueError):
+        cypher.synapse_connections_query([1], "both")
+    with pytest.raises(ValueError):
+        cypher.identifier("bad\nname")

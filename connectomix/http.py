@@ -1,0 +1,193 @@
+"""HTTP for remote backends: one pooled session, retries with backoff, error mapping.
+
+:class:`HttpClient` wraps one ``requests.Session`` per dataset (no global
+client). It retries idempotent failures -- HTTP 429/502/503/504 and dropped
+connections -- with exponential backoff and full jitter, within a total time
+budget, and translates everything else into the
+:class:`~connectomix.errors.ConnectomixError` hierarchy, keeping the server's
+own message. The token lives in a :class:`~connectomix.config.Secret` and is
+only ever placed in the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .config import Secret
+from .errors import (
+    AuthenticationError,
+    AuthorizationError,
+    QueryError,
+    RemoteError,
+    RequestTimeoutError,
+    ServerError,
+)
+
+__all__ = ["HttpClient", "RetryPolicy", "RETRY_STATUSES"]
+
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :class:`HttpClient` retries.
+
+    Attempt ``k`` (from 0) waits ``uniform(0, min(max_delay, base_delay * 2**k))``
+    seconds ("full jitter"), or the server's ``Retry-After``, and no retry
+    starts after ``total_timeout`` seconds since the first attempt.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    total_timeout: float = 120.0
+    request_timeout: float = 60.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), self.max_delay)
+            except ValueError:
+                pass
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+class HttpClient:
+    """A pooled HTTP session for one remote dataset.
+
+    Parameters
+    ----------
+    base_url
+        ``https://host:port`` (no trailing slash).
+    token
+        Bearer token, or ``None``.
+    verify
+        TLS verification: ``True``, ``False`` or a CA bundle path.
+    service
+        Name used in messages (``"neuPrint"``, ``"CAVE"``).
+    auth_help
+        What to tell the user after a 401 (how to get a new token).
+    retry
+        The :class:`RetryPolicy`.
+    pool_size
+        Connections kept per host (>= the worker count of concurrent queries).
+    """
+
+    def __init__(self, base_url: str, *, token: Secret | None = None, verify: bool | str = True,
+                 service: str = "server", auth_help: str = "", retry: RetryPolicy | None = None,
+                 pool_size: int = 16):
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self.service = service
+        self.auth_help = auth_help
+        self.retry = retry or RetryPolicy()
+        self.session = requests.Session()
+        self.session.verify = verify
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.stats = {"requests": 0, "bytes": 0}
+
+    def __repr__(self) -> str:
+        return f"HttpClient({self.base_url!r}, token={'***' if self._token else None})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        return headers
+
+    def request(self, method: str, path: str, *, json_body: Any = None, params: Mapping[str, Any] | None = None,
+                query_text: str | None = None) -> requests.Response:
+        """Send a request with retries; return the successful response.
+
+        ``query_text`` (e.g. the Cypher) is attached to :class:`QueryError` s.
+        """
+        url = f"{self.base_url}{path}"
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            remaining = self.retry.total_timeout - (time.monotonic() - started)
+            retry_after = None
+            try:
+                response = self.session.request(
+                    method, url, json=json_body, params=params, headers=self._headers(),
+                    timeout=max(0.1, min(self.retry.request_timeout, remaining)),
+                )
+                self.stats["requests"] += 1
+                self.stats["bytes"] += len(response.content)
+            except requests.Timeout as exc:
+                error: RemoteError = RequestTimeoutError(
+                    f"{self.service} did not answer {method} {path} in time", url=url)
+                cause: Exception = exc
+            except requests.ConnectionError as exc:
+                error = ServerError(f"could not talk to {self.service} at {self.base_url} ({type(exc).__name__}: "
+                                    f"{_short(exc)})", url=url)
+                cause = exc
+            else:
+                if response.ok:
+                    return response
+                if response.status_code not in RETRY_STATUSES:
+                    raise self._error(response, method, path, query_text)
+                error, cause = self._error(response, method, path, query_text), None
+                retry_after = response.headers.get("Retry-After")
+            attempt += 1
+            wait = self.retry.delay(attempt - 1, retry_after)
+            elapsed = time.monotonic() - started
+            if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.total_timeout:
+                budget = (f"gave up after {attempt} attempt(s) in {elapsed:.1f}s "
+                          f"(retry budget {self.retry.total_timeout:.0f}s)")
+                if isinstance(error, RequestTimeoutError):
+                    raise RequestTimeoutError(f"{error} -- {budget}", url=url) from cause
+                raise type(error)(f"{error} -- {budget}", status=error.status,
+                                  server_message=error.server_message, url=url) from cause
+            time.sleep(wait)
+
+    def _error(self, response: requests.Response, method: str, path: str, query_text: str | None) -> RemoteError:
+        status = response.status_code
+        message = _server_message(response)
+        where = f"{method} {path}"
+        kwargs = {"status": status, "server_message": message, "url": f"{self.base_url}{path}"}
+        if status == 401:
+            return AuthenticationError(
+                f"{self.service} rejected the token (HTTP 401: {message or 'unauthorized'}): it is missing, "
+                f"invalid or expired. {self.auth_help}".strip(), **kwargs)
+        if status == 403:
+            return AuthorizationError(
+                f"{self.service} accepted the token but denied access (HTTP 403: {message or 'forbidden'}): "
+                "your account lacks permission for this dataset; ask its administrators for access "
+                "(a new token will not help).", **kwargs)
+        if status >= 500 or status in RETRY_STATUSES:
+            return ServerError(f"{self.service} failed on {where} (HTTP {status}): {message}", **kwargs)
+        if query_text is not None:
+            return QueryError(f"{self.service} rejected the query (HTTP {status}): {message}\nQuery was:\n{query_text}",
+                              query=query_text, **kwargs)
+        return ServerError(f"{self.service} refused {where} (HTTP {status}): {message}", **kwargs)
+
+
+def _server_message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except (ValueError, json.JSONDecodeError):
+        return _short(response.text)
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            if body.get(key):
+                return str(body[key])
+    return _short(json.dumps(body))
+
+
+def _short(value: Any, limit: int = 500) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
