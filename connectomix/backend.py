@@ -179,11 +179,15 @@ class Backend:
 
     # -- primitives -------------------------------------------------------------------
 
-    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
-        """Neurons matching ``criteria`` (:data:`connectomix.schema.NEURONS`)."""
+    def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
+        """Neurons matching ``criteria`` (:data:`connectomix.schema.NEURONS`).
+
+        ``materialization`` is the concrete version from
+        :meth:`resolve_materialization` (``None`` for unversioned backends).
+        """
         raise NotImplementedError
 
-    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+    def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         """Per-ROI synapse counts of ``ids`` (:data:`connectomix.schema.ROI_COUNTS`)."""
         raise UnsupportedOperation(f"the {self.name} backend has no per-ROI counts")
 

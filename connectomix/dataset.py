@@ -164,7 +164,8 @@ class Dataset:
 
     # -- neurons ---------------------------------------------------------------------
 
-    def fetch_neurons(self, criteria: Any = None, /, *, omit_rois: bool = False, **fields: Any) -> NeuronTables:
+    def fetch_neurons(self, criteria: Any = None, /, *, omit_rois: bool = False, materialization: Any = None,
+                      **fields: Any) -> NeuronTables:
         """Find neurons and their per-ROI synapse counts.
 
         Parameters
@@ -175,6 +176,8 @@ class Dataset:
             ``status=``, ``rois=``, ``min_pre=``, ...).
         omit_rois
             Skip the per-ROI counts (faster on remote backends).
+        materialization
+            Version to query, for versioned backends (see :meth:`get_connectivity`).
 
         Returns
         -------
@@ -194,7 +197,9 @@ class Dataset:
             raise InvalidArgumentError("give either a NeuronCriteria/ids or keyword criteria, not both")
         crit = to_criteria(criteria) if criteria is not None else NeuronCriteria(**fields)
         self._check_rois(crit.all_rois)
-        neurons = self._backend.fetch_neurons(crit)
+        version = self._backend.resolve_materialization(
+            np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
+        neurons = self._backend.fetch_neurons(crit, version)
         neurons = schema.NEURONS.validate(neurons)
         keep = (neurons["id"] != 0) & (neurons["pre"] >= crit.min_pre) & (neurons["post"] >= crit.min_post)
         if crit.ids is not None:
@@ -203,9 +208,9 @@ class Dataset:
         if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
             roi_counts = schema.ROI_COUNTS.empty()
         else:
-            roi_counts = schema.ROI_COUNTS.validate(self._backend.fetch_roi_counts(neurons["id"].to_numpy()))
+            roi_counts = schema.ROI_COUNTS.validate(
+                self._backend.fetch_roi_counts(neurons["id"].to_numpy(), version))
             roi_counts = roi_counts.sort_values(["id", "roi"], kind="stable").reset_index(drop=True)
-        version = self._info.version
         self._label(neurons, "neurons", version, criteria=repr(crit))
         self._label(roi_counts, "roi_counts", version, criteria=repr(crit))
         return NeuronTables(neurons, roi_counts)
@@ -385,6 +390,32 @@ class Dataset:
         ids = parse_ids(x.ids if isinstance(x, NeuronCriteria) and x.is_ids_only else x)
         return self._backend.get_skeletons(ids)
 
+    # -- ids that change -----------------------------------------------------------
+
+    def update_ids(self, x: Any, *, materialization: Any = None) -> pd.DataFrame:
+        """Map outdated ids (e.g. CAVE root ids after proofreading) to current ones.
+
+        Parameters
+        ----------
+        x
+            Ids (or navis neurons).
+        materialization
+            Map to the ids valid at this version (``None``: now).
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``old_id, new_id, changed, confidence`` (``confidence`` is the
+            fraction of the old object in the new one after a split).
+        """
+        if Capability.ID_UPDATES not in self.capabilities:
+            raise UnsupportedOperation(
+                f"ids of dataset {self.name!r} ({self.backend_name}) do not change over time; nothing to update"
+            )
+        ids = parse_ids(x)
+        df = self._backend.update_ids(ids, materialization)
+        return self._label(df, "id_updates", materialization)
+
     # -- helpers ---------------------------------------------------------------------
 
     def _label(self, df: pd.DataFrame, table: str, version: Any, **query: Any) -> pd.DataFrame:
@@ -428,7 +459,7 @@ class Dataset:
                     ids=missing,
                 )
             return ids
-        neurons, _ = self.fetch_neurons(crit, omit_rois=True)
+        neurons, _ = self.fetch_neurons(crit, omit_rois=True, materialization=materialization)
         return neurons["id"].to_numpy(dtype="int64")
 
 

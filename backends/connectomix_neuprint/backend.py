@@ -219,7 +219,7 @@ class NeuprintBackend(Backend):
 
     # -- neurons ---------------------------------------------------------------------------------
 
-    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
+    def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
         if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
             parts = [self.fetch_neurons(criteria.with_ids(b)) for b in batched(np.asarray(criteria.ids), DEFAULT_BATCH["ids"])]
             return pd.concat(parts, ignore_index=True)
@@ -243,7 +243,7 @@ class NeuprintBackend(Backend):
         present = np.concatenate([f["bodyId"].to_numpy(dtype="int64") for f in found]) if found else ids[:0]
         return np.setdiff1d(ids, present)
 
-    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+    def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         frames = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
                              max_workers=4)
         df = pd.concat(frames, ignore_index=True)

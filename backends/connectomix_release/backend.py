@@ -179,7 +179,7 @@ class ReleaseBackend(Backend):
 
     # -- neurons ---------------------------------------------------------------------------
 
-    def fetch_neurons(self, criteria: NeuronCriteria) -> pd.DataFrame:
+    def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
         where, params = ["n.id <> 0"], []
         if criteria.ids is not None:
             where.append(f"n.id IN {_id_list(np.array(criteria.ids))}")
@@ -237,7 +237,7 @@ class ReleaseBackend(Backend):
                 params.append(roi)
         return where, params
 
-    def fetch_roi_counts(self, ids: np.ndarray) -> pd.DataFrame:
+    def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         if not self._has("roi_counts"):
             return schema.ROI_COUNTS.empty()
         return self._query(

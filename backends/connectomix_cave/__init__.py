@@ -1,0 +1,1 @@
+"""The ``cave`` backend of connectomix (FlyWire, FANC, BANC, MICrONS via caveclient) and its CAVE emulator."""

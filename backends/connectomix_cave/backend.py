@@ -1,0 +1,522 @@
+"""The CAVE backend: FlyWire, FANC, BANC and MICrONS through ``caveclient``.
+
+URI: ``cave://<datastack>[?server=<global server URL>&materialization=...&<setting>=...]``;
+the settings are the fields of :class:`~.settings.CaveSettings`.
+Token: option ``token``, else caveclient's own secret files
+(``~/.cloudvolume/secrets/``).
+
+Every query asks for one materialization version, resolved by
+:class:`~.versions.VersionResolver`; batches whose row count reaches the
+server's row cap are split until complete; positions are converted to nm with
+the table's own voxel resolution.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from connectomix import schema
+from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
+from connectomix.config import Secret
+from connectomix.criteria import NeuronCriteria
+from connectomix.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConnectomixError,
+    DatasetNotFoundError,
+    InvalidArgumentError,
+    QueryError,
+    ServerError,
+    TruncatedResultError,
+    UnsupportedOperation,
+)
+from connectomix.parallel import batched, map_batches
+
+from .settings import CaveSettings, settings_for
+from .versions import LIVE, VersionResolver
+
+__all__ = ["CaveBackend"]
+
+DEFAULT_SERVER = "https://global.daf-apis.com"
+DEFAULT_BATCH = {"synapses": 10, "connectivity": 30, "neurons": 1000}
+_LIMIT_WARNING = re.compile(r"Limited query to (\d+) rows")
+_MAX_ID = np.iinfo("int64").max
+
+
+class _CapRecorder:
+    """Records, per thread, whether the last response said the server capped the rows."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def hook(self, response, *args, **kwargs):
+        m = _LIMIT_WARNING.search(response.headers.get("Warning", ""))
+        if m:
+            self._local.cap = int(m.group(1))
+        return response
+
+    def reset(self) -> None:
+        self._local.cap = None
+
+    @property
+    def cap(self) -> int | None:
+        return getattr(self._local, "cap", None)
+
+
+class CaveBackend(Backend):
+    """CAVE datastacks (materialized tables and views, chunkedgraph) through caveclient."""
+
+    name = "cave"
+    schemes = ("cave",)
+    description = "CAVE datastacks (FlyWire, FANC, BANC, MICrONS) via caveclient, with materialization resolution"
+    capabilities = frozenset(
+        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.MATERIALIZATION,
+         Capability.ID_UPDATES}
+    )
+    OPTIONS = ("token", "server", "batch_size", "max_workers") + CaveSettings.option_names()
+
+    def __init__(self, datastack: str, *, settings: CaveSettings, server: str = DEFAULT_SERVER,
+                 token: Secret | None = None, batch_size: int | None = None):
+        import caveclient
+
+        self.datastack = datastack
+        self.settings = settings
+        self.server = server.rstrip("/")
+        self.batch_size = batch_size
+        with self._map_errors("connecting to CAVE"):
+            self.client = caveclient.CAVEclient(
+                datastack, server_address=self.server, auth_token=token.reveal() if token else None,
+                write_server_cache=False, pool_maxsize=32, pool_block=True,
+            )
+            info = self.client.info.get_datastack_info()
+            self.synapse_table = settings.synapse_table or info.get("synapse_table")
+            self.client.materialize.session.hooks["response"].append(self._caps_hook)
+        self._caps = _CapRecorder()
+        self.resolver = VersionResolver(self.client, live_allowed=settings.live, datastack=datastack)
+        self._resolution: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _caps_hook(self, response, *args, **kwargs):
+        return self._caps.hook(response)
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> CaveBackend:
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {unknown} for the cave backend; valid options: {sorted(cls.OPTIONS)}"
+            )
+        datastack = uri.location.strip("/")
+        if not datastack or "/" in datastack:
+            raise InvalidArgumentError(f"{uri.raw!r}: expected cave://<datastack>, e.g. cave://flywire_fafb_public")
+        token = options.get("token")
+        batch = options.get("batch_size")
+        return cls(
+            datastack, settings=settings_for(datastack, dict(options)),
+            server=str(options.get("server", DEFAULT_SERVER)),
+            token=Secret(token) if token is not None and not isinstance(token, Secret) else token,
+            batch_size=int(batch) if batch is not None else None,
+        )
+
+    def __repr__(self) -> str:
+        return f"CaveBackend(datastack={self.datastack!r}, server={self.server!r})"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.materialize.session.close()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _map_errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except ConnectomixError:
+            raise
+        except requests.HTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            text = _strip_content(str(exc))
+            kwargs = {"status": status, "server_message": text}
+            if status == 401:
+                raise AuthenticationError(
+                    f"CAVE rejected the token while {doing} (HTTP 401): it is missing, invalid or expired. "
+                    f"Get a new one with caveclient's CAVEclient().auth.get_new_token() and save it with "
+                    f"auth.save_token(), or pass token=...", **kwargs) from exc
+            if status == 403:
+                raise AuthorizationError(
+                    f"CAVE accepted the token but denied access while {doing} (HTTP 403): your account lacks "
+                    f"permission for datastack {self.datastack!r} (e.g. a missing group or unsigned terms of "
+                    f"service); a new token will not help. Server said: {text}", **kwargs) from exc
+            if status == 404:
+                raise DatasetNotFoundError(f"CAVE has no such resource while {doing}: {text}") from exc
+            if status is not None and status < 500:
+                raise QueryError(f"CAVE rejected the request while {doing} (HTTP {status}): {text}",
+                                 **kwargs) from exc
+            raise ServerError(f"CAVE failed while {doing} (HTTP {status}): {text}", **kwargs) from exc
+        except requests.RequestException as exc:
+            raise ServerError(f"could not talk to CAVE while {doing}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__name__ == "ServerIncompatibilityError":
+                raise ServerError(f"CAVE server too old for caveclient while {doing}: {exc}") from exc
+            raise
+
+    # -- metadata --------------------------------------------------------------------------------
+
+    def info(self) -> DatasetInfo:
+        rois = tuple(self.settings.primary_rois)
+        return DatasetInfo(
+            name=self.datastack,
+            version=self.settings.materialization,
+            rois=rois,
+            primary_rois=rois,
+            description=f"CAVE datastack {self.datastack} on {self.server}",
+            extra={"server": self.server, "synapse_table": self.synapse_table,
+                   "synapse_view": self.settings.synapse_view if self.settings.filtered else None},
+        )
+
+    def dataset_capabilities(self) -> frozenset[Capability]:
+        caps = set(self.capabilities)
+        if self.settings.score_column is None:
+            caps.discard(Capability.SYNAPSE_SCORES)
+        if self.settings.neuropil_column is None:
+            caps.discard(Capability.ROIS)
+        return frozenset(caps)
+
+    def resolve_materialization(self, ids: np.ndarray | None, materialization: Any) -> Any:
+        requested = self.settings.materialization if materialization is None else materialization
+        with self._map_errors("resolving the materialization version"):
+            return self.resolver.resolve(ids, requested)
+
+    def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
+        # Root ids are checked by resolve_materialization, which says *why* an id
+        # is unusable (outdated, too new, never co-existing) -- more than "missing".
+        return ids[:0]
+
+    # -- low-level querying ------------------------------------------------------------------
+
+    def _resolution_of(self, table: str, version: Any, is_view: bool) -> np.ndarray:
+        key = (table, version, is_view)
+        with self._lock:
+            if key in self._resolution:
+                return self._resolution[key]
+        mat = self.client.materialize
+        v = None if version == LIVE else int(version)
+        with self._map_errors(f"reading the metadata of {table!r}"):
+            if is_view:
+                meta = mat.get_view_metadata(table, materialization_version=v, log_warning=False)
+            else:
+                meta = mat.get_table_metadata(table, version=v, log_warning=False)
+        res = meta.get("voxel_resolution") or [meta.get(f"voxel_resolution_{a}") for a in "xyz"]
+        if res is None or any(r is None for r in res):
+            raise ServerError(f"CAVE table {table!r} has no voxel resolution in its metadata; cannot convert to nm")
+        arr = np.asarray(res, dtype="float64")
+        with self._lock:
+            self._resolution[key] = arr
+        return arr
+
+    def _source(self, version: Any, filtered: bool) -> tuple[str, bool]:
+        if filtered and self.settings.synapse_view:
+            if version == LIVE:
+                raise UnsupportedOperation(
+                    f"live queries cannot use the filtered view {self.settings.synapse_view!r}; "
+                    "pass filtered=False in the dataset options, or use a materialized version"
+                )
+            return self.settings.synapse_view, True
+        if not self.synapse_table:
+            raise UnsupportedOperation(f"datastack {self.datastack!r} names no synapse table; set synapse_table")
+        return self.synapse_table, False
+
+    def _query(self, table: str, is_view: bool, version: Any, filters: dict[str, dict], columns: list[str],
+               doing: str, split_column: str | None = None) -> pd.DataFrame:
+        """One logical query, split until no part hits the server's row cap.
+
+        A capped answer is an arbitrary subset of the rows, so it is never used
+        as a result: the id list in ``filter_in_dict[split_column]`` is halved
+        first; a single id is split by ranges of the table's ``id`` column.
+        """
+        df, capped = self._query_once(table, is_view, version, filters, columns, doing)
+        if not capped:
+            return df
+        values = (filters.get("filter_in_dict") or {}).get(split_column) if split_column else None
+        if values is not None and len(values) > 1:
+            half = len(values) // 2
+            parts = []
+            for chunk in (values[:half], values[half:]):
+                sub = {k: dict(v) for k, v in filters.items()}
+                sub["filter_in_dict"][split_column] = chunk
+                parts.append(self._query(table, is_view, version, sub, columns, doing, split_column))
+            return pd.concat(parts, ignore_index=True)
+        if "id" not in columns:
+            raise TruncatedResultError(
+                f"CAVE capped the rows of {table!r} at {self.settings.row_limit} while {doing}, and the query "
+                "cannot be split further (no 'id' column); lower row_limit or batch_size"
+            )
+        return self._split_by_id(table, is_view, version, filters, columns, doing, 0, _MAX_ID, df)
+
+    def _query_once(self, table, is_view, version, filters, columns, doing):
+        mat = self.client.materialize
+        kw = {k: v for k, v in filters.items() if v}
+        limit = self.settings.row_limit
+        self._caps.reset()
+        with self._map_errors(doing):
+            if version == LIVE:
+                df = mat.live_live_query(
+                    table, datetime.now(timezone.utc), select_columns={table: columns}, split_positions=True,
+                    metadata=False, limit=limit, log_warning=False,
+                    **{k: {table: v} for k, v in kw.items()},
+                )
+            elif is_view:
+                df = mat.query_view(table, select_columns=columns, split_positions=True, metadata=False,
+                                    materialization_version=int(version), limit=limit, **kw)
+            else:
+                df = mat.query_table(table, select_columns=columns, split_positions=True, metadata=False,
+                                     merge_reference=False, materialization_version=int(version), limit=limit,
+                                     log_warning=False, **kw)
+        capped = self._caps.cap is not None or len(df) >= limit
+        return df, capped
+
+    def _split_by_id(self, table, is_view, version, filters, columns, doing, lo, hi, capped_rows) -> pd.DataFrame:
+        """Rows with ``lo <= id < hi``, split at the median id of a capped sample until complete."""
+        ids = np.sort(capped_rows["id"].to_numpy(dtype="int64"))
+        ids = ids[(ids >= lo) & (ids < hi)]
+        mid = int(ids[len(ids) // 2]) if len(ids) else lo + (hi - lo) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
+        if hi - lo < 2:
+            raise TruncatedResultError(
+                f"CAVE capped a query for a single synapse id {lo} of {table!r} while {doing}; cannot split it"
+            )
+        parts = []
+        for a, b in ((lo, mid), (mid, hi)):
+            sub = {k: dict(v) for k, v in filters.items()}
+            sub.setdefault("filter_greater_equal_dict", {})["id"] = int(a)
+            sub.setdefault("filter_less_dict", {})["id"] = int(b)
+            df, capped = self._query_once(table, is_view, version, sub, columns, doing)
+            parts.append(self._split_by_id(table, is_view, version, filters, columns, doing, a, b, df)
+                         if capped else df)
+        return pd.concat(parts, ignore_index=True)
+
+    # -- synapses -------------------------------------------------------------------------------
+
+    def _synapse_columns(self, positions: bool) -> list[str]:
+        cols = ["id", "pre_pt_root_id", "post_pt_root_id"]
+        if positions:
+            cols += ["pre_pt_position", "post_pt_position"]
+        if self.settings.score_column:
+            cols.append(self.settings.score_column)
+        if self.settings.neuropil_column:
+            cols.append(self.settings.neuropil_column)
+        return cols
+
+    def _synapse_rows(self, ids: np.ndarray, sides: list[str], version: Any, *, positions: bool,
+                      batch_size: int, max_workers: int, progress: bool, extra_filters: dict | None = None,
+                      desc: str = "CAVE synapses") -> tuple[pd.DataFrame, str, bool]:
+        table, is_view = self._source(version, self.settings.filtered)
+        cols = self._synapse_columns(positions)
+        work = [(side, b) for b in batched(ids, batch_size) for side in sides]
+
+        def fetch(item) -> pd.DataFrame:
+            side, batch = item
+            filters = {"filter_in_dict": {f"{side}_pt_root_id": [int(i) for i in batch]}}
+            for key, value in (extra_filters or {}).items():
+                filters.setdefault(key, {}).update(value)
+            return self._query(table, is_view, version, filters, cols, f"querying {table!r}",
+                               split_column=f"{side}_pt_root_id")
+
+        frames = map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc)
+        raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        return raw.drop_duplicates("id"), table, is_view
+
+    def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
+        sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
+        extra = {}
+        if query.min_score is not None and self.settings.score_column:
+            extra["filter_greater_equal_dict"] = {self.settings.score_column: query.min_score}
+        raw, table, is_view = self._synapse_rows(
+            query.ids, sides, query.materialization, positions=True,
+            batch_size=query.batch_size or self.batch_size or DEFAULT_BATCH["synapses"],
+            max_workers=query.max_workers, progress=query.progress, extra_filters=extra,
+        )
+        res = self._resolution_of(table, query.materialization, is_view)
+        out = pd.DataFrame({
+            "synapse_id": raw["id"].to_numpy(dtype="int64"),
+            "pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
+            "post": raw["post_pt_root_id"].to_numpy(dtype="int64"),
+        })
+        for side in ("pre", "post"):
+            for i, axis in enumerate("xyz"):
+                out[f"{side}_{axis}"] = raw[f"{side}_pt_position_{axis}"].to_numpy(dtype="float64") * res[i]
+        score = self.settings.score_column
+        out["score"] = raw[score].to_numpy(dtype="float64") if score else np.nan
+        npil = self.settings.neuropil_column
+        out["roi"] = self._roi(raw[npil]) if npil else None
+        return out
+
+    @staticmethod
+    def _roi(values: pd.Series) -> pd.Series:
+        roi = values.astype("string")
+        return roi.mask(roi.isin(["", "NA", "UNASGD", "None"]))
+
+    # -- connectivity ----------------------------------------------------------------------------
+
+    def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        per_roi = query.by_roi or query.rois is not None
+        version = query.materialization
+        src, tgt = query.sources, query.targets
+        batch_sources = tgt is None or (src is not None and len(src) <= len(tgt))
+        side, ids = ("pre", src) if batch_sources else ("post", tgt)
+        other = {"post_pt_root_id": [int(i) for i in tgt]} if batch_sources and tgt is not None else (
+            {"pre_pt_root_id": [int(i) for i in src]} if not batch_sources and src is not None else {})
+        size = query.batch_size or self.batch_size or DEFAULT_BATCH["connectivity"]
+        use_view = (not per_roi and version != LIVE and self.settings.filtered
+                    and self.settings.connection_view is not None)
+        if use_view:
+            view = self.settings.connection_view
+
+            def fetch(batch):
+                filters = {"filter_in_dict": {f"{side}_pt_root_id": [int(i) for i in batch], **other}}
+                return self._query(view, True, version, filters, ["pre_pt_root_id", "post_pt_root_id", "n_syn"],
+                                   f"querying {view!r}", split_column=f"{side}_pt_root_id")
+
+            frames = map_batches(fetch, batched(ids, size), max_workers=query.max_workers,
+                                 progress=query.progress, desc="CAVE connectivity")
+            df = pd.concat(frames, ignore_index=True)
+            df = df.rename(columns={"pre_pt_root_id": "pre", "post_pt_root_id": "post", "n_syn": "weight"})
+            return df.groupby(["pre", "post"], as_index=False)["weight"].sum()
+        raw, _, _ = self._synapse_rows(
+            ids, [side], version, positions=False, batch_size=size, max_workers=query.max_workers,
+            progress=query.progress, extra_filters={"filter_in_dict": other} if other else None,
+            desc="CAVE connectivity",
+        )
+        edges = pd.DataFrame({"pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
+                              "post": raw["post_pt_root_id"].to_numpy(dtype="int64")})
+        if not per_roi:
+            return edges.groupby(["pre", "post"], as_index=False).size().rename(columns={"size": "weight"})
+        npil = self.settings.neuropil_column
+        edges["roi"] = self._roi(raw[npil]).fillna(schema.NOT_PRIMARY).to_numpy()
+        return edges.groupby(["pre", "post", "roi"], as_index=False).size().rename(columns={"size": "weight"})
+
+    # -- neurons ----------------------------------------------------------------------------------
+
+    def _neuron_table(self, criteria: NeuronCriteria, version: Any) -> pd.DataFrame:
+        s = self.settings
+        if s.neuron_table is None:
+            raise UnsupportedOperation(f"datastack {self.datastack!r} has no neuron table configured (neuron_table)")
+        columns = {"type": s.type_column, "instance": s.instance_column, "status": s.status_column}
+        for field, column in columns.items():
+            if getattr(criteria, field) is not None and column is None:
+                raise UnsupportedOperation(
+                    f"datastack {self.datastack!r} has no {field} column configured, so {field}= criteria cannot "
+                    f"be applied (configure {field}_column)"
+                )
+        filters: dict[str, dict] = {}
+        if criteria.ids is not None:
+            filters.setdefault("filter_in_dict", {})[s.neuron_id_column] = list(criteria.ids)
+        for field, column in columns.items():
+            values = getattr(criteria, field)
+            if values is None:
+                continue
+            if criteria.regex and field != "status":
+                filters.setdefault("filter_regex_dict", {})[column] = "^(" + "|".join(f"(?:{v})" for v in values) + ")$"
+            else:
+                filters.setdefault("filter_in_dict", {})[column] = list(values)
+        select = [s.neuron_id_column] + [c for c in columns.values() if c]
+        version = version if version is not None else self.resolve_materialization(None, None)
+        rows = self._query(s.neuron_table, False, version, filters, select + ["id"],
+                           f"querying {s.neuron_table!r}", split_column=s.neuron_id_column)
+        out = pd.DataFrame({"id": rows[s.neuron_id_column].to_numpy(dtype="int64")})
+        for field, column in columns.items():
+            out[field] = rows[column].astype("string").to_numpy() if column else None
+        return out.drop_duplicates("id")
+
+    def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
+        ids = np.asarray(criteria.ids, dtype="int64") if criteria.ids is not None else None
+        version = materialization if materialization is not None else self.resolve_materialization(ids, None)
+        if criteria.label == "segment" and criteria.ids is not None and criteria.is_ids_only:
+            try:
+                annotated = self._neuron_table(criteria, version)
+            except UnsupportedOperation:
+                annotated = pd.DataFrame({"id": pd.Series([], dtype="int64")})
+            neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
+        else:
+            neurons = self._neuron_table(criteria, version)
+        for field in ("type", "instance", "status"):
+            if field not in neurons:
+                neurons[field] = None
+        counts = self._synapse_counts(neurons["id"].to_numpy(dtype="int64"), version, by_roi=False)
+        neurons = neurons.merge(counts, on="id", how="left").fillna({"pre": 0, "post": 0})
+        neurons = neurons[(neurons["pre"] >= criteria.min_pre) & (neurons["post"] >= criteria.min_post)]
+        if criteria.all_rois:
+            roi = self.fetch_roi_counts(neurons["id"].to_numpy(dtype="int64"), version)
+            neurons = neurons[neurons["id"].isin(_roi_match(roi, criteria))]
+        return neurons[["id", "type", "instance", "status", "pre", "post"]].sort_values("id").reset_index(drop=True)
+
+    def _synapse_counts(self, ids: np.ndarray, version: Any, *, by_roi: bool) -> pd.DataFrame:
+        if not len(ids):
+            return pd.DataFrame({"id": pd.Series([], dtype="int64"), "pre": [], "post": []})
+        raw, _, _ = self._synapse_rows(ids, ["pre", "post"], version, positions=False,
+                                       batch_size=self.batch_size or DEFAULT_BATCH["synapses"], max_workers=8,
+                                       progress=False, desc="CAVE synapse counts")
+        keys = ["id", "roi"] if by_roi else ["id"]
+        parts = []
+        for side in ("pre", "post"):
+            part = pd.DataFrame({"id": raw[f"{side}_pt_root_id"].to_numpy(dtype="int64")})
+            if by_roi:
+                part["roi"] = self._roi(raw[self.settings.neuropil_column]).fillna(schema.NOT_PRIMARY).to_numpy()
+            part = part[part["id"].isin(ids)]
+            parts.append(part.groupby(keys).size().rename(side))
+        return pd.concat(parts, axis=1).fillna(0).astype("int64").reset_index()
+
+    def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
+        if self.settings.neuropil_column is None:
+            raise UnsupportedOperation(f"datastack {self.datastack!r} has no neuropil column configured")
+        version = materialization if materialization is not None else self.resolve_materialization(ids, None)
+        return self._synapse_counts(ids, version, by_roi=True)
+
+    # -- id updates ------------------------------------------------------------------------------
+
+    def update_ids(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
+        """Map root ids to the ids current at ``materialization`` (default: now)."""
+        cg = self.client.chunkedgraph
+        when = None if materialization in (None, LIVE) else self.resolver.timestamp(
+            self.resolver.versions()[0].version if materialization == "latest" else int(materialization))
+        with self._map_errors("updating root ids"):
+            latest = np.asarray(cg.is_latest_roots(ids, timestamp=when), dtype=bool)
+            rows = []
+            for old, ok in zip(ids, latest):
+                if ok:
+                    rows.append((int(old), int(old), False, 1.0))
+                    continue
+                candidates = np.asarray(cg.get_latest_roots(int(old), timestamp=when), dtype="int64")
+                if len(candidates) == 1:
+                    rows.append((int(old), int(candidates[0]), True, 1.0))
+                else:
+                    best, overlap = cg.suggest_latest_roots(int(old), timestamp=when, return_fraction_overlap=True)
+                    rows.append((int(old), int(best), True, float(overlap)))
+        return pd.DataFrame(rows, columns=["old_id", "new_id", "changed", "confidence"])
+
+
+def _roi_match(roi: pd.DataFrame, c: NeuronCriteria) -> set[int]:
+    ids = set(roi["id"])
+    if c.rois:
+        has = [set(roi[(roi.roi == r) & (roi.pre + roi.post > 0)]["id"]) for r in c.rois]
+        ids &= set.intersection(*has) if c.roi_req == "all" else set.union(*has)
+    for r in c.input_rois or ():
+        ids &= set(roi[(roi.roi == r) & (roi.post >= c.min_roi_inputs)]["id"])
+    for r in c.output_rois or ():
+        ids &= set(roi[(roi.roi == r) & (roi.pre >= c.min_roi_outputs)]["id"])
+    return ids
+
+
+def _strip_content(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
