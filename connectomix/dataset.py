@@ -305,6 +305,9 @@ class Dataset:
         materialization: Any = None,
         batch_size: int | None = None,
         progress: bool = True,
+        attach: bool = False,
+        max_distance: float | None = 10_000,
+        clean: bool = True,
     ) -> pd.DataFrame:
         """Synaptic connections of neurons, with positions (nm) and scores.
 
@@ -320,6 +323,12 @@ class Dataset:
             Keep synapses whose postsynaptic site is in these ROIs.
         include_autapses, materialization, batch_size, progress
             As in :meth:`get_connectivity`.
+        attach
+            If ``x`` are navis neurons, also set their ``.connectors``, mapped
+            to the nearest node/vertex (see :func:`connectomix.morphology.attach_synapses`).
+        max_distance, clean
+            With ``attach``: drop connectors farther than ``max_distance`` nm
+            from the neuron when ``clean`` (the returned table keeps them).
 
         Returns
         -------
@@ -371,7 +380,14 @@ class Dataset:
         if roi_list is not None:
             keep &= df["roi"].isin(roi_list).fillna(False).to_numpy()
         df = df[keep].drop_duplicates("synapse_id").sort_values("synapse_id", kind="stable").reset_index(drop=True)
-        return self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
+        df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
+        if attach:
+            from .morphology import attach_synapses
+
+            if not hasattr(x, "nodes") and not hasattr(x, "vertices") and not hasattr(x, "neurons"):
+                raise InvalidArgumentError("attach=True needs navis neurons (TreeNeuron, MeshNeuron or NeuronList)")
+            attach_synapses(x, df, max_distance=max_distance, clean=clean)
+        return df
 
     # -- skeletons -------------------------------------------------------------------
 
