@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import errors, schema
 from .backend import Backend, Capability
+from .compare import compare
 from .criteria import NeuronCriteria
 from .dataset import Dataset, NeuronTables, open
 from .errors import ConnectomixError
@@ -29,6 +30,7 @@ NC = NeuronCriteria  # the short name neuprint-python users type
 
 __all__ = [
     "open",
+    "compare",
     "datasets",
     "backends",
     "Dataset",

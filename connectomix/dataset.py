@@ -229,8 +229,9 @@ class Dataset:
         materialization: Any = None,
         batch_size: int | None = None,
         progress: bool = True,
+        by: str = "neuron",
     ) -> pd.DataFrame:
-        """Neuron-to-neuron connection weights.
+        """Neuron-to-neuron (or type-to-type) connection weights.
 
         Parameters
         ----------
@@ -251,11 +252,16 @@ class Dataset:
             ``'live'`` or an int); ``None`` uses the dataset default.
         batch_size, progress
             Request batching and the progress bar for large queries.
+        by
+            ``"neuron"`` (default) or ``"type"``: sum the neuron-level weights
+            (each pair already ``>= min_weight``) over cell types, so datasets
+            can be compared type by type.
 
         Returns
         -------
         pandas.DataFrame
-            :data:`connectomix.schema.CONNECTIVITY` (or ``CONNECTIVITY_BY_ROI``).
+            :data:`connectomix.schema.CONNECTIVITY` (or ``CONNECTIVITY_BY_ROI``,
+            or ``TYPE_CONNECTIVITY`` with ``by="type"``, plus ``roi`` if ``by_roi``).
 
         Examples
         --------
@@ -267,6 +273,8 @@ class Dataset:
         """
         if sources is None and targets is None:
             raise InvalidArgumentError("give sources or targets (or both); None/None would fetch the whole graph")
+        if by not in ("neuron", "type"):
+            raise InvalidArgumentError(f"by must be 'neuron' or 'type'; got {by!r}")
         roi_list = self._roi_list(rois)
         min_weight = _non_negative_int(min_weight, "min_weight")
         batch_size = _optional_batch_size(batch_size)
@@ -288,8 +296,29 @@ class Dataset:
             df = df.groupby(["pre", "post"], as_index=False, sort=False)["weight"].sum()
         sort = ["weight", "pre", "post"] + (["roi"] if "roi" in df.columns else [])
         df = df.sort_values(sort, ascending=[False] + [True] * (len(sort) - 1), kind="stable").reset_index(drop=True)
-        return self._label(df, "connectivity_by_roi" if by_roi else "connectivity", version,
-                           min_weight=min_weight, rois=list(roi_list) if roi_list else None)
+        table_name = "connectivity_by_roi" if by_roi else "connectivity"
+        if by == "type":
+            df, table_name = self._by_type(df, version), "type_connectivity"
+        return self._label(df, table_name, version, min_weight=min_weight,
+                           rois=list(roi_list) if roi_list else None, by=by)
+
+    def _by_type(self, edges: pd.DataFrame, version: Any) -> pd.DataFrame:
+        ids = np.unique(np.concatenate([edges["pre"].to_numpy(), edges["post"].to_numpy()]))
+        types = pd.Series(dtype="string")
+        if ids.size:
+            neurons = schema.NEURONS.validate(self._backend.fetch_neurons(NeuronCriteria(ids=ids), version))
+            types = neurons.set_index("id")["type"]
+        keys = ["pre_type", "post_type"] + (["roi"] if "roi" in edges.columns else [])
+        typed = edges.assign(
+            pre_type=edges["pre"].map(types).fillna(schema.UNTYPED).astype("string"),
+            post_type=edges["post"].map(types).fillna(schema.UNTYPED).astype("string"),
+        )
+        out = (typed.groupby(keys, as_index=False, sort=False)
+               .agg(weight=("weight", "sum"), n_pre=("pre", "nunique"), n_post=("post", "nunique"),
+                    n_pairs=("weight", "size")))
+        out = out.sort_values(["weight"] + keys, ascending=[False] + [True] * len(keys), kind="stable")
+        cols = list(schema.TYPE_CONNECTIVITY.names) + (["roi"] if "roi" in keys else [])
+        return schema.TYPE_CONNECTIVITY.validate(out.reset_index(drop=True))[cols]
 
     # -- synapses --------------------------------------------------------------------
 

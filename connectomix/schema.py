@@ -75,7 +75,9 @@ __all__ = [
     "ROI_COUNTS",
     "CONNECTIVITY",
     "CONNECTIVITY_BY_ROI",
+    "TYPE_CONNECTIVITY",
     "SYNAPSES",
+    "UNTYPED",
     "TABLES",
     "NOT_PRIMARY",
     "validate",
@@ -220,6 +222,19 @@ CONNECTIVITY_BY_ROI = TableSchema(
     "One row per (pre, post, roi); the rows of a pair sum to its total weight.",
 )
 
+TYPE_CONNECTIVITY = TableSchema(
+    "type_connectivity",
+    (
+        Column("pre_type", _STR, "Cell type of the presynaptic neurons ('(untyped)' if none)."),
+        Column("post_type", _STR, "Cell type of the postsynaptic neurons ('(untyped)' if none)."),
+        Column("weight", _COUNT, "Synaptic connections summed over all neuron pairs of the two types."),
+        Column("n_pre", _COUNT, "Presynaptic neurons of pre_type contributing."),
+        Column("n_post", _COUNT, "Postsynaptic neurons of post_type contributing."),
+        Column("n_pairs", _COUNT, "Connected neuron pairs (each with weight >= min_weight)."),
+    ),
+    "Type-to-type connectivity aggregated from neuron-level weights, ordered by weight (descending).",
+)
+
 SYNAPSES = TableSchema(
     "synapses",
     (
@@ -238,7 +253,10 @@ SYNAPSES = TableSchema(
     "One row per synaptic connection (pre site -> post site), ordered by synapse_id.",
 )
 
-TABLES = {t.name: t for t in (NEURONS, ROI_COUNTS, CONNECTIVITY, CONNECTIVITY_BY_ROI, SYNAPSES)}
+#: Label of neurons without a cell type in type-level tables.
+UNTYPED = "(untyped)"
+
+TABLES = {t.name: t for t in (NEURONS, ROI_COUNTS, CONNECTIVITY, CONNECTIVITY_BY_ROI, TYPE_CONNECTIVITY, SYNAPSES)}
 
 
 def validate(df: pd.DataFrame, table: str | TableSchema) -> pd.DataFrame:
