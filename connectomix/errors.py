@@ -49,7 +49,7 @@ def suggest(value: object, valid: Iterable[str], *, n: int = 5) -> str:
     "did you mean 'AL(R)'? Valid values include: 'AL(R)', 'CA(R)', 'LH(R)'"
     """
     valid = sorted(set(map(str, valid)))
-    close = difflib.get_close_matches(str(value), valid, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(str(value), valid, n=3, cutoff=0.75)
     shown = ", ".join(repr(v) for v in valid[:n])
     more = f" (and {len(valid) - n} more)" if len(valid) > n else ""
     hint = f"Valid values include: {shown}{more}" if valid else "There are no valid values."
