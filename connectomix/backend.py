@@ -177,6 +177,14 @@ class Backend:
         """Capabilities of this particular dataset (default: the class's)."""
         return self.capabilities
 
+    def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
+        """What identifies results at ``version`` for the on-disk cache, or ``None`` to not cache.
+
+        Return ``None`` unless ``version`` is immutable (never for live data).
+        Must not contain credentials. The default caches nothing.
+        """
+        return None
+
     # -- primitives -------------------------------------------------------------------
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:

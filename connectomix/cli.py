@@ -136,6 +136,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long", action="store_true", help="also open each local dataset and describe it")
     sub.add_parser("backends", help="list installed backends")
     sub.add_parser("config-path", help="print where the TOML config is read from")
+    p = sub.add_parser("cache", help="show or clear the on-disk result cache")
+    p.add_argument("action", choices=["info", "clear"])
     return parser
 
 
@@ -224,6 +226,16 @@ def _cmd_config_path(args) -> None:
     print(config_path())
 
 
+def _cmd_cache(args) -> None:
+    from .cache import ResultCache
+
+    cache = ResultCache()
+    if args.action == "clear":
+        print(f"removed {cache.clear()} cached result(s) from {cache.directory}")
+    else:
+        print(f"{cache.directory}: {len(cache)} result(s), {cache.volume() / 1e6:.1f} MB")
+
+
 def _cmd_demo(args) -> None:
     from .demo import run_demo
 
@@ -239,6 +251,7 @@ _COMMANDS = {
     "datasets": _cmd_datasets,
     "backends": _cmd_backends,
     "config-path": _cmd_config_path,
+    "cache": _cmd_cache,
 }
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,8 @@ every backend answers the same question the same way.
 from __future__ import annotations
 
 import numbers
+import os
+import threading
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -18,6 +20,7 @@ import pandas as pd
 
 from . import schema
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
+from .cache import ResultCache, default_cache_dir, query_key
 from .config import load_config, parse_uri, protect_options
 from .criteria import NeuronCriteria, parse_ids, to_criteria
 from .errors import (
@@ -71,6 +74,7 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
     'release'
     """
     registry = get_registry()
+    core = {k: options.pop(k) for k in CORE_OPTIONS if k in options}
     if "://" in name_or_uri:
         name, uri, base = None, name_or_uri, {}
     else:
@@ -89,9 +93,38 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
             )
     parsed = parse_uri(uri)
     merged = {**parsed.options, **base, **protect_options(options)}
+    core.update({k: merged.pop(k) for k in CORE_OPTIONS if k in merged and k not in core})
     cls = registry.backend_for_scheme(parsed.scheme)
     backend = cls.from_uri(parsed, merged)
-    return Dataset(backend, name=name)
+    return Dataset(backend, name=name, **core)
+
+
+#: Options handled by the core rather than the backend.
+CORE_OPTIONS = ("cache", "max_workers")
+
+
+def _make_cache(cache: Any) -> ResultCache | None:
+    if cache is None or cache is True or (isinstance(cache, str) and cache.lower() in ("true", "1", "yes")):
+        return _default_cache()
+    if cache is False or (isinstance(cache, str) and cache.lower() in ("false", "0", "no")):
+        return None
+    if isinstance(cache, ResultCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        return ResultCache(cache)
+    raise InvalidArgumentError(f"cache must be True, False, a directory or a ResultCache; got {cache!r}")
+
+
+_caches: dict[str, ResultCache] = {}
+_caches_lock = threading.Lock()
+
+
+def _default_cache() -> ResultCache:
+    directory = str(default_cache_dir())
+    with _caches_lock:
+        if directory not in _caches:
+            _caches[directory] = ResultCache(directory)
+        return _caches[directory]
 
 
 class Dataset:
@@ -100,6 +133,11 @@ class Dataset:
     Obtain it with :func:`connectomix.open`. Methods return pandas DataFrames
     in the schema of :mod:`connectomix.schema`. A ``Dataset`` is a context
     manager and safe to use from several threads.
+
+    Results at immutable versions are kept in an on-disk cache
+    (:class:`~connectomix.cache.ResultCache`) when the backend supports it;
+    ``connectomix.open(..., cache=False)`` turns that off, ``cache="<dir>"``
+    moves it.
 
     Examples
     --------
@@ -110,11 +148,25 @@ class Dataset:
     [722817260, 754534424, 754538881]
     """
 
-    def __init__(self, backend: Backend, *, name: str | None = None, max_workers: int = DEFAULT_MAX_WORKERS):
+    def __init__(self, backend: Backend, *, name: str | None = None, max_workers: int | str = DEFAULT_MAX_WORKERS,
+                 cache: Any = True):
         self._backend = backend
         self._info: DatasetInfo = backend.info()
         self.name = name or self._info.name
-        self.max_workers = max_workers
+        try:
+            self.max_workers = int(max_workers)
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}") from None
+        if self.max_workers < 1:
+            raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}")
+        self.cache = _make_cache(cache)
+
+    def _cached(self, method: str, version: Any, query: Any, compute):
+        identity = self._backend.cache_identity(version) if self.cache is not None else None
+        if identity is None:
+            return compute()
+        key = query_key({"backend": self.backend_name, **identity}, method, query)
+        return self.cache.get_or_compute(key, compute)
 
     # -- metadata ----------------------------------------------------------------------
 
@@ -199,7 +251,7 @@ class Dataset:
         self._check_rois(crit.all_rois)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
-        neurons = self._backend.fetch_neurons(crit, version)
+        neurons = self._cached("fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version))
         neurons = schema.NEURONS.validate(neurons)
         keep = (neurons["id"] != 0) & (neurons["pre"] >= crit.min_pre) & (neurons["post"] >= crit.min_post)
         if crit.ids is not None:
@@ -208,8 +260,9 @@ class Dataset:
         if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
             roi_counts = schema.ROI_COUNTS.empty()
         else:
-            roi_counts = schema.ROI_COUNTS.validate(
-                self._backend.fetch_roi_counts(neurons["id"].to_numpy(), version))
+            ids = neurons["id"].to_numpy()
+            roi_counts = schema.ROI_COUNTS.validate(self._cached(
+                "fetch_roi_counts", version, ids, lambda: self._backend.fetch_roi_counts(ids, version)))
             roi_counts = roi_counts.sort_values(["id", "roi"], kind="stable").reset_index(drop=True)
         self._label(neurons, "neurons", version, criteria=repr(crit))
         self._label(roi_counts, "roi_counts", version, criteria=repr(crit))
@@ -290,7 +343,8 @@ class Dataset:
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
                 max_workers=self.max_workers, progress=progress,
             )
-            df = table.validate(self._backend.get_connectivity(query))
+            df = table.validate(self._cached("get_connectivity", version, query,
+                                             lambda: self._backend.get_connectivity(query)))
         df = _filter_connectivity(df, src, tgt, roi_list, min_weight, include_autapses)
         if not by_roi and "roi" in df.columns:
             df = df.groupby(["pre", "post"], as_index=False, sort=False)["weight"].sum()
@@ -395,7 +449,8 @@ class Dataset:
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
                 max_workers=self.max_workers, progress=progress,
             )
-            df = schema.SYNAPSES.validate(self._backend.get_synapses(query))
+            df = schema.SYNAPSES.validate(self._cached("get_synapses", version, query,
+                                                       lambda: self._backend.get_synapses(query)))
         keep = np.zeros(len(df), dtype=bool)
         if pre:
             keep |= df["pre"].isin(ids).to_numpy()

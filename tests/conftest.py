@@ -28,3 +28,4 @@ def config_file(tmp_path, monkeypatch):
         return path
 
     return write
+

@@ -14,6 +14,7 @@ the table's own voxel resolution.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -192,6 +193,13 @@ class CaveBackend(Backend):
         if self.settings.neuropil_column is None:
             caps.discard(Capability.ROIS)
         return frozenset(caps)
+
+    def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
+        if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
+            return None  # 'live' data changes; never cache it
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "materialization"}
+        return {"server": self.server, "datastack": self.datastack, "materialization": int(version),
+                "synapse_table": self.synapse_table, "settings": settings}
 
     def resolve_materialization(self, ids: np.ndarray | None, materialization: Any) -> Any:
         requested = self.settings.materialization if materialization is None else materialization

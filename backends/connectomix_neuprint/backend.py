@@ -217,6 +217,12 @@ class NeuprintBackend(Backend):
             extra={"server": self.server, "uuid": m.get("uuid"), "lastDatabaseEdit": m.get("lastDatabaseEdit")},
         )
 
+    def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
+        # A dataset tag plus the database's last-edit stamp: live-curated datasets
+        # (male CNS) change under one tag, and the stamp changes with them.
+        return {"server": self.server, "dataset": self._dataset_name,
+                "lastDatabaseEdit": self._meta.get("lastDatabaseEdit"), "uuid": self._meta.get("uuid")}
+
     # -- neurons ---------------------------------------------------------------------------------
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
