@@ -55,7 +55,7 @@ def compare(datasets: Iterable[str | Dataset] | Mapping[str, str | Dataset], met
     --------
     >>> import connectomix
     >>> both = connectomix.compare({"a": "sample", "b": "sample"}, "fetch_neurons", type="DA1_lPN")
-    >>> both.groupby("dataset").size().to_dict()
+    >>> both.groupby("dataset", observed=True).size().to_dict()
     {'a': 7, 'b': 7}
     """
     if method not in _METHODS:

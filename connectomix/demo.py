@@ -48,7 +48,9 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
         print(neurons[["id", "instance", "status", "pre", "post"]].to_string(index=False))
         if not roi_counts.empty:
             per_roi = roi_counts.groupby("roi")[["pre", "post"]].sum().sort_values("post", ascending=False)
-            print("\nall of them together, per ROI (pre = output sites, post = input sites):")
+            have = roi_counts["id"].nunique()
+            print(f"\nper ROI, summed over the {have} of them with per-ROI counts "
+                  "(pre = output sites, post = input sites):")
             print(per_roi.to_string())
 
         ids = neurons["id"].to_numpy()

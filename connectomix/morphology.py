@@ -109,7 +109,7 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
     >>> n = navis.example_neurons(1)                  # 8 nm voxel units
     >>> syn = ds.get_synapses(n, progress=False)
     >>> _ = attach_synapses(n, syn)
-    >>> n.connectors[["connector_id", "node_id", "partner_id"]].dtypes.tolist()
+    >>> n.connectors[["connector_id", "partner_id", "synapse_id"]].dtypes.tolist()
     [dtype('int64'), dtype('int64'), dtype('int64')]
     >>> n.connectors["type"].cat.categories.tolist()
     ['pre', 'post']
