@@ -129,7 +129,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="release folder to create")
     p.add_argument("--name")
     p.add_argument("--release-version", dest="release_version")
-    p.add_argument("--primary-rois", help="comma-separated list, or a file with one ROI per line")
+    p.add_argument("--primary-rois", help="neuprint-csv: comma-separated list, or a file with one ROI per line")
+    p.add_argument("--coordinate-unit", choices=["nm", "voxel"], help="flywire: unit of the synapse positions")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("datasets", help="list configured and built-in datasets")
@@ -187,10 +188,17 @@ def _cmd_synapses(args) -> None:
 
 def _cmd_convert(args) -> None:
     from connectomix_release.importers import IMPORTERS
+    from connectomix_release.writer import validate_release
 
     if args.format not in IMPORTERS:
         raise InvalidArgumentError(f"unknown format {args.format!r}; valid formats: {sorted(IMPORTERS)}")
     options = {}
+    if args.primary_rois and args.format != "neuprint-csv":
+        raise InvalidArgumentError("--primary-rois applies to the neuprint-csv format only")
+    if args.coordinate_unit:
+        if args.format != "flywire":
+            raise InvalidArgumentError("--coordinate-unit applies to the flywire format only")
+        options["coordinate_unit"] = args.coordinate_unit
     if args.primary_rois:
         path = Path(args.primary_rois)
         options["primary_rois"] = (
@@ -199,7 +207,10 @@ def _cmd_convert(args) -> None:
         )
     dest = IMPORTERS[args.format](Path(args.source), Path(args.dest), name=args.name,
                                   version=args.release_version, overwrite=args.overwrite, **options)
-    print(f"wrote release folder {dest}; open it with connectomix.open('release://{Path(dest).resolve()}')")
+    summary = validate_release(dest)
+    rows = ", ".join(f"{k}: {v:,}" for k, v in summary["rows"].items())
+    print(f"wrote release folder {dest} ({rows})")
+    print(f"open it with connectomix.open('release://{Path(dest).resolve()}')")
 
 
 def _cmd_datasets(args) -> None:
