@@ -176,23 +176,22 @@ class TruncatedResultError(RemoteError):
 # --- versions and ids ---------------------------------------------------------------------
 
 
-class MaterializationError(ConnectomixError, LookupError):
+class IdsNotFoundError(InvalidArgumentError, LookupError):
+    """Ids that the dataset does not have (see :class:`MaterializationError` for versioned ids)."""
+
+    def __init__(self, message: str, *, ids: Iterable[int] = ()):
+        self.ids = [int(i) for i in ids]
+        super().__init__(message)
+
+
+class MaterializationError(IdsNotFoundError):
     """The requested ids do not (co-)exist at the requested materialization version.
+
+    A kind of :class:`IdsNotFoundError`: the ids exist in the dataset, but not
+    (all) at that version -- outdated by proofreading, or created later.
 
     Attributes
     ----------
     ids : list of int
         The ids that are outdated (or too new) for the version.
     """
-
-    def __init__(self, message: str, *, ids: Iterable[int] = ()):
-        self.ids = [int(i) for i in ids]
-        super().__init__(message)
-
-
-class IdsNotFoundError(InvalidArgumentError, LookupError):
-    """Ids that do not exist in the dataset at all."""
-
-    def __init__(self, message: str, *, ids: Iterable[int] = ()):
-        self.ids = [int(i) for i in ids]
-        super().__init__(message)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from connectomix.errors import InvalidArgumentError, MaterializationError
+from connectomix.errors import InvalidArgumentError, MaterializationError, UnsupportedOperation
 
 __all__ = ["Version", "VersionResolver", "LIVE"]
 
@@ -103,7 +103,7 @@ class VersionResolver:
             if v.version == number:
                 return v
         valid = [v.version for v in self.versions()]
-        raise MaterializationError(
+        raise InvalidArgumentError(
             f"materialization {number} is not available on datastack {self.datastack!r} (it may have expired); "
             f"available versions: {sorted(valid)}, or use 'auto', 'latest' or 'live'"
         )
@@ -126,7 +126,7 @@ class VersionResolver:
             self._check_at(ids, result)
         elif requested == LIVE:
             if not self.live_allowed:
-                raise MaterializationError(
+                raise UnsupportedOperation(
                     f"datastack {self.datastack!r} does not allow live queries; use 'auto', 'latest' or a version"
                 )
             self._check_live(ids)

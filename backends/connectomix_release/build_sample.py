@@ -195,7 +195,7 @@ def build(dest: Path = DEFAULT_DEST) -> Path:
         neurons.to_parquet(tmp / "neurons.parquet", index=False)
         connections.to_parquet(tmp / "connections.parquet", index=False)
         roi_counts.to_parquet(tmp / "roi_counts.parquet", index=False)
-        syn.to_parquet(tmp / "synapses.parquet", index=False, row_group_size=1_000_000)
+        syn.to_parquet(tmp / "synapses.parquet", index=False, row_group_size=131_072)
         (tmp / "skeletons").mkdir()
         for n in da1:
             _write_swc(n, tmp / "skeletons" / f"{int(n.id)}.swc")

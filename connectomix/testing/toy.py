@@ -136,7 +136,7 @@ def make_toy_release(folder: str | Path) -> Path:
     neurons.to_parquet(folder / "neurons.parquet", index=False)
     connections.sort_values(["pre", "post", "roi"]).to_parquet(folder / "connections.parquet", index=False)
     roi_counts.to_parquet(folder / "roi_counts.parquet", index=False)
-    syn.to_parquet(folder / "synapses.parquet", index=False, row_group_size=1_000_000)
+    syn.to_parquet(folder / "synapses.parquet", index=False, row_group_size=131_072)
     _write_skeletons(folder / "skeletons", [101, 102])
     (folder / "README.md").write_text(
         "# toy (SYNTHETIC)\n\nA synthetic toy connectome written by "
