@@ -103,15 +103,16 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
 CORE_OPTIONS = ("cache", "max_workers")
 
 
-def _make_cache(cache: Any) -> ResultCache | None:
+def _cache_spec(cache: Any) -> bool | ResultCache | str:
+    """Validate the ``cache`` option: True (default store), False, a directory or a ResultCache."""
     if cache is None or cache is True or (isinstance(cache, str) and cache.lower() in ("true", "1", "yes")):
-        return _default_cache()
+        return True
     if cache is False or (isinstance(cache, str) and cache.lower() in ("false", "0", "no")):
-        return None
+        return False
     if isinstance(cache, ResultCache):
         return cache
     if isinstance(cache, (str, os.PathLike)):
-        return ResultCache(cache)
+        return os.fspath(cache)
     raise InvalidArgumentError(f"cache must be True, False, a directory or a ResultCache; got {cache!r}")
 
 
@@ -159,10 +160,20 @@ class Dataset:
             raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}") from None
         if self.max_workers < 1:
             raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}")
-        self.cache = _make_cache(cache)
+        self._cache_spec = _cache_spec(cache)
+        self._cache: ResultCache | None = None
+
+    @property
+    def cache(self) -> ResultCache | None:
+        """The on-disk result cache (opened on first use), or ``None`` if caching is off."""
+        if self._cache is None and self._cache_spec is not False:
+            spec = self._cache_spec
+            self._cache = spec if isinstance(spec, ResultCache) else (
+                _default_cache() if spec is True else ResultCache(spec))
+        return self._cache
 
     def _cached(self, method: str, version: Any, query: Any, compute):
-        identity = self._backend.cache_identity(version) if self.cache is not None else None
+        identity = self._backend.cache_identity(version) if self._cache_spec is not False else None
         if identity is None:
             return compute()
         key = query_key({"backend": self.backend_name, **identity}, method, query)
