@@ -1,23 +1,40 @@
-"""Build the embedded ``sample`` release folder from real hemibrain data (+ labelled synthetic partners).
+"""Build the embedded ``sample`` release folder: real hemibrain data plus labelled synthetic partners.
 
 Run ``python -m connectomix_release.build_sample [DEST]`` (default: the
-package's ``data/sample``). Deterministic: the same inputs give the same tables.
+package's ``data/sample``). The build is deterministic: one fixed seed, inputs
+read in a fixed order, so rebuilding gives identical tables.
 
 Real inputs
 -----------
-* ``navis.example_neurons()``: five hemibrain v1.2.1 DA1 lPNs (skeletons and
-  14,836 synapses with ROI and confidence, in 8 nm voxels).
+* ``navis.example_neurons()``: five hemibrain v1.2.1 DA1 lPNs with skeletons
+  and all 14,836 of their synapse sites (position, ROI, confidence), in 8 nm
+  voxels (Scheffer et al. 2020, CC BY 4.0).
 * ``S5_hemibrain_ALPN_meta.csv`` of flyconnectome/hemibrain_olf_data (MIT;
-  Schlegel et al. 2021): 379 hemibrain olfactory projection neurons. A copy
-  ships beside this script (``data/hemibrain_olf_data``).
+  Schlegel et al. 2021): 379 hemibrain olfactory projection neurons with their
+  real ``pre``/``post``/``upstream``/``downstream`` totals. A copy ships beside
+  this script (``data/hemibrain_olf_data``).
 
-Synthetic parts
----------------
-The real data gives each DA1 synapse's own site (position, ROI, confidence)
-but not its partner. Partners and partner-side positions are invented here,
-drawn per ROI from plausible populations, and every invented row or body is
-labelled (``manifest.synthetic``, the ``synthetic`` neuron column, the
-``real_side`` synapse column, the README).
+What is invented, and how
+-------------------------
+The example neurons carry their own synapse sites but not the partners. For
+each real site the partner body and the partner-side position are drawn here:
+
+* every real PSD (``post`` connector) gets exactly one row, so a DA1 lPN's
+  ``post`` rows equal its real ``post`` (= ``upstream``) total;
+* every real T-bar (``pre`` connector) gets one or more rows (T-bars are
+  polyadic), distributed so that a DA1 lPN's rows as ``pre`` equal its real
+  ``downstream`` total from the PN table;
+* a real PSD of one DA1 lPN lying within :data:`PAIR_MAX_NM` of a real T-bar of
+  another is paired with the nearest such T-bar (``real_side == "both"``):
+  both positions are real, the pairing is inferred;
+* the other partners are drawn per ROI of the real site from plausible
+  populations (:data:`INPUTS`, :data:`OUTPUTS`), and placed
+  :data:`OFFSET_NM` away, the T-bar-to-PSD distances of real hemibrain
+  synapses (112-278 nm, median 179 nm, in neuprint-python's
+  ``fetch_synapse_connections`` example).
+
+Every invented value is labelled: ``manifest.json`` ``synthetic``, the
+``synthetic`` neuron column, the ``real_side`` synapse column, the README.
 """
 
 from __future__ import annotations
@@ -26,180 +43,569 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy.spatial import cKDTree
+
+from connectomix.errors import DataFormatError
 
 HERE = Path(__file__).parent
 PN_TABLE = HERE / "data" / "hemibrain_olf_data" / "S5_hemibrain_ALPN_meta.csv"
 DEFAULT_DEST = HERE / "data" / "sample"
-VOXEL_NM = 8
+
+NAME = "hemibrain-olfactory-sample"
+VERSION = "v1.2.1-sample.2"
 SEED = 1734350788
-VERSION = "v1.2.1-sample.1"
+VOXEL_NM = 8
+DA1_IDS = (722817260, 754534424, 754538881, 1734350788, 1734350908)
+NOT_PRIMARY = "NotPrimary"
 
-#: Synthetic partner populations: name -> (count, first id, is_neuron).
-POPULATIONS = {
-    "ORN_DA1 (synthetic)": (40, 9_000_000_001, True),
-    "LN (synthetic)": (20, 9_000_001_001, True),
-    "KC (synthetic)": (60, 9_000_002_001, True),
-    "LHN (synthetic)": (30, 9_000_003_001, True),
-    None: (25, 9_000_009_001, False),  # small untyped fragments (mere segments)
+#: Distance (nm) between a real site and the synthetic partner site placed for it, before snapping to the
+#: 8 nm voxel grid (which moves it by at most 4*sqrt(3) nm).
+OFFSET_NM = (120.0, 270.0)
+#: A real DA1 PSD is paired with the nearest real T-bar of another DA1 lPN closer than this (nm).
+PAIR_MAX_NM = 300.0
+#: synapse_id = neuron rank (1-5, by body id) * ID_NEURON + navis connector_id * ID_CONNECTOR + PSD index.
+ID_NEURON = 10_000_000
+ID_CONNECTOR = 100
+
+#: Synthetic partner bodies: key -> (type, instance, count, first id, is_neuron). Untyped fragments are mere
+#: segments, like the many small bodies of real data.
+POPULATIONS: dict[str, tuple[str | None, str | None, int, int, bool]] = {
+    "ORN": ("ORN_DA1 (synthetic)", "ORN_DA1_R (synthetic)", 40, 9_000_000_001, True),
+    "LN": ("LN (synthetic)", "LN_R (synthetic)", 20, 9_000_001_001, True),
+    "KC": ("KC (synthetic)", "KC_R (synthetic)", 50, 9_000_002_001, True),
+    "LHN": ("LHN (synthetic)", "LHN_R (synthetic)", 25, 9_000_003_001, True),
+    "fragment": (None, None, 40, 9_000_009_001, False),
 }
 
-#: Who the DA1 lPNs talk to, per ROI of the real site: (population, weight) lists.
-#: "PN" means a real projection neuron from the PN table (other glomeruli); "DA1" another sample DA1 lPN.
-INPUTS = {
-    "AL(R)": [("ORN_DA1 (synthetic)", 0.70), ("LN (synthetic)", 0.15), ("PN", 0.06), ("DA1", 0.05), (None, 0.04)],
-    "default": [("LN (synthetic)", 0.30), ("LHN (synthetic)", 0.40), ("PN", 0.15), (None, 0.15)],
+#: Presynaptic partners of the real PSDs, by ROI of the PSD: (pool, weight). ``PN_AL`` = real PNs with
+#: dendrites in DA1 (the DA1 vPN, the two DA1 lPNs not in the sample) or many glomeruli (mPNs);
+#: ``PN`` = any real PN of the table other than the five sample DA1 lPNs.
+INPUTS: dict[str, list[tuple[str, float]]] = {
+    "AL(R)": [("ORN", 0.62), ("LN", 0.25), ("PN_AL", 0.09), ("fragment", 0.04)],
+    "CA(R)": [("KC", 0.45), ("PN", 0.15), ("fragment", 0.40)],
+    "LH(R)": [("LHN", 0.45), ("PN", 0.35), ("fragment", 0.20)],
+    "default": [("LHN", 0.50), ("PN", 0.20), ("fragment", 0.30)],
 }
-OUTPUTS = {
-    "AL(R)": [("LN (synthetic)", 0.80), (None, 0.20)],
-    "CA(R)": [("KC (synthetic)", 0.90), (None, 0.10)],
-    "LH(R)": [("LHN (synthetic)", 0.75), ("PN", 0.10), (None, 0.15)],
-    "default": [("LHN (synthetic)", 0.70), (None, 0.30)],
+#: Postsynaptic partners of the real T-bars, by ROI of the T-bar.
+OUTPUTS: dict[str, list[tuple[str, float]]] = {
+    "AL(R)": [("LN", 0.55), ("ORN", 0.15), ("PN_AL", 0.24), ("fragment", 0.06)],
+    "CA(R)": [("KC", 0.90), ("PN", 0.02), ("fragment", 0.08)],
+    "LH(R)": [("LHN", 0.72), ("PN", 0.12), ("fragment", 0.16)],
+    "default": [("LHN", 0.60), ("fragment", 0.40)],
 }
 
+SYNAPSE_COLUMNS = ["synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z",
+                   "score", "roi", "pre_score", "post_score", "real_side"]
+SYNAPSE_ROW_GROUP = 131_072
 
-def _population_ids() -> dict:
-    return {name: np.arange(first, first + count, dtype="int64") for name, (count, first, _) in POPULATIONS.items()}
+CITATION = (
+    "Scheffer LK et al. (2020) A connectome and analysis of the adult Drosophila central brain. "
+    "eLife 9:e57443, doi:10.7554/eLife.57443. "
+    "Schlegel P, Bates AS et al. (2021) Information flow, cell types and stereotypy in a full olfactory "
+    "connectome. eLife 10:e66018, doi:10.7554/eLife.66018."
+)
+SOURCE = (
+    "hemibrain v1.2.1 (Janelia FlyEM; Scheffer et al. 2020): five DA1 lPNs with skeletons and synapse sites as "
+    "shipped in navis's example data (navis.example_neurons()); 379 olfactory projection neurons from "
+    "S5_hemibrain_ALPN_meta.csv of github.com/flyconnectome/hemibrain_olf_data (Schlegel et al. 2021); "
+    "synapse partners and their sites synthetic (connectomix_release.build_sample, seed "
+    f"{SEED})"
+)
+LICENSE = (
+    "hemibrain data: CC BY 4.0 (Scheffer et al. 2020); PN table: MIT (flyconnectome/hemibrain_olf_data); "
+    "synthetic parts: CC0. navis itself (the software the example data ships with) is GPL-3.0; only its "
+    "hemibrain example data is used here."
+)
 
 
-def _choose(rng, table, roi, pops, pn_ids, da1_ids, self_id):
-    options = table.get(roi, table["default"])
-    names = [o[0] for o in options]
-    weights = np.array([o[1] for o in options])
-    name = names[rng.choice(len(names), p=weights / weights.sum())]
-    if name == "PN":
-        return int(rng.choice(pn_ids))
-    if name == "DA1":
-        others = da1_ids[da1_ids != self_id]
-        return int(rng.choice(others))
-    return int(rng.choice(pops[name]))
+# --------------------------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------------------------
 
 
-def _partner_site(rng, pos: np.ndarray) -> np.ndarray:
-    """A synthetic partner site 20-80 nm from a real one, on the 8 nm voxel grid like the real data."""
-    step = rng.normal(0, 4, 3).round() + np.sign(rng.normal(size=3)) * 3
-    return pos + step * VOXEL_NM
+def load_inputs(pn_table: Path = PN_TABLE) -> tuple[list[Any], pd.DataFrame]:
+    """Read the five navis DA1 lPNs (sorted by id) and the PN table, and check they agree.
 
+    Parameters
+    ----------
+    pn_table : Path
+        ``S5_hemibrain_ALPN_meta.csv``.
 
-def build(dest: Path = DEFAULT_DEST) -> Path:
+    Returns
+    -------
+    (list of navis.TreeNeuron, pandas.DataFrame)
+
+    Raises
+    ------
+    DataFormatError
+        If the inputs are not the expected ones (other neurons, units, or synapse counts that no longer
+        equal the table's ``pre``/``post``).
+    """
     import navis
 
-    rng = np.random.default_rng(SEED)
-    pns = pd.read_csv(PN_TABLE)
-    da1 = navis.example_neurons()
-    da1_ids = np.array([int(n.id) for n in da1], dtype="int64")
-    pops = _population_ids()
-    pn_ids = pns.loc[~pns["bodyid"].isin(da1_ids) & ~pns["cell.type"].str.startswith("DA1"), "bodyid"].to_numpy()
-
-    rows = []
-    real_counts = []
+    da1 = sorted(navis.example_neurons(), key=lambda n: int(n.id))
+    ids = tuple(int(n.id) for n in da1)
+    if ids != DA1_IDS:
+        raise DataFormatError(f"navis.example_neurons() returned bodies {ids}; expected {DA1_IDS}")
+    pns = pd.read_csv(pn_table)
+    missing = sorted(set(DA1_IDS) - set(pns["bodyid"]))
+    if missing:
+        raise DataFormatError(f"{pn_table}: bodies {missing} are not in the PN table")
+    table = pns.set_index("bodyid")
     for n in da1:
-        nid = int(n.id)
+        if str(n.units) != "8 nanometer":
+            raise DataFormatError(f"navis example neuron {n.id} has units {n.units!s}; expected '8 nanometer'")
+        kinds = n.connectors["type"].value_counts()
+        for kind in ("pre", "post"):
+            if int(kinds.get(kind, 0)) != int(table.loc[int(n.id), kind]):
+                raise DataFormatError(
+                    f"neuron {n.id}: {int(kinds.get(kind, 0))} navis '{kind}' connectors but the PN table "
+                    f"says {kind}={int(table.loc[int(n.id), kind])}; the inputs changed"
+                )
+    return da1, pns
+
+
+def real_sites(da1: Sequence[Any]) -> pd.DataFrame:
+    """All real synapse sites of the DA1 lPNs in nm, one row per navis connector.
+
+    Columns: ``neuron``, ``rank`` (1-5 by id), ``connector_id``, ``kind`` (pre/post), ``x``, ``y``, ``z``
+    (nm, float64), ``roi`` (None outside the primary ROIs), ``confidence``.
+    """
+    parts = []
+    for rank, n in enumerate(da1, start=1):
         c = n.connectors.sort_values("connector_id")
-        xyz = c[["x", "y", "z"]].to_numpy(dtype="float64") * VOXEL_NM
-        for (cid, kind, roi, conf), pos in zip(c[["connector_id", "type", "roi", "confidence"]].itertuples(index=False), xyz):
-            roi = None if pd.isna(roi) else str(roi)
-            real_counts.append((nid, roi, kind))
-            if kind == "pre":
-                # one real T-bar, 1-4 synthetic PSDs on synthetic/real partners (polyadic)
-                for _ in range(1 + min(int(rng.poisson(1.2)), 3)):
-                    partner = _choose(rng, OUTPUTS, roi, pops, pn_ids, da1_ids, nid)
-                    rows.append((nid, partner, *pos, *_partner_site(rng, pos), conf, roi, "pre"))
-            else:
-                partner = _choose(rng, INPUTS, roi, pops, pn_ids, da1_ids, nid)
-                rows.append((partner, nid, *_partner_site(rng, pos), *pos, conf, roi, "post"))
-    syn = pd.DataFrame(rows, columns=["pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z",
-                                      "score", "roi", "real_side"])
-    syn = syn[syn["pre"] != syn["post"]].reset_index(drop=True)
-    syn.insert(0, "synapse_id", np.arange(1, len(syn) + 1, dtype="int64"))
-    syn["roi"] = syn["roi"].astype("string")
-    syn["real_side"] = syn["real_side"].astype("string")
-    syn = syn.sort_values(["pre", "synapse_id"]).reset_index(drop=True)
+        parts.append(pd.DataFrame({
+            "neuron": np.int64(n.id), "rank": rank, "connector_id": c["connector_id"].to_numpy("int64"),
+            "kind": c["type"].astype(str).to_numpy(),
+            **{a: c[a].to_numpy("float64") * VOXEL_NM for a in ("x", "y", "z")},
+            "roi": [None if pd.isna(r) else str(r) for r in c["roi"]],
+            "confidence": c["confidence"].to_numpy("float64"),
+        }))
+    return pd.concat(parts, ignore_index=True)
 
-    bucket = syn["roi"].fillna("NotPrimary")
-    connections = (syn.assign(roi=bucket).groupby(["pre", "post", "roi"], as_index=False).size()
-                   .rename(columns={"size": "weight"}).sort_values(["pre", "post", "roi"]))
-    connections["weight"] = connections["weight"].astype("int64")
-    connections["roi"] = connections["roi"].astype("string")
 
-    # per-ROI counts: real for the five DA1 lPNs (their T-bars and PSDs), derived from rows for synthetic bodies
-    real = pd.DataFrame(real_counts, columns=["id", "roi", "kind"]).fillna({"roi": "NotPrimary"})
-    da1_rc = real.groupby(["id", "roi", "kind"]).size().unstack("kind", fill_value=0).reset_index()
-    synthetic_ids = np.concatenate(list(pops.values()))
+# --------------------------------------------------------------------------------------------
+# synthetic partners
+# --------------------------------------------------------------------------------------------
+
+
+def partner_pools(pns: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Candidate partner ids per pool name (synthetic populations and real PNs; never a sample DA1 lPN)."""
+    pools = {key: np.arange(first, first + count, dtype="int64")
+             for key, (_, _, count, first, _) in POPULATIONS.items()}
+    others = pns[~pns["bodyid"].isin(DA1_IDS)]
+    pools["PN"] = np.sort(others["bodyid"].to_numpy("int64"))
+    in_da1 = (others["glomerulus"] == "DA1") | (others["class"] == "mPN")
+    pools["PN_AL"] = np.sort(others.loc[in_da1, "bodyid"].to_numpy("int64"))
+    return pools
+
+
+def draw_partners(rng: np.random.Generator, rois: Sequence[str | None], mix: dict[str, list[tuple[str, float]]],
+                  pools: dict[str, np.ndarray]) -> np.ndarray:
+    """One partner id per site, drawn from the pools of ``mix[roi]`` (``mix["default"]`` for other ROIs)."""
+    keys = np.array([r if r in mix else "default" for r in rois], dtype=object)
+    out = np.zeros(len(keys), dtype="int64")
+    for key in sorted(set(keys)):
+        idx = np.flatnonzero(keys == key)
+        names = [name for name, _ in mix[key]]
+        weights = np.array([w for _, w in mix[key]])
+        which = rng.choice(len(names), size=len(idx), p=weights / weights.sum())
+        for i, name in enumerate(names):
+            sel = idx[which == i]
+            out[sel] = rng.choice(pools[name], size=len(sel))
+    return out
+
+
+def offset_sites(rng: np.random.Generator, xyz: np.ndarray) -> np.ndarray:
+    """Synthetic partner sites :data:`OFFSET_NM` from ``xyz`` (nm) in random directions, on the voxel grid."""
+    direction = rng.normal(size=xyz.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    distance = rng.uniform(*OFFSET_NM, size=(len(xyz), 1))
+    return np.round((xyz + direction * distance) / VOXEL_NM) * VOXEL_NM
+
+
+def pair_da1_sites(sites: pd.DataFrame) -> pd.DataFrame:
+    """Pair real DA1 PSDs with the nearest real T-bar of *another* DA1 lPN within :data:`PAIR_MAX_NM`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``post_row``, ``pre_row`` (row labels of ``sites``), ``distance`` (nm); one row per paired PSD,
+        ordered by ``post_row``. A T-bar can be paired with several PSDs (polyadic).
+    """
+    tbars = sites[sites["kind"] == "pre"]
+    psds = sites[sites["kind"] == "post"]
+    psd_xyz = psds[["x", "y", "z"]].to_numpy()
+    best_dist = np.full(len(psds), np.inf)
+    best_row = np.full(len(psds), -1, dtype="int64")
+    for nid in DA1_IDS:
+        own = tbars[tbars["neuron"] == nid]
+        others = (psds["neuron"] != nid).to_numpy()
+        if own.empty or not others.any():
+            continue
+        dist, idx = cKDTree(own[["x", "y", "z"]].to_numpy()).query(psd_xyz[others],
+                                                                   distance_upper_bound=PAIR_MAX_NM)
+        closer = np.zeros(len(psds), dtype=bool)
+        closer[others] = dist < best_dist[others]
+        best_dist[closer] = dist[closer[others]]
+        best_row[closer] = own.index.to_numpy()[idx[closer[others]]]
+    rows = np.flatnonzero(np.isfinite(best_dist))
+    return pd.DataFrame({"post_row": psds.index.to_numpy()[rows], "pre_row": best_row[rows],
+                         "distance": best_dist[rows]})
+
+
+def polyadic_counts(rng: np.random.Generator, required: np.ndarray, total: int) -> np.ndarray:
+    """PSDs per T-bar: at least ``max(1, required)`` each, summing to ``total`` (the real downstream count)."""
+    base = np.maximum(required, 1)
+    extra = int(total) - int(base.sum())
+    if extra < 0:
+        raise DataFormatError(f"downstream total {total} is smaller than the {int(base.sum())} PSDs required")
+    return base + rng.multinomial(extra, np.full(len(base), 1.0 / len(base)))
+
+
+# --------------------------------------------------------------------------------------------
+# tables
+# --------------------------------------------------------------------------------------------
+
+
+def build_synapses(sites: pd.DataFrame, pns: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """One row per synaptic connection (T-bar -> PSD) touching a real DA1 site; see the module docstring."""
+    pools = partner_pools(pns)
+    downstream = pns.set_index("bodyid")["downstream"]
+    pairs = pair_da1_sites(sites)
+    tbars = sites[sites["kind"] == "pre"]
+    required = pairs["pre_row"].value_counts().reindex(tbars.index, fill_value=0).to_numpy()
+    counts = np.concatenate([
+        polyadic_counts(rng, required[(tbars["neuron"] == nid).to_numpy()], downstream.loc[nid])
+        for nid in DA1_IDS
+    ])
+    if counts.max() >= ID_CONNECTOR:
+        raise DataFormatError(f"a T-bar got {counts.max()} PSDs; synapse ids allow {ID_CONNECTOR - 1}")
+
+    # T-bar rows: the first `required` PSDs of a T-bar are its paired real DA1 PSDs, the rest synthetic
+    row = np.repeat(tbars.index.to_numpy(), counts)
+    j = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    t = sites.loc[row].reset_index(drop=True)
+    paired = j < np.repeat(required, counts)
+    partner_psd = pairs.sort_values(["pre_row", "post_row"])["post_row"].to_numpy()
+    psd = sites.loc[partner_psd].reset_index(drop=True)
+    post_xyz = np.empty((len(t), 3))
+    post_xyz[paired] = psd[["x", "y", "z"]].to_numpy()
+    post_ids = np.empty(len(t), dtype="int64")
+    post_ids[paired] = psd["neuron"].to_numpy()
+    post_ids[~paired] = draw_partners(rng, t.loc[~paired, "roi"].tolist(), OUTPUTS, pools)
+    post_xyz[~paired] = offset_sites(rng, t.loc[~paired, ["x", "y", "z"]].to_numpy())
+    post_score = np.full(len(t), np.nan)
+    post_score[paired] = psd["confidence"].to_numpy()
+    roi = t["roi"].to_numpy(dtype=object)
+    roi[paired] = psd["roi"].to_numpy(dtype=object)
+    out_rows = pd.DataFrame({
+        "synapse_id": (t["rank"].to_numpy("int64") * ID_NEURON
+                       + t["connector_id"].to_numpy("int64") * ID_CONNECTOR + j),
+        "pre": t["neuron"].to_numpy("int64"), "post": post_ids,
+        "pre_x": t["x"], "pre_y": t["y"], "pre_z": t["z"],
+        "post_x": post_xyz[:, 0], "post_y": post_xyz[:, 1], "post_z": post_xyz[:, 2],
+        "score": np.fmin(t["confidence"].to_numpy(), post_score),
+        "roi": roi, "pre_score": t["confidence"].to_numpy(), "post_score": post_score,
+        "real_side": np.where(paired, "both", "pre"),
+    })
+
+    # unpaired real PSDs: one row each, with a synthetic presynaptic partner and T-bar
+    p = sites[(sites["kind"] == "post") & ~sites.index.isin(pairs["post_row"])].reset_index(drop=True)
+    pre_xyz = offset_sites(rng, p[["x", "y", "z"]].to_numpy()) if len(p) else np.empty((0, 3))
+    in_rows = pd.DataFrame({
+        "synapse_id": p["rank"].to_numpy("int64") * ID_NEURON + p["connector_id"].to_numpy("int64") * ID_CONNECTOR,
+        "pre": draw_partners(rng, p["roi"].tolist(), INPUTS, pools), "post": p["neuron"].to_numpy("int64"),
+        "pre_x": pre_xyz[:, 0], "pre_y": pre_xyz[:, 1], "pre_z": pre_xyz[:, 2],
+        "post_x": p["x"], "post_y": p["y"], "post_z": p["z"],
+        "score": p["confidence"], "roi": p["roi"].to_numpy(dtype=object), "pre_score": np.nan,
+        "post_score": p["confidence"], "real_side": "post",
+    })
+    syn = pd.concat([out_rows, in_rows], ignore_index=True)[SYNAPSE_COLUMNS]
+    if (syn["pre"] == syn["post"]).any():
+        raise DataFormatError("the sample builder produced an autapse")  # pools exclude the DA1 lPNs
+    if not syn["synapse_id"].is_unique:
+        raise DataFormatError("the sample builder produced duplicate synapse ids")
+    floats = {c: "float64" for c in SYNAPSE_COLUMNS if c.endswith(("_x", "_y", "_z", "score"))}
+    syn = syn.astype({"synapse_id": "int64", "pre": "int64", "post": "int64", "roi": "string",
+                      "real_side": "string", **floats})
+    return syn.sort_values(["pre", "synapse_id"]).reset_index(drop=True)
+
+
+def build_connections(syn: pd.DataFrame) -> pd.DataFrame:
+    """Weights per (pre, post, roi): the number of synapse rows, ``NotPrimary`` for a null ROI."""
+    bucket = syn["roi"].fillna(NOT_PRIMARY)
+    con = (syn.assign(roi=bucket).groupby(["pre", "post", "roi"], as_index=False).size()
+           .rename(columns={"size": "weight"}).sort_values(["pre", "post", "roi"]).reset_index(drop=True))
+    return con.astype({"pre": "int64", "post": "int64", "roi": "string", "weight": "int64"})
+
+
+def build_roi_counts(sites: pd.DataFrame, syn: pd.DataFrame) -> pd.DataFrame:
+    """Per-ROI ``pre`` (T-bars) and ``post`` (PSDs) of the bodies whose synapses the sample holds completely.
+
+    The five DA1 lPNs: their real sites. Synthetic bodies: their rows (each synthetic T-bar has exactly one
+    PSD, so rows = T-bars). Real PNs other than the five are left out: only their totals are known.
+    """
+    real = (sites.assign(roi=sites["roi"].fillna(NOT_PRIMARY)).groupby(["neuron", "roi", "kind"]).size()
+            .unstack("kind", fill_value=0).reset_index().rename(columns={"neuron": "id"}))
+    bucket = syn["roi"].fillna(NOT_PRIMARY)
+    synthetic_min = min(first for _, _, _, first, _ in POPULATIONS.values())
     parts = []
     for side in ("pre", "post"):
-        s = syn.assign(roi=bucket)[[side, "roi"]].rename(columns={side: "id"})
-        parts.append(s[s["id"].isin(synthetic_ids)].groupby(["id", "roi"]).size().rename(side))
-    syn_rc = pd.concat(parts, axis=1).fillna(0).reset_index()
-    roi_counts = pd.concat([da1_rc[["id", "roi", "pre", "post"]], syn_rc], ignore_index=True)
-    roi_counts[["pre", "post"]] = roi_counts[["pre", "post"]].astype("int64")
-    roi_counts["roi"] = roi_counts["roi"].astype("string")
-    roi_counts = roi_counts.sort_values(["id", "roi"]).reset_index(drop=True)
+        s = pd.DataFrame({"id": syn[side], "roi": bucket})
+        parts.append(s[s["id"] >= synthetic_min].groupby(["id", "roi"]).size().rename(side))
+    fake = pd.concat(parts, axis=1).fillna(0).reset_index()
+    rc = pd.concat([real[["id", "roi", "pre", "post"]], fake[["id", "roi", "pre", "post"]]], ignore_index=True)
+    rc = rc.astype({"id": "int64", "roi": "string", "pre": "int64", "post": "int64"})
+    return rc.sort_values(["id", "roi"]).reset_index(drop=True)
 
-    real_neurons = pd.DataFrame({
-        "id": pns["bodyid"].astype("int64"), "type": pns["cell.type"], "instance": pns["name"],
-        "status": pns["status"], "pre": pns["pre"].astype("int64"), "post": pns["post"].astype("int64"),
-        "is_neuron": True, "synthetic": False, "class": pns["class"], "glomerulus": pns["glomerulus"],
-        "side": pns["side"], "cellBodyFiber": pns["cellBodyFiber"], "soma": pns["soma"].astype(bool),
+
+def build_neurons(pns: pd.DataFrame, syn: pd.DataFrame) -> pd.DataFrame:
+    """The 379 real PNs (real totals) and the synthetic partner bodies (totals = their sample rows)."""
+    real = pd.DataFrame({
+        "id": pns["bodyid"], "type": pns["cell.type"], "instance": pns["name"], "status": pns["status"],
+        "pre": pns["pre"], "post": pns["post"], "is_neuron": True, "synthetic": False,
+        "upstream": pns["upstream"], "downstream": pns["downstream"], "class": pns["class"],
+        "glomerulus": pns["glomerulus"], "side": pns["side"], "cellBodyFiber": pns["cellBodyFiber"],
+        "soma": pns["soma"],
     })
-    totals = roi_counts.groupby("id")[["pre", "post"]].sum()
+    as_pre, as_post = syn["pre"].value_counts(), syn["post"].value_counts()
     fake = []
-    for name, ids in pops.items():
-        for i in ids:
-            fake.append({
-                "id": int(i), "type": name, "instance": None if name is None else name.replace(" (synthetic)", "_R (synthetic)"),
-                "status": "synthetic", "pre": int(totals["pre"].get(i, 0)), "post": int(totals["post"].get(i, 0)),
-                "is_neuron": POPULATIONS[name][2], "synthetic": True,
-            })
-    neurons = pd.concat([real_neurons, pd.DataFrame(fake)], ignore_index=True).sort_values("id")
-    for col in ("type", "instance", "status", "class", "glomerulus", "side", "cellBodyFiber"):
-        neurons[col] = neurons[col].astype("string")
-    neurons["soma"] = neurons["soma"].astype("boolean")
+    for type_, instance, count, first, is_neuron in POPULATIONS.values():
+        for i in range(first, first + count):
+            pre, post = int(as_pre.get(i, 0)), int(as_post.get(i, 0))
+            fake.append({"id": i, "type": type_, "instance": instance, "status": "synthetic", "pre": pre,
+                         "post": post, "is_neuron": is_neuron, "synthetic": True, "upstream": post,
+                         "downstream": pre})
+    neurons = pd.concat([real, pd.DataFrame(fake)], ignore_index=True)
+    neurons = neurons.astype({
+        "id": "int64", "type": "string", "instance": "string", "status": "string", "pre": "int64",
+        "post": "int64", "is_neuron": "bool", "synthetic": "bool", "upstream": "int64", "downstream": "int64",
+        "class": "string", "glomerulus": "string", "side": "string", "cellBodyFiber": "string",
+        "soma": "boolean",
+    })
+    return neurons.sort_values("id").reset_index(drop=True)
 
-    primary = sorted(set(real["roi"]) - {"NotPrimary"})
-    manifest = {
+
+def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame) -> dict[str, Any]:
+    """``manifest.json`` content; ROIs are those of the real sites (hemibrain primary ROIs)."""
+    rois = sorted(set(sites["roi"].dropna()))
+    return {
         "format": "connectomix-release",
         "format_version": 1,
-        "name": "hemibrain-olfactory-sample",
+        "name": NAME,
         "version": VERSION,
         "description": (
-            "Five real hemibrain v1.2.1 DA1 lPNs (skeletons, 14,836 synapse sites with ROI and confidence) and "
-            "the 379 hemibrain olfactory projection neurons of Schlegel et al. 2021, with SYNTHETIC synapse "
-            "partners. Connectivity is only meaningful for the five DA1 lPNs, and their partners are invented."
+            "Five real hemibrain v1.2.1 DA1 lPNs (skeletons and all 14,836 synapse sites with position, ROI and "
+            "confidence) and the 379 hemibrain olfactory projection neurons of Schlegel et al. 2021 (real ids, "
+            "types and synapse totals), with SYNTHETIC synapse partners. Connectivity is only complete for the "
+            "five DA1 lPNs, and most of their partners are invented; see README.md."
         ),
-        "source": ("hemibrain v1.2.1 (Scheffer et al. 2020, eLife 9:e57443) via navis.example_neurons; "
-                   "flyconnectome/hemibrain_olf_data S5_hemibrain_ALPN_meta.csv (Schlegel et al. 2021, eLife "
-                   "10:e66018)"),
-        "license": "hemibrain data CC BY 4.0; PN table MIT; synthetic parts CC0",
-        "citation": "Scheffer et al. 2020 eLife 9:e57443; Schlegel et al. 2021 eLife 10:e66018",
+        "source": SOURCE,
+        "license": LICENSE,
+        "citation": CITATION,
         "voxel_size_nm": [VOXEL_NM] * 3,
-        "rois": primary,
-        "primary_rois": primary,
+        "rois": rois,
+        "primary_rois": rois,
         "score_name": "confidence",
         "synthetic": {
-            "synapses": "partner ids and partner-side positions are synthetic; the side named in real_side "
-                        "(position, roi, score) is real",
-            "connections": "derived from the synapses, so every weight involves a synthetic partner assignment",
-            "neurons": "rows with synthetic=True (ids 9000000001 and up) are invented partner bodies",
-            "roi_counts": "real for the five DA1 lPNs; derived from synthetic rows for synthetic bodies",
+            "synapses": (
+                "partner side synthetic: for real_side == 'pre' the columns post, post_x, post_y, post_z; for "
+                "real_side == 'post' the columns pre, pre_x, pre_y, pre_z; for real_side == 'both' (a real PSD "
+                "paired with a real T-bar of another DA1 lPN by proximity) only the pairing. The real side's "
+                "position, roi and confidence (pre_score/post_score, score) are real; the synthetic side's "
+                "score is null."
+            ),
+            "connections": "all rows: derived from synapses.parquet, so every weight counts synthetic partners",
+            "neurons": (
+                f"rows with synthetic == True (status 'synthetic', ids {POPULATIONS['ORN'][3]} and up) are "
+                "invented partner bodies whose pre/post/upstream/downstream count their sample rows; the 379 "
+                "rows with synthetic == False are real"
+            ),
+            "roi_counts": (
+                "real for the five DA1 lPNs; rows of synthetic bodies count their synthetic synapses; other real "
+                "PNs have no rows"
+            ),
         },
     }
 
-    tmp = Path(tempfile.mkdtemp(prefix="sample-", dir=dest.parent if dest.parent.exists() else None))
-    tmp.chmod(0o755)
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+
+def _exact(values: np.ndarray) -> np.ndarray:
+    """float32 skeleton values as the decimals navis read from its SWC files (14957.1, not 14957.0996...)."""
+    return np.asarray(values, dtype="float32").astype(str).astype("float64")
+
+
+def _fmt(v: float) -> str:
+    text = f"{v:.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def write_swc(neuron: Any, path: Path) -> None:
+    """Write a navis skeleton (8 nm voxels) as standard SWC in nm, labels kept (1 = soma, 5 = fork, 6 = end)."""
+    nodes = neuron.nodes.sort_values("node_id")
+    xyzr = np.column_stack([_exact(nodes[c].fillna(0).to_numpy()) * VOXEL_NM for c in ("x", "y", "z", "radius")])
+    header = [
+        f"# hemibrain v1.2.1 body {int(neuron.id)} ({neuron.name}), skeleton from navis.example_neurons()",
+        "# data: Scheffer et al. (2020) eLife 9:e57443, CC BY 4.0; written by connectomix_release.build_sample",
+        "# units: nanometres (x, y, z and radius converted from 8 nm voxels)",
+        "# labels: 0 = undefined, 1 = soma, 5 = fork point, 6 = end point (as in navis's SWC files)",
+        "# node_id label x y z radius parent_id",
+    ]
+    lines = [
+        f"{int(i)} {int(lab)} {_fmt(x)} {_fmt(y)} {_fmt(z)} {_fmt(r)} {int(par)}"
+        for i, lab, (x, y, z, r), par in zip(nodes["node_id"], nodes["label"].astype(int), xyzr, nodes["parent_id"])
+    ]
+    path.write_text("\n".join(header + lines) + "\n")
+
+
+def _write_parquet(df: pd.DataFrame, path: Path, row_group_size: int | None = None) -> None:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    pq.write_table(table, path, row_group_size=row_group_size, compression="zstd")
+
+
+def render_readme(manifest: dict[str, Any], tables: dict[str, pd.DataFrame], sites: pd.DataFrame) -> str:
+    """The folder's README.md: what is real, what is synthetic, conventions, sources, licences, citations."""
+    neurons, syn = tables["neurons"], tables["synapses"]
+    fake = neurons[neurons["synthetic"]]
+    sides = syn["real_side"].value_counts()
+    both = syn[syn["real_side"] == "both"]
+    da1_pairs = both.groupby(["pre", "post"]).size()
+    pair_nm = float(np.median(np.linalg.norm(both[["pre_x", "pre_y", "pre_z"]].to_numpy()
+                                             - both[["post_x", "post_y", "post_z"]].to_numpy(), axis=1)))
+    pops = "\n".join(
+        f"  * {count} × `{type_ or 'untyped fragment'}` (ids {first}-{first + count - 1}, "
+        f"is_neuron={is_neuron})" for type_, _, count, first, is_neuron in POPULATIONS.values()
+    )
+    other_pns = neurons.loc[~neurons["synthetic"] & ~neurons["id"].isin(DA1_IDS), "id"]
+    pn_rows = pd.concat([syn["pre"], syn["post"]]).value_counts().reindex(other_pns).dropna()
+    return f"""# {manifest['name']} ({manifest['version']})
+
+The embedded default dataset of connectomix: `connectomix.open("sample")`, offline. Built by
+`python -m connectomix_release.build_sample` (deterministic, seed {SEED}) from the real inputs below.
+Coordinates are nanometres; ids int64; format: `FORMAT.md` of connectomix_release.
+
+## Real
+
+* **Five DA1 lPNs** of hemibrain v1.2.1 ({', '.join(map(str, DA1_IDS))}) as shipped with navis
+  (`navis.example_neurons()`):
+  * skeletons, `skeletons/<id>.swc`: every node, label, radius and parent, converted from 8 nm voxels to nm;
+  * all {len(sites):,} synapse sites ({int((sites.kind == 'pre').sum()):,} T-bars, \
+{int((sites.kind == 'post').sum()):,} PSDs): position (voxels × 8 = nm), ROI
+    (null outside the primary ROIs) and confidence. Each appears in `synapses.parquet` on its own side of
+    the rows (see `real_side`), and their per-ROI counts in `roi_counts.parquet` are the real ones.
+* **379 olfactory projection neurons** (`neurons.parquet`, `synthetic == False`): id, type (`cell.type`),
+  instance (`name`), status, pre, post, upstream, downstream, class, glomerulus, side, cellBodyFiber,
+  soma from `S5_hemibrain_ALPN_meta.csv` (flyconnectome/hemibrain_olf_data; note that it renames three
+  glomeruli relative to hemibrain v1.2.1: VC5->VM6, VC3l->VC3, VC3m->VC5). The five DA1 lPNs' navis
+  synapse counts equal this table's `pre`/`post` exactly.
+
+## SYNTHETIC
+
+hemibrain ships the example neurons' synapse sites without their partners. The partners are invented:
+
+* **Partner bodies**: {len(fake)} rows of `neurons.parquet` with `synthetic == True` and `status == "synthetic"`;
+  the typed ones have type and instance ending in "(synthetic)", the fragments no type:
+{pops}
+  Their `pre`/`post` (and `upstream`/`downstream`) count their rows in `synapses.parquet`.
+* **Partners of the real sites**, drawn per ROI of the real site: in AL(R) mostly ORN_DA1 and LN bodies and
+  real PNs with dendrites in DA1 (the DA1 vPN, the two DA1 lPNs outside the sample, multiglomerular PNs); in
+  CA(R) mostly KC bodies; in LH(R) LHN bodies and real PNs; elsewhere LHN bodies and fragments.
+  {len(pn_rows)} real PNs appear as partners ({int(pn_rows.min())}-{int(pn_rows.max())} rows each): those
+  connections are synthetic too.
+* **Partner-side positions**: {OFFSET_NM[0]:.0f}-{OFFSET_NM[1]:.0f} nm from the real site in a random
+  direction, snapped to the 8 nm voxel grid, like the T-bar-to-PSD distances of real hemibrain synapses
+  (112-278 nm, median 179 nm, in neuprint-python's `fetch_synapse_connections` documentation example).
+* **DA1 lPN -> DA1 lPN connections** ({len(both)} rows, {len(da1_pairs)} ordered pairs, no autapses): a real PSD
+  of one DA1 lPN within {PAIR_MAX_NM:.0f} nm of a real T-bar of another is paired with the nearest one. Both
+  positions are real (median distance {pair_nm:.0f} nm); the pairing is inferred.
+* `connections.parquet` is derived from `synapses.parquet`, so every weight includes synthetic partner
+  assignments. **Connectivity is only complete for the five DA1 lPNs**; the other 374 real PNs have only
+  their real totals and the few synthetic connections in which they were drawn as partners.
+
+## Columns and counting conventions
+
+* `synapses.parquet`: one row per synaptic connection (T-bar -> PSD), {len(syn):,} rows. Extra columns:
+  * `real_side` (sample-specific): `"pre"` ({int(sides.get('pre', 0)):,} rows: real DA1 T-bar, synthetic
+    partner and PSD), `"post"` ({int(sides.get('post', 0)):,} rows: real DA1 PSD, synthetic partner and
+    T-bar), `"both"` ({int(sides.get('both', 0)):,} rows: real T-bar and real PSD of two DA1 lPNs).
+  * `pre_score`/`post_score`: real confidence of each side, null on a synthetic side; `score` is the real
+    side's confidence (the smaller of the two for `"both"`, as for neuPrint data).
+  * `roi`: ROI of the postsynaptic site: the real PSD's ROI, or for `"pre"` rows the real T-bar's ROI (the
+    synthetic PSD lies {OFFSET_NM[0]:.0f}-{OFFSET_NM[1]:.0f} nm away). Null outside the primary ROIs.
+  * `synapse_id` = rank × {ID_NEURON:,} + navis `connector_id` × {ID_CONNECTOR} + PSD index, with rank 1-5 the
+    position of the real neuron in the id order above: for `"pre"`/`"both"` rows the T-bar's neuron and
+    connector (index = which of the T-bar's PSDs), for `"post"` rows the PSD's (index 0).
+* T-bars are polyadic: a DA1 T-bar has several rows with the same `pre_x/y/z`. The rows of each DA1 lPN as
+  `pre` add up to its real `downstream` (connections), its rows as `post` to its real `post` = `upstream`.
+* `neurons.pre` counts T-bars and `neurons.post` PSDs, as in neuPrint; `upstream`/`downstream` count
+  connections. `roi_counts.parquet` follows the same rule (DA1 `pre` = real T-bars per ROI) and covers the
+  DA1 lPNs and the synthetic bodies only. `connections.weight` counts rows (PSDs).
+
+## Sources, licences, citations
+
+* hemibrain: Janelia FlyEM, data under CC BY 4.0. Scheffer LK et al. (2020) A connectome and analysis of the
+  adult Drosophila central brain. *eLife* 9:e57443. doi:10.7554/eLife.57443
+* PN table: flyconnectome/hemibrain_olf_data (MIT). Schlegel P, Bates AS et al. (2021) Information flow,
+  cell types and stereotypy in a full olfactory connectome. *eLife* 10:e66018. doi:10.7554/eLife.66018
+* navis (GPL-3.0) distributes the five example neurons; only that hemibrain data is used, no navis code.
+* Synthetic parts: CC0.
+
+Cite Scheffer et al. (2020) and Schlegel et al. (2021) when you use the real parts.
+"""
+
+
+def build(dest: Path = DEFAULT_DEST, *, pn_table: Path = PN_TABLE) -> Path:
+    """Build the sample release folder at ``dest`` (replaced atomically) and return its path.
+
+    Parameters
+    ----------
+    dest : Path
+        Folder to write; an existing one is replaced only once the new one is complete.
+    pn_table : Path
+        ``S5_hemibrain_ALPN_meta.csv``.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+    """
+    dest = Path(dest)
+    da1, pns = load_inputs(pn_table)
+    sites = real_sites(da1)
+    rng = np.random.default_rng(SEED)
+    syn = build_synapses(sites, pns, rng)
+    tables = {
+        "neurons": build_neurons(pns, syn),
+        "connections": build_connections(syn),
+        "roi_counts": build_roi_counts(sites, syn),
+        "synapses": syn,
+    }
+    manifest = build_manifest(syn, sites)
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
+        tmp.chmod(0o755)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        neurons.to_parquet(tmp / "neurons.parquet", index=False)
-        connections.to_parquet(tmp / "connections.parquet", index=False)
-        roi_counts.to_parquet(tmp / "roi_counts.parquet", index=False)
-        syn.to_parquet(tmp / "synapses.parquet", index=False, row_group_size=131_072)
+        for name, df in tables.items():
+            _write_parquet(df, tmp / f"{name}.parquet", SYNAPSE_ROW_GROUP if name == "synapses" else None)
         (tmp / "skeletons").mkdir()
         for n in da1:
-            _write_swc(n, tmp / "skeletons" / f"{int(n.id)}.swc")
-        (tmp / "README.md").write_text(_readme(manifest, neurons, syn))
+            write_swc(n, tmp / "skeletons" / f"{int(n.id)}.swc")
+        (tmp / "README.md").write_text(render_readme(manifest, tables, sites))
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)
@@ -209,48 +615,15 @@ def build(dest: Path = DEFAULT_DEST) -> Path:
     return dest
 
 
-def _write_swc(n, path: Path) -> None:
-    nodes = n.nodes
-    lines = [
-        f"# hemibrain v1.2.1 body {int(n.id)} ({n.name}), from navis.example_neurons (Scheffer et al. 2020, CC BY 4.0)",
-        "# units: nm (converted from 8 nm voxels); columns: node_id type x y z radius parent_id",
-    ]
-    for r in nodes[["node_id", "x", "y", "z", "radius", "parent_id"]].itertuples(index=False):
-        lines.append(f"{int(r.node_id)} 0 {r.x * VOXEL_NM:.3f} {r.y * VOXEL_NM:.3f} {r.z * VOXEL_NM:.3f} "
-                     f"{(r.radius if pd.notna(r.radius) else 0) * VOXEL_NM:.3f} {int(r.parent_id)}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _readme(manifest: dict, neurons: pd.DataFrame, syn: pd.DataFrame) -> str:
-    n_syn_neurons = int(neurons["synthetic"].sum())
-    return f"""# {manifest['name']} ({manifest['version']})
-
-The embedded default dataset of connectomix (`connectomix.open("sample")`). Built by
-`python -m connectomix_release.build_sample`.
-
-## Real
-* 379 hemibrain olfactory projection neurons (ids, types, instances, pre/post totals, class, glomerulus,
-  side, cell body fibre): `S5_hemibrain_ALPN_meta.csv` from flyconnectome/hemibrain_olf_data (MIT),
-  Schlegel et al. (2021) *eLife* 10:e66018.
-* Five DA1 lPNs (1734350788, 1734350908, 722817260, 754534424, 754538881) from hemibrain v1.2.1
-  (Scheffer et al. (2020) *eLife* 9:e57443, CC BY 4.0) as shipped with navis (`navis.example_neurons()`):
-  skeletons (`skeletons/*.swc`, converted to nm) and all 14,836 of their synapse sites with position
-  (8 nm voxels x 8 = nm), ROI and confidence. Their per-ROI counts in `roi_counts.parquet` are real.
-
-## SYNTHETIC
-* The partner of every DA1 synapse, and the partner-side position: hemibrain does not ship them with the
-  example neurons, so they are drawn per ROI from plausible populations (ORNs and LNs in the antennal lobe,
-  Kenyon cells in the calyx, LH neurons in the lateral horn, other real PNs, small fragments).
-  Column `real_side` of `synapses.parquet` says which side of each row is real.
-* {n_syn_neurons} partner bodies (ids from 9000000001, `synthetic=True`, type names ending in "(synthetic)";
-  25 of them untyped fragments with `is_neuron=False`).
-* `connections.parquet` is derived from the synapses, so every weight depends on the synthetic partners.
-  Connectivity is only complete for the five DA1 lPNs; for the other PNs only their real totals are known.
-
-{len(syn):,} synaptic connections in total. Licences: hemibrain data CC BY 4.0, PN table MIT, synthetic
-parts CC0. Cite Scheffer et al. 2020 and Schlegel et al. 2021 when you use the real parts.
-"""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m connectomix_release.build_sample [DEST]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        print("usage: python -m connectomix_release.build_sample [DEST]", file=sys.stderr)
+        return 2
+    print(build(Path(args[0]) if args else DEFAULT_DEST))
+    return 0
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DEST))
+    raise SystemExit(main())
