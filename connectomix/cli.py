@@ -129,9 +129,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest", help="release folder to create")
     p.add_argument("--name")
     p.add_argument("--release-version", dest="release_version")
-    p.add_argument("--primary-rois", help="neuprint-csv: comma-separated list, or a file with one ROI per line")
-    p.add_argument("--coordinate-unit", choices=["nm", "voxel"], help="flywire: unit of the synapse positions")
+    p.add_argument("--primary-rois", help="comma-separated list, or a file with one ROI per line")
+    p.add_argument("--coordinate-unit", choices=["auto", "nm", "voxel"], help="flywire: unit of the synapse positions")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--check", action="store_true", help="only validate the existing release folder DEST")
+    p.add_argument("--deep", action="store_true", help="with --check: check every row, not just metadata")
 
     p = sub.add_parser("datasets", help="list configured and built-in datasets")
     p.add_argument("--long", action="store_true", help="also open each local dataset and describe it")
@@ -186,31 +188,31 @@ def _cmd_synapses(args) -> None:
     _write(df, args.output, args.max_rows)
 
 
-def _cmd_convert(args) -> None:
+def _cmd_convert(args) -> int:
     from connectomix_release.importers import IMPORTERS
     from connectomix_release.writer import validate_release
 
+    if args.check:
+        report = validate_release(args.dest, deep=args.deep)
+        print(report)
+        return 0 if report.ok else 2
     if args.format not in IMPORTERS:
         raise InvalidArgumentError(f"unknown format {args.format!r}; valid formats: {sorted(IMPORTERS)}")
     options = {}
-    if args.primary_rois and args.format != "neuprint-csv":
-        raise InvalidArgumentError("--primary-rois applies to the neuprint-csv format only")
     if args.coordinate_unit:
         if args.format != "flywire":
             raise InvalidArgumentError("--coordinate-unit applies to the flywire format only")
         options["coordinate_unit"] = args.coordinate_unit
     if args.primary_rois:
-        path = Path(args.primary_rois)
-        options["primary_rois"] = (
-            [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            if path.is_file() else [r.strip() for r in args.primary_rois.split(",") if r.strip()]
-        )
+        options["primary_rois"] = args.primary_rois  # a list, a file or comma-separated; the importer parses it
     dest = IMPORTERS[args.format](Path(args.source), Path(args.dest), name=args.name,
                                   version=args.release_version, overwrite=args.overwrite, **options)
-    summary = validate_release(dest)
-    rows = ", ".join(f"{k}: {v:,}" for k, v in summary["rows"].items())
+    report = validate_release(dest)
+    rows = ", ".join(f"{k}: {v:,}" for k, v in report["rows"].items())
     print(f"wrote release folder {dest} ({rows})")
+    print(report)
     print(f"open it with connectomix.open('release://{Path(dest).resolve()}')")
+    return 0
 
 
 def _cmd_datasets(args) -> None:

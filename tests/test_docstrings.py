@@ -19,6 +19,8 @@ MODULES = [
     "connectomix.cli",
     "connectomix.testing.toy",
     "connectomix_release.backend",
+    "connectomix_release.writer",
+    "connectomix.cache",
     "connectomix_neuprint.cypher",
 ]
 

@@ -1,349 +1,1003 @@
-"""Convert public connectome release downloads into connectomix release folders.
+"""Convert public connectome dumps into connectomix release folders (``FORMAT.md``).
 
-``connectomix convert <format> SRC DEST`` calls these; each reads its inputs
-with DuckDB/pyarrow (columnar, streaming: a synapse table of tens of millions
-of rows is never loaded into pandas) and writes the folder atomically.
+``connectomix convert <format> SRC DEST`` calls one function of
+:data:`IMPORTERS`. Every importer reads its inputs with DuckDB (CSV and Parquet
+natively, Arrow/Feather through a streaming ``pyarrow.dataset``), never with
+pandas, so a synapse table of a hundred million rows goes from the source file
+to a sorted ``synapses.parquet`` without ever being in memory whole. Work
+tables live in a DuckDB database file inside the staging folder, and sorts and
+aggregations spill to disk beyond ``memory_limit``. The release folder appears
+only when every table passed the checks of :mod:`connectomix_release.writer`.
+
+Errors about the inputs are :class:`SourceFormatError` s that name the file
+and the column.
 
 Formats
 -------
-``neuprint-csv``
-    neuPrint's compact connectome exports: ``traced-neurons.csv``
-    (``bodyId,type,instance``), ``traced-total-connections.csv``
-    (``bodyId_pre,bodyId_post,weight``) and optionally
+``neuprint-csv`` (:func:`import_neuprint_csv`)
+    neuPrint's compact connectome exports as written by neuprint-python's
+    ``fetch_traced_adjacencies`` / ``fetch_adjacencies(export_dir=...)``:
+    ``traced-neurons.csv`` (``bodyId,type,instance``),
+    ``traced-total-connections.csv`` (``bodyId_pre,bodyId_post,weight``) and
     ``traced-roi-connections.csv`` (``bodyId_pre,bodyId_post,roi,weight``), as
-    in hemibrain's ``exported-traced-adjacencies-v1.2``; also the un-prefixed
-    names ``neuprint-python``'s ``fetch_adjacencies(export_dir=...)`` writes.
-``flywire``
-    FlyWire release tables (Codex / Zenodo): ``connections.csv.gz`` or
-    ``connections_no_threshold.csv.gz`` (``pre_root_id, post_root_id,
-    neuropil, syn_count``), optional ``neurons.csv.gz``,
-    ``classification.csv.gz``, ``consolidated_cell_types.csv.gz`` and a synapse
-    table (``flywire_synapses_*.feather`` / ``synapses.parquet``).
+    in hemibrain's ``exported-traced-adjacencies-v1.2`` (also without the
+    ``traced-`` prefix). neuPrint's flat-connectome Feather dumps (male CNS:
+    ``connectome-weights-*.feather`` with ``body_pre,body_post,weight`` and
+    ``body-annotations-*.feather`` with ``bodyId,type,instance,status,...``)
+    are read too.
+``flywire`` (:func:`import_flywire`)
+    FlyWire release tables from Codex / Zenodo: ``connections.csv.gz``,
+    ``connections_no_threshold.csv.gz`` (``pre_root_id,post_root_id,neuropil,
+    syn_count,nt_type``) or ``proofread_connections_783.feather``
+    (``pre_pt_root_id,post_pt_root_id,neuropil,syn_count,...``);
+    ``neurons.csv.gz`` (``root_id,group,nt_type,...``),
+    ``classification.csv.gz`` (``root_id,flow,super_class,class,sub_class,
+    [cell_type,hemibrain_type,]hemilineage,side,nerve``),
+    ``consolidated_cell_types.csv.gz`` (``root_id,primary_type,
+    additional_type(s)``), ``proofread_root_ids_783.npy``; and the synapse
+    table ``flywire_synapses_783.feather`` (``id,pre_pt_root_id,
+    post_pt_root_id,connection_score,cleft_score,gaba,ach,glut,oct,ser,da,
+    pre_pt_position_x/y/z,post_pt_position_x/y/z,neuropil``).
+
+Each file may also be ``.csv``, ``.csv.gz``, ``.parquet`` or ``.feather``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 
-from connectomix.errors import DataFormatError, InvalidArgumentError
+from connectomix.errors import DataFormatError, InvalidArgumentError, suggest
+from connectomix.schema import NOT_PRIMARY
 
-from .writer import NOT_PRIMARY, copy_synapses, staging, write_manifest, write_table
+from .writer import ReleaseBuilder, make_manifest, quote_ident, quote_str
 
-__all__ = ["IMPORTERS", "import_neuprint_csv", "import_flywire"]
+__all__ = ["IMPORTERS", "SourceFormatError", "import_neuprint_csv", "import_flywire", "FLYWIRE_UNASSIGNED"]
 
-#: FlyWire's label for synapses outside every neuropil.
-FLYWIRE_UNASSIGNED = ("UNASGD", "")
+#: Labels FlyWire uses for synapses outside every neuropil (Codex: ``UNASGD``; fafbseg's offline lookup: ``NA``).
+FLYWIRE_UNASSIGNED = ("UNASGD", "NA", "")
+#: FlyWire (FAFB) voxel size in nm.
+FLYWIRE_VOXEL_NM = (4.0, 4.0, 40.0)
+_EXTENSIONS = (".csv", ".csv.gz", ".parquet", ".feather", ".arrow")
+_MAX_INT64 = 2**63 - 1
+_EXAMPLES = 5
 
 
-class _Sources:
-    """Tabular input files as DuckDB relations, with column checks that name the file."""
+class SourceFormatError(InvalidArgumentError, DataFormatError):
+    """A downloaded source file is missing, unreadable, or has a missing or malformed column.
 
-    def __init__(self):
-        self.con = duckdb.connect()
-        self._n = 0
+    Attributes
+    ----------
+    file : str or None
+        The offending file.
+    column : str or None
+        The offending column.
+    """
 
-    def relation(self, path: Path) -> str:
-        name = path.name.lower()
-        quoted = str(path).replace("'", "''")
-        if name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            return f"read_csv('{quoted}', header=true, auto_detect=true, sample_size=-1)"
-        if name.endswith(".parquet"):
-            return f"read_parquet('{quoted}')"
-        if name.endswith((".feather", ".arrow", ".ipc")):
-            import pyarrow.dataset as pads
+    def __init__(self, message: str, *, file: str | Path | None = None, column: str | None = None):
+        self.file = str(file) if file is not None else None
+        self.column = column
+        super().__init__(message)
 
-            self._n += 1
-            view = f"src_{self._n}"
-            self.con.register(view, pads.dataset(str(path), format="ipc"))
-            return view
-        raise InvalidArgumentError(f"{path}: unsupported file type; use .csv(.gz), .parquet or .feather")
 
-    def columns(self, relation: str) -> list[str]:
-        return [r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+# --------------------------------------------------------------------------------------------
+# reading source files with DuckDB
+# --------------------------------------------------------------------------------------------
 
-    def pick(self, relation: str, path: Path, target: str, aliases: Sequence[str], required: bool = True) -> str | None:
-        cols = self.columns(relation)
-        for a in aliases:
-            if a in cols:
-                return a
+
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+                  "HUGEINT", "UHUGEINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+
+
+@dataclass
+class Source:
+    """One input file as a DuckDB relation."""
+
+    path: Path
+    rel: str
+    types: dict[str, str]
+    is_csv: bool
+    label: str
+    raw_types: dict[str, str] = field(default_factory=dict)
+    #: Column with the row's position in the file (Parquet/Feather only), not one of the file's own columns.
+    row_number: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def pick(self, target: str, aliases: Sequence[str], *, required: bool = True) -> str | None:
+        """The first of ``aliases`` the file has (exact name, then case-insensitive)."""
+        for alias in aliases:
+            if alias in self.types:
+                return alias
+        lower = {c.lower(): c for c in self.types}
+        for alias in aliases:
+            if alias.lower() in lower:
+                return lower[alias.lower()]
         if required:
-            raise DataFormatError(f"{path.name}: no column for {target!r} (expected one of {list(aliases)}); "
-                                  f"it has {cols}")
+            raise SourceFormatError(
+                f"{self.name} ({self.label}) has no {target!r} column; expected one of {list(aliases)}, "
+                f"found {list(self.types)}", file=self.path, column=target)
         return None
 
-    def check_integers(self, relation: str, path: Path, columns: Sequence[str]) -> None:
-        for col in columns:
-            bad = self.con.execute(
-                f'SELECT "{col}" FROM {relation} WHERE "{col}" IS NOT NULL AND TRY_CAST("{col}" AS BIGINT) IS NULL '
-                f"LIMIT 1"
-            ).fetchone()
-            if bad is not None:
-                raise DataFormatError(f"{path.name}: column {col!r} must hold integer ids; found {bad[0]!r}")
 
-    def df(self, sql: str) -> pd.DataFrame:
-        return self.con.execute(sql).df()
+class _Reader:
+    """Opens input files as DuckDB relations and turns columns into checked, typed SQL."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, work: Path):
+        self.con = con
+        self.work = work
+        self._n = 0
+
+    def _sql(self, sql: str, source: Source | None = None) -> list[tuple]:
+        try:
+            return self.con.execute(sql).fetchall()
+        except duckdb.Error as exc:
+            where = f"{source.name} ({source.label})" if source else "the source files"
+            raise SourceFormatError(f"cannot read {where}: {exc}", file=source.path if source else None) from exc
+
+    def open(self, path: Path, label: str, *, small: bool = False) -> Source:
+        """Register ``path``; ``small`` files are type-sniffed on every row (CSV)."""
+        path = Path(path)
+        if not path.is_file():
+            raise SourceFormatError(f"{label} file {str(path)!r} does not exist", file=path)
+        lower = path.name.lower()
+        self._n += 1
+        view = f"_src_{self._n}"
+        if lower.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            base = f"read_csv({quote_str(path)}, header=true"
+            sniff = base + (", sample_size=-1)" if small else ")")
+            rel = base + ", all_varchar=true)"
+            source = Source(path, view, {}, True, label)
+            try:
+                source.types = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {sniff}").fetchall()}
+                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
+            except duckdb.Error as exc:
+                raise SourceFormatError(f"cannot read {path.name} ({label}) as CSV: {exc}", file=path) from exc
+            source.raw_types = {c: "VARCHAR" for c in source.types}
+            return source
+        if lower.endswith(".parquet"):
+            rel = f"read_parquet({quote_str(path)}, file_row_number=true)"
+            try:
+                self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
+            except duckdb.Error as exc:
+                raise SourceFormatError(f"cannot read {path.name} ({label}) as Parquet: {exc}", file=path) from exc
+            return self._typed(path, view, label)
+        if lower.endswith((".feather", ".arrow", ".ipc")):
+            staged = self._arrow_to_parquet(path, label)
+            rel = f"read_parquet({quote_str(staged)}, file_row_number=true)"
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
+            return self._typed(path, view, label)
+        raise SourceFormatError(
+            f"{path.name} ({label}): unsupported file type; use one of {list(_EXTENSIONS)}", file=path)
+
+    def _typed(self, path: Path, view: str, label: str) -> Source:
+        """Source for a Parquet view read with ``file_row_number=true`` (the last column)."""
+        types = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()}
+        row_number = "file_row_number" if list(types)[-1:] == ["file_row_number"] else None
+        if row_number:
+            del types[row_number]
+        return Source(path, view, types, False, label, dict(types), row_number)
+
+    def _arrow_to_parquet(self, path: Path, label: str) -> Path:
+        """Copy an Arrow IPC (Feather v2) file to Parquet one record batch at a time.
+
+        DuckDB then reads it natively: columnar passes are cheap, and no Arrow
+        scanner holds read-ahead batches outside DuckDB's memory limit.
+        """
+        import pyarrow as pa
+        import pyarrow.ipc as ipc
+        import pyarrow.parquet as pq
+
+        self._n += 1
+        out = self.work / f"source-{self._n}.parquet"
+        try:
+            with pa.OSFile(str(path)) as raw:
+                try:
+                    reader = ipc.open_file(raw)
+                    batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+                except pa.ArrowInvalid:
+                    raw.seek(0)
+                    reader = ipc.open_stream(raw)
+                    batches = iter(reader)
+                with pq.ParquetWriter(out, reader.schema, compression="lz4") as writer:
+                    held, rows = [], 0
+                    for batch in batches:
+                        held.append(batch)
+                        rows += batch.num_rows
+                        if rows >= 1_000_000:
+                            writer.write_table(pa.Table.from_batches(held, reader.schema))
+                            held, rows = [], 0
+                    if held:
+                        writer.write_table(pa.Table.from_batches(held, reader.schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise SourceFormatError(
+                f"cannot read {path.name} ({label}) as Arrow/Feather version 2: {exc}", file=path) from exc
+        return out
+
+    def stage(self, source: Source, columns: Iterable[str]) -> Source:
+        """Copy the needed columns of a CSV into Parquet once, so later passes are columnar."""
+        if not source.is_csv:
+            return source
+        self._n += 1
+        out = self.work / f"source-{self._n}.parquet"
+        cols = ", ".join(quote_ident(c) for c in dict.fromkeys(columns))
+        self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
+                  source)
+        view = f"_src_{self._n}"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)})")
+        return Source(source.path, view, source.types, True, source.label, source.raw_types, source.row_number)
+
+    # -- typed columns ------------------------------------------------------------------------
+
+    def integer(self, source: Source, column: str, *, what: str = "ids", allow_null: bool = False) -> str:
+        """SQL for an integer column (ids or counts), after checking every value."""
+        q = quote_ident(column)
+        raw = source.raw_types.get(column, source.types.get(column))
+        where = f"{source.name} ({source.label}), column {column!r}"
+        if raw in _INTEGER_TYPES:
+            expr = f"CAST({q} AS BIGINT)"
+            checks = [(f"{q} < 0", "negative values")]
+            if raw in ("UBIGINT", "HUGEINT", "UHUGEINT"):
+                checks.append((f"{q} > {_MAX_INT64}", "values beyond the int64 range"))
+        elif raw == "VARCHAR":
+            expr = f"CAST(trim({q}) AS BIGINT)"
+            checks = [(f"{q} IS NOT NULL AND NOT regexp_full_match(trim({q}), '[0-9]{{1,19}}')",
+                       "values that are not non-negative integers"),
+                      (f"length(trim({q})) = 19 AND trim({q}) > '{_MAX_INT64}'", "values beyond the int64 range")]
+        elif raw in _FLOAT_TYPES or (raw or "").startswith("DECIMAL"):
+            hint = (" (floating-point ids lose precision above 2**53; FlyWire root ids are ~7.2e17)"
+                    if what == "ids" else "")
+            raise SourceFormatError(f"{where} must hold integer {what}; it has type {raw}{hint}",
+                                    file=source.path, column=column)
+        else:
+            raise SourceFormatError(f"{where} must hold integer {what}; it has type {raw}",
+                                    file=source.path, column=column)
+        if not allow_null:
+            checks.append((f"{q} IS NULL", "missing values"))
+        aggs = ", ".join(f"count(*) FILTER (WHERE {cond})" for cond, _ in checks)
+        counts = self._sql(f"SELECT {aggs} FROM {source.rel}", source)[0]
+        for (cond, message), n in zip(checks, counts):
+            if n:
+                ex = self._sql(f"SELECT {q} FROM {source.rel} WHERE {cond} LIMIT {_EXAMPLES}", source)
+                shown = ", ".join(repr(r[0]) for r in ex)
+                raise SourceFormatError(f"{where} must hold integer {what}; {n:,} row(s) have {message}, e.g. {shown}",
+                                        file=source.path, column=column)
+        return expr
+
+    def number(self, source: Source, column: str) -> str:
+        """SQL for a float column (coordinates, scores), after checking every value parses."""
+        q = quote_ident(column)
+        raw = source.raw_types.get(column, source.types.get(column))
+        if raw in _INTEGER_TYPES | _FLOAT_TYPES or (raw or "").startswith("DECIMAL"):
+            return f"CAST({q} AS DOUBLE)"
+        if raw == "VARCHAR":
+            bad = self._sql(f"SELECT {q} FROM {source.rel} WHERE {q} IS NOT NULL AND "
+                            f"TRY_CAST(trim({q}) AS DOUBLE) IS NULL LIMIT {_EXAMPLES}", source)
+            if bad:
+                raise SourceFormatError(
+                    f"{source.name} ({source.label}), column {column!r} must hold numbers; found "
+                    f"{', '.join(repr(r[0]) for r in bad)}", file=source.path, column=column)
+            return f"CAST(trim({q}) AS DOUBLE)"
+        raise SourceFormatError(f"{source.name} ({source.label}), column {column!r} must hold numbers; "
+                                f"it has type {raw}", file=source.path, column=column)
+
+    def extra(self, source: Source, column: str) -> str:
+        """SQL for a pass-through column: the sniffed type for CSVs, as stored otherwise."""
+        q = quote_ident(column)
+        if source.is_csv:
+            sniffed = source.types[column]
+            return q if sniffed == "VARCHAR" else f"CAST({q} AS {sniffed})"
+        return q
+
+    def unique(self, source: Source, column: str, expr: str) -> None:
+        dupes = self._sql(f"SELECT {expr} AS k, count(*) FROM {source.rel} GROUP BY k HAVING count(*) > 1 "
+                          f"LIMIT {_EXAMPLES}", source)
+        if dupes:
+            raise SourceFormatError(
+                f"{source.name} ({source.label}), column {column!r} must list each id once; repeated: "
+                f"{', '.join(str(d[0]) for d in dupes)}", file=source.path, column=column)
 
 
-def _find(src: Path, names: Sequence[str], *, what: str, required: bool = True) -> Path | None:
-    for n in names:
-        if (src / n).is_file():
-            return src / n
-    if required:
-        raise DataFormatError(f"{str(src)!r} has no {what} file; expected one of {list(names)}")
-    return None
+# --------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------
 
 
-def _check_src(src: Path) -> Path:
+def _source_dir(src: str | Path) -> Path:
     src = Path(src).expanduser()
+    lower = src.name.lower()
+    if src.is_file() and lower.endswith((".tar.gz", ".tgz", ".tar", ".zip")):
+        raise InvalidArgumentError(
+            f"{str(src)!r} is an archive; extract it first (e.g. 'tar xzf {src.name}') and give the folder")
     if not src.is_dir():
         raise InvalidArgumentError(f"source {str(src)!r} is not a folder of downloaded release files")
     return src
 
 
-def _totals(connections: pd.DataFrame) -> pd.DataFrame:
-    pre = connections.groupby("pre")["weight"].sum().rename("pre")
-    post = connections.groupby("post")["weight"].sum().rename("post")
-    pre.index.name = post.index.name = "id"
-    return pd.concat([pre, post], axis=1).fillna(0).astype("int64")
+def _find(src: Path, stems: Sequence[str], *, patterns: Sequence[str] = ()) -> Path | None:
+    """The first file ``<stem><ext>`` (or glob ``pattern``) in ``src``."""
+    for stem in stems:
+        for ext in _EXTENSIONS:
+            if (src / f"{stem}{ext}").is_file():
+                return src / f"{stem}{ext}"
+    for pattern in patterns:
+        hits = sorted(p for p in src.glob(pattern) if p.is_file() and p.name.lower().endswith(_EXTENSIONS))
+        if hits:
+            return hits[0]
+    return None
 
 
-def _roi_counts(connections: pd.DataFrame) -> pd.DataFrame:
-    pre = connections.groupby(["pre", "roi"])["weight"].sum().rename("pre")
-    post = connections.groupby(["post", "roi"])["weight"].sum().rename("post")
-    pre.index.names = post.index.names = ["id", "roi"]
-    out = pd.concat([pre, post], axis=1).fillna(0).astype("int64").reset_index()
-    return out[out["id"] != 0]
+def _given(path: str | Path | None, src: Path) -> Path | None:
+    if path is None:
+        return None
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or path.exists() else src / path
 
 
-def _neuron_table(listed: pd.DataFrame, connections: pd.DataFrame) -> pd.DataFrame:
-    """Listed bodies are neurons; partners only seen in connections are mere segments."""
-    ids = np.union1d(connections["pre"].to_numpy(), connections["post"].to_numpy())
-    ids = ids[ids != 0]
-    extra = pd.DataFrame({"id": np.setdiff1d(ids, listed["id"].to_numpy())})
-    extra["is_neuron"] = False
-    listed = listed.assign(is_neuron=True)
-    neurons = pd.concat([listed, extra], ignore_index=True)
-    totals = _totals(connections)
-    neurons["pre"] = neurons["id"].map(totals["pre"]).fillna(0).astype("int64")
-    neurons["post"] = neurons["id"].map(totals["post"]).fillna(0).astype("int64")
-    for col in ("type", "instance", "status"):
-        if col not in neurons:
-            neurons[col] = pd.NA
-    return neurons
-
-
-# -- neuPrint --------------------------------------------------------------------------------------
-
-
-def import_neuprint_csv(src: Path, dest: Path, *, name: str | None = None, version: str | None = None,
-                        overwrite: bool = False, primary_rois: Sequence[str] | None = None,
-                        voxel_size_nm: Sequence[float] = (8, 8, 8)) -> Path:
-    """Convert a neuPrint compact connectome export (CSV) into a release folder.
-
-    Per-ROI weights in neuPrint exports may overlap (nested ROIs). The release
-    format needs the primary ROIs, which partition the brain, plus
-    ``"NotPrimary"`` for the rest: give ``primary_rois``, or rely on the export
-    already being primary-only (it has ``NotPrimary`` rows, or no pair's ROI
-    weights exceed its total) -- otherwise a :class:`DataFormatError` asks for
-    ``primary_rois``.
-
-    ``neurons.pre``/``post`` are the summed outgoing/incoming connection
-    weights among the exported bodies (exports carry no T-bar counts).
-    """
-    src = _check_src(src)
-    neurons_f = _find(src, ["traced-neurons.csv", "neurons.csv"], what="neurons CSV")
-    totals_f = _find(src, ["traced-total-connections.csv", "total-connections.csv"], what="total-connections CSV")
-    roi_f = _find(src, ["traced-roi-connections.csv", "roi-connections.csv"], what="roi-connections CSV",
-                  required=False)
-    s = _Sources()
-    n_rel, t_rel = s.relation(neurons_f), s.relation(totals_f)
-    body = s.pick(n_rel, neurons_f, "bodyId", ["bodyId", "bodyid", "body_id"])
-    s.check_integers(n_rel, neurons_f, [body])
-    cols = s.columns(n_rel)
-    listed = s.df(
-        f'SELECT CAST("{body}" AS BIGINT) AS id'
-        + "".join(f', CAST("{c}" AS VARCHAR) AS "{c}"' for c in ("type", "instance", "status") if c in cols)
-        + f" FROM {n_rel}"
-    )
-    for c in ("bodyId_pre", "bodyId_post", "weight"):
-        s.pick(t_rel, totals_f, c, [c])
-    s.check_integers(t_rel, totals_f, ["bodyId_pre", "bodyId_post", "weight"])
-    totals = s.df(f"SELECT CAST(bodyId_pre AS BIGINT) AS pre, CAST(bodyId_post AS BIGINT) AS post, "
-                  f"CAST(sum(weight) AS BIGINT) AS weight FROM {t_rel} GROUP BY 1, 2")
-    if roi_f is not None:
-        r_rel = s.relation(roi_f)
-        for c in ("bodyId_pre", "bodyId_post", "roi", "weight"):
-            s.pick(r_rel, roi_f, c, [c])
-        s.check_integers(r_rel, roi_f, ["bodyId_pre", "bodyId_post", "weight"])
-        per_roi = s.df(f"SELECT CAST(bodyId_pre AS BIGINT) AS pre, CAST(bodyId_post AS BIGINT) AS post, "
-                       f"CAST(roi AS VARCHAR) AS roi, CAST(sum(weight) AS BIGINT) AS weight FROM {r_rel} GROUP BY 1, 2, 3")
-        connections, primary = _partition(per_roi, totals, primary_rois, roi_f)
+def _primary_list(primary_rois: Any) -> list[str] | None:
+    """``primary_rois`` as given: a list, a file with one ROI per line, or a comma-separated string."""
+    if primary_rois is None:
+        return None
+    if isinstance(primary_rois, Path) or (isinstance(primary_rois, str) and Path(primary_rois).is_file()):
+        path = Path(primary_rois)
+        if not path.is_file():
+            raise InvalidArgumentError(f"primary_rois file {str(path)!r} does not exist")
+        items = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        items = [i for i in items if i and not i.startswith("#")]
+    elif isinstance(primary_rois, str):
+        items = [r.strip() for r in primary_rois.split(",") if r.strip()]
     else:
-        connections = totals.assign(roi=NOT_PRIMARY)[["pre", "post", "roi", "weight"]]
-        primary = sorted(primary_rois or [])
-    connections = connections[connections["weight"] > 0]
-    neurons = _neuron_table(listed, connections)
-    with staging(dest, overwrite=overwrite) as tmp:
-        write_table(tmp, "neurons", neurons)
-        write_table(tmp, "connections", connections, primary_rois=primary)
-        write_table(tmp, "roi_counts", _roi_counts(connections), primary_rois=primary)
-        write_manifest(tmp, {
-            "name": name or src.name, "version": version or "unversioned",
-            "description": f"Converted from the neuPrint CSV export in {src.name} ({neurons_f.name}, "
-                           f"{totals_f.name}{', ' + roi_f.name if roi_f else ''}). neurons.pre/post are summed "
-                           "connection weights among the exported bodies.",
-            "source": str(src), "voxel_size_nm": list(voxel_size_nm), "primary_rois": primary,
-        })
-    return Path(dest).expanduser().resolve()
+        items = list(primary_rois)
+    if not items or not all(isinstance(r, str) and r for r in items):
+        raise InvalidArgumentError(f"primary_rois must be a non-empty list of ROI names; got {primary_rois!r}")
+    if NOT_PRIMARY in items:
+        raise InvalidArgumentError(f"primary_rois must not contain {NOT_PRIMARY!r}; it is added automatically")
+    return sorted(set(items))
 
 
-def _partition(per_roi: pd.DataFrame, totals: pd.DataFrame, primary_rois: Sequence[str] | None,
-               roi_file: Path) -> tuple[pd.DataFrame, list[str]]:
-    """Per-ROI rows restricted to primary ROIs plus NotPrimary = total - sum(primary)."""
-    present = set(per_roi["roi"])
-    if primary_rois is not None:
-        primary = sorted(set(primary_rois))
-        unknown = sorted(set(primary) - present)
-        if unknown and not present & set(primary):
-            raise InvalidArgumentError(f"none of primary_rois {unknown[:5]} occur in {roi_file.name}")
-    else:
-        primary = sorted(present - {NOT_PRIMARY})
-    rows = per_roi[per_roi["roi"].isin(primary)]
-    summed = rows.groupby(["pre", "post"])["weight"].sum()
-    merged = totals.set_index(["pre", "post"])["weight"].to_frame("total").join(summed.rename("inside"), how="left")
-    merged["inside"] = merged["inside"].fillna(0).astype("int64")
-    over = merged[merged["inside"] > merged["total"]]
-    if len(over):
-        pre, post = over.index[0]
-        raise DataFormatError(
-            f"{roi_file.name}: the ROI weights of {len(over)} pair(s) exceed their totals (e.g. {pre}->{post}: "
-            f"{int(over['inside'].iloc[0])} > {int(over['total'].iloc[0])}), so these ROIs overlap; pass the "
-            "dataset's primary ROIs with --primary-rois (comma-separated or a file, one per line)"
-        )
-    rest = (merged["total"] - merged["inside"]).rename("weight").reset_index()
-    rest = rest[rest["weight"] > 0].assign(roi=NOT_PRIMARY)
-    connections = pd.concat([rows, rest[["pre", "post", "roi", "weight"]]], ignore_index=True)
-    return connections, primary
+_VERSION_PATTERNS = (re.compile(r"(?<![A-Za-z0-9])(v\d+(?:\.\d+)*)(?![0-9])"),
+                     re.compile(r"(?:^|[_-])(\d{3,})(?=[._-]|$)"))
 
 
-# -- FlyWire ---------------------------------------------------------------------------------------
+def _guess_version(names: Iterable[str]) -> str | None:
+    names = list(names)
+    for pattern in _VERSION_PATTERNS:
+        for n in names:
+            m = pattern.search(n)
+            if m:
+                return m.group(1)
+    return None
 
 
-def import_flywire(src: Path, dest: Path, *, name: str | None = None, version: str | None = None,
-                   overwrite: bool = False, coordinate_unit: str = "nm",
-                   voxel_size_nm: Sequence[float] = (4, 4, 40)) -> Path:
-    """Convert FlyWire release tables (Codex / Zenodo downloads) into a release folder.
+def _name_version(src: Path, files: Iterable[Path | None], name: str | None, version: str | None,
+                  default_name: str) -> tuple[str, str]:
+    version = version or _guess_version([src.name] + [f.name for f in files if f is not None])
+    if not version:
+        raise InvalidArgumentError(
+            f"cannot tell the release version from {src.name!r} or its file names; pass version= "
+            "(CLI: --release-version), e.g. 'v1.2'")
+    return name or src.name or default_name, str(version)
 
-    ``coordinate_unit`` says whether the synapse table's positions are ``"nm"``
-    (default) or ``"voxel"`` (multiplied by ``voxel_size_nm``).
-    ``neurons.pre``/``post`` are summed ``syn_count`` of outgoing/incoming
-    connections. Bodies listed in ``neurons``/``classification`` files are
-    neurons; other partners are mere segments.
+
+def _roi_case(column_sql: str, unassigned: Sequence[str], primary: Sequence[str] | None, outside: str) -> str:
+    """SQL mapping raw ROI labels to a primary ROI or ``outside`` (NULL or 'NotPrimary')."""
+    label = f"trim({column_sql})"
+    unassigned_sql = ", ".join(quote_str(u) for u in unassigned) or "NULL"
+    parts = [f"WHEN {label} IS NULL OR {label} IN ({unassigned_sql}) THEN {outside}"]
+    if primary is not None:
+        parts.append(f"WHEN {label} NOT IN ({', '.join(quote_str(r) for r in primary) or 'NULL'}) THEN {outside}")
+    return f"CASE {' '.join(parts)} ELSE {label} END"
+
+
+def _count_union(rel: str, weight: str) -> str:
+    """Per (id, roi) outgoing and incoming totals of a pre/post/roi relation."""
+    return (f"(SELECT id, roi, CAST(sum(pre) AS BIGINT) AS pre, CAST(sum(post) AS BIGINT) AS post FROM ("
+            f"SELECT pre AS id, roi, {weight} AS pre, 0 AS post FROM {rel} UNION ALL "
+            f"SELECT post AS id, roi, 0 AS pre, {weight} AS post FROM {rel}) GROUP BY id, roi)")
+
+
+def _neurons_sql(listed: str, listed_columns: Sequence[str], totals: str, ids: str, status_default: str | None) -> str:
+    """Listed bodies (``is_neuron``) plus mere segments for every other id, with pre/post totals."""
+    extras = [c for c in listed_columns if c not in ("id", "type", "instance", "status", "pre", "post", "is_neuron")]
+
+    def col(c: str, cast: str) -> str:
+        return f"l.{quote_ident(c)}" if c in listed_columns else f"CAST(NULL AS {cast})"
+
+    status = col("status", "VARCHAR")
+    if status_default is not None and "status" not in listed_columns:
+        status = f"CASE WHEN l.id IS NOT NULL THEN {quote_str(status_default)} END"
+    # totals from the neurons file when it has them (true synapse counts), else summed connections
+    pre = "coalesce(l.pre, t.pre, 0)" if "pre" in listed_columns else "coalesce(t.pre, 0)"
+    post = "coalesce(l.post, t.post, 0)" if "post" in listed_columns else "coalesce(t.post, 0)"
+    extra_sql = "".join(f", l.{quote_ident(c)}" for c in extras)
+    return (f"(SELECT a.id, {col('type', 'VARCHAR')} AS type, {col('instance', 'VARCHAR')} AS instance, "
+            f"{status} AS status, CAST({pre} AS BIGINT) AS pre, CAST({post} AS BIGINT) AS post, "
+            f"l.id IS NOT NULL AS is_neuron{extra_sql} "
+            f"FROM (SELECT id FROM {listed} UNION SELECT id FROM {ids}) AS a "
+            f"LEFT JOIN {listed} AS l ON l.id = a.id "
+            f"LEFT JOIN (SELECT id, sum(pre) AS pre, sum(post) AS post FROM {totals} GROUP BY id) AS t ON t.id = a.id)")
+
+
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    return con.execute(sql).fetchall()[0][0]
+
+
+# --------------------------------------------------------------------------------------------
+# neuPrint compact exports
+# --------------------------------------------------------------------------------------------
+
+_NP_NEURONS = ("traced-neurons", "neurons")
+_NP_TOTALS = ("traced-total-connections", "total-connections")
+_NP_ROIS = ("traced-roi-connections", "roi-connections")
+_NP_BODY = ("bodyId", "bodyid", "body_id", "body")
+_NP_PRE = ("bodyId_pre", "body_pre", "bodyid_pre")
+_NP_POST = ("bodyId_post", "body_post", "bodyid_post")
+
+
+def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
+                        overwrite: bool = False, primary_rois: Any = None, neurons: str | Path | None = None,
+                        connections: str | Path | None = None, roi_connections: str | Path | None = None,
+                        voxel_size_nm: Sequence[float] | None = None, description: str | None = None,
+                        source: str | None = None, license: str = "", citation: str = "",
+                        synthetic: Mapping[str, Any] | None = None, memory_limit: str | None = "1GB",
+                        threads: int | None = None) -> Path:
+    """Convert a neuPrint compact connectome export into a release folder.
+
+    Parameters
+    ----------
+    src
+        Folder with the extracted export, e.g. ``exported-traced-adjacencies-v1.2/``.
+    dest
+        Release folder to create.
+    name, version
+        Manifest name (default: the source folder's name) and version
+        (default: ``v1.2``-like text in the folder or file names, else required).
+    overwrite
+        Replace an existing release folder at ``dest``.
+    primary_rois
+        The dataset's non-overlapping ROIs (neuPrint ``primaryRois``; neuprint-
+        python ``fetch_primary_rois()``): a list, a file with one ROI per
+        line, or a comma-separated string. Without it, the ROIs of the
+        per-ROI file are used when that is safe: when no pair's per-ROI
+        weights add up to more than its total (nested ROIs such as ``SNP(R)``
+        and ``SLP(R)`` would); otherwise a :class:`SourceFormatError` asks for
+        ``primary_rois``. Per pair, weight outside the primary ROIs becomes a
+        ``"NotPrimary"`` row (total minus the sum over primary ROIs).
+    neurons, connections, roi_connections
+        Explicit file names (relative to ``src``) instead of the defaults
+        ``[traced-]neurons``, ``[traced-]total-connections``,
+        ``[traced-]roi-connections`` (or ``body-annotations-*`` /
+        ``connectome-weights-*`` Feather dumps). The per-ROI file is optional:
+        without it every connection is ``"NotPrimary"``.
+    voxel_size_nm
+        Recorded in the manifest (the export itself has no coordinates).
+    description, source, license, citation
+        Manifest text; sensible provenance is filled in when omitted.
+    synthetic
+        Manifest ``synthetic`` entry, for converting invented test data
+        (``{table: description}``); real downloads leave it empty.
+    memory_limit, threads
+        DuckDB limits; beyond ``memory_limit`` work spills to disk.
+
+    Returns
+    -------
+    Path
+        The release folder.
+
+    Notes
+    -----
+    The exports carry no synapse totals per body, so unless the neurons file
+    has ``pre``/``post`` columns, ``neurons.pre``/``post`` and
+    ``roi_counts`` are the summed weights of each body's outgoing/incoming
+    connections among the exported bodies (recorded in ``manifest.notes``).
+    Bodies listed in the neurons file are neurons (``is_neuron``); partners
+    only seen in connections become segments. Neurons of a ``traced-neurons``
+    file without a ``status`` column get status ``"Traced"``:
+    ``fetch_traced_adjacencies`` exports only ``Traced``, uncropped neurons.
+
+    Examples
+    --------
+    >>> import_neuprint_csv("exported-traced-adjacencies-v1.2", "hemibrain-v1.2")  # doctest: +SKIP
+    PosixPath('hemibrain-v1.2')
     """
-    if coordinate_unit not in ("nm", "voxel"):
-        raise InvalidArgumentError(f"coordinate_unit must be 'nm' or 'voxel'; got {coordinate_unit!r}")
-    src = _check_src(src)
-    conn_f = _find(src, [f"{stem}{ext}" for stem in ("connections", "connections_no_threshold", "connections_princeton")
-                         for ext in (".csv.gz", ".csv", ".parquet", ".feather")], what="connections table")
-    s = _Sources()
-    c_rel = s.relation(conn_f)
-    pre = s.pick(c_rel, conn_f, "pre_root_id", ["pre_root_id", "pre_pt_root_id"])
-    post = s.pick(c_rel, conn_f, "post_root_id", ["post_root_id", "post_pt_root_id"])
-    count = s.pick(c_rel, conn_f, "syn_count", ["syn_count", "n_syn", "weight"])
-    npil = s.pick(c_rel, conn_f, "neuropil", ["neuropil"], required=False)
-    s.check_integers(c_rel, conn_f, [pre, post, count])
-    unassigned = ", ".join(f"'{u}'" for u in FLYWIRE_UNASSIGNED)
-    roi_expr = (f"CASE WHEN \"{npil}\" IS NULL OR CAST(\"{npil}\" AS VARCHAR) IN ({unassigned}) "
-                f"THEN '{NOT_PRIMARY}' ELSE CAST(\"{npil}\" AS VARCHAR) END") if npil else f"'{NOT_PRIMARY}'"
-    connections = s.df(
-        f'SELECT CAST("{pre}" AS BIGINT) AS pre, CAST("{post}" AS BIGINT) AS post, {roi_expr} AS roi, '
-        f'CAST(sum("{count}") AS BIGINT) AS weight FROM {c_rel} GROUP BY 1, 2, 3'
-    )
-    connections = connections[(connections["weight"] > 0)]
-    primary = sorted(set(connections["roi"]) - {NOT_PRIMARY})
-    listed = _flywire_neurons(s, src)
-    neurons = _neuron_table(listed, connections)
-    syn_f = _find(src, ["flywire_synapses_783.feather", "synapses.feather", "synapses.parquet"],
-                  what="synapse table", required=False) or next(iter(sorted(src.glob("flywire_synapses_*.feather"))), None)
-    with staging(dest, overwrite=overwrite) as tmp:
-        write_table(tmp, "neurons", neurons)
-        write_table(tmp, "connections", connections, primary_rois=primary)
-        write_table(tmp, "roi_counts", _roi_counts(connections), primary_rois=primary)
-        n_syn = _flywire_synapses(s, syn_f, tmp, coordinate_unit, voxel_size_nm) if syn_f else 0
-        write_manifest(tmp, {
-            "name": name or src.name, "version": version or "unversioned",
-            "description": f"Converted from FlyWire release tables in {src.name}"
-                           + (f" with {n_syn:,} synapses from {syn_f.name}" if syn_f else "")
-                           + ". neurons.pre/post are summed syn_count of the connections table.",
-            "source": str(src), "voxel_size_nm": list(voxel_size_nm), "primary_rois": primary,
-            "score_name": "cleft_score" if syn_f else None,
-        })
-    return Path(dest).expanduser().resolve()
-
-
-def _flywire_neurons(s: _Sources, src: Path) -> pd.DataFrame:
-    frames = []
-    for names, wanted in (
-        (["neurons.csv.gz", "neurons.csv"], []),
-        (["classification.csv.gz", "classification.csv"],
-         ["flow", "super_class", "class", "sub_class", "cell_type", "hemibrain_type", "hemilineage", "side", "nerve"]),
-        (["consolidated_cell_types.csv.gz", "consolidated_cell_types.csv"], ["primary_type"]),
-    ):
-        f = _find(src, names, what="neuron table", required=False)
+    src = _source_dir(src)
+    f_neurons = _given(neurons, src) or _find(src, _NP_NEURONS, patterns=("body-annotations*",))
+    f_totals = _given(connections, src) or _find(src, _NP_TOTALS, patterns=("connectome-weights*",))
+    f_rois = _given(roi_connections, src) or _find(src, _NP_ROIS)
+    for label, f, stems in (("neurons", f_neurons, _NP_NEURONS), ("total connections", f_totals, _NP_TOTALS)):
         if f is None:
-            continue
-        rel = s.relation(f)
-        rid = s.pick(rel, f, "root_id", ["root_id", "pt_root_id"])
-        s.check_integers(rel, f, [rid])
-        have = [c for c in wanted if c in s.columns(rel)]
-        frames.append(s.df(f'SELECT DISTINCT CAST("{rid}" AS BIGINT) AS id'
-                           + "".join(f', CAST("{c}" AS VARCHAR) AS "{c}"' for c in have) + f" FROM {rel}")
-                      .drop_duplicates("id").set_index("id"))
-    if not frames:
-        return pd.DataFrame({"id": pd.Series([], dtype="int64")})
-    listed = pd.concat(frames, axis=1).reset_index()
-    type_sources = [c for c in ("primary_type", "cell_type", "hemibrain_type") if c in listed]
-    listed["type"] = listed[type_sources].bfill(axis=1).iloc[:, 0] if type_sources else pd.NA
-    return listed.drop(columns=[c for c in ("primary_type", "cell_type") if c in listed])
+            raise SourceFormatError(f"{str(src)!r} has no {label} file; expected {stems[0]}.csv or {stems[1]}.csv "
+                                    f"(or .csv.gz/.parquet/.feather); found {sorted(p.name for p in src.iterdir())[:10]}",
+                                    file=src)
+    primary_given = _primary_list(primary_rois)
+    name, version = _name_version(src, [f_neurons, f_totals, f_rois], name, version, "neuprint-export")
+    notes: list[str] = []
+    with ReleaseBuilder(dest, overwrite=overwrite, memory_limit=memory_limit, threads=threads) as rb:
+        con, rd = rb.con, _Reader(rb.con, rb.stage / ".duckdb-tmp")
+
+        # neurons listed in the export
+        sn = rd.open(f_neurons, "neurons", small=True)
+        body = sn.pick("bodyId", _NP_BODY)
+        body_sql = rd.integer(sn, body)
+        rd.unique(sn, body, body_sql)
+        listed_cols = ["id"]
+        select = [f"{body_sql} AS id"]
+        for c in sn.types:
+            if c == body or c in ("is_neuron",):
+                continue
+            if c in ("pre", "post"):
+                select.append(f"{rd.integer(sn, c, what='counts', allow_null=True)} AS {c}")
+            elif c in ("type", "instance", "status"):
+                select.append(f"CAST({quote_ident(c)} AS VARCHAR) AS {c}")
+            else:
+                select.append(f"{rd.extra(sn, c)} AS {quote_ident(c)}")
+            listed_cols.append(c)
+        con.execute(f"CREATE TABLE listed AS SELECT {', '.join(select)} FROM {sn.rel} WHERE {body_sql} <> 0")
+        status_default = "Traced" if f_neurons.name.lower().startswith("traced-") else None
+        if status_default and "status" not in listed_cols:
+            notes.append(f"status 'Traced' for the bodies of {f_neurons.name}: neuprint-python's "
+                         "fetch_traced_adjacencies exports only Traced, uncropped neurons")
+
+        # total weights per pair
+        st = rd.open(f_totals, "total connections")
+        t_pre, t_post = st.pick("bodyId_pre", _NP_PRE), st.pick("bodyId_post", _NP_POST)
+        t_w = st.pick("weight", ("weight",))
+        st = rd.stage(st, [t_pre, t_post, t_w])
+        pre_sql, post_sql = rd.integer(st, t_pre), rd.integer(st, t_post)
+        w_sql = rd.integer(st, t_w, what="weights")
+        con.execute(f"CREATE TABLE totals AS SELECT {pre_sql} AS pre, {post_sql} AS post, {w_sql} AS weight "
+                    f"FROM {st.rel}")
+        dupes = con.execute("SELECT pre, post FROM totals GROUP BY ALL HAVING count(*) > 1 LIMIT 5").fetchall()
+        if dupes:
+            raise SourceFormatError(f"{f_totals.name} lists pair(s) {dupes} more than once; a total-connections "
+                                    "file has one row per (bodyId_pre, bodyId_post)", file=f_totals)
+        dropped = _scalar(con, "SELECT count(*) FROM totals WHERE pre = 0 OR post = 0")
+        if dropped:
+            notes.append(f"{dropped:,} pair(s) with body 0 (background) in {f_totals.name} were left out")
+        con.execute("DELETE FROM totals WHERE pre = 0 OR post = 0 OR weight = 0")
+
+        # per-ROI weights -> primary ROIs + NotPrimary
+        all_rois: list[str] = []
+        if f_rois is not None:
+            sr = rd.open(f_rois, "ROI connections")
+            r_pre, r_post = sr.pick("bodyId_pre", _NP_PRE), sr.pick("bodyId_post", _NP_POST)
+            r_roi, r_w = sr.pick("roi", ("roi",)), sr.pick("weight", ("weight",))
+            sr = rd.stage(sr, [r_pre, r_post, r_roi, r_w])
+            con.execute(
+                f"CREATE TABLE roi_rows AS SELECT {rd.integer(sr, r_pre)} AS pre, {rd.integer(sr, r_post)} AS post, "
+                f"CAST({quote_ident(r_roi)} AS VARCHAR) AS roi, {rd.integer(sr, r_w, what='weights')} AS weight "
+                f"FROM {sr.rel}")
+            nulls = _scalar(con, "SELECT count(*) FROM roi_rows WHERE roi IS NULL")
+            if nulls:
+                raise SourceFormatError(f"{f_rois.name}, column {r_roi!r} has {nulls:,} empty ROI name(s)",
+                                        file=f_rois, column=r_roi)
+            con.execute(f"DELETE FROM roi_rows WHERE pre = 0 OR post = 0 OR weight = 0 OR roi = {quote_str(NOT_PRIMARY)}")
+            dupes = con.execute("SELECT pre, post, roi FROM roi_rows GROUP BY ALL HAVING count(*) > 1 LIMIT 5").fetchall()
+            if dupes:
+                raise SourceFormatError(f"{f_rois.name} lists (pre, post, roi) {dupes} more than once",
+                                        file=f_rois, column=r_roi)
+            all_rois = sorted(r[0] for r in con.execute("SELECT DISTINCT roi FROM roi_rows").fetchall())
+            primary = _choose_primary(con, primary_given, all_rois, f_rois, f_totals)
+            in_primary = f"roi IN ({', '.join(quote_str(r) for r in primary) or 'NULL'})"
+            con.execute(
+                f"CREATE TABLE conn AS "
+                f"SELECT pre, post, roi, weight FROM roi_rows WHERE {in_primary} UNION ALL "
+                f"SELECT t.pre, t.post, {quote_str(NOT_PRIMARY)} AS roi, t.weight - coalesce(s.inside, 0) AS weight "
+                f"FROM totals AS t LEFT JOIN (SELECT pre, post, sum(weight) AS inside FROM roi_rows "
+                f"WHERE {in_primary} GROUP BY ALL) AS s USING (pre, post) WHERE t.weight > coalesce(s.inside, 0)")
+            ignored = sorted(set(all_rois) - set(primary))
+            if ignored:
+                notes.append(f"{len(ignored)} non-primary ROI(s) of {f_rois.name} were folded into "
+                             f"{NOT_PRIMARY!r}: {ignored[:20]}{' ...' if len(ignored) > 20 else ''}")
+        else:
+            primary = primary_given or []
+            con.execute(f"CREATE TABLE conn AS SELECT pre, post, {quote_str(NOT_PRIMARY)} AS roi, weight FROM totals")
+            notes.append(f"no per-ROI file: every connection is {NOT_PRIMARY!r}")
+
+        counts = _count_union("conn", "weight")
+        con.execute(f"CREATE TABLE counts AS SELECT * FROM {counts}")
+        con.execute("CREATE TABLE ids AS SELECT pre AS id FROM totals UNION SELECT post FROM totals")
+        has_totals = "pre" in listed_cols and "post" in listed_cols
+        notes.append(
+            ("neurons.pre/post come from the neurons file; " if has_totals else
+             "neurons.pre/post are the summed weights of each body's outgoing/incoming connections among the "
+             "exported bodies (the export has no per-body synapse totals); ")
+            + "roi_counts are the same sums per ROI")
+        rb.set_manifest(make_manifest(
+            name=name, version=version,
+            description=description or (
+                f"neuPrint connectome export {src.name} converted by connectomix ({f_neurons.name}, {f_totals.name}"
+                f"{', ' + f_rois.name if f_rois else ''})."),
+            source=source or f"neuPrint export {src.name}", license=license, citation=citation,
+            voxel_size_nm=voxel_size_nm, rois=sorted(set(all_rois) | set(primary)), primary_rois=primary,
+            score_name=None, synthetic=dict(synthetic or {}), notes=notes,
+        ))
+        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", status_default))
+        rb.add_table("connections", "conn")
+        rb.add_table("roi_counts", "counts")
+    return rb.dest
 
 
-_SYNAPSE_ALIASES = {
-    "synapse_id": ["id", "synapse_id"],
-    "pre": ["pre_pt_root_id", "pre_root_id", "pre"],
-    "post": ["post_pt_root_id", "post_root_id", "post"],
-    **{f"{side}_{a}": [f"{side}_{a}", f"{side}_pt_position_{a}"] for side in ("pre", "post") for a in "xyz"},
-    "score": ["cleft_score", "score"],
-    "roi": ["neuropil", "roi"],
+def _choose_primary(con: duckdb.DuckDBPyConnection, given: list[str] | None, all_rois: list[str],
+                    roi_file: Path, totals_file: Path) -> list[str]:
+    """The primary ROIs to keep: ``given`` (checked), or all ROIs of the file when they cannot overlap."""
+    if given is not None:
+        unknown = [r for r in given if r not in all_rois]
+        if unknown and len(unknown) == len(given):
+            raise InvalidArgumentError(
+                f"none of the primary_rois occur in {roi_file.name}: {unknown[:5]}; "
+                f"{suggest(unknown[0], all_rois)}")
+        if unknown:
+            raise InvalidArgumentError(
+                f"primary ROI(s) {unknown[:5]} do not occur in {roi_file.name}; {suggest(unknown[0], all_rois)}")
+        candidate = given
+    else:
+        candidate = all_rois
+    in_set = f"roi IN ({', '.join(quote_str(r) for r in candidate) or 'NULL'})"
+    orphan = con.execute(
+        "SELECT r.pre, r.post FROM (SELECT DISTINCT pre, post FROM roi_rows) AS r ANTI JOIN totals AS t "
+        "USING (pre, post) LIMIT 5").fetchall()
+    if orphan:
+        raise SourceFormatError(
+            f"{roi_file.name} has pair(s) {orphan} that are missing from {totals_file.name}; the two files do not "
+            "belong together", file=roi_file)
+    over = con.execute(
+        f"SELECT s.pre, s.post, s.inside, t.weight FROM (SELECT pre, post, sum(weight) AS inside FROM roi_rows "
+        f"WHERE {in_set} GROUP BY ALL) AS s JOIN totals AS t USING (pre, post) WHERE s.inside > t.weight "
+        f"ORDER BY s.inside - t.weight DESC LIMIT 1").fetchall()
+    over = over[0] if over else None
+    if over:
+        n = _scalar(con, f"SELECT count(*) FROM (SELECT pre, post, sum(weight) AS inside FROM roi_rows WHERE {in_set} "
+                         f"GROUP BY ALL) AS s JOIN totals AS t USING (pre, post) WHERE s.inside > t.weight")
+        pre, post, inside, total = over
+        if given is None:
+            raise SourceFormatError(
+                f"the ROIs in {roi_file.name} overlap (nested ROIs): for {n:,} pair(s) the per-ROI weights add up to "
+                f"more than the total in {totals_file.name} (e.g. {pre} -> {post}: {inside} > {total}). Pass the "
+                "dataset's primary ROIs, the non-overlapping ones (neuPrint primaryRois, neuprint-python "
+                "fetch_primary_rois()), as primary_rois= (CLI: --primary-rois, a comma-separated list or a file "
+                "with one ROI per line)", file=roi_file, column="roi")
+        raise InvalidArgumentError(
+            f"the given primary_rois overlap: for {n:,} pair(s) their weights in {roi_file.name} add up to more than "
+            f"the total (e.g. {pre} -> {post}: {inside} > {total}); give only non-overlapping ROIs")
+    return sorted(candidate)
+
+
+# --------------------------------------------------------------------------------------------
+# FlyWire release tables
+# --------------------------------------------------------------------------------------------
+
+_FW_CONNECTIONS = ("connections_no_threshold", "connections", "connections_princeton_no_threshold",
+                   "connections_princeton")
+_FW_SYN_COLUMNS = {
+    "id": ("id", "synapse_id"),
+    "pre": ("pre_pt_root_id", "pre_root_id", "pre"),
+    "post": ("post_pt_root_id", "post_root_id", "post"),
+    **{f"{s}_{a}": (f"{s}_pt_position_{a}", f"{s}_{a}") for s in ("pre", "post") for a in "xyz"},
+    "score": ("cleft_score",),
+    "neuropil": ("neuropil",),
 }
 
 
-def _flywire_synapses(s: _Sources, path: Path, folder: Path, unit: str, voxel: Sequence[float]) -> int:
-    rel = s.relation(path)
-    picked = {t: s.pick(rel, path, t, a, required=t not in ("synapse_id", "score", "roi"))
-              for t, a in _SYNAPSE_ALIASES.items()}
-    s.check_integers(rel, path, [picked["pre"], picked["post"]] + ([picked["synapse_id"]] if picked["synapse_id"] else []))
-    scale = dict(zip("xyz", voxel)) if unit == "voxel" else {"x": 1, "y": 1, "z": 1}
-    unassigned = ", ".join(f"'{u}'" for u in FLYWIRE_UNASSIGNED)
-    parts = [
-        f'CAST("{picked["synapse_id"]}" AS BIGINT) AS synapse_id' if picked["synapse_id"]
-        else "CAST(row_number() OVER () AS BIGINT) AS synapse_id",
-        f'CAST("{picked["pre"]}" AS BIGINT) AS pre', f'CAST("{picked["post"]}" AS BIGINT) AS post',
-        *[f'CAST("{picked[f"{side}_{a}"]}" AS DOUBLE) * {float(scale[a])} AS {side}_{a}'
-          for side in ("pre", "post") for a in "xyz"],
-        f'CAST("{picked["score"]}" AS DOUBLE) AS score' if picked["score"] else "CAST(NULL AS DOUBLE) AS score",
-        (f'CASE WHEN "{picked["roi"]}" IS NULL OR CAST("{picked["roi"]}" AS VARCHAR) IN ({unassigned}) THEN NULL '
-         f'ELSE CAST("{picked["roi"]}" AS VARCHAR) END AS roi') if picked["roi"] else "CAST(NULL AS VARCHAR) AS roi",
-    ]
-    return copy_synapses(s.con, f"SELECT {', '.join(parts)} FROM {rel}", folder)
+def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
+                   overwrite: bool = False, primary_rois: Any = None, coordinate_unit: str = "auto",
+                   voxel_size_nm: Sequence[float] = FLYWIRE_VOXEL_NM, min_score: float | None = None,
+                   connections: str | Path | None = None, synapses: str | Path | None = None,
+                   neurons: str | Path | None = None, classification: str | Path | None = None,
+                   cell_types: str | Path | None = None, proofread_ids: str | Path | None = None,
+                   unassigned: Sequence[str] = FLYWIRE_UNASSIGNED, description: str | None = None,
+                   source: str | None = None, license: str = "", citation: str = "",
+                   synthetic: Mapping[str, Any] | None = None, memory_limit: str | None = "1GB",
+                   threads: int | None = None) -> Path:
+    """Convert FlyWire release tables (Codex / Zenodo downloads) into a release folder.
+
+    Parameters
+    ----------
+    src
+        Folder with the downloaded files (see the module docstring for names).
+    dest
+        Release folder to create.
+    name, version
+        Manifest name (default: the folder's name) and version (default: a
+        number such as ``783`` in the file names, else required).
+    overwrite
+        Replace an existing release folder at ``dest``.
+    primary_rois
+        Neuropils to keep as ROIs (list, file or comma-separated string).
+        Default: every neuropil in the data, since FlyWire's neuropils do not
+        overlap. Other neuropils, ``unassigned`` labels and missing values
+        become ``"NotPrimary"`` (connections, roi_counts) / null (synapses).
+    coordinate_unit
+        Unit of the synapse positions: ``"nm"``, ``"voxel"`` (multiplied by
+        ``voxel_size_nm``) or ``"auto"`` (default): the median z/x ratio of the
+        first 100,000 postsynaptic positions is ~0.3 in nm but ~0.03 in FAFB's
+        4x4x40 nm voxels, so ratios below 0.1 mean voxels. The decision and
+        its evidence are recorded in ``manifest.notes``.
+    voxel_size_nm
+        FAFB: ``(4, 4, 40)``.
+    min_score
+        Keep only synapses with ``cleft_score >= min_score``.
+    connections, synapses, neurons, classification, cell_types, proofread_ids
+        Explicit file names (relative to ``src``) instead of the defaults
+        ``connections_no_threshold`` / ``proofread_connections_*`` /
+        ``connections``, ``flywire_synapses_*`` / ``synapses``, ``neurons``,
+        ``classification``, ``consolidated_cell_types`` and
+        ``proofread_root_ids_*.npy``.
+    unassigned
+        Neuropil labels meaning "outside every neuropil".
+    description, source, license, citation
+        Manifest text; provenance is filled in when omitted.
+    synthetic
+        Manifest ``synthetic`` entry, for converting invented test data.
+    memory_limit, threads
+        DuckDB limits; beyond ``memory_limit`` sorting and aggregation spill to disk.
+
+    Returns
+    -------
+    Path
+        The release folder.
+
+    Notes
+    -----
+    * Every root id of the neuron tables (``neurons``, ``classification``,
+      ``consolidated_cell_types``, ``proofread_root_ids``) is a neuron
+      (``is_neuron``); partners found only in connections or synapses become
+      segments. ``type`` is ``primary_type`` (consolidated cell types), else
+      ``cell_type`` (older classification files).
+    * With a synapse table, ``neurons.pre``/``post`` and ``roi_counts`` count
+      its rows per body; ``connections`` come from the connections file if
+      there is one (Codex's ``connections.csv.gz`` keeps only pairs with >= 5
+      synapses), else they are aggregated from the synapses.
+    * Rows touching id 0 (background) are left out.
+
+    Examples
+    --------
+    >>> import_flywire("flywire_783_downloads", "flywire-783")  # doctest: +SKIP
+    PosixPath('flywire-783')
+    """
+    if coordinate_unit not in ("auto", "nm", "voxel"):
+        raise InvalidArgumentError(f"coordinate_unit must be 'auto', 'nm' or 'voxel'; got {coordinate_unit!r}")
+    voxel = tuple(float(v) for v in voxel_size_nm)
+    if len(voxel) != 3 or not all(v > 0 for v in voxel):
+        raise InvalidArgumentError(f"voxel_size_nm must be three positive numbers; got {voxel_size_nm!r}")
+    if min_score is not None and not isinstance(min_score, (int, float)):
+        raise InvalidArgumentError(f"min_score must be a number or None; got {min_score!r}")
+    src = _source_dir(src)
+    f_syn = _given(synapses, src) or _find(src, ("synapses",), patterns=("flywire_synapses_*",))
+    f_conn = _given(connections, src) or _find(src, _FW_CONNECTIONS[:1], patterns=("proofread_connections_*",)) \
+        or _find(src, _FW_CONNECTIONS[1:])
+    meta_files = {
+        "neurons": _given(neurons, src) or _find(src, ("neurons",)),
+        "classification": _given(classification, src) or _find(src, ("classification",)),
+        "cell types": _given(cell_types, src) or _find(src, ("consolidated_cell_types", "cell_types")),
+    }
+    f_ids = _given(proofread_ids, src) or next(iter(sorted(src.glob("proofread_root_ids*.npy"))), None)
+    if f_syn is None and f_conn is None:
+        raise SourceFormatError(
+            f"{str(src)!r} has neither a connections table (connections_no_threshold.csv.gz, connections.csv.gz, "
+            "proofread_connections_783.feather) nor a synapse table (flywire_synapses_783.feather)", file=src)
+    if not any(meta_files.values()) and f_ids is None:
+        raise SourceFormatError(
+            f"{str(src)!r} has no neuron table; give at least one of neurons.csv.gz, classification.csv.gz, "
+            "consolidated_cell_types.csv.gz or proofread_root_ids_783.npy (they say which ids are neurons)", file=src)
+    primary_given = _primary_list(primary_rois)
+    all_files = [f_syn, f_conn, f_ids, *meta_files.values()]
+    name, version = _name_version(src, all_files, name, version, "flywire")
+    notes: list[str] = []
+    score_name = None
+    with ReleaseBuilder(dest, overwrite=overwrite, memory_limit=memory_limit, threads=threads) as rb:
+        con, rd = rb.con, _Reader(rb.con, rb.stage / ".duckdb-tmp")
+        listed_cols = _flywire_listed(con, rd, meta_files, f_ids, notes)
+
+        # sources of connectivity
+        syn = conn_src = None
+        if f_syn is not None:
+            syn = _flywire_synapse_select(rd, f_syn, coordinate_unit, voxel, min_score, notes)
+            score_name = "cleft_score" if syn["has_score"] else None
+        if f_conn is not None:
+            conn_src = _flywire_connection_select(rd, f_conn)
+        neuropils: set[str] = set()
+        for part in (syn, conn_src):
+            if part is not None and part["neuropil"] is not None:
+                neuropils |= {r[0] for r in con.execute(
+                    f"SELECT DISTINCT trim(CAST({part['neuropil']} AS VARCHAR)) FROM {part['rel']}").fetchall()
+                    if r[0] is not None}
+        neuropils -= set(unassigned)
+        if primary_given is not None:
+            unknown = [r for r in primary_given if r not in neuropils]
+            if unknown:
+                raise InvalidArgumentError(f"primary ROI(s) {unknown[:5]} do not occur in the data; "
+                                           f"{suggest(unknown[0], neuropils)}")
+            primary = primary_given
+        else:
+            primary = sorted(neuropils)
+        restrict = primary if primary_given is not None else None
+
+        rb.set_manifest(make_manifest(
+            name=name, version=version,
+            description=description or (
+                "FlyWire connectome release tables converted by connectomix ("
+                + ", ".join(f.name for f in all_files if f is not None) + ")."),
+            source=source or f"FlyWire release files in {src.name} (Codex / Zenodo)",
+            license=license, citation=citation, voxel_size_nm=list(voxel), rois=sorted(neuropils),
+            primary_rois=primary, score_name=score_name, synthetic=dict(synthetic or {}), notes=notes,
+        ))
+        if syn is not None:
+            roi = _roi_case(syn["neuropil"], unassigned, restrict, "NULL") if syn["neuropil"] else "CAST(NULL AS VARCHAR)"
+            rb.add_table("synapses", f"(SELECT {syn['select']}, {roi} AS roi{syn['extras']} FROM {syn['rel']} "
+                                     f"WHERE {syn['where']})")
+            syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
+            con.execute(f"CREATE TABLE syn_rois AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi "
+                        f"FROM {syn_file}")
+        if conn_src is not None:
+            roi = (_roi_case(conn_src["neuropil"], unassigned, restrict, quote_str(NOT_PRIMARY))
+                   if conn_src["neuropil"] else quote_str(NOT_PRIMARY))
+            con.execute(f"CREATE TABLE conn AS SELECT pre, post, roi, CAST(sum(weight) AS BIGINT) AS weight FROM "
+                        f"(SELECT {conn_src['pre']} AS pre, {conn_src['post']} AS post, {roi} AS roi, "
+                        f"{conn_src['weight']} AS weight FROM {conn_src['rel']}) "
+                        f"WHERE pre <> 0 AND post <> 0 GROUP BY ALL HAVING sum(weight) > 0")
+            dropped = _scalar(con, f"SELECT count(*) FROM {conn_src['rel']} WHERE {conn_src['pre']} = 0 OR "
+                                   f"{conn_src['post']} = 0")
+            if dropped:
+                notes.append(f"{dropped:,} row(s) of {f_conn.name} with root id 0 (background) were left out")
+            notes.append(f"connections from {f_conn.name}")
+        else:
+            con.execute("CREATE TABLE conn AS SELECT pre, post, roi, count(*) AS weight FROM syn_rois GROUP BY ALL")
+            notes.append(f"connections aggregated from the synapses of {f_syn.name}")
+        if syn is not None:
+            con.execute(f"CREATE TABLE counts AS SELECT * FROM {_count_union('syn_rois', '1')}")
+            con.execute("CREATE TABLE ids AS SELECT pre AS id FROM syn_rois UNION SELECT post FROM syn_rois "
+                        "UNION SELECT pre FROM conn UNION SELECT post FROM conn")
+            notes.append(f"neurons.pre/post and roi_counts count the rows of {f_syn.name} per body")
+        else:
+            con.execute(f"CREATE TABLE counts AS SELECT * FROM {_count_union('conn', 'weight')}")
+            con.execute("CREATE TABLE ids AS SELECT pre AS id FROM conn UNION SELECT post FROM conn")
+            notes.append(f"neurons.pre/post and roi_counts are summed syn_count of {f_conn.name} per body"
+                         + (" (Codex's connections.csv.gz only has pairs with >= 5 synapses, so these are lower "
+                            "bounds)" if f_conn.name.startswith("connections.") else ""))
+        rb.manifest["notes"] = notes
+        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", None))
+        rb.add_table("connections", "conn")
+        rb.add_table("roi_counts", "counts")
+    return rb.dest
+
+
+def _flywire_listed(con: duckdb.DuckDBPyConnection, rd: _Reader, files: Mapping[str, Path | None],
+                    f_ids: Path | None, notes: list[str]) -> list[str]:
+    """Create table ``listed``: every root id of the neuron tables, with their columns merged."""
+    parts: list[tuple[str, list[str]]] = []
+    taken = {"id"}
+    for label, path in files.items():
+        if path is None:
+            continue
+        s = rd.open(path, label, small=True)
+        rid = s.pick("root_id", ("root_id", "pt_root_id"))
+        rid_sql = rd.integer(s, rid)
+        rd.unique(s, rid, rid_sql)
+        cols, select = [], [f"{rid_sql} AS id"]
+        for c in s.types:
+            if c == rid:
+                continue
+            target = "additional_types" if c == "additional_type(s)" else c
+            if target in taken:
+                target = f"{target}_{label.replace(' ', '_')}"
+            taken.add(target)
+            select.append(f"{rd.extra(s, c)} AS {quote_ident(target)}")
+            cols.append(target)
+        table = f"meta_{len(parts)}"
+        con.execute(f"CREATE TABLE {table} AS SELECT {', '.join(select)} FROM {s.rel} WHERE {rid_sql} <> 0")
+        parts.append((table, cols))
+    if f_ids is not None:
+        try:
+            ids = np.load(f_ids, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise SourceFormatError(f"cannot read {f_ids.name} as a numpy array of root ids: {exc}", file=f_ids) from exc
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise SourceFormatError(f"{f_ids.name} must be a 1-d integer array of root ids; got {ids.dtype} "
+                                    f"with shape {ids.shape}", file=f_ids)
+        import pandas as pd
+
+        con.register("_proofread_ids", pd.DataFrame({"id": ids.astype("int64")}))
+        con.execute("CREATE TABLE meta_ids AS SELECT DISTINCT id FROM _proofread_ids WHERE id <> 0")
+        con.unregister("_proofread_ids")
+        parts.append(("meta_ids", []))
+    union = " UNION ".join(f"SELECT id FROM {t}" for t, _ in parts)
+    columns = [c for _, cols in parts for c in cols]
+    type_sources = [c for c in ("primary_type", "cell_type") if c in columns]
+    type_sql = (f"CAST(coalesce({', '.join(quote_ident(c) for c in type_sources)}) AS VARCHAR)"
+                if type_sources else "CAST(NULL AS VARCHAR)")
+    keep = [c for c in columns if c not in ("primary_type", "type", "instance", "status")]
+    joins = " ".join(f"LEFT JOIN {t} USING (id)" for t, cols in parts if cols)
+    con.execute(f"CREATE TABLE listed AS SELECT id, {type_sql} AS type"
+                + "".join(f", {quote_ident(c)}" for c in keep)
+                + f" FROM ({union}) {joins}")
+    if type_sources:
+        notes.append(f"type from {' then '.join(type_sources)}")
+    return ["id", "type", *keep]
+
+
+def _flywire_connection_select(rd: _Reader, path: Path) -> dict[str, Any]:
+    s = rd.open(path, "connections")
+    pre = s.pick("pre_root_id", ("pre_root_id", "pre_pt_root_id", "pre"))
+    post = s.pick("post_root_id", ("post_root_id", "post_pt_root_id", "post"))
+    weight = s.pick("syn_count", ("syn_count", "weight", "n_syn"))
+    neuropil = s.pick("neuropil", ("neuropil",), required=False)
+    s = rd.stage(s, [c for c in (pre, post, weight, neuropil) if c])
+    return {"rel": s.rel, "pre": rd.integer(s, pre), "post": rd.integer(s, post),
+            "weight": rd.integer(s, weight, what="synapse counts"),
+            "neuropil": f"CAST({quote_ident(neuropil)} AS VARCHAR)" if neuropil else None}
+
+
+def _flywire_synapse_select(rd: _Reader, path: Path, unit: str, voxel: tuple[float, float, float],
+                            min_score: float | None, notes: list[str]) -> dict[str, Any]:
+    s = rd.open(path, "synapses")
+    picked = {k: s.pick(k, aliases, required=k not in ("id", "score", "neuropil"))
+              for k, aliases in _FW_SYN_COLUMNS.items()}
+    used = {c for c in picked.values() if c}
+    extras = [c for c in s.types if c not in used] if not s.is_csv else []
+    s = rd.stage(s, used)
+    if picked["id"]:
+        sid = rd.integer(s, picked["id"], what="synapse ids")
+    elif s.row_number:
+        sid = f"CAST({s.row_number} AS BIGINT)"
+        notes.append(f"{path.name} has no synapse id column: synapse_id is the row number in the file")
+    else:
+        raise SourceFormatError(f"{path.name} (synapses) has no 'id' column; FlyWire's synapse table has one. "
+                                "Add ids, or give the table as Parquet (its row numbers are then used)",
+                                file=path, column="id")
+    pre, post = rd.integer(s, picked["pre"]), rd.integer(s, picked["post"])
+    xyz = {k: rd.number(s, picked[k]) for k in picked if k[-2:] in ("_x", "_y", "_z")}
+    if unit == "auto":
+        if voxel != FLYWIRE_VOXEL_NM:
+            raise InvalidArgumentError("coordinate_unit='auto' only recognises FAFB's 4x4x40 nm voxels; "
+                                       "pass coordinate_unit='nm' or 'voxel'")
+        unit, evidence = _detect_unit(rd, s, xyz["post_x"], xyz["post_z"])
+        notes.append(f"synapse positions read as {unit} ({evidence}; override with coordinate_unit)")
+    else:
+        notes.append(f"synapse positions given as {unit}")
+    scale = dict(zip("xyz", voxel)) if unit == "voxel" else {"x": 1.0, "y": 1.0, "z": 1.0}
+    if unit == "voxel":
+        notes.append(f"positions multiplied by the voxel size {list(voxel)} nm")
+    score = rd.number(s, picked["score"]) if picked["score"] else None
+    where = [f"{pre} <> 0", f"{post} <> 0"]
+    n_zero = _scalar(rd.con, f"SELECT count(*) FROM {s.rel} WHERE {pre} = 0 OR {post} = 0")
+    if n_zero:
+        notes.append(f"{n_zero:,} synapse(s) of {path.name} with root id 0 (background) were left out")
+    if min_score is not None:
+        if score is None:
+            raise InvalidArgumentError(f"min_score needs a cleft_score column; {path.name} has none")
+        where.append(f"{score} >= {float(min_score)!r}")
+        notes.append(f"only synapses with cleft_score >= {min_score}")
+    select = [f"{sid} AS synapse_id", f"{pre} AS pre", f"{post} AS post",
+              *[f"{xyz[k]} * {scale[k[-1]]!r} AS {k}" for k in ("pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z")],
+              f"{score} AS score" if score else "CAST(NULL AS DOUBLE) AS score"]
+    return {"rel": s.rel, "select": ", ".join(select), "where": " AND ".join(where), "has_score": score is not None,
+            "neuropil": f"CAST({quote_ident(picked['neuropil'])} AS VARCHAR)" if picked["neuropil"] else None,
+            "extras": "".join(f", {quote_ident(c)}" for c in extras)}
+
+
+def _detect_unit(rd: _Reader, s: Source, x_sql: str, z_sql: str) -> tuple[str, str]:
+    row = rd._sql(f"SELECT median(z) / nullif(median(x), 0), count(*) FROM (SELECT {x_sql} AS x, {z_sql} AS z "
+                  f"FROM {s.rel} LIMIT 100000)", s)[0]
+    ratio, n = row
+    if not n or ratio is None:
+        return "nm", "no positions to inspect"
+    unit = "voxel" if ratio < 0.1 else "nm"
+    return unit, f"median z/x of {n:,} postsynaptic positions = {ratio:.3f}; ~0.3 means nm, ~0.03 FAFB voxels"
 
 
 IMPORTERS: dict[str, Callable[..., Path]] = {
     "neuprint-csv": import_neuprint_csv,
     "flywire": import_flywire,
 }
+"""Importer per ``connectomix convert`` format; each is ``func(src, dest, *, name=None, version=None,
+overwrite=False, **format_options) -> Path`` (see its docstring for the options)."""
