@@ -367,7 +367,7 @@ class CaveBackend(Backend):
         score = self.settings.score_column
         out["score"] = raw[score].to_numpy(dtype="float64") if score else np.nan
         npil = self.settings.neuropil_column
-        out["roi"] = self._roi(raw[npil]) if npil else None
+        out["roi"] = self._roi(raw[npil]).to_numpy() if npil else None
         return out
 
     @staticmethod

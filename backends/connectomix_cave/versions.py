@@ -176,7 +176,14 @@ class VersionResolver:
         if ok.all():
             return
         bad = ids[~ok]
-        created = np.asarray([t.timestamp() for t in _as_datetimes(cg.get_root_timestamps(bad))])
+        created = self._creation_times(bad)
+        unknown = bad[np.isnan(created)]
+        if len(unknown):
+            raise MaterializationError(
+                f"{len(unknown)} id(s) are not root ids of datastack {self.datastack!r} at all (never existed, "
+                f"or supervoxel ids): {_show(unknown)}",
+                ids=unknown,
+            )
         too_new = bad[created > v.timestamp.timestamp()]
         outdated = bad[created <= v.timestamp.timestamp()]
         parts = []
@@ -191,6 +198,25 @@ class VersionResolver:
             f"materialization {version} of {self.datastack!r} does not contain all query ids: " + "; ".join(parts),
             ids=bad,
         )
+
+    def _creation_times(self, ids: np.ndarray) -> np.ndarray:
+        """Epoch seconds at which each root id was created; NaN for ids the chunkedgraph does not know."""
+        import requests
+
+        cg = self.client.chunkedgraph
+        try:
+            return np.asarray([t.timestamp() for t in _as_datetimes(cg.get_root_timestamps(ids))], dtype=float)
+        except requests.HTTPError as exc:
+            if exc.response is None or exc.response.status_code != 400 or len(ids) > 200:
+                raise
+        out = np.full(len(ids), np.nan)
+        for i, root in enumerate(ids):  # find which ids the server rejects
+            try:
+                out[i] = _as_datetimes(cg.get_root_timestamps([int(root)]))[0].timestamp()
+            except requests.HTTPError as exc:
+                if exc.response is None or exc.response.status_code != 400:
+                    raise
+        return out
 
     def _check_live(self, ids: np.ndarray | None) -> None:
         if ids is None or not len(ids):
