@@ -20,6 +20,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -75,6 +76,9 @@ class VersionResolver:
         self._lock = threading.Lock()
         self._versions: list[Version] | None = None
         self._fetched_at = 0.0
+        # Whether ids were roots at a *past* version time never changes, so answers are memoised:
+        # (version numbers, ids) -> the version 'auto' chose; (version, ids) -> checked OK.
+        self._known: OrderedDict = OrderedDict()
 
     # -- version list --------------------------------------------------------------------
 
@@ -144,10 +148,27 @@ class VersionResolver:
                            else "Using live (un-materialized) data.")
         return result
 
+    def _remember(self, key, value) -> None:
+        with self._lock:
+            self._known[key] = value
+            self._known.move_to_end(key)
+            while len(self._known) > 1024:
+                self._known.popitem(last=False)
+
+    def _recall(self, key):
+        with self._lock:
+            return self._known.get(key)
+
     def _auto(self, ids: np.ndarray) -> int | str:
         cg = self.client.chunkedgraph
-        for v in self.versions():
+        versions = self.versions()
+        key = ("auto", tuple(v.version for v in versions), ids.tobytes())
+        known = self._recall(key)
+        if known is not None:
+            return known
+        for v in versions:
             if np.all(cg.is_latest_roots(ids, timestamp=v.timestamp)):
+                self._remember(key, v.version)
                 return v.version
         latest_now = np.asarray(cg.is_latest_roots(ids), dtype=bool)
         if latest_now.all() and self.live_allowed:
@@ -171,9 +192,13 @@ class VersionResolver:
             self.version(version)
             return
         v = self.version(version)
+        key = ("at", version, np.asarray(ids, dtype="int64").tobytes())
+        if self._recall(key):
+            return
         cg = self.client.chunkedgraph
         ok = np.asarray(cg.is_latest_roots(ids, timestamp=v.timestamp), dtype=bool)
         if ok.all():
+            self._remember(key, True)
             return
         bad = ids[~ok]
         created = self._creation_times(bad)
