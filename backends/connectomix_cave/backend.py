@@ -17,12 +17,14 @@ import contextlib
 import dataclasses
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import requests
 
 from connectomix import schema
@@ -40,6 +42,7 @@ from connectomix.errors import (
     TruncatedResultError,
     UnsupportedOperation,
 )
+from connectomix.http import RETRY_STATUSES, RetryPolicy
 from connectomix.parallel import batched, map_batches
 
 from .settings import CaveSettings, settings_for
@@ -48,6 +51,9 @@ from .versions import LIVE, VersionResolver
 __all__ = ["CaveBackend"]
 
 DEFAULT_SERVER = "https://global.daf-apis.com"
+#: Failures worth another try: dropped/reset connections, truncated Arrow streams, retryable statuses.
+_TRANSIENT = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, pa.ArrowException,
+              requests.HTTPError, requests.Timeout)
 DEFAULT_BATCH = {"synapses": 10, "connectivity": 30, "neurons": 1000}
 _LIMIT_WARNING = re.compile(r"Limited query to (\d+) rows")
 _MAX_ID = np.iinfo("int64").max
@@ -93,6 +99,7 @@ class CaveBackend(Backend):
         self.settings = settings
         self.server = server.rstrip("/")
         self.batch_size = batch_size
+        self.retry = RetryPolicy()
         with self._map_errors("connecting to CAVE"):
             self.client = caveclient.CAVEclient(
                 datastack, server_address=self.server, auth_token=token.reveal() if token else None,
@@ -140,37 +147,50 @@ class CaveBackend(Backend):
     # -- errors --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _map_errors(self, doing: str) -> Iterator[None]:
+    def _map_errors(self, doing: str, *, passthrough: bool = False) -> Iterator[None]:
+        """Translate caveclient/requests/pyarrow errors into connectomix errors (``passthrough``:
+        leave transient ones alone, for the retry loop of :meth:`_query_once`)."""
         try:
             yield
         except ConnectomixError:
             raise
-        except requests.HTTPError as exc:
-            status = exc.response.status_code if exc.response is not None else None
+        except Exception as exc:
+            if passthrough and isinstance(exc, _TRANSIENT) and (
+                not isinstance(exc, requests.HTTPError) or _status(exc) in RETRY_STATUSES
+            ):
+                raise
+            error = self._translate(exc, doing)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _translate(self, exc: Exception, doing: str) -> ConnectomixError | None:
+        if isinstance(exc, requests.HTTPError):
+            status = _status(exc)
             text = _strip_content(str(exc))
             kwargs = {"status": status, "server_message": text}
             if status == 401:
-                raise AuthenticationError(
+                return AuthenticationError(
                     f"CAVE rejected the token while {doing} (HTTP 401): it is missing, invalid or expired. "
                     f"Get a new one with caveclient's CAVEclient().auth.get_new_token() and save it with "
-                    f"auth.save_token(), or pass token=...", **kwargs) from exc
+                    f"auth.save_token(), or pass token=...", **kwargs)
             if status == 403:
-                raise AuthorizationError(
+                return AuthorizationError(
                     f"CAVE accepted the token but denied access while {doing} (HTTP 403): your account lacks "
                     f"permission for datastack {self.datastack!r} (e.g. a missing group or unsigned terms of "
-                    f"service); a new token will not help. Server said: {text}", **kwargs) from exc
+                    f"service); a new token will not help. Server said: {text}", **kwargs)
             if status == 404:
-                raise DatasetNotFoundError(f"CAVE has no such resource while {doing}: {text}") from exc
-            if status is not None and status < 500:
-                raise QueryError(f"CAVE rejected the request while {doing} (HTTP {status}): {text}",
-                                 **kwargs) from exc
-            raise ServerError(f"CAVE failed while {doing} (HTTP {status}): {text}", **kwargs) from exc
-        except requests.RequestException as exc:
-            raise ServerError(f"could not talk to CAVE while {doing}: {type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            if type(exc).__name__ == "ServerIncompatibilityError":
-                raise ServerError(f"CAVE server too old for caveclient while {doing}: {exc}") from exc
-            raise
+                return DatasetNotFoundError(f"CAVE has no such resource while {doing}: {text}")
+            if status is not None and status < 500 and status not in RETRY_STATUSES:
+                return QueryError(f"CAVE rejected the request while {doing} (HTTP {status}): {text}", **kwargs)
+            return ServerError(f"CAVE failed while {doing} (HTTP {status}): {text}", **kwargs)
+        if isinstance(exc, requests.RequestException):
+            return ServerError(f"could not talk to CAVE while {doing}: {type(exc).__name__}: {exc}")
+        if isinstance(exc, pa.ArrowException):
+            return ServerError(f"CAVE sent a broken Arrow table while {doing}: {exc}")
+        if type(exc).__name__ == "ServerIncompatibilityError":
+            return ServerError(f"CAVE server too old for caveclient while {doing}: {exc}")
+        return None
 
     # -- metadata --------------------------------------------------------------------------------
 
@@ -273,11 +293,30 @@ class CaveBackend(Backend):
         return self._split_by_id(table, is_view, version, filters, columns, doing, 0, _MAX_ID, df)
 
     def _query_once(self, table, is_view, version, filters, columns, doing):
+        """One request, retried on transient failures (429/5xx after caveclient's own retries, dropped
+        connections, truncated Arrow streams) with exponential backoff and jitter within a time budget."""
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return self._request(table, is_view, version, filters, columns, doing)
+            except _TRANSIENT as exc:
+                status = _status(exc)
+                attempt += 1
+                wait = self.retry.delay(attempt - 1)
+                elapsed = time.monotonic() - started
+                if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.total_timeout:
+                    raise ServerError(
+                        f"CAVE kept failing while {doing}: gave up after {attempt} attempt(s) in {elapsed:.1f}s "
+                        f"(retry budget {self.retry.total_timeout:.0f}s); last error: {type(exc).__name__}: "
+                        f"{_strip_content(str(exc))}", status=status) from exc
+                time.sleep(wait)
+
+    def _request(self, table, is_view, version, filters, columns, doing):
         mat = self.client.materialize
         kw = {k: v for k, v in filters.items() if v}
         limit = self.settings.row_limit
         self._caps.reset()
-        with self._map_errors(doing):
+        with self._map_errors(doing, passthrough=True):
             if version == LIVE:
                 df = mat.live_live_query(
                     table, datetime.now(timezone.utc), select_columns={table: columns}, split_positions=True,
@@ -524,6 +563,11 @@ def _roi_match(roi: pd.DataFrame, c: NeuronCriteria) -> set[int]:
     for r in c.output_rois or ():
         ids &= set(roi[(roi.roi == r) & (roi.pre >= c.min_roi_outputs)]["id"])
     return ids
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
 
 
 def _strip_content(text: str, limit: int = 500) -> str:
