@@ -124,9 +124,16 @@ class HttpClient:
                 response = self.session.request(
                     method, url, json=json_body, params=params, headers=self._headers(),
                     timeout=max(0.1, min(self.retry.request_timeout, remaining)),
+                    # per request: requests lets $REQUESTS_CA_BUNDLE override Session.verify otherwise
+                    verify=self.session.verify,
                 )
                 self.stats["requests"] += 1
                 self.stats["bytes"] += len(response.content)
+            except requests.exceptions.SSLError as exc:
+                raise ServerError(
+                    f"TLS verification of {self.base_url} failed ({_short(exc)}); pass verify=<CA bundle path> "
+                    "for a server with its own certificate (e.g. the local emulators' cert_path), or "
+                    "verify=false to skip verification", url=url) from exc
             except requests.Timeout as exc:
                 error: RemoteError = RequestTimeoutError(
                     f"{self.service} did not answer {method} {path} in time", url=url)

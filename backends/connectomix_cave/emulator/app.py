@@ -323,8 +323,7 @@ class CaveApp:
 
     def _respond(self, req: Request, result: QueryResult) -> Response:
         headers = {"column_names": json_bytes(result.column_names).decode()}
-        if result.resolution is not None:
-            headers["dataframe_resolution"] = resolution_header(result.resolution)
+        headers["dataframe_resolution"] = resolution_header(result.resolution)
         if result.warnings:
             headers["Warning"] = ", ".join(w.replace("\n", " ") for w in result.warnings)
         if _flag(req, "return_pyarrow", True):

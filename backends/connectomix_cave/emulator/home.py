@@ -65,7 +65,10 @@ def write_client_home(home: str | os.PathLike, url: str, token: str, datastacks:
     netloc = url.split("://", 1)[-1].rstrip("/")
     for name in (f"{FAFBSEG_TOKEN_DOMAIN}-cave-secret.json", "cave-secret.json", f"{netloc}-cave-secret.json"):
         path = secrets / name
-        path.write_text(json.dumps({"token": token}), encoding="utf-8")
+        try:
+            path.write_text(json.dumps({"token": token}), encoding="utf-8")
+        except OSError:  # "host:port" is not a valid file name everywhere (Windows); the other files suffice
+            continue
         path.chmod(0o600)
     return secrets
 

@@ -52,7 +52,7 @@ class QueryResult:
 
     frame: pd.DataFrame
     warnings: list[str]
-    resolution: tuple[float, float, float] | None
+    resolution: tuple[float, float, float]
     column_names: dict[str, dict[str, str]]
 
 
@@ -195,7 +195,8 @@ def run_query(frame: pd.DataFrame, table: EmulatedTable, body: Mapping[str, Any]
         frame = frame.iloc[np.sort(keep)]
     frame = _apply_filters(frame, body, table)
     if count:
-        return QueryResult(pd.DataFrame({"count": [len(frame)]}, dtype=np.int64), [], None, {})
+        return QueryResult(pd.DataFrame({"count": [len(frame)]}, dtype=np.int64), [],
+                           tuple(float(v) for v in table_resolution), {})
     frame = frame.iloc[_order(frame)].iloc[offset:offset + limit]
     warnings = [f'201 - "Limited query to {limit} rows'] if len(frame) == limit else []
     columns = []

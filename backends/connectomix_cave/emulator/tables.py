@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from .history import SegmentationHistory
 from .release import NT_COLUMNS, ReleaseData
@@ -178,22 +179,30 @@ def _voxels(nm: np.ndarray, res: tuple[float, float, float]) -> np.ndarray:
 
 def _duplicates(pre_sv: np.ndarray, post_sv: np.ndarray, post_nm: np.ndarray, score: np.ndarray,
                 ids: np.ndarray, distance: float) -> np.ndarray:
-    """Mask of rows that duplicate a better row of the same supervoxel pair (see module docstring)."""
+    """Mask of rows that duplicate a better row of the same supervoxel pair (see module docstring).
+
+    Rows are visited best first (higher score, then lower id); a row is a
+    duplicate when a kept row of the same (pre, post) supervoxel pair has its
+    post site within ``distance`` nm. Candidate pairs come from a k-d tree in
+    which each supervoxel pair is moved far away from every other one.
+    """
     dup = np.zeros(len(ids), dtype=bool)
-    if distance <= 0 or len(ids) == 0:
+    if distance <= 0 or len(ids) < 2:
         return dup
-    order = np.lexsort((ids, -score, post_sv, pre_sv))
-    a, b = pre_sv[order], post_sv[order]
-    starts = np.flatnonzero(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])])
-    sizes = np.diff(np.r_[starts, len(order)])
-    for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
-        rows = order[start:start + size]
-        kept: list[int] = []
-        for row in rows:
-            if kept and (np.linalg.norm(post_nm[kept] - post_nm[row], axis=1) <= distance).any():
-                dup[row] = True
-            else:
-                kept.append(row)
+    _, group = np.unique(np.stack([pre_sv, post_sv], axis=1), axis=0, return_inverse=True)
+    points = np.column_stack([post_nm - post_nm.min(axis=0), group.reshape(-1) * (10.0 * distance + 1.0)])
+    pairs = cKDTree(points).query_pairs(r=distance, output_type="ndarray")
+    if len(pairs) == 0:
+        return dup
+    rank = np.empty(len(ids), dtype=np.int64)
+    rank[np.lexsort((ids, -score))] = np.arange(len(ids))
+    neighbours: dict[int, list[int]] = {}
+    for a, b in pairs.tolist():
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    for row in sorted(neighbours, key=rank.__getitem__):
+        if any(not dup[n] and rank[n] < rank[row] for n in neighbours[row]):
+            dup[row] = True
     return dup
 
 

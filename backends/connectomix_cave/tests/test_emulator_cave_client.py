@@ -149,6 +149,10 @@ def test_counts_samples_and_resolution(cave_client, v1_rows):
     count = q("synapses_nt_v1", filter_in_dict={"pre_pt_root_id": [101]}, materialization_version=1,
               get_counts=True)
     assert count["count"].tolist() == [int((v1_rows.pre_pt_root_id == 101).sum())]
+    view_count = cave_client.materialize.query_view("valid_synapses_nt_np_v6", materialization_version=1,
+                                                    get_counts=True)
+    assert view_count["count"].tolist() == [len(cave_client.materialize.query_view("valid_synapses_nt_np_v6",
+                                                                                   materialization_version=1))]
     sample = q("synapses_nt_v1", random_sample=17, materialization_version=1)
     assert len(sample) == 17 and set(sample["id"]) <= set(v1_rows["id"])
     nm = q("synapses_nt_v1", filter_in_dict={"id": v1_rows["id"][:5].tolist()}, desired_resolution=[1, 1, 1],
