@@ -1,0 +1,95 @@
+"""Benchmark: connectomix vs unmodified neuprint-python on the same neuPrint emulator.
+
+For 10, 100 and 1,000 query neurons and 0, 20 and 100 ms of injected latency per request, both tools
+answer the same questions on a SYNTHETIC release served by the emulator:
+
+* ``fetch_adjacencies(sources, None)`` vs ``get_connectivity(sources, NC(), by_roi=True)`` (per-ROI
+  weights to every :Neuron -- neuprint-python's default target side);
+* ``fetch_synapse_connections(sources, None, SC(confidence=0))`` vs ``get_synapses(sources, post=False)``
+  restricted to :Neuron partners.
+
+Reported: wall time, round trips and bytes served, the ratio, and whether the answers are identical.
+
+    python benchmarks/peers_neuprint.py [--neurons 10 100 1000] [--latency 0 20 100] [--skip-synapses-above 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _synthetic import make_synthetic_release  # noqa: E402
+
+TOKEN = "bench-token"
+DATASET = "synthetic:v1"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--latency", type=float, nargs="+", default=[0, 20, 100])
+    ap.add_argument("--skip-synapses-above", type=int, default=100,
+                    help="skip the synapse comparison for more neurons than this (neuprint-python is slow)")
+    args = ap.parse_args()
+
+    from neuprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
+    from neuprint import fetch_adjacencies, fetch_synapse_connections
+
+    import connectomix
+    from connectomix_neuprint.emulator import NeuprintEmulator
+
+    work = Path(tempfile.mkdtemp(prefix="cx-np-bench-"))
+    n_bodies = max(args.neurons) * 2
+    release = make_synthetic_release(work / "release", n_bodies=n_bodies, synapses_per_body=30)
+    rng = np.random.default_rng(2)
+    rows = []
+    with NeuprintEmulator(release, token=TOKEN, dataset=DATASET) as emu:
+        Client.DATASETS_CACHE.clear()
+        client = Client(emu.url, dataset=DATASET, token=TOKEN, verify=str(emu.cert_path), progress=False)
+        host = emu.url.split("://", 1)[1]
+        ds = connectomix.open(f"neuprint://{host}/{DATASET}", token=TOKEN, verify=str(emu.cert_path), cache=False)
+        neurons_only = connectomix.NC()
+        for n in args.neurons:
+            ids = sorted(int(i) for i in rng.choice(np.arange(10_001, 10_001 + n_bodies), n, replace=False))
+            for latency in args.latency:
+                emu.faults.latency_ms = latency
+                tasks = [("adjacencies",
+                          lambda: fetch_adjacencies(NC(bodyId=ids), None, client=client)[1],
+                          lambda: ds.get_connectivity(sources=ids, targets=neurons_only, by_roi=True, progress=False))]
+                if n <= args.skip_synapses_above:
+                    tasks.append(("synapse connections",
+                                  lambda: fetch_synapse_connections(NC(bodyId=ids), None, SC(confidence=0.0),
+                                                                    client=client),
+                                  lambda: ds.get_synapses(ids, post=False, progress=False)))
+                for what, theirs_fn, ours_fn in tasks:
+                    measured = []
+                    for fn in (theirs_fn, ours_fn):
+                        emu.stats.reset()
+                        t0 = time.perf_counter()
+                        df = fn()
+                        seconds = time.perf_counter() - t0
+                        snap = emu.stats.snapshot()
+                        measured.append((df, seconds, snap["requests"], snap["bytes_out"]))
+                    (theirs, t_n, r_n, b_n), (ours, t_c, r_c, b_c) = measured
+                    if what == "adjacencies":
+                        same = theirs["weight"].sum() == ours["weight"].sum() and len(theirs) == len(ours)
+                    else:
+                        same = len(theirs) == len(ours[ours["post"] <= 10_000 + n_bodies])
+                    rows.append((what, n, latency, t_n, t_c, t_n / t_c, r_n, r_c, b_n, b_c, same))
+                    print(f"  done: {what}, {n} neurons, {latency:g} ms", file=sys.stderr)
+    print("connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)")
+    print(f"{'query':<21}{'neurons':>8}{'lat ms':>7}{'neuprint s':>11}{'connectomix s':>14}{'ratio':>7}"
+          f"{'trips n/c':>11}{'MB n/c':>12}{'same':>6}")
+    for what, n, lat, tn, tc, ratio, rn, rc, bn, bc, same in rows:
+        print(f"{what:<21}{n:>8}{lat:>7g}{tn:>11.2f}{tc:>14.2f}{ratio:>6.1f}x{f'{rn}/{rc}':>11}"
+              f"{f'{bn / 1e6:.1f}/{bc / 1e6:.1f}':>12}{str(same):>6}")
+
+
+if __name__ == "__main__":
+    main()
