@@ -138,7 +138,7 @@ class HttpClient:
                 error: RemoteError = RequestTimeoutError(
                     f"{self.service} did not answer {method} {path} in time", url=url)
                 cause: Exception = exc
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 error = ServerError(f"could not talk to {self.service} at {self.base_url} ({type(exc).__name__}: "
                                     f"{_short(exc)})", url=url)
                 cause = exc
@@ -175,6 +175,10 @@ class HttpClient:
                 f"{self.service} accepted the token but denied access (HTTP 403: {message or 'forbidden'}): "
                 "your account lacks permission for this dataset; ask its administrators for access "
                 "(a new token will not help).", **kwargs)
+        if "timeout" in message.lower():
+            return RequestTimeoutError(
+                f"{self.service} timed out on {where} (HTTP {status}): {message}. The query was too big or the "
+                "server too busy: retry later, or pass a smaller batch_size", **kwargs)
         if status >= 500 or status in RETRY_STATUSES:
             return ServerError(f"{self.service} failed on {where} (HTTP {status}): {message}", **kwargs)
         if query_text is not None:

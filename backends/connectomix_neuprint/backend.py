@@ -358,7 +358,8 @@ class NeuprintBackend(Backend):
             try:
                 text = self.http.request("GET", path, params={"format": "swc"}).text
             except ServerError as exc:
-                if exc.status == 404 or (exc.status == 400 and "not found" in str(exc.server_message).lower()):
+                message = str(exc.server_message).lower()
+                if exc.status == 404 or (exc.status == 400 and ("not found" in message or "no skeleton" in message)):
                     raise IdsNotFoundError(f"neuPrint has no skeleton for body {int(body)} in {self._dataset_name!r}",
                                            ids=[body]) from exc
                 raise
