@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .criteria import NeuronCriteria
-from .errors import UnsupportedOperation
+from .errors import InvalidArgumentError, UnsupportedOperation
 
 __all__ = [
     "Backend",
@@ -156,6 +156,17 @@ class Backend:
     schemes: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Option names :meth:`from_uri` accepts (see :meth:`check_options`).
+    OPTIONS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse option names the backend does not know, listing the valid ones."""
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise InvalidArgumentError(
+                f"unknown option(s) {unknown} for the {cls.name} backend; valid options: {sorted(cls.OPTIONS)}"
+            )
 
     # -- construction -----------------------------------------------------------------
 

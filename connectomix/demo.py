@@ -54,25 +54,15 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
             print(per_roi.to_string())
 
         ids = neurons["id"].to_numpy()
-        _section(f"strongest downstream partner types of {cell_type} (weight >= 3)")
-        out = ds.get_connectivity(sources=ids, min_weight=3, progress=False)
-        if out.empty:
-            print("(none)")
-        else:
-            out = out.assign(partner_type=out["post"].map(_types_of(ds, out["post"].unique())))
-            by_type = (out.groupby("partner_type")
-                       .agg(neurons=("post", "nunique"), synapses=("weight", "sum"))
-                       .sort_values("synapses", ascending=False).head(10))
-            print(by_type.to_string())
-
-        _section(f"strongest upstream partner types of {cell_type} (weight >= 3)")
-        inp = ds.get_connectivity(targets=ids, min_weight=3, progress=False)
-        if inp.empty:
-            print("(none)")
-        else:
-            inp = inp.assign(partner_type=inp["pre"].map(_types_of(ds, inp["pre"].unique())))
-            by_type = (inp.groupby("partner_type")
-                       .agg(neurons=("pre", "nunique"), synapses=("weight", "sum"))
+        for direction, own, partner in (("downstream", "sources", "post"), ("upstream", "targets", "pre")):
+            _section(f"strongest {direction} partner types of {cell_type} (weight >= 3)")
+            edges = ds.get_connectivity(**{own: ids}, min_weight=3, progress=False)
+            if edges.empty:
+                print("(none)")
+                continue
+            edges = edges.assign(partner_type=edges[partner].map(_types_of(ds, edges[partner].unique())))
+            by_type = (edges.groupby("partner_type")
+                       .agg(neurons=(partner, "nunique"), synapses=("weight", "sum"))
                        .sort_values("synapses", ascending=False).head(10))
             print(by_type.to_string())
 

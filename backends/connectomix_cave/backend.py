@@ -120,11 +120,7 @@ class CaveBackend(Backend):
 
     @classmethod
     def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> CaveBackend:
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {unknown} for the cave backend; valid options: {sorted(cls.OPTIONS)}"
-            )
+        cls.check_options(options)
         datastack = uri.location.strip("/")
         if not datastack or "/" in datastack:
             raise InvalidArgumentError(f"{uri.raw!r}: expected cave://<datastack>, e.g. cave://flywire_fafb_public")

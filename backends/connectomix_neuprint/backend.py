@@ -137,11 +137,7 @@ class NeuprintBackend(Backend):
 
     @classmethod
     def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> NeuprintBackend:
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {unknown} for the neuprint backend; valid options: {list(cls.OPTIONS)}"
-            )
+        cls.check_options(options)
         server, _, dataset = uri.location.partition("/")
         if not server or not dataset or "/" in dataset:
             raise InvalidURIError(

@@ -107,11 +107,7 @@ class ReleaseBackend(Backend):
 
     @classmethod
     def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> ReleaseBackend:
-        unknown = sorted(set(options) - set(cls.OPTIONS))
-        if unknown:
-            raise InvalidArgumentError(
-                f"unknown option(s) {unknown} for the release backend; valid options: {list(cls.OPTIONS)}"
-            )
+        cls.check_options(options)
         path = uri.location
         return cls(path, **dict(options))
 
