@@ -53,6 +53,7 @@ class Capability(enum.Enum):
     ROIS = "rois"  #: per-ROI counts and weights
     SKELETONS = "skeletons"  #: :meth:`Backend.get_skeletons`
     MATERIALIZATION = "materialization"  #: several versions; ``materialization=`` accepted
+    NEURON_SIDES = "neuron_sides"  #: connectivity can restrict a side to neurons in the query itself
     ID_UPDATES = "id_updates"  #: ids change over time; ``update_ids`` available
 
 
@@ -96,6 +97,9 @@ class ConnectivityQuery:
     (:data:`connectomix.schema.CONNECTIVITY_BY_ROI`) when ``by_roi`` or
     ``rois`` is set, else total weights (:data:`~connectomix.schema.CONNECTIVITY`).
     ``min_weight`` applies to the pair's weight summed over ``rois``.
+    ``sources_neurons_only``/``targets_neurons_only`` (only for backends with
+    :attr:`Capability.NEURON_SIDES`, and only with that side ``None``) restrict
+    the side to neurons (neuPrint ``:Neuron``) inside the backend's query.
     """
 
     sources: np.ndarray | None
@@ -108,6 +112,8 @@ class ConnectivityQuery:
     batch_size: int | None = None
     max_workers: int = 8
     progress: bool = False
+    sources_neurons_only: bool = False
+    targets_neurons_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -342,8 +342,12 @@ class Dataset:
         roi_list = self._roi_list(rois)
         min_weight = _non_negative_int(min_weight, "min_weight")
         batch_size = _optional_batch_size(batch_size)
-        src = self._resolve_ids(sources, "sources", materialization)
-        tgt = self._resolve_ids(targets, "targets", materialization)
+        # "every neuron" on one side is pushed into the backend's query where it can (no id list)
+        pushdown = Capability.NEURON_SIDES in self.capabilities
+        src_neurons = pushdown and _all_neurons(sources) and not _all_neurons(targets)
+        tgt_neurons = pushdown and _all_neurons(targets) and not src_neurons
+        src = None if src_neurons else self._resolve_ids(sources, "sources", materialization)
+        tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
         table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
         if (src is not None and src.size == 0) or (tgt is not None and tgt.size == 0):
@@ -353,6 +357,7 @@ class Dataset:
                 sources=src, targets=tgt, by_roi=by_roi, rois=roi_list, min_weight=min_weight,
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
                 max_workers=self.max_workers, progress=progress,
+                sources_neurons_only=src_neurons, targets_neurons_only=tgt_neurons,
             )
             df = table.validate(self._cached("get_connectivity", version, query,
                                              lambda: self._backend.get_connectivity(query)))
@@ -572,6 +577,11 @@ class Dataset:
             return ids
         neurons, _ = self.fetch_neurons(crit, omit_rois=True, materialization=materialization)
         return neurons["id"].to_numpy(dtype="int64")
+
+
+def _all_neurons(side: Any) -> bool:
+    """True for a criteria that selects every neuron (``NC()``)."""
+    return isinstance(side, NeuronCriteria) and side == NeuronCriteria()
 
 
 def _filter_connectivity(df, src, tgt, rois, min_weight, include_autapses) -> pd.DataFrame:

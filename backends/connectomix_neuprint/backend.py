@@ -107,7 +107,8 @@ class NeuprintBackend(Backend):
     schemes = ("neuprint",)
     description = "neuPrint servers (hemibrain, MANC, optic lobe, male CNS) via Cypher over HTTPS"
     capabilities = frozenset(
-        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS}
+        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
+         Capability.NEURON_SIDES}
     )
     OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow")
 
@@ -308,6 +309,8 @@ class NeuprintBackend(Backend):
                 batch if batch_sources else src, tgt if batch_sources else batch,
                 min_weight=1 if per_roi else query.min_weight,
                 include_autapses=query.include_autapses, with_roi_info=per_roi,
+                sources_label="Neuron" if query.sources_neurons_only else "Segment",
+                targets_label="Neuron" if query.targets_neurons_only else "Segment",
             )
             return self.run(text)
 

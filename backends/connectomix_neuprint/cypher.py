@@ -155,8 +155,9 @@ def roi_info_query(ids: Iterable[int]) -> str:
 
 
 def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | None, *,
-                      min_weight: int = 1, include_autapses: bool = False, with_roi_info: bool = False) -> str:
-    """``ConnectsTo`` edges from ``sources`` to ``targets`` (``None``: any segment).
+                      min_weight: int = 1, include_autapses: bool = False, with_roi_info: bool = False,
+                      sources_label: str = "Segment", targets_label: str = "Segment") -> str:
+    """``ConnectsTo`` edges from ``sources`` to ``targets`` (``None``: any node with that side's label).
 
     Examples
     --------
@@ -179,7 +180,11 @@ def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | No
     ret = "RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight"
     if with_roi_info:
         ret += ", e.roiInfo AS roiInfo"
-    return "MATCH (n:Segment)-[e:ConnectsTo]->(m:Segment)\nWHERE " + "\n  AND ".join(where) + "\n" + ret
+    for label in (sources_label, targets_label):
+        if label not in ("Segment", "Neuron"):
+            raise ValueError(f"label must be 'Segment' or 'Neuron', got {label!r}")
+    return (f"MATCH (n:{sources_label})-[e:ConnectsTo]->(m:{targets_label})\nWHERE " + "\n  AND ".join(where)
+            + "\n" + ret)
 
 
 def synapse_connections_query(ids: Iterable[int], side: str, *, min_score: float | None = None,

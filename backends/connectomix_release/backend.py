@@ -66,7 +66,8 @@ class ReleaseBackend(Backend):
     schemes = ("release",)
     description = "Local connectome release folders (Parquet) queried with DuckDB; works offline"
     capabilities = frozenset(
-        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS}
+        {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
+         Capability.NEURON_SIDES}
     )
     OPTIONS = ("threads", "memory_limit")
 
@@ -164,7 +165,7 @@ class ReleaseBackend(Backend):
         )
 
     def dataset_capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.ROIS}
+        caps = {Capability.ROIS, Capability.NEURON_SIDES}
         if self._has("synapses"):
             caps.add(Capability.SYNAPSES)
             if self.manifest.get("score_name"):
@@ -179,8 +180,8 @@ class ReleaseBackend(Backend):
         where, params = ["n.id <> 0"], []
         if criteria.ids is not None:
             where.append(f"n.id IN {_id_list(np.array(criteria.ids))}")
-        if criteria.label == "neuron" and "is_neuron" in self._neuron_columns:
-            where.append("n.is_neuron")
+        if criteria.label == "neuron":
+            where.append(self._neuron_condition("n."))
         for column in ("type", "instance", "status"):
             values = getattr(criteria, column)
             if values is None:
@@ -210,6 +211,10 @@ class ReleaseBackend(Backend):
                     "the RE2 subset that every backend supports"
                 ) from exc.__cause__
             raise
+
+    def _neuron_condition(self, prefix: str = "") -> str:
+        """SQL that is true for neurons (every body when the release has no is_neuron column)."""
+        return f"{prefix}is_neuron" if "is_neuron" in self._neuron_columns else "TRUE"
 
     def _roi_conditions(self, c: NeuronCriteria) -> tuple[list[str], list]:
         if not c.all_rois:
@@ -252,6 +257,11 @@ class ReleaseBackend(Backend):
             where.append(f"c.pre IN {_id_list(query.sources)}")
         if query.targets is not None:
             where.append(f"c.post IN {_id_list(query.targets)}")
+        neuron_ids = f"(SELECT id FROM {self._table('neurons')} WHERE {self._neuron_condition()})"
+        if query.sources_neurons_only:
+            where.append(f"c.pre IN {neuron_ids}")
+        if query.targets_neurons_only:
+            where.append(f"c.post IN {neuron_ids}")
         if not query.include_autapses:
             where.append("c.pre <> c.post")
         if query.rois is not None:

@@ -268,6 +268,15 @@ class ConformanceTests:
         exp = truth.edges([101, 102, 103])
         assert len(got) == len(exp) and got.weight.sum() == exp.weight.sum()
 
+    def test_every_neuron_as_one_side(self, dataset, truth):
+        neurons = truth.neurons[truth.neurons.is_neuron]["id"]
+        got = dataset.get_connectivity(sources=[101, 102], targets=NC())
+        exp = truth.edges([101, 102], neurons)
+        assert sorted(zip(got.pre, got.post, got.weight)) == sorted(zip(exp.pre, exp.post, exp.weight))
+        up = dataset.get_connectivity(sources=NC(), targets=[104])
+        exp = truth.edges(neurons, [104])
+        assert sorted(zip(up.pre, up.post, up.weight)) == sorted(zip(exp.pre, exp.post, exp.weight))
+
     def test_batching_does_not_change_results(self, dataset):
         ids = [101, 102, 103, 104, 105, 106, 107]
         a = dataset.get_connectivity(sources=ids)
