@@ -89,7 +89,7 @@ class CaveBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.MATERIALIZATION,
          Capability.ID_UPDATES}
     )
-    OPTIONS = ("token", "server", "batch_size", "max_workers") + CaveSettings.option_names()
+    OPTIONS = ("token", "server", "batch_size") + CaveSettings.option_names()
 
     def __init__(self, datastack: str, *, settings: CaveSettings, server: str = DEFAULT_SERVER,
                  token: Secret | None = None, batch_size: int | None = None):
