@@ -276,17 +276,32 @@ def _kind_of(s: pd.Series) -> str | None:
     return None
 
 
-def _roi_info_json(frame: pd.DataFrame, key: str, rois: Sequence[str]) -> pd.Series:
-    """``{key: '{"roi": {"pre": .., "post": ..}}'}`` from rows (key, roi, pre, post)."""
+def _count_maps(frame: pd.DataFrame, keys: list[str], pre: str, post: str, rois: Sequence[str]) -> pd.DataFrame:
+    """One JSON text ``{"roi": {"pre": p, "post": q}, ...}`` (ROIs in ``rois`` order) per group of ``keys``.
+
+    Vectorised (string columns joined with ``np.add.reduceat``): a release has millions of pairs.
+    Returns the distinct ``keys`` plus a column ``json``.
+    """
     order = {r: i for i, r in enumerate(rois)}
     frame = frame[frame["roi"].isin(order)]
-    frame = frame.assign(_o=frame["roi"].map(order)).sort_values([key, "_o"])
-    out: dict[int, str] = {}
-    for k, g in frame.groupby(key, sort=False):
-        out[int(k)] = json.dumps(
-            {r: {"pre": int(p), "post": int(q)} for r, p, q in zip(g["roi"], g["pre"], g["post"])},
-            separators=(",", ":"))
-    return pd.Series(out, dtype=object)
+    if frame.empty:
+        return pd.DataFrame({**{k: pd.Series(dtype="int64") for k in keys}, "json": pd.Series(dtype=object)})
+    frame = frame.assign(_o=frame["roi"].map(order).astype("int64")).sort_values([*keys, "_o"], kind="stable")
+    names = frame["roi"].map({r: json.dumps(r) for r in rois}).astype(str)
+    frag = (names + ':{"pre":' + frame[pre].astype("int64").astype(str) + ',"post":'
+            + frame[post].astype("int64").astype(str) + "},").to_numpy(dtype=object)
+    k = frame[keys].to_numpy()
+    starts = np.flatnonzero(np.r_[True, (k[1:] != k[:-1]).any(axis=1)])
+    texts = np.add.reduceat(frag, starts)
+    out = frame.iloc[starts][keys].reset_index(drop=True)
+    out["json"] = ["{" + t[:-1] + "}" for t in texts]
+    return out
+
+
+def _roi_info_json(frame: pd.DataFrame, key: str, rois: Sequence[str]) -> pd.Series:
+    """``{key: '{"roi": {"pre": .., "post": ..}}'}`` from rows (key, roi, pre, post)."""
+    maps = _count_maps(frame, [key], "pre", "post", rois)
+    return pd.Series(maps["json"].to_numpy(), index=maps[key].astype("int64").to_numpy(), dtype=object)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -542,17 +557,12 @@ def _connects_table(connections: pd.DataFrame, synapses: pd.DataFrame | None, pr
                                     per_roi["tbars"].fillna(0), per_roi["post_w"]).astype("int64")
     else:
         per_roi["pre_w"] = per_roi["post_w"]
-    order = {r: i for i, r in enumerate(primary)}
-    per_roi = per_roi.assign(_o=per_roi["roi"].map(order)).sort_values(["pre", "post", "_o"])
-    info: dict[tuple[int, int], str] = {}
-    for (a, b), g in per_roi.groupby(["pre", "post"], sort=False):
-        info[(int(a), int(b))] = json.dumps(
-            {r: {"pre": int(p), "post": int(q)} for r, p, q in zip(g["roi"], g["pre_w"], g["post_w"])},
-            separators=(",", ":"))
+    maps = _count_maps(per_roi, ["pre", "post"], "pre_w", "post_w", primary)
+    totals = totals.merge(maps, on=["pre", "post"], how="left")
     out = pd.DataFrame({
         "__from": totals["pre"].astype("int64"), "__to": totals["post"].astype("int64"),
         "weight": totals["weight"].astype("int64"),
-        "roiInfo": [info.get((int(a), int(b)), "{}") for a, b in zip(totals["pre"], totals["post"])],
+        "roiInfo": totals["json"].fillna("{}").to_numpy(dtype=object),
     })
     return out, props
 
