@@ -7,7 +7,7 @@ text, so untouched parts of a query pass through unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 __all__ = ["CypherError", "WriteQueryError", "Token", "tokenize", "render", "decode_string", "encode_string", "bq",
@@ -194,15 +194,24 @@ def match_close(tokens: Sequence[Token], i: int) -> int:
     raise CypherError(f"Invalid input: {tokens[i].text!r} is never closed")
 
 
-def split_clauses(tokens: Sequence[Token]) -> list[tuple[str, list[Token]]]:
-    """Split at depth-0 clause keywords: ``[(KEYWORD or "", tokens including the keyword)]``."""
-    clauses: list[tuple[str, list[Token]]] = [("", [])]
+def with_depth(tokens: Sequence[Token]) -> Iterator[tuple[int, Token, int]]:
+    """``(index, token, depth)``: the bracket depth after the token (an opening bracket counts inside).
+
+    Every depth-0 scan of the rewrite layer walks tokens through this one function.
+    """
     depth = 0
     for i, t in enumerate(tokens):
         if t.kind == "OP" and t.text in OPEN:
             depth += 1
         elif t.kind == "OP" and t.text in (")", "]", "}"):
             depth -= 1
+        yield i, t, depth
+
+
+def split_clauses(tokens: Sequence[Token]) -> list[tuple[str, list[Token]]]:
+    """Split at depth-0 clause keywords: ``[(KEYWORD or "", tokens including the keyword)]``."""
+    clauses: list[tuple[str, list[Token]]] = [("", [])]
+    for i, t, depth in with_depth(tokens):
         if depth == 0 and t.kind == "IDENT" and t.text.upper() in CLAUSE_WORDS and is_keyword_position(tokens, i):
             word = t.text.upper()
             prev_kw = clauses[-1][0]
@@ -220,12 +229,7 @@ def split_clauses(tokens: Sequence[Token]) -> list[tuple[str, list[Token]]]:
 def split_top(tokens: Sequence[Token], sep: str = ",") -> list[list[Token]]:
     """Split at depth-0 ``sep`` operators."""
     parts: list[list[Token]] = [[]]
-    depth = 0
-    for t in tokens:
-        if t.kind == "OP" and t.text in OPEN:
-            depth += 1
-        elif t.kind == "OP" and t.text in (")", "]", "}"):
-            depth -= 1
+    for _, t, depth in with_depth(tokens):
         if depth == 0 and t.kind == "OP" and t.text == sep:
             parts.append([])
         else:
@@ -244,14 +248,9 @@ def strip_ws(tokens: Sequence[Token]) -> list[Token]:
 
 def alias_split(item: Sequence[Token]) -> tuple[list[Token], Token | None]:
     """``expr AS alias`` -> (expr tokens, alias token); no depth-0 AS -> (item, None)."""
-    depth = 0
     last_as = None
-    for i, t in enumerate(item):
-        if t.kind == "OP" and t.text in OPEN:
-            depth += 1
-        elif t.kind == "OP" and t.text in (")", "]", "}"):
-            depth -= 1
-        elif depth == 0 and t.is_kw("AS"):
+    for i, t, depth in with_depth(item):
+        if depth == 0 and t.is_kw("AS"):
             last_as = i
     if last_as is None:
         return list(item), None

@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 
 from .cypher_lex import (
     KEYWORDS,
-    OPEN,
     WRITE_WORDS,
     CypherError,
     Token,
@@ -82,6 +81,7 @@ from .cypher_lex import (
     split_top,
     strip_ws,
     tokenize,
+    with_depth,
 )
 from .model import Schema
 from .rewrite_expr import Context, ExprRewriter, Kind
@@ -482,25 +482,12 @@ def _pipeline_match(pattern: list[Token], where: list[Token] | None, ctx: Contex
     """
     conjuncts: list[list[Token]] = []
     if where:
-        has_or = False
-        depth = 0
-        for t in where:
-            if t.kind == "OP" and t.text in OPEN:
-                depth += 1
-            elif t.kind == "OP" and t.text in (")", "]", "}"):
-                depth -= 1
-            elif depth == 0 and t.is_kw("OR", "XOR"):
-                has_or = True
+        has_or = any(depth == 0 and t.is_kw("OR", "XOR") for _, t, depth in with_depth(where))
         if has_or:
             conjuncts = [where]
         else:
             current: list[Token] = []
-            depth = 0
-            for t in where:
-                if t.kind == "OP" and t.text in OPEN:
-                    depth += 1
-                elif t.kind == "OP" and t.text in (")", "]", "}"):
-                    depth -= 1
+            for _, t, depth in with_depth(where):
                 if depth == 0 and t.is_kw("AND"):
                     conjuncts.append(current)
                     current = []

@@ -17,7 +17,6 @@ from typing import Any
 from .cypher_lex import (
     CALLABLE,
     KEYWORDS,
-    OPEN,
     CypherError,
     Token,
     bq,
@@ -28,6 +27,7 @@ from .cypher_lex import (
     render,
     split_top,
     strip_ws,
+    with_depth,
 )
 from .model import HIDDEN_PREFIX, Schema
 
@@ -355,13 +355,9 @@ class ExprRewriter:
         var = s[0].name
         rest = s[next_sig(s, next_sig(s, 0)) or 0:]
         # split "list WHERE pred | expr" at depth 0
-        depth, where_at, bar_at = 0, None, None
-        for k, t in enumerate(rest):
-            if t.kind == "OP" and t.text in OPEN:
-                depth += 1
-            elif t.kind == "OP" and t.text in (")", "]", "}"):
-                depth -= 1
-            elif depth == 0 and t.is_kw("WHERE") and where_at is None:
+        where_at, bar_at = None, None
+        for k, t, depth in with_depth(rest):
+            if depth == 0 and t.is_kw("WHERE") and where_at is None:
                 where_at = k
             elif depth == 0 and t.kind == "OP" and t.text == "|" and bar_at is None:
                 bar_at = k
