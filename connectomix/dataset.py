@@ -479,7 +479,10 @@ class Dataset:
             keep &= (df["score"] >= min_score).fillna(False).to_numpy()
         if roi_list is not None:
             keep &= df["roi"].isin(roi_list).fillna(False).to_numpy()
-        df = df[keep].drop_duplicates("synapse_id").sort_values("synapse_id", kind="stable").reset_index(drop=True)
+        # one copy: the kept rows, each synapse once (its first occurrence), ordered by synapse_id
+        rows = np.flatnonzero(keep)
+        _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
+        df = df.take(rows[first]).reset_index(drop=True)
         df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
         if attach:
             from .morphology import attach_synapses

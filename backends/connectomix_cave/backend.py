@@ -18,7 +18,7 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -363,7 +363,13 @@ class CaveBackend(Backend):
 
     def _synapse_rows(self, ids: np.ndarray, sides: list[str], version: Any, *, positions: bool,
                       batch_size: int, max_workers: int, progress: bool, extra_filters: dict | None = None,
-                      desc: str = "CAVE synapses") -> tuple[pd.DataFrame, str, bool]:
+                      desc: str = "CAVE synapses",
+                      convert: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> pd.DataFrame:
+        """Synapse rows of ``ids`` on ``sides``, each synapse once (a synapse between two query ids is
+        returned by both its pre and its post query).
+
+        ``convert`` turns each batch's raw rows into the caller's table as the batch arrives, so raw
+        rows never pile up (it must keep the ``id`` column, which de-duplicates)."""
         table, is_view = self._source(version, self.settings.filtered)
         cols = self._synapse_columns(positions)
         work = [(side, b) for b in batched(ids, batch_size) for side in sides]
@@ -373,37 +379,48 @@ class CaveBackend(Backend):
             filters = {"filter_in_dict": {f"{side}_pt_root_id": [int(i) for i in batch]}}
             for key, value in (extra_filters or {}).items():
                 filters.setdefault(key, {}).update(value)
-            return self._query(table, is_view, version, filters, cols, f"querying {table!r}",
-                               split_column=f"{side}_pt_root_id")
+            raw = self._query(table, is_view, version, filters, cols, f"querying {table!r}",
+                              split_column=f"{side}_pt_root_id")
+            return convert(raw) if convert else raw
 
-        frames = map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc)
-        raw = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-        return raw.drop_duplicates("id"), table, is_view
+        frames = [f for f in map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc) if len(f)]
+        if not frames:
+            empty = pd.DataFrame({c: pd.Series(dtype="int64") for c in cols if not c.endswith("_position")})
+            return convert(empty) if convert else empty
+        rows = pd.concat(frames, ignore_index=True)
+        del frames
+        repeated = rows["id"].duplicated().to_numpy()
+        return rows[~repeated].reset_index(drop=True) if repeated.any() else rows
 
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
         extra = {}
         if query.min_score is not None and self.settings.score_column:
             extra["filter_greater_equal_dict"] = {self.settings.score_column: query.min_score}
-        raw, table, is_view = self._synapse_rows(
+        table, is_view = self._source(query.materialization, self.settings.filtered)
+        res = self._resolution_of(table, query.materialization, is_view)
+        score, npil = self.settings.score_column, self.settings.neuropil_column
+
+        def to_schema(raw: pd.DataFrame) -> pd.DataFrame:
+            out = pd.DataFrame({"id": raw["id"].to_numpy(dtype="int64"),
+                                "pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
+                                "post": raw["post_pt_root_id"].to_numpy(dtype="int64")})
+            for side in ("pre", "post"):
+                for i, axis in enumerate("xyz"):
+                    column = f"{side}_pt_position_{axis}"
+                    values = raw[column].to_numpy(dtype="float64") if column in raw else np.empty(0)
+                    out[f"{side}_{axis}"] = values * res[i]
+            out["score"] = raw[score].to_numpy(dtype="float64") if score else np.nan
+            out["roi"] = self._roi(raw[npil]).to_numpy() if npil else None
+            return out
+
+        rows = self._synapse_rows(
             query.ids, sides, query.materialization, positions=True,
             batch_size=query.batch_size or self.batch_size or DEFAULT_BATCH["synapses"],
-            max_workers=query.max_workers, progress=query.progress, extra_filters=extra,
+            max_workers=query.max_workers, progress=query.progress, extra_filters=extra, convert=to_schema,
         )
-        res = self._resolution_of(table, query.materialization, is_view)
-        out = pd.DataFrame({
-            "synapse_id": raw["id"].to_numpy(dtype="int64"),
-            "pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
-            "post": raw["post_pt_root_id"].to_numpy(dtype="int64"),
-        })
-        for side in ("pre", "post"):
-            for i, axis in enumerate("xyz"):
-                out[f"{side}_{axis}"] = raw[f"{side}_pt_position_{axis}"].to_numpy(dtype="float64") * res[i]
-        score = self.settings.score_column
-        out["score"] = raw[score].to_numpy(dtype="float64") if score else np.nan
-        npil = self.settings.neuropil_column
-        out["roi"] = self._roi(raw[npil]).to_numpy() if npil else None
-        return out
+        rows.columns = ["synapse_id", *rows.columns[1:]]
+        return rows
 
     @staticmethod
     def _roi(values: pd.Series) -> pd.Series:
@@ -436,7 +453,7 @@ class CaveBackend(Backend):
             df = pd.concat(frames, ignore_index=True)
             df = df.rename(columns={"pre_pt_root_id": "pre", "post_pt_root_id": "post", "n_syn": "weight"})
             return df.groupby(["pre", "post"], as_index=False)["weight"].sum()
-        raw, _, _ = self._synapse_rows(
+        raw = self._synapse_rows(
             ids, [side], version, positions=False, batch_size=size, max_workers=query.max_workers,
             progress=query.progress, extra_filters={"filter_in_dict": other} if other else None,
             desc="CAVE connectivity",
@@ -507,9 +524,9 @@ class CaveBackend(Backend):
     def _synapse_counts(self, ids: np.ndarray, version: Any, *, by_roi: bool) -> pd.DataFrame:
         if not len(ids):
             return pd.DataFrame({"id": pd.Series([], dtype="int64"), "pre": [], "post": []})
-        raw, _, _ = self._synapse_rows(ids, ["pre", "post"], version, positions=False,
-                                       batch_size=self.batch_size or DEFAULT_BATCH["synapses"], max_workers=8,
-                                       progress=False, desc="CAVE synapse counts")
+        raw = self._synapse_rows(ids, ["pre", "post"], version, positions=False,
+                                 batch_size=self.batch_size or DEFAULT_BATCH["synapses"], max_workers=8,
+                                 progress=False, desc="CAVE synapse counts")
         keys = ["id", "roi"] if by_roi else ["id"]
         parts = []
         for side in ("pre", "post"):

@@ -69,6 +69,42 @@ def synapse_ids(coords: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(1)).astype(np.int64)
 
 
+def parse_json_column(values: pd.Series) -> list[dict]:
+    """Decode a column of JSON objects (neuPrint's ``roiInfo``): one ``json.loads`` for the whole column.
+
+    Missing values become ``{}``; values already decoded (dicts, from Arrow) pass through.
+    """
+    items = values.tolist()
+    if all(isinstance(v, str) for v in items):
+        return json.loads("[" + ",".join(items) + "]") if items else []
+    return [json.loads(v) if isinstance(v, str) else (v if isinstance(v, dict) else {}) for v in items]
+
+
+def split_roi_info(roi_info: pd.Series, fields: Mapping[str, tuple[str, pd.Series]],
+                   primary: set[str]) -> pd.DataFrame:
+    """Spread neuPrint ``roiInfo`` maps into one row per primary ROI plus a :data:`~connectomix.schema.NOT_PRIMARY` row.
+
+    ``fields`` maps each output column to ``(key in the roiInfo counts, total per input row)``; the
+    NotPrimary row carries ``total - sum over primary ROIs`` (clipped at 0), which is how the schema
+    accounts for synapses outside every primary ROI. Rows whose counts are all zero are dropped. The
+    result has a ``row`` column (position in the input), ``roi`` and the output columns.
+    """
+    infos = parse_json_column(roi_info)
+    hits = [(i, roi, counts) for i, info in enumerate(infos) for roi, counts in info.items() if roi in primary]
+    row = np.fromiter((h[0] for h in hits), dtype="int64", count=len(hits))
+    inside = pd.DataFrame({"row": row, "roi": pd.Series([h[1] for h in hits], dtype=object)})
+    rest = pd.DataFrame({"row": np.arange(len(infos), dtype="int64"), "roi": schema.NOT_PRIMARY})
+    for column, (key, totals) in fields.items():
+        values = np.fromiter((int(h[2].get(key, 0)) for h in hits), dtype="int64", count=len(hits))
+        inside[column] = values
+        in_primary = np.bincount(row, weights=values, minlength=len(infos)).astype("int64")
+        total = pd.to_numeric(totals).fillna(0).to_numpy(dtype="int64")
+        rest[column] = np.maximum(total - in_primary, 0)
+    out = pd.concat([inside, rest], ignore_index=True)
+    nonzero = (out[list(fields)] > 0).any(axis=1)
+    return out[nonzero].sort_values("row", kind="stable").reset_index(drop=True)
+
+
 def _parse_bool_or_path(value: Any) -> bool | str:
     if isinstance(value, bool):
         return value
@@ -283,18 +319,10 @@ class NeuprintBackend(Backend):
         frames = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
                              max_workers=4)
         df = pd.concat(frames, ignore_index=True)
-        primary = set(self.info().primary_rois)
-        rows = []
-        for body, pre, post, info in df[["bodyId", "pre", "post", "roiInfo"]].itertuples(index=False):
-            info = json.loads(info) if isinstance(info, str) else {}
-            in_primary = {r: v for r, v in info.items() if r in primary}
-            for roi, counts in in_primary.items():
-                rows.append((body, roi, int(counts.get("pre", 0)), int(counts.get("post", 0))))
-            rest_pre = int(pre or 0) - sum(int(v.get("pre", 0)) for v in in_primary.values())
-            rest_post = int(post or 0) - sum(int(v.get("post", 0)) for v in in_primary.values())
-            if rest_pre > 0 or rest_post > 0:
-                rows.append((body, schema.NOT_PRIMARY, max(rest_pre, 0), max(rest_post, 0)))
-        return pd.DataFrame(rows, columns=["id", "roi", "pre", "post"])
+        counts = split_roi_info(df["roiInfo"], {"pre": ("pre", df["pre"]), "post": ("post", df["post"])},
+                                set(self.info().primary_rois))
+        out = counts.pop("row")
+        return pd.concat([pd.DataFrame({"id": df["bodyId"].to_numpy(dtype="int64")[out]}), counts], axis=1)
 
     # -- connectivity --------------------------------------------------------------------------
 
@@ -322,19 +350,11 @@ class NeuprintBackend(Backend):
         return self._split_by_roi(df)
 
     def _split_by_roi(self, df: pd.DataFrame) -> pd.DataFrame:
-        primary = set(self.info().primary_rois)
-        rows = []
-        for pre, post, weight, info in df[["pre", "post", "weight", "roiInfo"]].itertuples(index=False):
-            info = json.loads(info) if isinstance(info, str) else (info or {})
-            inside = 0
-            for roi, counts in info.items():
-                w = int(counts.get("post", 0)) if roi in primary else 0
-                if w > 0:
-                    rows.append((pre, post, roi, w))
-                    inside += w
-            if int(weight) > inside:
-                rows.append((pre, post, schema.NOT_PRIMARY, int(weight) - inside))
-        return pd.DataFrame(rows, columns=["pre", "post", "roi", "weight"])
+        weights = split_roi_info(df["roiInfo"], {"weight": ("post", df["weight"])}, set(self.info().primary_rois))
+        row = weights.pop("row")
+        pairs = pd.DataFrame({"pre": df["pre"].to_numpy(dtype="int64")[row],
+                              "post": df["post"].to_numpy(dtype="int64")[row]})
+        return pd.concat([pairs, weights], axis=1)
 
     # -- synapses ------------------------------------------------------------------------------
 
@@ -345,14 +365,14 @@ class NeuprintBackend(Backend):
 
         def fetch(item) -> pd.DataFrame:
             side, batch = item
-            return self.run(cypher.synapse_connections_query(
+            raw = self.run(cypher.synapse_connections_query(
                 batch, side, min_score=query.min_score, rois=query.rois, include_autapses=query.include_autapses),
                 arrow=False)  # returns a map column (post_info)
+            return self._synapse_table(raw)  # per batch: only compact tables pile up, never decoded JSON
 
         frames = map_batches(fetch, work, max_workers=query.max_workers, progress=query.progress,
                              desc="neuPrint synapses")
-        raw = pd.concat(frames, ignore_index=True)
-        return self._synapse_table(raw)
+        return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
 
     def _synapse_table(self, raw: pd.DataFrame) -> pd.DataFrame:
         if raw.empty:

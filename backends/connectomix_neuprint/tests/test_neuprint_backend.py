@@ -1,5 +1,6 @@
 """The neuPrint backend against the neuPrint emulator: errors, faults, skeletons, hostile input, secrecy."""
 
+import json
 import logging
 
 import numpy as np
@@ -186,3 +187,28 @@ def test_arrow_and_json_endpoints_agree(emu):
         assert emu.stats.requests("POST /api/custom/arrow") >= 1
         assert emu.stats.requests("POST /api/custom/custom") == 0
         assert fast.get_connectivity(sources=[104], targets=[109], min_weight=50).empty  # empty result
+
+
+def test_split_roi_info_spreads_primary_rois_and_keeps_the_remainder():
+    import pandas as pd
+    from connectomix_neuprint.backend import split_roi_info
+
+    info = pd.Series([
+        '{"AL(R)": {"pre": 3, "post": 1}, "AL-sub": {"pre": 2}, "LH(R)": {"post": 4}}',
+        None,                                 # no roiInfo: everything is outside the primary ROIs
+        '{"AL(R)": {"pre": 0, "post": 0}}',   # zero counts are dropped
+        '{"LH(R)": {"pre": 9}}',              # roiInfo above the total: the remainder clips at 0
+    ], dtype=object)
+    pre = pd.Series([5, 2, 0, 7])
+    post = pd.Series([5, None, 0, 0], dtype=object)
+    out = split_roi_info(info, {"pre": ("pre", pre), "post": ("post", post)}, {"AL(R)", "LH(R)"})
+    assert out.to_dict("list") == {
+        "row": [0, 0, 0, 1, 3],
+        "roi": ["AL(R)", "LH(R)", connectomix.schema.NOT_PRIMARY, connectomix.schema.NOT_PRIMARY, "LH(R)"],
+        "pre": [3, 0, 2, 2, 9],
+        "post": [1, 4, 0, 0, 0],
+    }
+    # decoded maps (as Arrow delivers them) give the same answer as JSON text
+    decoded = info.map(lambda s: json.loads(s) if isinstance(s, str) else None)
+    again = split_roi_info(decoded, {"pre": ("pre", pre), "post": ("post", post)}, {"AL(R)", "LH(R)"})
+    pd.testing.assert_frame_equal(out, again)
