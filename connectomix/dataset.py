@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import frames, schema
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from .cache import ResultCache, default_cache_dir, query_key
 from .config import load_config, parse_uri, protect_options
@@ -479,10 +479,10 @@ class Dataset:
             keep &= (df["score"] >= min_score).fillna(False).to_numpy()
         if roi_list is not None:
             keep &= df["roi"].isin(roi_list).fillna(False).to_numpy()
-        # one copy: the kept rows, each synapse once (its first occurrence), ordered by synapse_id
+        # the kept rows, each synapse once (its first occurrence), ordered by synapse_id; column by column
         rows = np.flatnonzero(keep)
         _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
-        df = df.take(rows[first]).reset_index(drop=True)
+        df = frames.take(df, rows[first])
         df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
         if attach:
             from .morphology import attach_synapses

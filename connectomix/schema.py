@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import frames
 from .errors import SchemaError
 
 __all__ = [
@@ -150,11 +151,11 @@ class TableSchema:
         out = {}
         for col in self.columns + tuple(c for c in self.optional if c.name in df.columns):
             out[col.name] = _coerce(df[col.name], col, self.name)
-        extra = [c for c in df.columns if c not in out]
-        result = pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-        for c in extra:
-            result[c] = df[c].to_numpy() if not isinstance(df[c].dtype, pd.CategoricalDtype) else df[c].values
-        return result
+        for c in df.columns:
+            if c not in out:
+                out[c] = df[c].array
+        # columns that already have their dtype are shared with ``df``, not copied (tables can be large)
+        return frames.from_columns(out)
 
 
 def _coerce(s: pd.Series, col: Column, table: str) -> pd.Series:
@@ -166,6 +167,8 @@ def _coerce(s: pd.Series, col: Column, table: str) -> pd.Series:
                 raise ValueError("non-integral floats")
             return pd.Series(s.to_numpy().astype("int64", copy=False), name=col.name)
         if col.dtype == "string":
+            if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "python":
+                return s
             return pd.Series(s.to_numpy(), name=col.name, dtype="string")
         if col.dtype == "bool":
             return pd.Series(s.to_numpy().astype(bool, copy=False), name=col.name)

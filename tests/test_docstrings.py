@@ -2,27 +2,24 @@
 
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = [
-    "connectomix",
-    "connectomix.errors",
-    "connectomix.schema",
-    "connectomix.criteria",
-    "connectomix.config",
-    "connectomix.parallel",
-    "connectomix.dataset",
-    "connectomix.compare",
-    "connectomix.morphology",
-    "connectomix.plot",
-    "connectomix.cli",
-    "connectomix.testing.toy",
-    "connectomix_release.backend",
-    "connectomix_release.writer",
-    "connectomix.cache",
-    "connectomix_neuprint.cypher",
-]
+PACKAGES = ["connectomix", "connectomix_release", "connectomix_neuprint", "connectomix_cave"]
+
+
+def _modules():
+    """Every module of the packages, so a new module's examples run without being listed here."""
+    names = []
+    for package in PACKAGES:
+        names.append(package)
+        path = importlib.import_module(package).__path__
+        names += [m.name for m in pkgutil.walk_packages(path, prefix=package + ".") if ".tests" not in m.name]
+    return sorted(set(names) - {"connectomix_neuprint.emulator.__main__", "connectomix_cave.emulator.__main__"})
+
+
+MODULES = _modules()
 
 
 @pytest.mark.parametrize("name", MODULES)

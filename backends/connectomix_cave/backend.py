@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import requests
 
-from connectomix import schema
+from connectomix import frames, schema
 from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
 from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
@@ -383,14 +383,13 @@ class CaveBackend(Backend):
                               split_column=f"{side}_pt_root_id")
             return convert(raw) if convert else raw
 
-        frames = [f for f in map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc) if len(f)]
-        if not frames:
+        parts = [p for p in map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc) if len(p)]
+        if not parts:
             empty = pd.DataFrame({c: pd.Series(dtype="int64") for c in cols if not c.endswith("_position")})
             return convert(empty) if convert else empty
-        rows = pd.concat(frames, ignore_index=True)
-        del frames
+        rows = frames.concat(parts)
         repeated = rows["id"].duplicated().to_numpy()
-        return rows[~repeated].reset_index(drop=True) if repeated.any() else rows
+        return frames.take(rows, np.flatnonzero(~repeated)) if repeated.any() else rows
 
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
@@ -402,17 +401,18 @@ class CaveBackend(Backend):
         score, npil = self.settings.score_column, self.settings.neuropil_column
 
         def to_schema(raw: pd.DataFrame) -> pd.DataFrame:
-            out = pd.DataFrame({"id": raw["id"].to_numpy(dtype="int64"),
-                                "pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
-                                "post": raw["post_pt_root_id"].to_numpy(dtype="int64")})
+            n = len(raw)
+            out = {"id": raw["id"].to_numpy(dtype="int64"),
+                   "pre": raw["pre_pt_root_id"].to_numpy(dtype="int64"),
+                   "post": raw["post_pt_root_id"].to_numpy(dtype="int64")}
             for side in ("pre", "post"):
                 for i, axis in enumerate("xyz"):
                     column = f"{side}_pt_position_{axis}"
                     values = raw[column].to_numpy(dtype="float64") if column in raw else np.empty(0)
                     out[f"{side}_{axis}"] = values * res[i]
-            out["score"] = raw[score].to_numpy(dtype="float64") if score else np.nan
-            out["roi"] = self._roi(raw[npil]).to_numpy() if npil else None
-            return out
+            out["score"] = raw[score].to_numpy(dtype="float64") if score else np.full(n, np.nan)
+            out["roi"] = self._roi(raw[npil]).array if npil else pd.array([None] * n, dtype="string")
+            return frames.from_columns(out)
 
         rows = self._synapse_rows(
             query.ids, sides, query.materialization, positions=True,
@@ -448,9 +448,9 @@ class CaveBackend(Backend):
                 return self._query(view, True, version, filters, ["pre_pt_root_id", "post_pt_root_id", "n_syn"],
                                    f"querying {view!r}", split_column=f"{side}_pt_root_id")
 
-            frames = map_batches(fetch, batched(ids, size), max_workers=query.max_workers,
-                                 progress=query.progress, desc="CAVE connectivity")
-            df = pd.concat(frames, ignore_index=True)
+            parts = map_batches(fetch, batched(ids, size), max_workers=query.max_workers,
+                                progress=query.progress, desc="CAVE connectivity")
+            df = pd.concat(parts, ignore_index=True)
             df = df.rename(columns={"pre_pt_root_id": "pre", "post_pt_root_id": "post", "n_syn": "weight"})
             return df.groupby(["pre", "post"], as_index=False)["weight"].sum()
         raw = self._synapse_rows(

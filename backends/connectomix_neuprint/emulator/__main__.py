@@ -4,7 +4,7 @@
         [--port N] [--token T] [--dataset NAME] [--latency-ms N] [--query-timeout S]
         [--expired-token T ...] [--forbidden-token DATASET=T ...] [--threshold X]
         [--fail-next N] [--fail-status S] [--reset-next N] [--stall-next N] [--stall-seconds S]
-        [--timeout-next N] [--verbose]
+        [--timeout-next N] [--buffer-pool-mb MB] [--verbose]
 
 The token is ``--token``, else ``$NEUPRINT_APPLICATION_CREDENTIALS`` (which
 neuprint-python reads too), else a random one written to a file readable only
@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="then N Cypher queries answer neuPrint's 'Timeout experienced' error")
     p.add_argument("--threshold", type=float, default=0.0,
                    help=":Meta.postHighAccuracyThreshold, neuprint-python's default synapse confidence filter")
+    p.add_argument("--buffer-pool-mb", type=int, default=None, metavar="MB",
+                   help="Kuzu buffer pool per dataset (default: sized to the release)")
     p.add_argument("--verbose", "-v", action="store_true", help="log every request (never tokens)")
     return p
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     emu = NeuprintEmulator(release, token=token, dataset=args.dataset, port=args.port,
                            expired_tokens=args.expired_token, forbidden_tokens=forbidden,
                            latency_ms=args.latency_ms, query_timeout_s=args.query_timeout,
-                           post_high_accuracy_threshold=args.threshold)
+                           post_high_accuracy_threshold=args.threshold, buffer_pool_mb=args.buffer_pool_mb)
     try:
         emu.start()
     except (ConnectomixError, OSError) as exc:

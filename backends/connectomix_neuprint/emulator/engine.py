@@ -156,14 +156,16 @@ class KuzuEngine:
     threads
         Kuzu worker threads per query.
     buffer_pool_mb
-        Kuzu's buffer pool.
+        Kuzu's buffer pool (address space reserved, used as needed). Default: 512 MB,
+        plus 512 bytes per node and relationship of the graph for large releases
+        (Kuzu fails queries with "The buffer pool is full" when it is too small).
     workdir
         Where to build the database (default: a new temporary directory,
         removed by :meth:`close`).
     """
 
     def __init__(self, model: GraphModel, *, pool_size: int = 4, threads: int = 2,
-                 buffer_pool_mb: int = 512, workdir: str | Path | None = None):
+                 buffer_pool_mb: int | None = None, workdir: str | Path | None = None):
         self.model = model
         self.schema = model.schema
         self._own_dir = workdir is None
@@ -173,7 +175,10 @@ class KuzuEngine:
         self._db_path = self._dir / "graph.kuzu"
         self._closed = False
         self._lock = threading.Lock()
-        self._buffer = int(buffer_pool_mb) * 1024 * 1024
+        if buffer_pool_mb is None:
+            rows = sum(len(df) for df in model.nodes.values()) + sum(len(df) for df in model.rels.values())
+            buffer_pool_mb = 512 + rows * 512 // 2**20
+        self._buffer = int(buffer_pool_mb) * 2**20
         self._threads = int(threads)
         try:
             self._build()

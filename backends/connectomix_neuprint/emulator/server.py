@@ -413,6 +413,9 @@ class NeuprintEmulator:
         synapse confidence filter); 0.0 means no default filter.
     pool_size
         Queries that run at the same time per dataset.
+    buffer_pool_mb
+        Kuzu's buffer pool per dataset (default: sized to the release, see
+        :class:`~.engine.KuzuEngine`).
     server_version
         Reported neuPrintHTTP version.
 
@@ -428,7 +431,7 @@ class NeuprintEmulator:
                  expired_tokens: Iterable[str] = (), forbidden_tokens: Mapping[str, Iterable[str]] | None = None,
                  latency_ms: float = 0.0, query_timeout_s: float | None = None,
                  voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float = 0.0,
-                 pool_size: int = 4, server_version: str = SERVER_VERSION):
+                 pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION):
         if isinstance(release, Mapping):
             if dataset is not None:
                 raise InvalidArgumentError("give dataset names as the keys of the release mapping, not dataset=")
@@ -452,6 +455,7 @@ class NeuprintEmulator:
         self._voxel_size = tuple(voxel_size) if voxel_size is not None else None
         self._threshold = float(post_high_accuracy_threshold)
         self._pool_size = int(pool_size)
+        self._buffer_pool_mb = buffer_pool_mb
         self._datasets: dict[str, _Dataset] = {}
         self._server: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -477,7 +481,8 @@ class NeuprintEmulator:
                                     post_high_accuracy_threshold=self._threshold)
                 if model.name.lower() in self._datasets:
                     raise InvalidArgumentError(f"two releases are both served as dataset {model.name!r}")
-                self._datasets[model.name.lower()] = _Dataset(model, KuzuEngine(model, pool_size=self._pool_size))
+                self._datasets[model.name.lower()] = _Dataset(model, KuzuEngine(model, pool_size=self._pool_size,
+                                                                                    buffer_pool_mb=self._buffer_pool_mb))
             self._tmp = Path(tempfile.mkdtemp(prefix="connectomix-neuprint-tls-"))
             self._tls = make_certificates(self._tmp)
             self._stop_event.clear()
