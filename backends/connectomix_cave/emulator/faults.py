@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectomix.errors import InvalidArgumentError
+from connectomix.testing.faults import LatencyInjector
 
 __all__ = ["Fault", "FaultInjector", "RequestStats", "ENDPOINT_GROUPS"]
 
@@ -56,25 +57,12 @@ class Fault:
         return endpoint == self.endpoint or endpoint in ENDPOINT_GROUPS.get(self.endpoint, ())
 
 
-class FaultInjector:
+class FaultInjector(LatencyInjector):
     """Thread-safe queue of faults plus a fixed added latency per request."""
 
     def __init__(self, latency_ms: float = 0.0):
-        self._lock = threading.Lock()
+        super().__init__(latency_ms)
         self._faults: list[Fault] = []
-        self.latency_ms = latency_ms
-
-    @property
-    def latency_ms(self) -> float:
-        """Milliseconds added to every request before it is handled."""
-        return self._latency_ms
-
-    @latency_ms.setter
-    def latency_ms(self, value: float) -> None:
-        value = float(value)
-        if value < 0:
-            raise InvalidArgumentError(f"latency_ms must be >= 0, got {value}")
-        self._latency_ms = value
 
     def _add(self, fault: Fault) -> Fault:
         if fault.remaining < 1:

@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectomix.testing.faults import LatencyInjector
+
 __all__ = ["Fault", "FaultInjector", "RequestStats", "TIMEOUT_MESSAGE"]
 
 #: neuPrintHTTP's rewording of a neo4j transaction timeout.
@@ -62,26 +64,12 @@ class Fault:
             raise ValueError(f"seconds must be >= 0, got {self.seconds}")
 
 
-class FaultInjector:
+class FaultInjector(LatencyInjector):
     """Queued faults plus a fixed added latency; thread-safe."""
 
     def __init__(self, latency_ms: float = 0.0):
-        self._lock = threading.Lock()
+        super().__init__(latency_ms)
         self._queue: deque[Fault] = deque()
-        self._latency_ms = 0.0
-        self.latency_ms = latency_ms
-
-    @property
-    def latency_ms(self) -> float:
-        """Milliseconds every request waits before it is handled."""
-        return self._latency_ms
-
-    @latency_ms.setter
-    def latency_ms(self, value: float) -> None:
-        value = float(value)
-        if value < 0:
-            raise ValueError(f"latency_ms must be >= 0, got {value}")
-        self._latency_ms = value
 
     def add(self, fault: Fault, n: int = 1) -> None:
         if n < 1:
