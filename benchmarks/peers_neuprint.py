@@ -49,14 +49,8 @@ def same_synapses(theirs, ours, n_bodies) -> bool:
     return a == b
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--latency", type=float, nargs="+", default=[0, 20, 100])
-    ap.add_argument("--skip-synapses-above", type=int, default=1000,
-                    help="skip the synapse comparison for more neurons than this (neuprint-python is slow)")
-    args = ap.parse_args()
-
+def measure(neurons: list[int], latencies: list[float], skip_synapses_above: int = 1000) -> list[dict]:
+    """One row per (query, neurons, latency): wall time, round trips and bytes of both tools, and whether equal."""
     from neuprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
     from neuprint import fetch_adjacencies, fetch_synapse_connections
 
@@ -64,7 +58,7 @@ def main() -> None:
     from connectomix_neuprint.emulator import NeuprintEmulator
 
     work = Path(tempfile.mkdtemp(prefix="cx-np-bench-"))
-    n_bodies = max(args.neurons) * 2
+    n_bodies = max(neurons) * 2
     release = make_synthetic_release(work / "release", n_bodies=n_bodies, synapses_per_body=30)
     rng = np.random.default_rng(2)
     rows = []
@@ -74,19 +68,21 @@ def main() -> None:
         host = emu.url.split("://", 1)[1]
         ds = connectomix.open(f"neuprint://{host}/{DATASET}", token=TOKEN, verify=str(emu.cert_path), cache=False)
         neurons_only = connectomix.NC()
-        for n in args.neurons:
+        for n in neurons:
             ids = sorted(int(i) for i in rng.choice(np.arange(10_001, 10_001 + n_bodies), n, replace=False))
-            for latency in args.latency:
+            for latency in latencies:
                 emu.faults.latency_ms = latency
-                tasks = [("adjacencies",
+                tasks = [("fetch_adjacencies",
                           lambda: fetch_adjacencies(NC(bodyId=ids), None, client=client)[1],
-                          lambda: ds.get_connectivity(sources=ids, targets=neurons_only, by_roi=True, progress=False))]
-                if n <= args.skip_synapses_above:
-                    tasks.append(("synapse connections",
+                          lambda: ds.get_connectivity(sources=ids, targets=neurons_only, by_roi=True, progress=False),
+                          same_adjacencies)]
+                if n <= skip_synapses_above:
+                    tasks.append(("fetch_synapse_connections",
                                   lambda: fetch_synapse_connections(NC(bodyId=ids), None, SC(confidence=0.0),
                                                                     client=client),
-                                  lambda: ds.get_synapses(ids, post=False, progress=False)))
-                for what, theirs_fn, ours_fn in tasks:
+                                  lambda: ds.get_synapses(ids, post=False, progress=False),
+                                  same_synapses))
+                for what, theirs_fn, ours_fn, same_fn in tasks:
                     measured = []
                     for fn in (theirs_fn, ours_fn):
                         emu.stats.reset()
@@ -96,15 +92,35 @@ def main() -> None:
                         snap = emu.stats.snapshot()
                         measured.append((df, seconds, snap["requests"], snap["bytes_out"]))
                     (theirs, t_n, r_n, b_n), (ours, t_c, r_c, b_c) = measured
-                    same = (same_adjacencies if what == "adjacencies" else same_synapses)(theirs, ours, n_bodies)
-                    rows.append((what, n, latency, t_n, t_c, t_n / t_c, r_n, r_c, b_n, b_c, same))
+                    rows.append({"query": what, "neurons": n, "latency_ms": latency, "peer_s": t_n,
+                                 "connectomix_s": t_c, "peer_trips": r_n, "connectomix_trips": r_c,
+                                 "peer_bytes": b_n, "connectomix_bytes": b_c, "same": same_fn(theirs, ours, n_bodies)})
                     print(f"  done: {what}, {n} neurons, {latency:g} ms", file=sys.stderr)
-    print("connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)")
-    print(f"{'query':<21}{'neurons':>8}{'lat ms':>7}{'neuprint s':>11}{'connectomix s':>14}{'ratio':>7}"
-          f"{'trips n/c':>11}{'MB n/c':>12}{'same':>6}")
-    for what, n, lat, tn, tc, ratio, rn, rc, bn, bc, same in rows:
-        print(f"{what:<21}{n:>8}{lat:>7g}{tn:>11.2f}{tc:>14.2f}{ratio:>6.1f}x{f'{rn}/{rc}':>11}"
-              f"{f'{bn / 1e6:.1f}/{bc / 1e6:.1f}':>12}{str(same):>6}")
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+    lines = ["connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)", "",
+             "| neuprint-python query | neurons | latency ms | neuprint-python s | connectomix s | ratio "
+             "| round trips n/c | MB sent n/c | identical |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    for r in rows:
+        lines.append(f"| {r['query']} | {r['neurons']} | {r['latency_ms']:g} | {r['peer_s']:.2f} "
+                     f"| {r['connectomix_s']:.2f} | {r['peer_s'] / r['connectomix_s']:.1f}x "
+                     f"| {r['peer_trips']}/{r['connectomix_trips']} "
+                     f"| {r['peer_bytes'] / 1e6:.2f}/{r['connectomix_bytes'] / 1e6:.2f} | {'yes' if r['same'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 1000])
+    ap.add_argument("--latency", type=float, nargs="+", default=[0, 20, 100])
+    ap.add_argument("--skip-synapses-above", type=int, default=1000,
+                    help="skip the synapse comparison for more neurons than this (neuprint-python is slow)")
+    args = ap.parse_args()
+    print(table(measure(args.neurons, args.latency, args.skip_synapses_above)))
 
 
 if __name__ == "__main__":

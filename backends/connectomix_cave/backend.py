@@ -385,7 +385,9 @@ class CaveBackend(Backend):
 
         parts = [p for p in map_batches(fetch, work, max_workers=max_workers, progress=progress, desc=desc) if len(p)]
         if not parts:
-            empty = pd.DataFrame({c: pd.Series(dtype="int64") for c in cols if not c.endswith("_position")})
+            names = [name for c in cols  # positions arrive split into _x, _y, _z columns
+                     for name in ((f"{c}_x", f"{c}_y", f"{c}_z") if c.endswith("_position") else (c,))]
+            empty = pd.DataFrame({name: pd.Series(dtype="int64") for name in names})
             return convert(empty) if convert else empty
         rows = frames.concat(parts)
         repeated = rows["id"].duplicated().to_numpy()
@@ -407,9 +409,7 @@ class CaveBackend(Backend):
                    "post": raw["post_pt_root_id"].to_numpy(dtype="int64")}
             for side in ("pre", "post"):
                 for i, axis in enumerate("xyz"):
-                    column = f"{side}_pt_position_{axis}"
-                    values = raw[column].to_numpy(dtype="float64") if column in raw else np.empty(0)
-                    out[f"{side}_{axis}"] = values * res[i]
+                    out[f"{side}_{axis}"] = raw[f"{side}_pt_position_{axis}"].to_numpy(dtype="float64") * res[i]
             out["score"] = raw[score].to_numpy(dtype="float64") if score else np.full(n, np.nan)
             out["roi"] = self._roi(raw[npil]).array if npil else pd.array([None] * n, dtype="string")
             return frames.from_columns(out)

@@ -380,8 +380,7 @@ class NeuprintBackend(Backend):
                                                   post_score=pd.Series(dtype="float64"))
         voxels = raw[["ux", "uy", "uz", "dx", "dy", "dz"]].to_numpy(dtype="int64")
         nm = voxels * np.tile(self.voxel_size, 2)
-        # ROI names from our own list, not the decoded JSON keys: a decoded string kept alive in the
-        # result would pin the allocator arena of its whole batch (RSS grew 4x the table without this)
+        # ROI names as our own str objects (one per ROI shared by every row), not each batch's decoded keys
         primary = {roi: roi for roi in self.info().primary_rois}
 
         def roi_of(info: Any) -> Any:

@@ -1,15 +1,16 @@
-"""Benchmark: memory of fetching millions of synapse rows from the remote backends (emulators).
+"""Benchmark: memory of fetching millions of synapse rows, with every backend.
 
 Target (issue 6): fetching 5 million synapse rows stays within 3x the size of the resulting DataFrame.
 
-The parent writes a SYNTHETIC release (``--rows`` synapses), then for each backend starts that
-backend's emulator **as its own process** (``python -m connectomix_<name>.emulator``) and runs the
-client in a third process, so the client's peak RSS contains nothing but the client: imports,
-``connectomix.open``, then ``get_synapses(<every body>, post=False)``, which returns every synapse.
-The client reports its resident set before the fetch (the baseline), its peak (``ru_maxrss``) and
-the deep size of the returned DataFrame.
+The parent writes a SYNTHETIC release (``--rows`` synapses). The release backend reads it directly;
+for CAVE and neuPrint the parent starts that backend's emulator **as its own process**
+(``python -m connectomix_<name>.emulator``) serving it. The client always runs in a process of its
+own, so its peak RSS contains nothing but the client: imports, ``connectomix.open``, then
+``get_synapses(<every body>, post=False)``, which returns every synapse (CAVE: every synapse of its
+default filtered view). The client reports its resident set before the fetch (the baseline), its
+peak (``ru_maxrss``) and the deep size of the returned DataFrame (``memory_usage(deep=True)``).
 
-    python benchmarks/memory_remote.py [--rows 5000000] [--backends cave neuprint] [--keep]
+    python benchmarks/memory_synapses.py [--rows 5000000] [--backends release cave neuprint] [--keep]
 
 "Within 3x" is checked on what the fetch adds: ``peak - baseline <= 3 x DataFrame size``.
 """
@@ -47,8 +48,10 @@ def client(backend: str, url: str, extra: str, n_bodies: int) -> None:
 
     import connectomix
 
-    host = url.split("://", 1)[1]
-    if backend == "cave":
+    host = url.split("://", 1)[-1]
+    if backend == "release":
+        ds = connectomix.open(f"release://{url}", cache=False)
+    elif backend == "cave":
         ds = connectomix.open("cave://flywire_fafb_public", server=url, token=TOKEN, cache=False,
                               materialization=1)
     else:
@@ -64,7 +67,7 @@ def client(backend: str, url: str, extra: str, n_bodies: int) -> None:
                       "peak_mb": peak, "seconds": seconds}))
 
 
-def _start_emulator(backend: str, release: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
+def _start_emulator(backend: str, release: Path) -> tuple[subprocess.Popen, str, str]:
     module = f"connectomix_{backend}.emulator"
     cmd = [sys.executable, "-m", module, "--release", str(release), "--token", TOKEN]
     if backend == "neuprint":
@@ -88,7 +91,8 @@ def _start_emulator(backend: str, release: Path, home: Path) -> tuple[subprocess
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=5_000_000, help="synapses in the synthetic release")
-    ap.add_argument("--backends", nargs="+", default=["cave", "neuprint"], choices=["cave", "neuprint"])
+    ap.add_argument("--backends", nargs="+", default=["release", "cave", "neuprint"],
+                    choices=["release", "cave", "neuprint"])
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--client", nargs=4, metavar=("BACKEND", "URL", "EXTRA", "BODIES"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -108,15 +112,18 @@ def main() -> None:
               f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
         results = []
         for backend in args.backends:
-            t0 = time.perf_counter()
-            proc, url, cert = _start_emulator(backend, release, work)
-            print(f"{backend} emulator up in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+            proc, url, cert = None, str(release), ""
+            if backend != "release":
+                t0 = time.perf_counter()
+                proc, url, cert = _start_emulator(backend, release)
+                print(f"{backend} emulator up in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
             try:
                 out = subprocess.run([sys.executable, __file__, "--client", backend, url, cert or "-", str(n_bodies)],
                                      capture_output=True, text=True, check=False)
             finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait(timeout=60)
             if out.returncode != 0:
                 raise SystemExit(f"{backend} client failed:\n{out.stderr}")
             results.append((backend, json.loads(out.stdout.strip().splitlines()[-1])))
@@ -124,7 +131,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Memory of get_synapses on the emulators (SYNTHETIC data, {args.rows:,} synapses requested)")
+    print(f"Memory of get_synapses (SYNTHETIC data, {args.rows:,} synapses; CAVE and neuPrint via their emulators)")
     print(f"{'backend':<10}{'rows':>11}{'DataFrame MB':>14}{'baseline MB':>13}{'peak MB':>9}"
           f"{'added/DF':>10}{'seconds':>9}  within {TARGET:g}x")
     for backend, r in results:
