@@ -8,7 +8,7 @@ for CAVE and neuPrint the parent starts that backend's emulator **as its own pro
 own, so its peak RSS contains nothing but the client: imports, ``connectomix.open``, then
 ``get_synapses(<every body>, post=False)``, which returns every synapse (CAVE: every synapse of its
 default filtered view). The client reports its resident set before the fetch (the baseline), its
-peak (``ru_maxrss``) and the deep size of the returned DataFrame (``memory_usage(deep=True)``).
+peak (``VmHWM``) and the deep size of the returned DataFrame (``memory_usage(deep=True)``).
 
     python benchmarks/memory_synapses.py [--rows 5000000] [--backends release cave neuprint] [--keep]
 
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -37,9 +35,17 @@ TARGET = 3.0
 EMULATOR_START_TIMEOUT = 1800  # building a 5M-synapse neuPrint graph takes minutes on 2 cores
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+def _status_mb(field: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak) of this process, from /proc/self/status.
+
+    Not ``ru_maxrss``: Linux carries the parent's peak over fork and exec into it, and the parent
+    here has just built the whole synthetic table.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1e3  # kB
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def client(backend: str, url: str, extra: str, n_bodies: int) -> None:
@@ -58,11 +64,11 @@ def client(backend: str, url: str, extra: str, n_bodies: int) -> None:
         ds = connectomix.open(f"neuprint://{host}/synthetic:v1", token=TOKEN, verify=extra, cache=False)
     ids = np.arange(10_001, 10_001 + n_bodies, dtype="int64")
     ds.get_synapses(ids[:1], post=False, progress=False)  # connections and metadata warm, as in a notebook
-    baseline = _rss_mb()
+    baseline = _status_mb("VmRSS")
     t0 = time.perf_counter()
     df = ds.get_synapses(ids, post=False, progress=False)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kB on Linux
+    peak = _status_mb("VmHWM")
     print(json.dumps({"rows": len(df), "df_mb": df.memory_usage(deep=True).sum() / 1e6, "baseline_mb": baseline,
                       "peak_mb": peak, "seconds": seconds}))
 

@@ -8,7 +8,8 @@ answer the same questions on a SYNTHETIC release served by the emulator:
 * ``fetch_synapse_connections(sources, None, SC(confidence=0))`` vs ``get_synapses(sources, post=False)``
   restricted to :Neuron partners.
 
-Reported: wall time, round trips and bytes served, the ratio, and whether the answers are identical.
+Reported: wall time (best of up to 3 runs, see ``_timing.py``), round trips and bytes served in one
+run, the ratio, and whether the answers are identical.
 
     python benchmarks/peers_neuprint.py [--neurons 10 100 1000] [--latency 0 20 100] [--skip-synapses-above 100]
 """
@@ -18,13 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic import make_synthetic_release  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 TOKEN = "bench-token"
 DATASET = "synthetic:v1"
@@ -86,10 +87,7 @@ def measure(neurons: list[int], latencies: list[float], skip_synapses_above: int
                     measured = []
                     for fn in (theirs_fn, ours_fn):
                         emu.stats.reset()
-                        t0 = time.perf_counter()
-                        df = fn()
-                        seconds = time.perf_counter() - t0
-                        snap = emu.stats.snapshot()
+                        df, seconds, snap = best_of(fn, after_first=emu.stats.snapshot)
                         measured.append((df, seconds, snap["requests"], snap["bytes_out"]))
                     (theirs, t_n, r_n, b_n), (ours, t_c, r_c, b_c) = measured
                     rows.append({"query": what, "neurons": n, "latency_ms": latency, "peer_s": t_n,
