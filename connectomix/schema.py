@@ -135,6 +135,10 @@ class TableSchema:
     def validate(self, df: pd.DataFrame) -> pd.DataFrame:
         """Check and coerce ``df``; return a new frame with required columns first.
 
+        Columns that already have their dtype are shared with ``df``, not copied
+        (tables can hold millions of rows): copy the result before editing it in
+        place if ``df`` must stay as it is.
+
         Raises
         ------
         SchemaError
@@ -154,7 +158,6 @@ class TableSchema:
         for c in df.columns:
             if c not in out:
                 out[c] = df[c].array
-        # columns that already have their dtype are shared with ``df``, not copied (tables can be large)
         return frames.from_columns(out)
 
 
