@@ -142,10 +142,7 @@ class ReleaseBackend(Backend):
 
     def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self._cursor() as cur:
-            # one block per column, Arrow buffers freed as they convert: the core then sorts and filters
-            # column by column (connectomix.frames) without a second copy of a large table
-            table = cur.sql(sql, params=params or None).to_arrow_table()
-            return table.to_pandas(split_blocks=True, self_destruct=True, use_threads=False)
+            return cur.sql(sql, params=params or None).to_arrow_table().to_pandas()
 
     def _columns(self, table: str) -> tuple[str, ...]:
         with self._cursor() as cur:
