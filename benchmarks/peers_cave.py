@@ -2,7 +2,7 @@
 
 For 10, 100 and 1,000 query neurons and 0, 20 and 100 ms of injected latency per request, both tools
 fetch the synapses of the same SYNTHETIC neurons at materialization 1. Reported: wall time (best of
-up to 3 runs, see ``_timing.py``), round trips and bytes served by the emulator in one run, the
+up to 3 runs, see ``_peers.py``), round trips and bytes served by the emulator in one run, the
 ratio, and whether the tables are identical (same synapse ids, partners and nm positions).
 connectomix runs with its on-disk cache off (a warm-cache run is shown separately); both tools keep
 what they memoise in memory between runs, as they would in a notebook.
@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic import make_synthetic_release  # noqa: E402
-from _timing import best_of  # noqa: E402
+from _peers import best_of, markdown_table  # noqa: E402
 
 TOKEN = "bench-token"
 
@@ -78,16 +78,8 @@ def measure(neurons: list[int], latencies: list[float]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
-    lines = ["connectomix vs fafbseg get_synapses on the CAVE emulator (SYNTHETIC data, materialization 1)", "",
-             "| neurons | latency ms | fafbseg s | connectomix s | ratio | round trips f/c | MB sent f/c "
-             "| warm cache s | identical |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
-    for r in rows:
-        lines.append(f"| {r['neurons']} | {r['latency_ms']:g} | {r['peer_s']:.2f} | {r['connectomix_s']:.2f} "
-                     f"| {r['peer_s'] / r['connectomix_s']:.1f}x | {r['peer_trips']}/{r['connectomix_trips']} "
-                     f"| {r['peer_bytes'] / 1e6:.2f}/{r['connectomix_bytes'] / 1e6:.2f} | {r['warm_s']:.3f} "
-                     f"| {'yes' if r['same'] else 'NO'} |")
-    return "\n".join(lines)
+    title = "connectomix vs fafbseg get_synapses on the CAVE emulator (SYNTHETIC data, materialization 1)"
+    return markdown_table(title, "fafbseg", rows, extra={"warm cache s": "{warm_s:.3f}"})
 
 
 def main() -> None:

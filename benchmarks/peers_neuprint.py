@@ -8,7 +8,7 @@ answer the same questions on a SYNTHETIC release served by the emulator:
 * ``fetch_synapse_connections(sources, None, SC(confidence=0))`` vs ``get_synapses(sources, post=False)``
   restricted to :Neuron partners.
 
-Reported: wall time (best of up to 3 runs, see ``_timing.py``), round trips and bytes served in one
+Reported: wall time (best of up to 3 runs, see ``_peers.py``), round trips and bytes served in one
 run, the ratio, and whether the answers are identical.
 
     python benchmarks/peers_neuprint.py [--neurons 10 100 1000] [--latency 0 20 100] [--skip-synapses-above 100]
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _synthetic import make_synthetic_release  # noqa: E402
-from _timing import best_of  # noqa: E402
+from _peers import best_of, markdown_table  # noqa: E402
 
 TOKEN = "bench-token"
 DATASET = "synthetic:v1"
@@ -99,16 +99,8 @@ def measure(neurons: list[int], latencies: list[float], skip_synapses_above: int
 
 def table(rows: list[dict]) -> str:
     """The rows as a Markdown table."""
-    lines = ["connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)", "",
-             "| neuprint-python query | neurons | latency ms | neuprint-python s | connectomix s | ratio "
-             "| round trips n/c | MB sent n/c | identical |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|:---:|"]
-    for r in rows:
-        lines.append(f"| {r['query']} | {r['neurons']} | {r['latency_ms']:g} | {r['peer_s']:.2f} "
-                     f"| {r['connectomix_s']:.2f} | {r['peer_s'] / r['connectomix_s']:.1f}x "
-                     f"| {r['peer_trips']}/{r['connectomix_trips']} "
-                     f"| {r['peer_bytes'] / 1e6:.2f}/{r['connectomix_bytes'] / 1e6:.2f} | {'yes' if r['same'] else 'NO'} |")
-    return "\n".join(lines)
+    return markdown_table("connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)",
+                          "neuprint-python", rows, by_query=True)
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ fitting in memory or not. The functions here work one column at a time and
 the table plus one column. Frames are built with one block per column
 (``copy=False``), which is what lets a popped column's memory go.
 
-Every backend and the core use these for tables that can be large; small
-tables do not need them.
+The core and the remote backends use these for synapse tables, which can be
+large; small tables do not need them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-__all__ = ["from_columns", "concat", "take"]
+__all__ = ["from_columns", "concat", "take", "drop_duplicates"]
 
 
 def from_columns(columns: Mapping[str, np.ndarray | pd.Series | pd.api.extensions.ExtensionArray]) -> pd.DataFrame:
@@ -78,3 +78,18 @@ def take(df: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
     for name in list(df.columns):
         out[name] = df.pop(name).array.take(rows)
     return from_columns(out)
+
+
+def drop_duplicates(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``df`` with each value of ``column`` once (its first row); ``df`` itself when nothing repeats.
+
+    Otherwise the rows are copied with :func:`take`, which empties ``df``.
+
+    Examples
+    --------
+    >>> df = from_columns({"id": np.array([1, 2, 1]), "x": np.array([0.1, 0.2, 0.3])})
+    >>> drop_duplicates(df, "id")["x"].tolist()
+    [0.1, 0.2]
+    """
+    repeated = df[column].duplicated().to_numpy()
+    return take(df, np.flatnonzero(~repeated)) if repeated.any() else df

@@ -52,3 +52,11 @@ def test_from_columns_and_validate_share_memory_instead_of_copying():
     assert np.shares_memory(out["pre_x"].to_numpy(), x)
     assert np.shares_memory(out["synapse_id"].to_numpy(), pre)
     assert out["roi"].dtype == "string" and out["roi"].isna().tolist() == [False, True, False, False]
+
+
+def test_drop_duplicates_keeps_first_rows_like_pandas():
+    df = frames.concat([_part(0, 6), _part(2, 8)])
+    expected = df.drop_duplicates("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(frames.drop_duplicates(df, "id"), expected)
+    unique = _part(0, 4)
+    assert frames.drop_duplicates(unique, "id") is unique

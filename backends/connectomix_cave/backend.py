@@ -389,9 +389,7 @@ class CaveBackend(Backend):
                      for name in ((f"{c}_x", f"{c}_y", f"{c}_z") if c.endswith("_position") else (c,))]
             empty = pd.DataFrame({name: pd.Series(dtype="int64") for name in names})
             return convert(empty) if convert else empty
-        rows = frames.concat(parts)
-        repeated = rows["id"].duplicated().to_numpy()
-        return frames.take(rows, np.flatnonzero(~repeated)) if repeated.any() else rows
+        return frames.drop_duplicates(frames.concat(parts), "id")
 
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]

@@ -400,8 +400,7 @@ class NeuprintBackend(Backend):
             "pre_score": raw["pre_score"].to_numpy(dtype="float64"),
             "post_score": raw["post_score"].to_numpy(dtype="float64"),
         })
-        repeated = out["synapse_id"].duplicated().to_numpy()
-        return frames.take(out, np.flatnonzero(~repeated)) if repeated.any() else out
+        return frames.drop_duplicates(out, "synapse_id")
 
     # -- skeletons -------------------------------------------------------------------------------
 
