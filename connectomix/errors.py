@@ -35,6 +35,7 @@ __all__ = [
     "QueryError",
     "RequestTimeoutError",
     "TruncatedResultError",
+    "IncompleteResponseError",
     "MaterializationError",
     "IdsNotFoundError",
 ]
@@ -171,6 +172,14 @@ class RequestTimeoutError(RemoteError, TimeoutError):
 
 class TruncatedResultError(RemoteError):
     """A server capped a result and it could not be split into complete parts."""
+
+
+class IncompleteResponseError(ServerError):
+    """A response body arrived incomplete (cut stream, short body, missing end marker).
+
+    Transient: backends retry it like a dropped connection and raise it only
+    when the retry budget is spent. Never returned as a shorter table.
+    """
 
 
 # --- versions and ids ---------------------------------------------------------------------
