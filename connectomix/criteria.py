@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
@@ -43,7 +43,7 @@ def parse_ids(x: Any, *, what: str = "ids") -> np.ndarray:
     >>> parse_ids("abc")
     Traceback (most recent call last):
     ...
-    connectomix.errors.InvalidIdError: ids must be non-negative integers; got 'abc'
+    connectomix.errors.InvalidIdError: ids must be non-negative integers (ASCII digits, at most 9223372036854775807); got 'abc'
     """
     if isinstance(x, pd.DataFrame):
         for col in ("id", "bodyId", "root_id"):
@@ -55,8 +55,10 @@ def parse_ids(x: Any, *, what: str = "ids") -> np.ndarray:
     if hasattr(x, "id") and not isinstance(x, (str, bytes, numbers.Number, np.ndarray, pd.Series)):
         # navis Neuron (id scalar) or NeuronList (id array)
         return parse_ids(x.id, what=what)
-    if isinstance(x, (str, bytes, numbers.Number, np.generic)):
-        items = [x]
+    if isinstance(x, (str, bytes, numbers.Number, np.generic)) or (isinstance(x, np.ndarray) and x.ndim == 0):
+        items = [x.item() if isinstance(x, np.ndarray) else x]
+    elif isinstance(x, Mapping):
+        raise InvalidIdError(f"{what} must be integers or a list of integers; got a mapping {x!r}")
     elif isinstance(x, Iterable):
         items = list(x.tolist() if hasattr(x, "tolist") else x)
     else:
@@ -67,15 +69,19 @@ def parse_ids(x: Any, *, what: str = "ids") -> np.ndarray:
     return np.unique(out)
 
 
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_INT64_MAX = int(np.iinfo("int64").max)
+
+
 def _one_id(v: Any, what: str) -> int:
-    bad = InvalidIdError(f"{what} must be non-negative integers; got {v!r}")
+    bad = InvalidIdError(f"{what} must be non-negative integers (ASCII digits, at most {_INT64_MAX}); got {v!r}")
     if isinstance(v, (bool, np.bool_)):
         raise bad
     if isinstance(v, bytes):
-        v = v.decode()
+        v = v.decode("ascii", errors="replace")
     if isinstance(v, str):
         s = v.strip()
-        if not s.isdigit():
+        if not _ASCII_DIGITS.fullmatch(s):  # not str.isdigit(): int() would read '١٢٣' or '１２３' too
             raise bad
         v = int(s)
     elif isinstance(v, (numbers.Integral,)):
@@ -122,7 +128,17 @@ def _as_tuple(v: StrOrList, name: str) -> tuple[str, ...] | None:
     for s in items:
         if not isinstance(s, str) or not s:
             raise InvalidArgumentError(f"{name} must contain non-empty strings; got {s!r}")
+    if not items and name in _ROI_FIELDS:
+        raise InvalidArgumentError(
+            f"{name}=[] is ambiguous (all of no ROIs, or any of none?); give ROI names, or None for no ROI condition"
+        )
     return items
+
+
+#: Criteria fields holding ROI names: an empty list is refused (see :class:`NeuronCriteria`).
+_ROI_FIELDS = ("rois", "input_rois", "output_rois")
+#: Criteria fields that list alternatives: an empty list matches nothing.
+_ALTERNATIVE_FIELDS = ("ids", "type", "instance", "status")
 
 
 @dataclass(frozen=True, init=False)
@@ -130,7 +146,12 @@ class NeuronCriteria:
     """Select neurons by id, type, instance, status, ROIs and synapse counts.
 
     All given conditions must hold (logical AND); a list within one field is
-    an OR. ``type``/``instance``/``status`` match exactly unless
+    an OR. ``None`` (the default) puts no condition on a field; an empty list
+    of alternatives (``ids=[]``, ``type=[]``, ``instance=[]``, ``status=[]``)
+    matches nothing, on every backend and in every method; an empty ROI list
+    (``rois=[]``, ``input_rois=[]``, ``output_rois=[]``) is ambiguous and
+    raises :class:`~connectomix.errors.InvalidArgumentError`.
+    ``type``/``instance``/``status`` match exactly unless
     ``regex=True``, in which case the whole value must match the pattern
     (like Cypher's ``=~``).
 
@@ -217,8 +238,9 @@ class NeuronCriteria:
         set_(self, "roi_req", roi_req)
         for name, value in (("min_roi_inputs", min_roi_inputs), ("min_roi_outputs", min_roi_outputs),
                             ("min_pre", min_pre), ("min_post", min_post)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-                raise InvalidArgumentError(f"{name} must be a non-negative integer; got {value!r}")
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not (
+                    0 <= value <= _INT64_MAX):
+                raise InvalidArgumentError(f"{name} must be a non-negative integer; got {value!r} (valid: 0 to {_INT64_MAX})")
             set_(self, name, int(value))
         if label is None:
             label = "segment" if self.ids is not None else "neuron"
@@ -239,6 +261,20 @@ class NeuronCriteria:
     def all_rois(self) -> tuple[str, ...]:
         """Every ROI name the criteria mention (to validate against a dataset)."""
         return tuple(dict.fromkeys((self.rois or ()) + (self.input_rois or ()) + (self.output_rois or ())))
+
+    @property
+    def matches_nothing(self) -> bool:
+        """True when a list of alternatives (``ids``, ``type``, ``instance``, ``status``) is empty.
+
+        Such criteria select no neuron on every backend; the core answers them
+        with empty tables without asking the backend.
+
+        Examples
+        --------
+        >>> NeuronCriteria(type=[]).matches_nothing, NeuronCriteria().matches_nothing
+        (True, False)
+        """
+        return any(getattr(self, name) == () for name in _ALTERNATIVE_FIELDS)
 
     @property
     def is_ids_only(self) -> bool:

@@ -138,7 +138,8 @@ def test_unknown_dataset_suggests_close_names(config_file):
 def test_parse_uri_options():
     p = parse_uri("neuprint://127.0.0.1:8443/hemibrain:v1.2.1?verify=false&token=abc")
     assert p.location == "127.0.0.1:8443/hemibrain:v1.2.1"
-    assert dict(p.options) == {"verify": "false", "token": "abc"}
+    assert dict(p.options) == {"verify": "false", "token": Secret("abc")}
+    assert "abc" not in repr(p) and p.options["token"].reveal() == "abc"
 
 
 def test_named_dataset_from_toml_swaps_backend_by_config(config_file, toy_release):
