@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -23,11 +24,49 @@ import pandas as pd
 
 from . import __version__
 from .criteria import NeuronCriteria
+from .config import redact
 from .errors import ConnectomixError, InvalidArgumentError
 
 __all__ = ["main", "parse_neuron_spec"]
 
 _SPEC = re.compile(r"^(type|instance|status)(=|~)(.+)$")
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+_ASCII_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+class _UsageError(ConnectomixError):
+    """A command line argparse cannot read (reported in one line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors become one-line :class:`_UsageError` s instead of usage + exit."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _count(text: str) -> int:
+    """argparse type: a non-negative integer written in ASCII digits ('１２' or '1_0' are refused)."""
+    if not _ASCII_DIGITS.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer in ASCII digits; got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    """argparse type: a finite decimal number in ASCII ('nan', 'inf' and '０.５' are refused)."""
+    if not _ASCII_NUMBER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a finite number such as 0.9; got {text!r}")
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number such as 0.9; got {text!r}")
+    return value
 
 
 def parse_neuron_spec(spec: str) -> NeuronCriteria:
@@ -53,7 +92,7 @@ def parse_neuron_spec(spec: str) -> NeuronCriteria:
     parts = [p for p in re.split(r"[,\s]+", spec) if p]
     if not parts:
         raise InvalidArgumentError("empty neuron selection; give ids like '1,2,3' or 'type=NAME' or 'type~REGEX'")
-    if not all(p.isdigit() for p in parts):
+    if not all(_ASCII_DIGITS.fullmatch(p) for p in parts):
         raise InvalidArgumentError(
             f"cannot read neuron selection {spec!r}: give ids like '1,2,3', 'type=NAME', or 'type~REGEX'"
         )
@@ -67,25 +106,39 @@ def _write(df: pd.DataFrame, output: str | None, max_rows: int) -> None:
             if len(df) > max_rows:
                 print(f"... {len(df)} rows in total; use -o FILE to save them all")
         return
-    path = Path(output)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif suffix in (".csv", ".gz"):
-        df.to_csv(path, index=False)
-    else:
-        raise InvalidArgumentError(f"output {output!r}: use a .csv, .csv.gz or .parquet file name")
+    path = _output_path(output)
+    try:
+        if path.suffix.lower() == ".parquet":
+            df.to_parquet(path, index=False)
+        else:
+            df.to_csv(path, index=False)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+
+
+def _output_path(output: str | None) -> Path | None:
+    """Check ``-o FILE`` before any query runs: a known suffix, in an existing folder, not a folder itself."""
+    if output is None:
+        return None
+    path = Path(output)
+    if path.suffix.lower() not in (".parquet", ".csv") and not path.name.lower().endswith(".csv.gz"):
+        raise InvalidArgumentError(f"output {output!r}: use a .csv, .csv.gz or .parquet file name")
+    if path.is_dir():
+        raise InvalidArgumentError(f"output {output!r} is a folder; give a file name inside it")
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(f"output {output!r}: folder {str(path.parent)!r} does not exist; create it first")
+    return path
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset name (see 'connectomix datasets') or URI")
     p.add_argument("-o", "--output", help="write to a .csv/.csv.gz/.parquet file instead of printing")
-    p.add_argument("--max-rows", type=int, default=40, help="rows to print (default 40)")
+    p.add_argument("--max-rows", type=_positive, default=40, help="rows to print (default 40)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="connectomix", description="One interface to connectome datasets.")
+    parser = _Parser(prog="connectomix", description="One interface to connectome datasets.")
     parser.add_argument("--version", action="version", version=f"connectomix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -101,8 +154,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regex", action="store_true", help="type/instance are regular expressions")
     p.add_argument("--status")
     p.add_argument("--rois", nargs="+", help="neurons with synapses in these ROIs")
-    p.add_argument("--min-pre", type=int, default=0)
-    p.add_argument("--min-post", type=int, default=0)
+    p.add_argument("--min-pre", type=_count, default=0)
+    p.add_argument("--min-post", type=_count, default=0)
     p.add_argument("--roi-counts", action="store_true", help="output the per-ROI counts instead")
 
     p = sub.add_parser("connectivity", help="neuron-to-neuron weights")
@@ -111,7 +164,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--targets", help="ids '1,2', 'type=NAME' or 'type~REGEX'")
     p.add_argument("--by-roi", action="store_true")
     p.add_argument("--rois", nargs="+")
-    p.add_argument("--min-weight", type=int, default=1)
+    p.add_argument("--min-weight", type=_count, default=1)
     p.add_argument("--include-autapses", action="store_true")
 
     p = sub.add_parser("synapses", help="synapse-level connections (nm)")
@@ -119,7 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("neurons", help="ids '1,2', 'type=NAME' or 'type~REGEX'")
     p.add_argument("--no-pre", action="store_true", help="skip synapses where the neurons are presynaptic")
     p.add_argument("--no-post", action="store_true", help="skip synapses where the neurons are postsynaptic")
-    p.add_argument("--min-score", type=float)
+    p.add_argument("--min-score", type=_number)
     p.add_argument("--rois", nargs="+")
     p.add_argument("--include-autapses", action="store_true")
 
@@ -145,15 +198,34 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``connectomix`` command; returns the exit status."""
-    args = _build_parser().parse_args(argv)
+    """Entry point of the ``connectomix`` command; returns the exit status.
+
+    Errors are one line on stderr (tokens redacted) with status 2; ``--help``
+    and ``--version`` return 0. Nothing is raised, not even ``SystemExit``.
+    """
     try:
+        args = _build_parser().parse_args(argv)
+        if getattr(args, "output", None) is not None:
+            _output_path(args.output)  # refuse a bad -o before running the query
         return _COMMANDS[args.command](args) or 0
     except ConnectomixError as exc:
-        print(f"connectomix: error: {exc}", file=sys.stderr)
+        print(f"connectomix: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # --help, --version
+        return exc.code if isinstance(exc.code, int) else 0
     except BrokenPipeError:  # e.g. piped into head
         return 0
+    except Exception as exc:  # a bug: still one line, unless the traceback is asked for
+        if os.environ.get("CONNECTOMIX_DEBUG"):
+            raise
+        print(f"connectomix: internal error (a bug; set CONNECTOMIX_DEBUG=1 for the traceback): "
+              f"{type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line, tokens redacted."""
+    return re.sub(r"\s*\n\s*", " ", redact(str(exc))).strip()
 
 
 def _open(name: str):
@@ -219,7 +291,7 @@ def _cmd_datasets(args) -> None:
     from . import datasets
 
     for name, uri in sorted(datasets().items()):
-        print(f"{name:20s} {uri}")
+        print(f"{name:20s} {redact(uri)}")
         if args.long and uri.startswith("release://"):
             with _open(name) as ds:
                 print(f"{'':20s} {ds.info.description}")

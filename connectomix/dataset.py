@@ -9,8 +9,10 @@ every backend answers the same question the same way.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
+import re
 import threading
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -21,7 +23,7 @@ import pandas as pd
 from . import frames, schema
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from .cache import ResultCache, default_cache_dir, query_key
-from .config import load_config, parse_uri, protect_options
+from .config import configured_dataset, parse_uri, protect_options, scrub_exception
 from .criteria import NeuronCriteria, parse_ids, to_criteria
 from .errors import (
     DatasetNotFoundError,
@@ -44,6 +46,21 @@ class NeuronTables(NamedTuple):
     roi_counts: pd.DataFrame
 
 
+def _scrubbed(func):
+    """Remove tokens from every exception leaving ``func`` (see :func:`connectomix.config.scrub_exception`)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            scrub_exception(exc)
+            raise
+
+    return wrapper
+
+
+@_scrubbed
 def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors builtins.open on purpose
     """Open a dataset by configured/built-in name or by URI.
 
@@ -73,19 +90,25 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
     >>> ds.backend_name
     'release'
     """
+    if not isinstance(name_or_uri, str) or not name_or_uri.strip():
+        raise InvalidArgumentError(
+            f"expected a dataset name or URI (a non-empty string); got {name_or_uri!r}; "
+            "see connectomix.datasets() for the names"
+        )
     registry = get_registry()
     core = {k: options.pop(k) for k in CORE_OPTIONS if k in options}
     if "://" in name_or_uri:
         name, uri, base = None, name_or_uri, {}
     else:
-        configured = load_config()
-        if name_or_uri in configured:
-            entry = configured[name_or_uri]
+        entry = configured_dataset(name_or_uri, builtin=name_or_uri in registry.datasets)
+        if entry is not None:
             name, uri, base = name_or_uri, entry.uri, dict(entry.options)
         elif name_or_uri in registry.datasets:
             name, uri, base = name_or_uri, registry.datasets[name_or_uri], {}
         else:
-            valid = sorted(set(configured) | set(registry.datasets))
+            from .config import load_config
+
+            valid = sorted(set(load_config()) | set(registry.datasets))
             raise DatasetNotFoundError(
                 f"Unknown dataset {name_or_uri!r}; {suggest(name_or_uri, valid)}. "
                 "Add it to the config file (connectomix config-path) or pass a URI such as "
@@ -154,12 +177,7 @@ class Dataset:
         self._backend = backend
         self._info: DatasetInfo = backend.info()
         self.name = name or self._info.name
-        try:
-            self.max_workers = int(max_workers)
-        except (TypeError, ValueError):
-            raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}") from None
-        if self.max_workers < 1:
-            raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}")
+        self.max_workers = _positive_int(max_workers, "max_workers")
         self._cache_spec = _cache_spec(cache)
         self._cache: ResultCache | None = None
 
@@ -227,6 +245,7 @@ class Dataset:
 
     # -- neurons ---------------------------------------------------------------------
 
+    @_scrubbed
     def fetch_neurons(self, criteria: Any = None, /, *, omit_rois: bool = False, materialization: Any = None,
                       **fields: Any) -> NeuronTables:
         """Find neurons and their per-ROI synapse counts.
@@ -258,15 +277,22 @@ class Dataset:
         """
         if criteria is not None and fields:
             raise InvalidArgumentError("give either a NeuronCriteria/ids or keyword criteria, not both")
-        crit = to_criteria(criteria) if criteria is not None else NeuronCriteria(**fields)
+        _check_bool(omit_rois, "omit_rois")
+        materialization = _check_materialization(materialization)
+        crit = to_criteria(criteria) if criteria is not None else _criteria_from_fields(fields)
         self._check_rois(crit.all_rois)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
-        neurons = self._cached("fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version))
-        neurons = schema.NEURONS.validate(neurons)
+        if crit.matches_nothing:
+            neurons = schema.NEURONS.empty()
+        else:
+            neurons = schema.NEURONS.validate(self._cached(
+                "fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version)))
         keep = (neurons["id"] != 0) & (neurons["pre"] >= crit.min_pre) & (neurons["post"] >= crit.min_post)
         if crit.ids is not None:
             keep &= neurons["id"].isin(crit.ids)
+            self._raise_missing(np.setdiff1d(np.asarray(crit.ids, dtype="int64"), neurons["id"].to_numpy()),
+                                "ids", version, checked=crit.is_ids_only)
         neurons = neurons[keep].sort_values("id", kind="stable").reset_index(drop=True)
         if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
             roi_counts = schema.ROI_COUNTS.empty()
@@ -281,6 +307,7 @@ class Dataset:
 
     # -- connectivity -----------------------------------------------------------------
 
+    @_scrubbed
     def get_connectivity(
         self,
         sources: Any = None,
@@ -337,8 +364,11 @@ class Dataset:
         """
         if sources is None and targets is None:
             raise InvalidArgumentError("give sources or targets (or both); None/None would fetch the whole graph")
-        if by not in ("neuron", "type"):
+        if not isinstance(by, str) or by not in ("neuron", "type"):
             raise InvalidArgumentError(f"by must be 'neuron' or 'type'; got {by!r}")
+        for flag, name in ((by_roi, "by_roi"), (include_autapses, "include_autapses"), (progress, "progress")):
+            _check_bool(flag, name)
+        materialization = _check_materialization(materialization)
         roi_list = self._roi_list(rois)
         min_weight = _non_negative_int(min_weight, "min_weight")
         batch_size = _optional_batch_size(batch_size)
@@ -392,6 +422,7 @@ class Dataset:
 
     # -- synapses --------------------------------------------------------------------
 
+    @_scrubbed
     def get_synapses(
         self,
         x: Any,
@@ -442,13 +473,21 @@ class Dataset:
         >>> len(syn) >= 621, syn.attrs["units"]
         (True, 'nm')
         """
+        for flag, name in ((pre, "pre"), (post, "post"), (include_autapses, "include_autapses"),
+                           (progress, "progress"), (attach, "attach"), (clean, "clean")):
+            _check_bool(flag, name)
         if not (pre or post):
             raise InvalidArgumentError("pre and post are both False: nothing to fetch; set at least one to True")
+        materialization = _check_materialization(materialization)
+        if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Real)
+                                         or not max_distance >= 0 or not np.isfinite(max_distance)):
+            raise InvalidArgumentError(f"max_distance must be a finite number of nm >= 0, or None; got {max_distance!r}")
         if Capability.SYNAPSES not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no synapse-level data")
         if min_score is not None:
-            if isinstance(min_score, bool) or not isinstance(min_score, numbers.Real) or not np.isfinite(min_score):
-                raise InvalidArgumentError(f"min_score must be a number; got {min_score!r}")
+            if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real) or not np.isfinite(
+                    float(min_score)):
+                raise InvalidArgumentError(f"min_score must be a finite number (a synapse score); got {min_score!r}")
             if Capability.SYNAPSE_SCORES not in self.capabilities:
                 raise UnsupportedOperation(
                     f"dataset {self.name!r} has no synapse scores, so min_score={min_score!r} cannot be applied"
@@ -494,6 +533,7 @@ class Dataset:
 
     # -- skeletons -------------------------------------------------------------------
 
+    @_scrubbed
     def get_skeletons(self, x: Any) -> Any:
         """Skeletons as a navis ``NeuronList`` of ``TreeNeuron`` s in nm.
 
@@ -506,11 +546,13 @@ class Dataset:
         """
         if Capability.SKELETONS not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no skeletons")
-        ids = parse_ids(x.ids if isinstance(x, NeuronCriteria) and x.is_ids_only else x)
+        crit = to_criteria(x)
+        ids = np.asarray(crit.ids, dtype="int64") if crit.is_ids_only else self._resolve_ids(crit, "x", None)
         return self._backend.get_skeletons(ids)
 
     # -- ids that change -----------------------------------------------------------
 
+    @_scrubbed
     def update_ids(self, x: Any, *, materialization: Any = None) -> pd.DataFrame:
         """Map outdated ids (e.g. CAVE root ids after proofreading) to current ones.
 
@@ -531,6 +573,7 @@ class Dataset:
             raise UnsupportedOperation(
                 f"ids of dataset {self.name!r} ({self.backend_name}) do not change over time; nothing to update"
             )
+        materialization = _check_materialization(materialization)
         ids = parse_ids(x)
         df = self._backend.update_ids(ids, materialization)
         return self._label(df, "id_updates", materialization)
@@ -552,7 +595,10 @@ class Dataset:
     def _roi_list(self, rois: str | Iterable[str] | None) -> tuple[str, ...] | None:
         if rois is None:
             return None
-        items = (rois,) if isinstance(rois, str) else tuple(rois)
+        try:
+            items = (rois,) if isinstance(rois, str) else tuple(rois)
+        except TypeError:
+            items = ()
         if not items or not all(isinstance(r, str) for r in items):
             raise InvalidArgumentError(f"rois must be an ROI name or a non-empty list of names; got {rois!r}")
         valid = set(self._info.primary_rois) | {schema.NOT_PRIMARY}
@@ -568,18 +614,28 @@ class Dataset:
         crit = to_criteria(x) if not isinstance(x, NeuronCriteria) else x
         if crit.is_ids_only:
             ids = np.asarray(crit.ids, dtype="int64")
-            missing = self._backend.missing_ids(ids, materialization) if ids.size else ids
-            if len(missing):
-                shown = ", ".join(str(i) for i in list(missing)[:10])
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                raise IdsNotFoundError(
-                    f"{what}: {len(missing)} id(s) not found in dataset {self.name!r} "
-                    f"(version {self.version!r}): {shown}{more}",
-                    ids=missing,
-                )
+            self._raise_missing(ids, what, materialization)
             return ids
         neurons, _ = self.fetch_neurons(crit, omit_rois=True, materialization=materialization)
         return neurons["id"].to_numpy(dtype="int64")
+
+    def _raise_missing(self, ids: np.ndarray, what: str, materialization: Any, *, checked: bool = False) -> None:
+        """Raise :class:`IdsNotFoundError` for the ``ids`` the dataset does not have (any segment).
+
+        ``checked``: ``ids`` are already known to be missing (e.g. not returned
+        for ids-only criteria), so the backend is not asked again.
+        """
+        if not len(ids):
+            return
+        missing = ids if checked else self._backend.missing_ids(ids, materialization)
+        if len(missing):
+            shown = ", ".join(str(i) for i in list(missing)[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise IdsNotFoundError(
+                f"{what}: {len(missing)} id(s) not found in dataset {self.name!r} "
+                f"(version {self.version!r}): {shown}{more}",
+                ids=missing,
+            )
 
 
 def _all_neurons(side: Any) -> bool:
@@ -604,18 +660,66 @@ def _filter_connectivity(df, src, tgt, rois, min_weight, include_autapses) -> pd
     return df.reset_index(drop=True)
 
 
+_INT64_MAX = int(np.iinfo("int64").max)
+_ASCII_INT = re.compile(r"[0-9]+")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _non_negative_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise InvalidArgumentError(f"{name} must be a non-negative integer (a synapse count); got {value!r}")
+    if not _is_int(value) or not 0 <= value <= _INT64_MAX:
+        raise InvalidArgumentError(
+            f"{name} must be a non-negative integer (a synapse count); got {value!r} (valid: 0 to {_INT64_MAX})")
+    return int(value)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """A positive integer; strings of ASCII digits (from URIs and config files) are read, nothing else is."""
+    if isinstance(value, str) and _ASCII_INT.fullmatch(value.strip()):
+        value = int(value.strip())
+    if not _is_int(value) or not 1 <= value <= _INT64_MAX:
+        raise InvalidArgumentError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
 
 
 def _optional_batch_size(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not _is_int(value) or not 1 <= value <= _INT64_MAX:
         raise InvalidArgumentError(f"batch_size must be a positive integer or None; got {value!r}")
     return int(value)
+
+
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{name} must be True or False; got {value!r}")
+
+
+_VERSION_WORDS = ("auto", "latest", "live")
+
+
+def _check_materialization(value: Any) -> Any:
+    """``None``, ``'auto'``/``'latest'``/``'live'`` or a version number (ASCII digits in strings); else raise."""
+    if value is None or (isinstance(value, str) and value in _VERSION_WORDS):
+        return value
+    if isinstance(value, str) and _ASCII_INT.fullmatch(value):
+        value = int(value)
+    if _is_int(value) and 0 <= value <= _INT64_MAX:
+        return int(value)
+    raise InvalidArgumentError(
+        f"materialization must be None, 'auto', 'latest', 'live' or a version number; got {value!r}")
+
+
+def _criteria_from_fields(fields: dict[str, Any]) -> NeuronCriteria:
+    """``NeuronCriteria(**fields)``, refusing unknown field names with the valid ones."""
+    valid = [f for f in NeuronCriteria.__dataclass_fields__ if f != "ids"]
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise InvalidArgumentError(
+            f"unknown criteria field(s) {unknown}; {suggest(unknown[0], valid)} (or pass ids as the first argument)")
+    return NeuronCriteria(**fields)
 
 
 def _concat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:

@@ -13,7 +13,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import TypeVar
 
+import numbers
+
 import numpy as np
+
+from .errors import InvalidArgumentError
 
 __all__ = ["batched", "map_batches", "DEFAULT_MAX_WORKERS"]
 
@@ -32,8 +36,7 @@ def batched(ids: np.ndarray | Sequence[T], size: int) -> list:
     >>> [b.tolist() for b in batched(np.arange(5), 2)]
     [[0, 1], [2, 3], [4]]
     """
-    if size < 1:
-        raise ValueError(f"batch size must be >= 1; got {size}")
+    _check_positive(size, "batch size")
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
@@ -70,6 +73,7 @@ def map_batches(
     >>> map_batches(lambda b: sum(b), [[1, 2], [3], [4, 5]], max_workers=2)
     [3, 3, 9]
     """
+    _check_positive(max_workers, "max_workers")
     n = len(batches)
     bar = None
     if progress and n > 1:
@@ -103,3 +107,9 @@ def map_batches(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _check_positive(value: object, name: str) -> None:
+    """Refuse anything but a positive integer (``2.5`` is not silently 2)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidArgumentError(f"{name} must be a positive integer; got {value!r}")
