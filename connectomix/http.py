@@ -1,12 +1,20 @@
 """HTTP for remote backends: one pooled session, retries with backoff, error mapping.
 
 :class:`HttpClient` wraps one ``requests.Session`` per dataset (no global
-client). It retries idempotent failures -- HTTP 429/502/503/504 and dropped
-connections -- with exponential backoff and full jitter, within a total time
-budget, and translates everything else into the
+client). It retries idempotent failures -- HTTP 429/502/503/504, dropped
+connections, stalled responses and incomplete bodies -- with exponential
+backoff and full jitter, within a total time budget, and translates
+everything else into the
 :class:`~connectomix.errors.ConnectomixError` hierarchy, keeping the server's
 own message. The token lives in a :class:`~connectomix.config.Secret` and is
 only ever placed in the ``Authorization`` header.
+
+A body is *incomplete* when it is shorter or longer than its declared
+``Content-Length``, or when the caller's ``decode`` function (see
+:meth:`HttpClient.request`; e.g. :func:`json_body` or
+:func:`connectomix.wire.read_arrow_stream`) raises
+:class:`~connectomix.errors.IncompleteResponseError`: such a response is
+retried like a dropped connection and never returned.
 """
 
 from __future__ import annotations
@@ -14,9 +22,9 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -25,15 +33,69 @@ from .config import Secret
 from .errors import (
     AuthenticationError,
     AuthorizationError,
+    IncompleteResponseError,
     QueryError,
     RemoteError,
     RequestTimeoutError,
     ServerError,
 )
 
-__all__ = ["HttpClient", "RetryPolicy", "RETRY_STATUSES"]
+__all__ = ["HttpClient", "RetryPolicy", "RETRY_STATUSES", "json_body", "check_content_length"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+T = TypeVar("T")
+
+
+def check_content_length(response: requests.Response) -> None:
+    """Raise :class:`IncompleteResponseError` if the body disagrees with its declared ``Content-Length``.
+
+    Only for bodies sent as they are (no ``Content-Encoding``: a compressed
+    body's declared length is that of the compressed bytes).
+    """
+    declared = response.headers.get("Content-Length")
+    if declared is None or response.request.method == "HEAD" \
+            or response.headers.get("Content-Encoding", "identity").lower() != "identity":
+        return
+    try:
+        expected = int(declared)
+    except ValueError:
+        raise IncompleteResponseError(f"incomplete response: Content-Length {declared!r} is not a number",
+                                      status=response.status_code, url=_no_query(response.url)) from None
+    if expected != len(response.content):
+        raise IncompleteResponseError(
+            f"incomplete response: {len(response.content)} bytes arrived, Content-Length said {expected}",
+            status=response.status_code, url=_no_query(response.url))
+
+
+def json_body(response: requests.Response) -> Any:
+    """The response's JSON document, or :class:`IncompleteResponseError` if it does not parse whole.
+
+    A document cut anywhere (an object or array without its closing bracket)
+    does not parse, so a parsed document is a whole one.
+
+    Examples
+    --------
+    >>> import requests
+    >>> r = requests.Response(); r._content = b'{"columns": ["a"], "data": [[1]]}'
+    >>> json_body(r)
+    {'columns': ['a'], 'data': [[1]]}
+    >>> r._content = b'{"columns": ["a"], "data": [[1]]'
+    >>> json_body(r)
+    Traceback (most recent call last):
+    ...
+    connectomix.errors.IncompleteResponseError: incomplete response: the body is not whole JSON (32 bytes; Expecting ',' delimiter: line 1 column 33 (char 32))
+    """
+    content = response.content
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise IncompleteResponseError(f"incomplete response: the body is not whole JSON ({len(content)} bytes; "
+                                      f"{_short(exc, 200)})", status=response.status_code,
+                                      url=_no_query(response.url)) from None
+
+
+def _no_query(url: str | None) -> str | None:
+    return url.split("?", 1)[0] if url else url
 
 
 @dataclass(frozen=True)
@@ -109,10 +171,27 @@ class HttpClient:
         return headers
 
     def request(self, method: str, path: str, *, json_body: Any = None, params: Mapping[str, Any] | None = None,
-                query_text: str | None = None) -> requests.Response:
-        """Send a request with retries; return the successful response.
+                query_text: str | None = None, decode: Callable[[requests.Response], T] | None = None) -> Any:
+        """Send a request with retries; return the successful response, or what ``decode`` makes of it.
 
-        ``query_text`` (e.g. the Cypher) is attached to :class:`QueryError` s.
+        Parameters
+        ----------
+        method, path
+            HTTP method and path below :attr:`base_url`.
+        json_body, params
+            JSON request body and query parameters.
+        query_text
+            Attached to :class:`QueryError` s (e.g. the Cypher).
+        decode
+            Called with each successful response; its result is returned. An
+            :class:`IncompleteResponseError` it raises is retried like a
+            dropped connection (and raised once the retry budget is spent).
+
+        Raises
+        ------
+        RemoteError
+            The server refused the request, or it failed (for transient
+            failures: on every attempt the budget allowed).
         """
         url = f"{self.base_url}{path}"
         started = time.monotonic()
@@ -129,22 +208,26 @@ class HttpClient:
                 )
                 self.stats["requests"] += 1
                 self.stats["bytes"] += len(response.content)
+                if response.ok:
+                    check_content_length(response)
+                    return decode(response) if decode is not None else response
+            except IncompleteResponseError as exc:  # transient: retried like a dropped connection
+                error: RemoteError = exc
+                cause: Exception | None = None
             except requests.exceptions.SSLError as exc:
                 raise ServerError(
                     f"TLS verification of {self.base_url} failed ({_short(exc)}); pass verify=<CA bundle path> "
                     "for a server with its own certificate (e.g. the local emulators' cert_path), or "
                     "verify=false to skip verification", url=url) from exc
             except requests.Timeout as exc:
-                error: RemoteError = RequestTimeoutError(
-                    f"{self.service} did not answer {method} {path} in time", url=url)
-                cause: Exception = exc
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                error = RequestTimeoutError(f"{self.service} did not answer {method} {path} in time", url=url)
+                cause = exc
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
                 error = ServerError(f"could not talk to {self.service} at {self.base_url} ({type(exc).__name__}: "
                                     f"{_short(exc)})", url=url)
                 cause = exc
             else:
-                if response.ok:
-                    return response
                 if response.status_code not in RETRY_STATUSES:
                     raise self._error(response, method, path, query_text)
                 error, cause = self._error(response, method, path, query_text), None

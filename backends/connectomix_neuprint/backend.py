@@ -6,25 +6,37 @@ URI: ``neuprint://<host>[:port]/<dataset>[:<tag>]``, e.g.
 Options: ``token`` (else ``$NEUPRINT_APPLICATION_CREDENTIALS``), ``verify``
 (``true``/``false`` or a CA bundle path; default true), ``timeout`` (seconds
 per request), ``batch_size`` (default ids per query), ``arrow`` (use the Arrow
-endpoint when the server has it; default true).
+endpoint when the server has it; default true), ``retry`` (a
+:class:`~connectomix.http.RetryPolicy`, or a mapping of its fields, e.g.
+``{"max_attempts": 3, "base_delay": 0.1}``).
+
+Every answer is checked whole before it is used: Arrow streams must end with
+their end-of-stream marker (:func:`connectomix.wire.read_arrow_stream`), JSON
+must parse and every row of a ``{"columns", "data"}`` table must have one
+value per column, and a body must match its ``Content-Length``. Incomplete
+answers are retried like dropped connections (:class:`~connectomix.http.HttpClient`)
+on every endpoint used (``/api/dbmeta/datasets``, ``/api/version``,
+``/api/custom/custom``, ``/api/custom/arrow``, ``/api/skeletons/skeleton``),
+then raise :class:`~connectomix.errors.IncompleteResponseError`.
 
 Coordinates arrive in voxels and are multiplied by the dataset's
-``:Meta.voxelSize`` to give nm. Query building lives in :mod:`.cypher`
-(pure); this module only executes and converts.
+``:Meta.voxelSize``, axis by axis, to give nm (:meth:`NeuprintBackend.to_nm`,
+the one place that converts). Query building lives in :mod:`.cypher` (pure);
+this module only executes and converts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from io import StringIO
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import requests
 
 from connectomix import frames, schema
 from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
@@ -32,20 +44,22 @@ from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
 from connectomix.errors import (
     AuthenticationError,
-    ConnectomixError,
     DatasetNotFoundError,
     IdsNotFoundError,
+    IncompleteResponseError,
     InvalidArgumentError,
     InvalidURIError,
+    RemoteError,
     ServerError,
     suggest,
 )
-from connectomix.http import HttpClient, RetryPolicy
+from connectomix.http import RETRY_STATUSES, HttpClient, RetryPolicy, json_body
 from connectomix.parallel import batched, map_batches
+from connectomix.wire import read_arrow_stream
 
 from . import cypher
 
-__all__ = ["NeuprintBackend", "synapse_ids"]
+__all__ = ["NeuprintBackend", "synapse_ids", "query_table"]
 
 TOKEN_ENV = "NEUPRINT_APPLICATION_CREDENTIALS"
 DEFAULT_BATCH = {"connectivity": 200, "synapses": 10, "ids": 10_000}
@@ -67,6 +81,60 @@ def synapse_ids(coords: np.ndarray) -> np.ndarray:
             h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
             h ^= h >> np.uint64(31)
     return (h >> np.uint64(1)).astype(np.int64)
+
+
+def query_table(response: requests.Response) -> pd.DataFrame:
+    """neuPrint's JSON table (``{"columns": [...], "data": [[...], ...]}``) as a DataFrame, checked whole.
+
+    Raises
+    ------
+    IncompleteResponseError
+        The body is not whole JSON, or a row does not have one value per
+        column (transient: :class:`~connectomix.http.HttpClient` retries it).
+    ServerError
+        The JSON is whole but not a table.
+    """
+    payload = json_body(response)
+    columns = payload.get("columns") if isinstance(payload, dict) else None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(columns, list) or not isinstance(data, list):
+        raise ServerError("neuPrint answered something that is not a query result (no 'columns' and 'data' lists): "
+                          f"{str(payload)[:200]}", url=response.url)
+    width = len(columns)
+    if any(not isinstance(row, list) or len(row) != width for row in data):
+        k, row = next((k, r) for k, r in enumerate(data) if not isinstance(r, list) or len(r) != width)
+        raise IncompleteResponseError(
+            f"incomplete response: row {k} of {len(data)} has {len(row) if isinstance(row, list) else 'no'} "
+            f"values for {width} columns", status=response.status_code, url=response.url)
+    return pd.DataFrame(data, columns=columns)
+
+
+def _arrow_table(response: requests.Response) -> pd.DataFrame:
+    return read_arrow_stream(response.content, what="neuPrint Arrow answer", url=response.url).to_pandas()
+
+
+def _retry_policy(value: Any, timeout: float) -> RetryPolicy:
+    """A :class:`RetryPolicy` from ``value`` (a policy, a mapping of its fields, or None) and the request timeout."""
+    if value is None:
+        return RetryPolicy(request_timeout=timeout)
+    if isinstance(value, RetryPolicy):
+        return dataclasses.replace(value, request_timeout=timeout)
+    fields = {f.name for f in dataclasses.fields(RetryPolicy)} - {"request_timeout"}
+    if not isinstance(value, Mapping) or set(value) - fields:
+        raise InvalidArgumentError(f"retry must be a RetryPolicy or a mapping of {sorted(fields)}; got {value!r} "
+                                   "(the request timeout is the 'timeout' option)")
+    kwargs: dict[str, Any] = {}
+    for key, raw in value.items():
+        minimum = 1 if key == "max_attempts" else 0
+        try:
+            number = float("nan") if isinstance(raw, bool) else float(raw)
+        except (TypeError, ValueError):
+            number = float("nan")
+        if not minimum <= number < float("inf") or (key == "max_attempts" and not number.is_integer()):
+            kind = "a whole number" if key == "max_attempts" else "a finite number"
+            raise InvalidArgumentError(f"retry option {key!r} must be {kind} >= {minimum}; got {raw!r}")
+        kwargs[key] = int(number) if key == "max_attempts" else number
+    return RetryPolicy(request_timeout=timeout, **kwargs)
 
 
 def parse_json_column(values: pd.Series) -> list[dict]:
@@ -146,11 +214,11 @@ class NeuprintBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
          Capability.NEURON_SIDES}
     )
-    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow")
+    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry")
 
     def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
                  verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None,
-                 arrow: bool = True):
+                 arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None):
         token = Secret(token) if token is not None and not isinstance(token, Secret) else token
         token = token or _token_from_env()
         host = server.split("/")[0]
@@ -165,7 +233,7 @@ class NeuprintBackend(Backend):
         self.http = HttpClient(
             f"https://{server}", token=token, verify=verify, service="neuPrint",
             auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
-            retry=RetryPolicy(request_timeout=float(timeout)),
+            retry=_retry_policy(retry, float(timeout)),
         )
         try:
             self._dataset_name = self._check_dataset()
@@ -187,8 +255,9 @@ class NeuprintBackend(Backend):
                 "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
             )
         kwargs: dict[str, Any] = {}
-        if "token" in options:
-            kwargs["token"] = options["token"]
+        for key in ("token", "retry"):
+            if key in options:
+                kwargs[key] = options[key]
         if "verify" in options:
             kwargs["verify"] = _parse_bool_or_path(options["verify"])
         if "arrow" in options:
@@ -220,33 +289,37 @@ class NeuprintBackend(Backend):
         body = {"cypher": query, "dataset": self._dataset_name}
         if arrow and self.use_arrow:
             try:
-                response = self.http.request("POST", "/api/custom/arrow", json_body=body, query_text=query)
+                return self.http.request("POST", "/api/custom/arrow", json_body=body, query_text=query,
+                                         decode=_arrow_table)
             except ServerError as exc:
                 if exc.status != 500:
                     raise
                 # neuPrintHTTP's arrow endpoint answers 500 for an empty result; JSON says so properly
-            else:
-                try:
-                    return pa.ipc.open_stream(response.content).read_all().to_pandas()
-                except pa.ArrowException as exc:
-                    raise ServerError(f"neuPrint sent a broken Arrow stream: {exc}") from exc
-        response = self.http.request("POST", "/api/custom/custom", json_body=body, query_text=query)
-        try:
-            payload = response.json()
-            return pd.DataFrame(payload["data"], columns=payload["columns"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ServerError(f"neuPrint answered something that is not a query result: {exc}") from exc
+        return self.http.request("POST", "/api/custom/custom", json_body=body, query_text=query, decode=query_table)
 
     def _arrow_supported(self) -> bool:
+        """Whether the server has ``/api/custom/arrow`` (neuPrintHTTP >= 1.7.3).
+
+        A server without ``/api/version`` (an HTTP error that is not transient)
+        has no Arrow endpoint; a transient failure that outlasts the retries raises.
+        """
         try:
-            version = self.http.request("GET", "/api/version").json().get("Version", "0")
+            answer = self.http.request("GET", "/api/version", decode=json_body)
+        except RemoteError as exc:
+            if exc.status is None or exc.status in RETRY_STATUSES:
+                raise
+            return False
+        version = answer.get("Version", "0") if isinstance(answer, dict) else "0"
+        try:
             parts = tuple(int(p) for p in str(version).split(".")[:3])
-        except (ConnectomixError, ValueError, AttributeError):
+        except ValueError:
             return False
         return parts >= (1, 7, 3)
 
     def _check_dataset(self) -> str:
-        available = self.http.request("GET", "/api/dbmeta/datasets").json()
+        available = self.http.request("GET", "/api/dbmeta/datasets", decode=json_body)
+        if not isinstance(available, (dict, list)) or not all(isinstance(name, str) for name in available):
+            raise ServerError(f"neuPrint's dataset list is not a list of names: {str(available)[:200]}")
         by_lower = {name.lower(): name for name in available}
         if self.dataset.lower() not in by_lower:
             raise DatasetNotFoundError(
@@ -267,8 +340,26 @@ class NeuprintBackend(Backend):
 
     @property
     def voxel_size(self) -> np.ndarray:
+        """nm per voxel along x, y, z (``:Meta.voxelSize``; 8 nm if the dataset does not say)."""
         size = self._meta.get("voxelSize") or [8, 8, 8]
-        return np.asarray(size, dtype="float64")
+        try:
+            out = np.asarray(size, dtype="float64")
+        except (TypeError, ValueError):
+            out = np.zeros(0)
+        if out.shape != (3,) or not np.all(np.isfinite(out)) or not np.all(out > 0):
+            raise ServerError(f"neuPrint dataset {self._dataset_name!r} has an unusable :Meta.voxelSize {size!r}; "
+                              "expected three positive numbers (nm per voxel along x, y, z)")
+        return out
+
+    def to_nm(self, voxels: np.ndarray) -> np.ndarray:
+        """Server coordinates in voxels -> nm, axis by axis: the backend's one unit conversion.
+
+        ``voxels`` has shape ``(n, 3k)``, columns ``x, y, z`` repeated ``k`` times
+        (e.g. pre and post sites); column ``j`` is multiplied by the voxel size of
+        axis ``j % 3``.
+        """
+        voxels = np.asarray(voxels, dtype="float64")
+        return voxels * np.tile(self.voxel_size, voxels.shape[1] // 3)
 
     def info(self) -> DatasetInfo:
         m = self._meta
@@ -284,10 +375,26 @@ class NeuprintBackend(Backend):
         )
 
     def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
-        # A dataset tag plus the database's last-edit stamp: live-curated datasets
-        # (male CNS) change under one tag, and the stamp changes with them.
-        return {"server": self.server, "dataset": self._dataset_name,
-                "lastDatabaseEdit": self._meta.get("lastDatabaseEdit"), "uuid": self._meta.get("uuid")}
+        """The dataset with the stamps the server reports for it *now*: ``last-mod`` and ``uuid``.
+
+        neuPrint has no immutable versions: live-curated datasets (male CNS)
+        change under one tag, and a re-deployed server serves other data at the
+        same address. ``GET /api/dbmeta/datasets`` (one small request; the
+        stamps are ``:Meta.lastDatabaseEdit`` and ``:Meta.uuid``, see
+        neuPrintHTTP's storage/neuprintneo4j/neuprintneo4j.go) is asked on every
+        call. A server that reports neither stamp is not cached.
+        """
+        try:
+            listing = self.http.request("GET", "/api/dbmeta/datasets").json()
+        except ValueError as exc:
+            raise ServerError(f"neuPrint's dataset list is not JSON: {exc}") from None
+        entry = listing.get(self._dataset_name) if isinstance(listing, dict) else None
+        if not isinstance(entry, dict):
+            return None  # the dataset's stamps are unknown: do not cache (the query itself reports a problem)
+        stamps = {"last-mod": entry.get("last-mod"), "uuid": entry.get("uuid")}
+        if not any(stamps.values()):
+            return None
+        return {"server": self.server, "dataset": self._dataset_name, **stamps}
 
     # -- neurons ---------------------------------------------------------------------------------
 
@@ -379,7 +486,7 @@ class NeuprintBackend(Backend):
             return schema.SYNAPSES.empty().assign(pre_score=pd.Series(dtype="float64"),
                                                   post_score=pd.Series(dtype="float64"))
         voxels = raw[["ux", "uy", "uz", "dx", "dy", "dz"]].to_numpy(dtype="int64")
-        nm = voxels * np.tile(self.voxel_size, 2)
+        nm = self.to_nm(voxels)
         # ROI names as our own str objects (one per ROI shared by every row), not each batch's decoded keys
         primary = {roi: roi for roi in self.info().primary_rois}
 
@@ -405,23 +512,39 @@ class NeuprintBackend(Backend):
     # -- skeletons -------------------------------------------------------------------------------
 
     def get_skeletons(self, ids: np.ndarray) -> Any:
+        """Skeletons in nm, from neuPrint's JSON node table (``rowId, x, y, z, radius, link``).
+
+        The JSON table rather than SWC text: a JSON body cut anywhere does not
+        parse, while SWC cut at a line end is a valid, smaller skeleton. The
+        table has no SWC type column, so ``label`` is 0 ("undefined"), as in
+        neuprint-python's ``fetch_skeleton``. Radii are converted with the x
+        voxel size.
+        """
         import navis
 
         def fetch(body: int):
             path = f"/api/skeletons/skeleton/{quote(self._dataset_name, safe='')}/{int(body)}"
             try:
-                text = self.http.request("GET", path, params={"format": "swc"}).text
+                table = self.http.request("GET", path, decode=query_table)
             except ServerError as exc:
                 message = str(exc.server_message).lower()
                 if exc.status == 404 or (exc.status == 400 and ("not found" in message or "no skeleton" in message)):
                     raise IdsNotFoundError(f"neuPrint has no skeleton for body {int(body)} in {self._dataset_name!r}",
                                            ids=[body]) from exc
                 raise
-            n = navis.read_swc(StringIO(text), id=int(body), units="1 nm")
-            scale = self.voxel_size
-            n.nodes[["x", "y", "z"]] = n.nodes[["x", "y", "z"]].to_numpy(dtype="float64") * scale
-            if "radius" in n.nodes:
-                n.nodes["radius"] = n.nodes["radius"].astype("float64") * float(scale[0])
+            missing = [c for c in ("rowId", "x", "y", "z", "radius", "link") if c not in table.columns]
+            if missing:
+                raise ServerError(f"neuPrint's skeleton table for body {int(body)} lacks columns {missing}; "
+                                  f"got {list(table.columns)}")
+            xyz = self.to_nm(table[["x", "y", "z"]].to_numpy(dtype="float64"))
+            nodes = pd.DataFrame({
+                "node_id": table["rowId"].to_numpy(dtype="int64"),
+                "label": np.zeros(len(table), dtype="int64"),
+                "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                "radius": table["radius"].to_numpy(dtype="float64") * float(self.voxel_size[0]),
+                "parent_id": table["link"].to_numpy(dtype="int64"),
+            })
+            n = navis.TreeNeuron(nodes, id=int(body), units="1 nm")
             n.dataset = self._dataset_name
             return n
 

@@ -203,29 +203,58 @@ class _Handler(BaseHTTPRequestHandler):
         fault: Fault | None = getattr(self, "_fault", None)
         self._fault = None
         self._status = status
+        cut = fault.cut(payload) if fault is not None and self.command != "HEAD" else len(payload)
+        if fault is not None and cut < 0:  # before the status line
+            if fault.kind == "stall":
+                self.server.emulator._stop_event.wait(fault.seconds)
+                fault, cut = None, len(payload)
+            elif fault.kind == "reset":
+                return self._reset_connection()
+            elif fault.kind == "close":
+                self.close_connection = True
+                return None
+            else:
+                cut = 0
+        kind = fault.kind if fault is not None else None
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
+        if kind == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(cut if kind == "lie" else len(payload)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         if self.command == "HEAD":
-            return
-        if fault is not None and fault.kind in ("reset", "stall") and len(payload) > 1:
-            half = len(payload) // 2
-            self.wfile.write(payload[:half])
-            self.wfile.flush()
-            self._bytes_out += half
-            if fault.kind == "reset":
-                self._reset_connection()
-                return
-            self.server.emulator._stop_event.wait(fault.seconds)
-            payload = payload[half:]
-        elif fault is not None and fault.kind == "reset":
-            self._reset_connection()
-            return
-        self.wfile.write(payload)
-        self._bytes_out += len(payload)
+            return None
+        if kind is None:
+            self.wfile.write(payload)
+            self._bytes_out += len(payload)
+            return None
+        if kind == "chunked":  # a whole-looking chunked body with only the first ``cut`` bytes
+            part = payload[:cut]
+            self.wfile.write((f"{len(part):x}\r\n".encode() + part + b"\r\n") if part else b"")
+            self.wfile.write(b"0\r\n\r\n")
+            self._bytes_out += len(part)
+            return None
+        if kind == "lie":  # the announced length is wrong; what follows it is discarded with the connection
+            self.wfile.write(payload)
+            self._bytes_out += len(payload)
+            self.close_connection = True
+            return None
+        cut = min(cut, len(payload))
+        self.wfile.write(payload[:cut])
+        self.wfile.flush()
+        self._bytes_out += cut
+        if kind == "reset":
+            return self._reset_connection()
+        if kind == "close":
+            self.close_connection = True
+            return None
+        self.server.emulator._stop_event.wait(fault.seconds)  # stall
+        self.wfile.write(payload[cut:])
+        self._bytes_out += len(payload) - cut
+        return None
 
     def _reset_connection(self) -> None:
         """Abort the TCP connection with a reset (SO_LINGER 0, then close) mid-response."""
@@ -342,7 +371,8 @@ class _Handler(BaseHTTPRequestHandler):
             message = str(exc)
             return self._json(400, {"error": ("cypher query failed: " + message) if arrow else message})
         if arrow:
-            return self._send(200, encode_arrow(result.columns, result.rows), ARROW_CONTENT_TYPE)
+            return self._send(200, encode_arrow(result.columns, result.rows, batch_rows=emu.arrow_batch_rows),
+                              ARROW_CONTENT_TYPE)
         return self._send(200, encode_json(result.columns, result.rows, cypher), "application/json; charset=UTF-8")
 
     def _skeleton(self, token: str | None, path: str, query: Mapping[str, list[str]]) -> None:
@@ -418,6 +448,10 @@ class NeuprintEmulator:
         :class:`~.engine.KuzuEngine`).
     server_version
         Reported neuPrintHTTP version.
+    arrow_batch_rows
+        Rows per record batch of ``/api/custom/arrow`` answers (default: one
+        batch, as neuPrintHTTP sends); small values give streams with many
+        message boundaries, for fault tests.
 
     Examples
     --------
@@ -431,7 +465,8 @@ class NeuprintEmulator:
                  expired_tokens: Iterable[str] = (), forbidden_tokens: Mapping[str, Iterable[str]] | None = None,
                  latency_ms: float = 0.0, query_timeout_s: float | None = None,
                  voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float = 0.0,
-                 pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION):
+                 pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION,
+                 arrow_batch_rows: int | None = None):
         if isinstance(release, Mapping):
             if dataset is not None:
                 raise InvalidArgumentError("give dataset names as the keys of the release mapping, not dataset=")
@@ -452,6 +487,9 @@ class NeuprintEmulator:
         self.stats = RequestStats()
         self.query_timeout_s = query_timeout_s
         self.server_version = server_version
+        if arrow_batch_rows is not None and int(arrow_batch_rows) < 1:
+            raise InvalidArgumentError(f"arrow_batch_rows must be >= 1, got {arrow_batch_rows}")
+        self.arrow_batch_rows = int(arrow_batch_rows) if arrow_batch_rows is not None else None
         self._voxel_size = tuple(voxel_size) if voxel_size is not None else None
         self._threshold = float(post_high_accuracy_threshold)
         self._pool_size = int(pool_size)

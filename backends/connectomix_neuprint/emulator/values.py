@@ -111,8 +111,11 @@ def encode_json(columns: Sequence[str], rows: Iterable[Sequence[Any]], debug: st
                       ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
-def encode_arrow(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
+def encode_arrow(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, batch_rows: int | None = None) -> bytes:
     """The body of ``/api/custom/arrow``: one record batch in an Arrow IPC stream.
+
+    ``batch_rows`` splits the rows into record batches of at most that many
+    rows (neuPrintHTTP always sends one; the emulator's fault tests want more).
 
     Column types follow neuPrintHTTP's ``arrow.go``: a column of node maps is
     ``map<string, string>`` (values rendered as text); ints are int64 and a
@@ -157,7 +160,7 @@ def encode_arrow(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, schema) as writer:
         if rows:
-            writer.write_batch(batch)
+            writer.write_table(pa.Table.from_batches([batch]), max_chunksize=batch_rows)
     return sink.getvalue()
 
 
