@@ -85,7 +85,9 @@ def test_size_limit_evicts(toy_release, tmp_path):
     ds = make(toy_release, small)
     for body in (101, 102, 103, 104, 105, 106, 107, 108):
         ds.get_synapses([body])
-    assert small.volume() <= 200_000  # diskcache culls to the limit (plus its own overhead)
+    # the 8 entries take ~140 kB without a limit: some must have been evicted
+    assert len(small) < 8
+    assert small.volume() <= 100_000  # diskcache culls to the limit (plus its own overhead)
 
 
 def test_bad_cache_option(toy_release):

@@ -6,6 +6,7 @@ import pytest
 
 import connectomix
 from connectomix import NC, errors, schema
+from connectomix.testing.conformance import ToyTruth
 
 matplotlib.use("Agg")
 
@@ -15,25 +16,35 @@ def uri(toy_release):
     return f"release://{toy_release}"
 
 
-def test_type_connectivity_sums_neuron_weights(toy):
-    neuron_level = toy.get_connectivity(sources=NC(type="PN_a"), min_weight=2)
+def test_type_connectivity_sums_neuron_weights(toy, toy_release):
     by_type = toy.get_connectivity(sources=NC(type="PN_a"), min_weight=2, by="type")
     assert list(by_type.columns) == list(schema.TYPE_CONNECTIVITY.names)
-    assert by_type["weight"].sum() == neuron_level["weight"].sum()
-    types, _ = toy.fetch_neurons(NC(ids=neuron_level["post"].unique()), omit_rois=True)
-    kc = types[types["type"] == "KC"]["id"]
-    kc_edges = neuron_level[neuron_level["post"].isin(kc)]
-    row = by_type[(by_type.pre_type == "PN_a") & (by_type.post_type == "KC")].iloc[0]
-    assert row.weight == kc_edges.weight.sum() and row.n_post == kc_edges.post.nunique()
-    assert row.n_pairs == len(kc_edges)
+    # expected, straight from the release files with pandas (not with the code under test)
+    truth = ToyTruth(toy_release)
+    types = truth.neurons.set_index("id")["type"]
+    edges = truth.edges([101, 102, 103], min_weight=2)
+    edges["pre_type"] = edges["pre"].map(types).fillna(schema.UNTYPED)
+    edges["post_type"] = edges["post"].map(types).fillna(schema.UNTYPED)
+    expected = (edges.groupby(["pre_type", "post_type"], as_index=False)
+                .agg(weight=("weight", "sum"), n_pre=("pre", "nunique"), n_post=("post", "nunique"),
+                     n_pairs=("weight", "size")))
+    got = by_type.sort_values(["pre_type", "post_type"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert by_type["weight"].is_monotonic_decreasing
     assert schema.UNTYPED in set(by_type.post_type)  # segments 901/902 have no type
     assert by_type.attrs["table"] == "type_connectivity"
 
 
-def test_type_connectivity_by_roi(toy):
+def test_type_connectivity_by_roi(toy, toy_release):
     t = toy.get_connectivity(sources=[101, 102], by_roi=True, by="type")
-    assert "roi" in t.columns
-    assert t["weight"].sum() == toy.get_connectivity(sources=[101, 102])["weight"].sum()
+    truth = ToyTruth(toy_release)
+    c = truth.connections
+    c = c[c.pre.isin([101, 102]) & (c.post != 0) & (c.pre != c.post)]
+    types = truth.neurons.set_index("id")["type"]
+    c = c.assign(pre_type=c.pre.map(types).fillna(schema.UNTYPED), post_type=c.post.map(types).fillna(schema.UNTYPED))
+    expected = c.groupby(["pre_type", "post_type", "roi"])["weight"].sum()
+    got = t.set_index(["pre_type", "post_type", "roi"])["weight"]
+    pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(), check_dtype=False, check_names=False)
 
 
 def test_bad_by(toy):
