@@ -26,7 +26,7 @@ from connectomix import NeuronCriteria as NC
 from connectomix import errors, schema
 from connectomix.backend import Capability
 
-from .toy import HOSTILE_TYPE, make_toy_release
+from .toy import BACKGROUND_TYPE, HOSTILE_TYPE, make_toy_release
 
 __all__ = ["ConformanceTests", "ToyTruth"]
 
@@ -39,7 +39,8 @@ class ToyTruth:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.manifest = json.loads((self.folder / "manifest.json").read_text())
-        self.neurons = pd.read_parquet(self.folder / "neurons.parquet")
+        neurons = pd.read_parquet(self.folder / "neurons.parquet")
+        self.neurons = neurons[neurons["id"] != 0].reset_index(drop=True)  # id 0 is background, never a neuron
         self.connections = pd.read_parquet(self.folder / "connections.parquet")
         self.roi_counts = pd.read_parquet(self.folder / "roi_counts.parquet")
         self.synapses = pd.read_parquet(self.folder / "synapses.parquet")
@@ -160,6 +161,27 @@ class ConformanceTests:
         assert dataset.fetch_neurons(type=HOSTILE_TYPE[:5]).neurons.empty
         # the graph is still intact afterwards
         assert len(dataset.fetch_neurons(type="KC").neurons) == 3
+
+    def test_background_id_0_is_never_a_neuron(self, dataset, truth, toy_release):
+        # the backend's neuron table has a row for id 0, typed and labelled like a neuron
+        raw = pd.read_parquet(toy_release / "neurons.parquet")
+        assert raw.loc[raw["id"] == 0, "type"].tolist() == [BACKGROUND_TYPE]
+        assert dataset.fetch_neurons(type=BACKGROUND_TYPE).neurons.empty
+        every, roi_counts = dataset.fetch_neurons(type=".*", regex=True)
+        assert every["id"].tolist() == truth.neurons[truth.neurons.is_neuron]["id"].tolist()
+        assert 0 not in set(roi_counts["id"])
+        assert 0 not in set(dataset.fetch_neurons(min_post=1, omit_rois=True).neurons["id"])
+        segments, _ = dataset.fetch_neurons(NC(type=BACKGROUND_TYPE, label="segment"))
+        assert segments.empty
+        # nor a partner: not as "every neuron", nor through criteria that only id 0 matches
+        edges = dataset.get_connectivity(sources=[101, 102], targets=NC())
+        assert len(edges) and not (edges[["pre", "post"]] == 0).any(axis=None)
+        assert dataset.get_connectivity(targets=NC(type=BACKGROUND_TYPE)).empty
+        assert dataset.get_connectivity(sources=NC(), targets=NC(type=BACKGROUND_TYPE)).empty
+        if Capability.SYNAPSES in dataset.capabilities:
+            assert dataset.get_synapses(NC(type=BACKGROUND_TYPE)).empty
+            syn = dataset.get_synapses([101, 102], include_autapses=True)
+            assert len(syn) and not (syn[["pre", "post"]] == 0).any(axis=None)
 
     def test_min_counts_are_inclusive(self, dataset, truth):
         n = truth.neurons[truth.neurons.is_neuron]
@@ -347,3 +369,71 @@ class ConformanceTests:
         assert str(n.units) in ("1 nanometer", "1.0 nanometer")
         assert len(n.nodes) == 20
         assert n.nodes["x"].max() == pytest.approx(20_000)
+
+    # -- one meaning per criterion (empty lists, None, missing ids) ------------------------------
+
+    def _sides(self, dataset):
+        """Every method that takes neurons, as ``name -> call(neurons)``, for this dataset's capabilities."""
+        calls = {
+            "fetch_neurons": lambda x: dataset.fetch_neurons(x)[0],
+            "get_connectivity(sources)": lambda x: dataset.get_connectivity(x),
+            "get_connectivity(targets)": lambda x: dataset.get_connectivity(targets=x),
+            "get_connectivity(101, x)": lambda x: dataset.get_connectivity([101], x),
+        }
+        if Capability.SYNAPSES in dataset.capabilities:
+            calls["get_synapses"] = lambda x: dataset.get_synapses(x)
+        if Capability.SKELETONS in dataset.capabilities:
+            calls["get_skeletons"] = lambda x: dataset.get_skeletons(x)
+        return calls
+
+    def test_empty_alternatives_match_nothing_in_every_method(self, dataset):
+        """``ids=[]``, ``type=[]``, ``instance=[]``, ``status=[]``: no neuron, on every backend, in every method."""
+        empty = [[], NC(ids=[]), NC(type=[]), NC(instance=[]), NC(status=[]), NC(type=[], status="Traced"),
+                 NC(ids=[101, 102], type=[])]
+        for name, call in self._sides(dataset).items():
+            for x in empty:
+                assert len(call(x)) == 0, f"{name}({x!r}) returned rows"
+        for field in ("type", "instance", "status"):
+            neurons, roi_counts = dataset.fetch_neurons(**{field: []})
+            assert neurons.empty and roi_counts.empty
+
+    def test_empty_roi_lists_are_refused_everywhere(self, dataset):
+        calls = [lambda: dataset.fetch_neurons(rois=[]), lambda: dataset.fetch_neurons(input_rois=[]),
+                 lambda: dataset.fetch_neurons(output_rois=[]),
+                 lambda: dataset.get_connectivity([101], rois=[])]
+        if Capability.SYNAPSES in dataset.capabilities:
+            calls.append(lambda: dataset.get_synapses([101], rois=[]))
+        for call in calls:
+            with pytest.raises(errors.InvalidArgumentError, match=r"rois"):
+                call()
+
+    def test_none_means_no_condition(self, dataset, truth):
+        every = dataset.fetch_neurons()[0]
+        assert every.equals(dataset.fetch_neurons(type=None, instance=None, status=None, rois=None)[0])
+        n = truth.neurons
+        assert sorted(every["id"]) == sorted(n.loc[n.is_neuron & (n.id != 0), "id"])
+        assert dataset.get_connectivity([101], None).equals(dataset.get_connectivity([101]))
+        for name, call in self._sides(dataset).items():
+            if name != "fetch_neurons" and not name.startswith("get_connectivity"):
+                with pytest.raises(errors.InvalidArgumentError, match="None"):
+                    call(None)
+
+    def test_missing_ids_raise_in_every_method(self, dataset):
+        for name, call in self._sides(dataset).items():
+            for x in ([424242], [101, 424242], NC(ids=[424242], type="KC")):
+                with pytest.raises(errors.IdsNotFoundError, match="424242"):
+                    call(x)
+                    pytest.fail(f"{name}({x!r}) did not raise")
+
+    def test_criteria_work_in_every_method(self, dataset, truth):
+        """The same criteria select the same neurons in every method (skeletons: the ones that have them)."""
+        crit = NC(ids=[101, 102, 104], type=["PN_a", "PN_b"])
+        ids = sorted(dataset.fetch_neurons(crit)[0]["id"])
+        n = truth.neurons
+        assert ids == sorted(n.loc[n.id.isin([101, 102, 104]) & n.type.isin(["PN_a", "PN_b"]), "id"])
+        assert set(dataset.get_connectivity(crit)["pre"]) <= set(ids)
+        if Capability.SYNAPSES in dataset.capabilities:
+            syn = dataset.get_synapses(crit, post=False)
+            assert set(syn["pre"]) == set(ids) & set(truth.synapses["pre"])
+        if Capability.SKELETONS in dataset.capabilities:
+            assert sorted(int(i) for i in dataset.get_skeletons(NC(ids=[101, 102], type="PN_a")).id) == [101, 102]

@@ -5,7 +5,10 @@ backend reads it directly, the emulators load it), so all backends must give
 the same answers. It deliberately contains what users trip over: an autapse,
 synapses onto background id 0, mere segments (no ``:Neuron`` label), scores
 exactly at a threshold, synapses outside every ROI, an ROI name with
-parentheses and a cell type full of quote characters.
+parentheses, a cell type full of quote characters, and a row for background
+id 0 in the neuron table, typed and labelled like a neuron (as a CAVE
+annotation whose point lies outside every segment would be): every backend
+serves it, and the core must never return it.
 
 Nothing in it is real data.
 """
@@ -18,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_toy_release", "TOY_VERSION", "TOY_PRIMARY_ROIS", "HOSTILE_TYPE"]
+__all__ = ["make_toy_release", "TOY_VERSION", "TOY_PRIMARY_ROIS", "HOSTILE_TYPE", "BACKGROUND_TYPE"]
 
 TOY_VERSION = "v1"
 TOY_PRIMARY_ROIS = ("A", "B", "C(R)")
 #: A real-looking cell type that breaks naive string splicing into queries.
 HOSTILE_TYPE = "Q\"uo'te`} //MATCH (n) DETACH DELETE n"
+#: The cell type of the background row (id 0) of the toy neuron table; no real neuron has it.
+BACKGROUND_TYPE = "BG"
 VOXEL_NM = 8
 
 
@@ -112,8 +117,14 @@ def make_toy_release(folder: str | Path) -> Path:
     roi_counts = roi_counts[roi_counts["id"] != 0].sort_values(["id", "roi"]).reset_index(drop=True)
     roi_counts["roi"] = roi_counts["roi"].astype("string")
     totals = roi_counts.groupby("id")[["pre", "post"]].sum()
+    # background id 0 as the backend's neuron table may carry it; added after the synapses were
+    # drawn, so the rest of the toy is unchanged
+    background = {"id": 0, "type": BACKGROUND_TYPE, "instance": BACKGROUND_TYPE + "_R", "status": "Traced",
+                  "is_neuron": True}
+    neurons = pd.concat([neurons, pd.DataFrame([background])], ignore_index=True)
     neurons["pre"] = neurons["id"].map(totals["pre"]).fillna(0).astype("int64")
     neurons["post"] = neurons["id"].map(totals["post"]).fillna(0).astype("int64")
+    neurons.loc[neurons["id"] == 0, "post"] = int((syn["post"] == 0).sum())
     neurons["synthetic"] = True
     for col in ("type", "instance", "status"):
         neurons[col] = neurons[col].astype("string")

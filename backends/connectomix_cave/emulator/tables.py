@@ -276,7 +276,8 @@ def _cell_type_table(release: ReleaseData, layout: SupervoxelLayout, res: tuple[
     stored = pd.DataFrame({
         "id": np.arange(1, len(bodies) + 1, dtype=np.int64),
         "valid": np.ones(len(bodies), dtype=bool),
-        "pt_supervoxel_id": np.array([layout.anchor_sv[int(b)] for b in bodies], dtype=np.int64),
+        # a row for background id 0 gets supervoxel 0, as an annotation point outside every segment does
+        "pt_supervoxel_id": np.array([layout.anchor_sv.get(int(b), 0) for b in bodies], dtype=np.int64),
         "pt_position_x": vx[:, 0], "pt_position_y": vx[:, 1], "pt_position_z": vx[:, 2],
         type_col: neurons["type"].astype(object).to_numpy(),
     })
