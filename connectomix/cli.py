@@ -14,6 +14,7 @@ Examples
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import sys
@@ -184,6 +185,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release-version", dest="release_version")
     p.add_argument("--primary-rois", help="comma-separated list, or a file with one ROI per line")
     p.add_argument("--coordinate-unit", choices=["auto", "nm", "voxel"], help="flywire: unit of the synapse positions")
+    files = p.add_argument_group(
+        "input files", "name an input file when the folder's names differ from the defaults (a path, or a name "
+        "inside SOURCE); each option applies to the formats listed")
+    for flag, formats, text in _CONVERT_FILES:
+        files.add_argument(flag, metavar="FILE", help=f"{formats}: {text}")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--check", action="store_true", help="only validate the existing release folder DEST")
     p.add_argument("--deep", action="store_true", help="with --check: check every row, not just metadata")
@@ -260,6 +266,26 @@ def _cmd_synapses(args) -> None:
     _write(df, args.output, args.max_rows)
 
 
+#: ``connectomix convert`` options naming input files: (flag, formats, help); the importer keyword is the flag's name.
+_CONVERT_FILES = (
+    ("--neurons", "neuprint-csv, flywire",
+     "neuron table (default traced-neurons.csv / neurons.csv / body-annotations-*.feather; flywire neurons.csv.gz)"),
+    ("--connections", "neuprint-csv, flywire",
+     "connection weights (default traced-total-connections.csv, traced-connections.csv (MANC), the complete "
+     "connectome-weights-*.feather, never a -traced-only one on its own; flywire connections_no_threshold.csv.gz / "
+     "connections.csv.gz / proofread_connections_*.feather)"),
+    ("--roi-connections", "neuprint-csv",
+     "per-ROI weights (default traced-roi-connections.csv / traced-connections-per-roi.csv)"),
+    ("--synapses", "neuprint-csv, flywire",
+     "synapse table (default neuprint-csv: the complete syn-partners-*.feather; flywire: flywire_synapses_*.feather, "
+     "fafb_v*_princeton_synapse_table.csv.gz or synapse_coordinates.csv.gz)"),
+    ("--classification", "flywire", "classification.csv.gz (flow, super_class, class, side, ...)"),
+    ("--cell-types", "flywire", "consolidated_cell_types.csv.gz / cell_types.csv.gz (primary_type)"),
+    ("--names", "flywire", "names.csv.gz (name, group)"),
+    ("--proofread-ids", "flywire", "proofread_root_ids_*.npy"),
+)
+
+
 def _cmd_convert(args) -> int:
     from connectomix_release.importers import IMPORTERS
     from connectomix_release.writer import validate_release
@@ -277,6 +303,16 @@ def _cmd_convert(args) -> int:
         options["coordinate_unit"] = args.coordinate_unit
     if args.primary_rois:
         options["primary_rois"] = args.primary_rois  # a list, a file or comma-separated; the importer parses it
+    accepted = inspect.signature(IMPORTERS[args.format]).parameters
+    for flag, _, _ in _CONVERT_FILES:
+        key = flag[2:].replace("-", "_")
+        value = getattr(args, key)
+        if value is not None:
+            if key not in accepted:
+                valid = [f for f, _, _ in _CONVERT_FILES if f[2:].replace("-", "_") in accepted]
+                raise InvalidArgumentError(f"{flag} does not apply to the {args.format} format; its file options "
+                                           f"are {', '.join(valid)}")
+            options[key] = value
     dest = IMPORTERS[args.format](Path(args.source), Path(args.dest), name=args.name,
                                   version=args.release_version, overwrite=args.overwrite, **options)
     report = validate_release(dest)

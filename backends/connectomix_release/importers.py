@@ -236,6 +236,86 @@ class _Reader:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)})")
         return Source(source.path, view, source.types, True, source.label, source.raw_types, source.row_number)
 
+    def stage_numbered(self, source: Source, columns: Iterable[str]) -> Source:
+        """:meth:`stage` a CSV keeping its row order, with the data row number (from 0) as ``row_number``.
+
+        DuckDB keeps the scan order when copying a scan without ORDER BY
+        (``preserve_insertion_order``, set here explicitly), so row ``n`` of the
+        Parquet copy is data row ``n`` of the file.
+        """
+        self._n += 1
+        out = self.work / f"source-{self._n}.parquet"
+        cols = ", ".join(quote_ident(c) for c in dict.fromkeys(columns))
+        self.con.execute("SET preserve_insertion_order = true")
+        self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
+                  source)
+        view = f"_src_{self._n}"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
+                         "file_row_number=true)")
+        return Source(source.path, view, source.types, True, source.label, source.raw_types, "file_row_number")
+
+    def fill_down_csv(self, path: Path, label: str, id_columns: Sequence[str],
+                      float_columns: Sequence[str] = ()) -> Source:
+        """Copy a CSV whose empty ``id_columns`` cells repeat the last value above them to numbered Parquet.
+
+        FlyWire Codex's ``synapse_coordinates.csv.gz`` is written this way:
+        "empty pre/post id columns should be inferred by looking up in the
+        table at the last non-empty value respectively" (murthylab/codex,
+        codex/configuration.py, DOWNLOADABLE_ARCHIVE_FILES, 630 release). The
+        file is streamed one block at a time (pyarrow's CSV reader, gzip
+        detected from the name), so it is never in memory whole.
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        self._n += 1
+        out = self.work / f"source-{self._n}.parquet"
+        types = {c: pa.int64() for c in id_columns} | {c: pa.float64() for c in float_columns}
+        last: dict[str, int | None] = {c: None for c in id_columns}
+        done = 0
+        writer = None
+        try:
+            with pa.input_stream(str(path)) as raw:
+                reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=16 << 20),
+                                        convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""]))
+                missing = [c for c in types if c not in reader.schema.names]
+                if missing:
+                    raise SourceFormatError(f"{path.name} ({label}) has no {missing[0]!r} column; found "
+                                            f"{reader.schema.names}", file=path, column=missing[0])
+                for batch in reader:
+                    columns = {}
+                    for name in batch.schema.names:
+                        col = batch.column(name)
+                        if name in last:
+                            head = pa.array([last[name]], pa.int64())
+                            col = pc.fill_null_forward(pa.concat_arrays([head, col])).slice(1)
+                            if col.null_count:
+                                row = done + pc.index(pc.is_null(col), True).as_py() + 1
+                                raise SourceFormatError(
+                                    f"{path.name} ({label}), column {name!r}: data row {row:,} is empty and no row "
+                                    "above it has a value to repeat", file=path, column=name)
+                            if len(col):
+                                last[name] = col[-1].as_py()
+                        columns[name] = col
+                    table = pa.table(columns)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out, table.schema, compression="zstd")
+                    writer.write_table(table)
+                    done += batch.num_rows
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise SourceFormatError(f"cannot read {path.name} ({label}): {exc}", file=path) from exc
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise SourceFormatError(f"{path.name} ({label}) has no rows", file=path)
+        view = f"_src_{self._n}"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
+                         "file_row_number=true)")
+        return self._typed(path, view, label)
+
     # -- typed columns ------------------------------------------------------------------------
 
     def integer(self, source: Source, column: str, *, what: str = "ids", allow_null: bool = False) -> str:
@@ -343,6 +423,27 @@ def _given(path: str | Path | None, src: Path) -> Path | None:
     return path if path.is_absolute() or path.exists() else src / path
 
 
+def _listing(src: Path) -> str:
+    """The files of ``src`` for error messages (at most 30 names)."""
+    names = sorted(p.name for p in src.iterdir() if not p.name.startswith("."))
+    return (", ".join(names[:30]) + (f", ... ({len(names)} files)" if len(names) > 30 else "")) or "no files"
+
+
+def _given_file(path: str | Path | None, src: Path, label: str, option: str) -> Path | None:
+    """An explicitly named input file (relative to ``src`` or absolute); it must exist."""
+    given = _given(path, src)
+    if given is not None and not given.is_file():
+        raise SourceFormatError(f"the {label} file {str(path)!r} (option {option}) does not exist in {str(src)!r} "
+                                f"or as given; the folder has: {_listing(src)}", file=given)
+    return given
+
+
+def _missing_file(src: Path, label: str, expected: Sequence[str], option: str) -> SourceFormatError:
+    return SourceFormatError(
+        f"{str(src)!r} has no {label} file; expected one of {', '.join(expected)} (also .csv.gz/.parquet/.feather), "
+        f"or name it with {option} FILE; the folder has: {_listing(src)}", file=src)
+
+
 def _primary_list(primary_rois: Any) -> list[str] | None:
     """``primary_rois`` as given: a list, a file with one ROI per line, or a comma-separated string."""
     if primary_rois is None:
@@ -435,9 +536,45 @@ def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
 # neuPrint compact exports
 # --------------------------------------------------------------------------------------------
 
+# Default file names, first match wins. neuprint-python writes neurons.csv, total-connections.csv and
+# roi-connections.csv (connectome-neuprint/neuprint-python, neuprint/queries/connectivity.py,
+# fetch_adjacencies(export_dir=...), v0.4.10 to 0.6.1). The public downloads rename them:
+# hemibrain v1.2 (exported-traced-adjacencies-v1.2.tar.gz, link in neuprint-python docs/source/faq.rst):
+# traced-neurons.csv, traced-total-connections.csv, traced-roi-connections.csv (file names as read by many
+# public analysis scripts; unverified against the tarball itself). MANC v1.0
+# (gs://flyem-manc-exports/v1.0/manc-traced-adjacencies-v1.0/, README there: made with neuprint-python 0.4.25
+# fetch_traced_adjacencies): traced-neurons.csv (bodyId,type,instance), traced-connections.csv
+# (bodyId_pre,bodyId_post,weight), traced-connections-per-roi.csv (bodyId_pre,bodyId_post,roi,weight; only
+# primary ROIs plus "NotPrimary") and traced-connections2.csv, an identical copy that is ignored (bucket listing
+# and README as quoted by public dataset notes; not fetched by us).
 _NP_NEURONS = ("traced-neurons", "neurons")
-_NP_TOTALS = ("traced-total-connections", "total-connections")
-_NP_ROIS = ("traced-roi-connections", "roi-connections")
+_NP_TOTALS = ("traced-total-connections", "total-connections", "traced-connections")
+_NP_ROIS = ("traced-roi-connections", "roi-connections", "traced-connections-per-roi")
+# neuPrint flat-connectome Feather files (male CNS; janelia-flyem/male-cns docs/download.md, "Download raw data",
+# gs://flyem-male-cns/v0.9/connectome-data/flat-connectome/): body-annotations-<tag>.feather,
+# connectome-weights-<tag>.feather ("the full connection graph": body_pre, body_post, weight) and
+# syn-partners-<tag>.feather (x_pre, y_pre, z_pre, body_pre, conf_pre, x_post, y_post, z_post, body_post,
+# conf_post, primary_post; positions "in voxel units, i.e. 8nm"). The export code writes restricted variants
+# beside them, <file>-<tag>-primary-only.feather (janelia-flyem/flyem-snapshot,
+# flyem_snapshot/outputs/flat_connectome.py, export_flat_connectome); v1.0 ships -traced-only and
+# -significant-only weights (bucket listing as quoted by public dataset notes; unverified by us).
+_NP_FLAT_WEIGHTS = "connectome-weights"
+_NP_FLAT_SYNAPSES = "syn-partners"
+_RESTRICTED_VARIANT = re.compile(r"-(traced|primary|significant)-only(?=[.-])", re.IGNORECASE)
+#: Voxel size of the neuPrint flat exports' synapse positions (male CNS and MANC: 8 nm isotropic;
+#: janelia-flyem/male-cns docs/download.md "8nm isotropic resolution", "voxel units, i.e. 8nm").
+NEUPRINT_FLAT_VOXEL_NM = (8.0, 8.0, 8.0)
+#: ROI labels of syn-partners meaning "outside every primary ROI": flyem-snapshot labels such synapses
+#: "<unspecified>" (flyem_snapshot/outputs/flat_connectome.py, restrict-connectivity-to-roiset); "<unassigned>"
+#: is unverified (seen in public notes on MANC).
+NEUPRINT_UNASSIGNED = ("<unspecified>", "<unassigned>", "")
+_NP_SYN_COLUMNS = {
+    "pre": ("body_pre", "bodyId_pre"), "post": ("body_post", "bodyId_post"),
+    **{f"{s}_{a}": (f"{a}_{s}",) for s in ("pre", "post") for a in "xyz"},
+    "pre_score": ("conf_pre",), "post_score": ("conf_post",),
+    # MANC v1.2 manc-v1.2-synapse-partners-minconf-0.0.feather names it roi_post (public notes; unverified)
+    "roi": ("primary_post", "roi_post"),
+}
 _NP_BODY = ("bodyId", "bodyid", "body_id", "body")
 _NP_PRE = ("bodyId_pre", "body_pre", "bodyid_pre")
 _NP_POST = ("bodyId_post", "body_post", "bodyid_post")
@@ -446,6 +583,7 @@ _NP_POST = ("bodyId_post", "body_post", "bodyid_post")
 def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
                         overwrite: bool = False, primary_rois: Any = None, neurons: str | Path | None = None,
                         connections: str | Path | None = None, roi_connections: str | Path | None = None,
+                        synapses: str | Path | None = None,
                         voxel_size_nm: Sequence[float] | None = None, description: str | None = None,
                         source: str | None = None, license: str = "", citation: str = "",
                         synthetic: Mapping[str, Any] | None = None, memory_limit: str | None = "1GB",
@@ -472,14 +610,21 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
         and ``SLP(R)`` would); otherwise a :class:`SourceFormatError` asks for
         ``primary_rois``. Per pair, weight outside the primary ROIs becomes a
         ``"NotPrimary"`` row (total minus the sum over primary ROIs).
-    neurons, connections, roi_connections
-        Explicit file names (relative to ``src``) instead of the defaults
-        ``[traced-]neurons``, ``[traced-]total-connections``,
-        ``[traced-]roi-connections`` (or ``body-annotations-*`` /
-        ``connectome-weights-*`` Feather dumps). The per-ROI file is optional:
-        without it every connection is ``"NotPrimary"``.
+    neurons, connections, roi_connections, synapses
+        Explicit file names (relative to ``src``) instead of the defaults:
+        neurons ``[traced-]neurons`` or ``body-annotations-*``; total
+        connections ``[traced-]total-connections``, ``traced-connections``
+        (MANC) or the complete ``connectome-weights-*``; per-ROI connections
+        ``[traced-]roi-connections`` or ``traced-connections-per-roi``
+        (MANC); synapses the complete ``syn-partners-*``. The per-ROI file
+        is optional: without it (and without synapses) every connection is
+        ``"NotPrimary"``. Restricted variants of the flat files
+        (``*-traced-only``, ``*-primary-only``, ``*-significant-only``) are
+        never picked on their own: name one explicitly to convert it.
     voxel_size_nm
-        Recorded in the manifest (the export itself has no coordinates).
+        Voxel size of the synapse positions, recorded in the manifest;
+        ``syn-partners`` positions are multiplied by it. Default with a
+        synapse file: 8 nm isotropic (male CNS, MANC), else none.
     description, source, license, citation
         Manifest text; sensible provenance is filled in when omitted.
     synthetic
@@ -504,22 +649,36 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
     file without a ``status`` column get status ``"Traced"``:
     ``fetch_traced_adjacencies`` exports only ``Traced``, uncropped neurons.
 
+    With a synapse file (``syn-partners-*``), ``synapses.parquet`` holds every
+    synapse (positions in nm, ``pre_score``/``post_score`` from
+    ``conf_pre``/``conf_post``, ``score`` their minimum as on neuPrint,
+    ``roi`` from ``primary_post``), ``connections`` and ``roi_counts`` are
+    counted from it, and the weights file must agree with it pair by pair
+    (the export derives one from the other).
+
     Examples
     --------
     >>> import_neuprint_csv("exported-traced-adjacencies-v1.2", "hemibrain-v1.2")  # doctest: +SKIP
     PosixPath('hemibrain-v1.2')
     """
     src = _source_dir(src)
-    f_neurons = _given(neurons, src) or _find(src, _NP_NEURONS, patterns=("body-annotations*",))
-    f_totals = _given(connections, src) or _find(src, _NP_TOTALS, patterns=("connectome-weights*",))
-    f_rois = _given(roi_connections, src) or _find(src, _NP_ROIS)
-    for label, f, stems in (("neurons", f_neurons, _NP_NEURONS), ("total connections", f_totals, _NP_TOTALS)):
-        if f is None:
-            raise SourceFormatError(f"{str(src)!r} has no {label} file; expected {stems[0]}.csv or {stems[1]}.csv "
-                                    f"(or .csv.gz/.parquet/.feather); found {sorted(p.name for p in src.iterdir())[:10]}",
-                                    file=src)
+    f_neurons = (_given_file(neurons, src, "neurons", "--neurons")
+                 or _find(src, _NP_NEURONS, patterns=("body-annotations*",)))
+    f_totals = (_given_file(connections, src, "total connections", "--connections") or _find(src, _NP_TOTALS)
+                or _flat_file(src, _NP_FLAT_WEIGHTS, "weights", "--connections"))
+    f_rois = _given_file(roi_connections, src, "ROI connections", "--roi-connections") or _find(src, _NP_ROIS)
+    f_syn = (_given_file(synapses, src, "synapses", "--synapses")
+             or _flat_file(src, _NP_FLAT_SYNAPSES, "synapse", "--synapses"))
+    if f_neurons is None:
+        raise _missing_file(src, "neurons", [f"{s}.csv" for s in _NP_NEURONS] + ["body-annotations-*.feather"],
+                            "--neurons")
+    if f_totals is None:
+        raise _missing_file(src, "total connections", [f"{s}.csv" for s in _NP_TOTALS]
+                            + [f"{_NP_FLAT_WEIGHTS}-*.feather"], "--connections")
     primary_given = _primary_list(primary_rois)
-    name, version = _name_version(src, [f_neurons, f_totals, f_rois], name, version, "neuprint-export")
+    name, version = _name_version(src, [f_neurons, f_totals, f_rois, f_syn], name, version, "neuprint-export")
+    if f_syn is not None and voxel_size_nm is None:
+        voxel_size_nm = NEUPRINT_FLAT_VOXEL_NM
     notes: list[str] = []
     with ReleaseBuilder(dest, overwrite=overwrite, memory_limit=memory_limit, threads=threads) as rb:
         con, rd = rb.con, _Reader(rb.con, rb.stage / ".duckdb-tmp")
@@ -567,7 +726,14 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
 
         # per-ROI weights -> primary ROIs + NotPrimary
         all_rois: list[str] = []
-        if f_rois is not None:
+        if f_syn is not None:
+            all_rois, primary = _neuprint_synapses(rb, rd, f_syn, f_totals, voxel_size_nm, primary_given, notes,
+                                                   dict(name=name, version=version, source=source or "",
+                                                        license=license, citation=citation,
+                                                        synthetic=dict(synthetic or {})))
+            if f_rois is not None:
+                notes.append(f"{f_rois.name} was not used: per-ROI connections are counted from {f_syn.name}")
+        elif f_rois is not None:
             sr = rd.open(f_rois, "ROI connections")
             r_pre, r_post = sr.pick("bodyId_pre", _NP_PRE), sr.pick("bodyId_post", _NP_POST)
             r_roi, r_w = sr.pick("roi", ("roi",)), sr.pick("weight", ("weight",))
@@ -607,19 +773,24 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
         con.execute(f"CREATE TABLE counts AS SELECT * FROM {counts}")
         con.execute("CREATE TABLE ids AS SELECT pre AS id FROM totals UNION SELECT post FROM totals")
         has_totals = "pre" in listed_cols and "post" in listed_cols
-        notes.append(
-            ("neurons.pre/post come from the neurons file; " if has_totals else
-             "neurons.pre/post are the summed weights of each body's outgoing/incoming connections among the "
-             "exported bodies (the export has no per-body synapse totals); ")
-            + "roi_counts are the same sums per ROI")
+        if f_syn is not None:
+            notes.append(("neurons.pre/post come from the neurons file; " if has_totals else
+                          f"neurons.pre/post count the rows of {f_syn.name} per body (pre: synaptic connections "
+                          "made, not T-bars); ") + "roi_counts are the same counts per ROI")
+        else:
+            notes.append(
+                ("neurons.pre/post come from the neurons file; " if has_totals else
+                 "neurons.pre/post are the summed weights of each body's outgoing/incoming connections among the "
+                 "exported bodies (the export has no per-body synapse totals); ")
+                + "roi_counts are the same sums per ROI")
         rb.set_manifest(make_manifest(
             name=name, version=version,
             description=description or (
                 f"neuPrint connectome export {src.name} converted by connectomix ({f_neurons.name}, {f_totals.name}"
-                f"{', ' + f_rois.name if f_rois else ''})."),
+                f"{', ' + f_rois.name if f_rois and not f_syn else ''}{', ' + f_syn.name if f_syn else ''})."),
             source=source or f"neuPrint export {src.name}", license=license, citation=citation,
             voxel_size_nm=voxel_size_nm, rois=sorted(set(all_rois) | set(primary)), primary_rois=primary,
-            score_name=None, synthetic=dict(synthetic or {}), notes=notes,
+            score_name="confidence" if f_syn else None, synthetic=dict(synthetic or {}), notes=notes,
         ))
         rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", status_default))
         rb.add_table("connections", "conn")
@@ -672,6 +843,100 @@ def _choose_primary(con: duckdb.DuckDBPyConnection, given: list[str] | None, all
     return sorted(candidate)
 
 
+def _flat_file(src: Path, stem: str, label: str, option: str) -> Path | None:
+    """The complete neuPrint flat-connectome file ``<stem>-*`` of ``src``, never a restricted variant.
+
+    ``connectome-weights-<tag>.feather`` is "the full connection graph"; its
+    ``-traced-only`` / ``-primary-only`` / ``-significant-only`` siblings keep
+    only some bodies or edges (see the file-name notes above), so picking one
+    silently would drop connections. With only restricted variants present,
+    the caller must name one (``option``).
+    """
+    hits = sorted(p for p in src.glob(f"{stem}*") if p.is_file() and p.name.lower().endswith(_EXTENSIONS))
+    complete = [p for p in hits if not _RESTRICTED_VARIANT.search(p.name)]
+    restricted = [p.name for p in hits if _RESTRICTED_VARIANT.search(p.name)]
+    if len(complete) > 1:
+        raise SourceFormatError(f"{str(src)!r} has several complete {label} files ({', '.join(p.name for p in complete)}); "
+                                f"name the one to convert with {option} FILE", file=src)
+    if complete:
+        return complete[0]
+    if restricted:
+        raise SourceFormatError(
+            f"{str(src)!r} has only restricted {label} file(s) ({', '.join(restricted)}), not the complete "
+            f"{stem}-<tag>.feather; converting a restricted one drops connections of other bodies. Download the "
+            f"complete file, or name the restricted one with {option} FILE to convert it deliberately", file=src)
+    return None
+
+
+def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file: Path, voxel: Sequence[float],
+                       primary_given: list[str] | None, notes: list[str],
+                       manifest: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Write ``synapses`` from a neuPrint ``syn-partners`` file and create ``conn`` from it.
+
+    ``totals`` (the weights file) must hold the same pairs with the same
+    weights: flyem-snapshot derives connectome-weights from the partner table
+    (``value_counts`` of ``body_pre, body_post``; flyem_snapshot/outputs/
+    flat_connectome.py). Returns ``(all_rois, primary_rois)``.
+    """
+    con = rb.con
+    voxel = tuple(float(v) for v in voxel)
+    if len(voxel) != 3 or not all(v > 0 for v in voxel):
+        raise InvalidArgumentError(f"voxel_size_nm must be three positive numbers; got {voxel!r}")
+    s = rd.open(path, "synapses")
+    picked = {k: s.pick(k, aliases) for k, aliases in _NP_SYN_COLUMNS.items()}
+    s = rd.stage_numbered(s, picked.values()) if s.is_csv else s
+    if s.row_number is None:
+        raise SourceFormatError(f"cannot number the rows of {path.name} (synapses)", file=path)
+    pre, post = rd.integer(s, picked["pre"]), rd.integer(s, picked["post"])
+    xyz = {k: rd.number(s, picked[k]) for k in picked if k[-2:] in ("_x", "_y", "_z")}
+    conf = {k: rd.number(s, picked[k]) for k in ("pre_score", "post_score")}
+    label = f"trim(CAST({quote_ident(picked['roi'])} AS VARCHAR))"
+    labels = {r[0] for r in rd._sql(f"SELECT DISTINCT {label} FROM {s.rel}", s) if r[0] is not None}
+    labels -= set(NEUPRINT_UNASSIGNED)
+    if primary_given is not None:
+        unknown = [r for r in primary_given if r not in labels]
+        if unknown:
+            raise InvalidArgumentError(f"primary ROI(s) {unknown[:5]} do not occur in {path.name}, column "
+                                       f"{picked['roi']!r}; {suggest(unknown[0], labels)}")
+        primary = primary_given
+    else:
+        # the export labels each synapse with the one primary ROI holding its PSD ("roi-set": "primary"),
+        # so these labels do not overlap
+        primary = sorted(labels)
+    roi = _roi_case(label, NEUPRINT_UNASSIGNED, primary if primary_given is not None else None, "NULL")
+    n_zero = _scalar(con, f"SELECT count(*) FROM {s.rel} WHERE {pre} = 0 OR {post} = 0")
+    if n_zero:
+        notes.append(f"{n_zero:,} synapse(s) of {path.name} with body 0 (background) were left out")
+    notes.append(f"synapse positions of {path.name} multiplied by the voxel size {list(voxel)} nm "
+                 "(the export gives them in voxels)")
+    rb.set_manifest(make_manifest(voxel_size_nm=list(voxel), rois=sorted(labels), primary_rois=primary,
+                                  score_name="confidence", notes=list(notes), **manifest))
+    select = ", ".join([f"CAST({s.row_number} AS BIGINT) AS synapse_id", f"{pre} AS pre", f"{post} AS post",
+                        *[f"{xyz[k]} * {voxel['xyz'.index(k[-1])]!r} AS {k}"
+                          for k in ("pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z")],
+                        # min of both sides as the neuPrint backend does; missing if either is missing
+                        f"CASE WHEN {conf['pre_score']} IS NULL OR {conf['post_score']} IS NULL THEN NULL "
+                        f"ELSE least({conf['pre_score']}, {conf['post_score']}) END AS score",
+                        f"{roi} AS roi", f"{conf['pre_score']} AS pre_score", f"{conf['post_score']} AS post_score"])
+    rb.add_table("synapses", f"(SELECT {select} FROM {s.rel} WHERE {pre} <> 0 AND {post} <> 0)")
+    syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
+    con.execute(f"CREATE TABLE conn AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi, "
+                f"count(*) AS weight FROM {syn_file} GROUP BY ALL")
+    differ = con.execute(
+        "SELECT pre, post, t.weight, s.n FROM totals AS t FULL JOIN (SELECT pre, post, sum(weight) AS n FROM conn "
+        "GROUP BY ALL) AS s USING (pre, post) WHERE t.weight IS DISTINCT FROM s.n ORDER BY pre, post LIMIT 3"
+    ).fetchall()
+    if differ:
+        shown = "; ".join(f"{a} -> {b}: weight {w if w is not None else 'absent'} in {totals_file.name}, "
+                          f"{n if n is not None else 0} synapse(s) in {path.name}" for a, b, w, n in differ)
+        raise SourceFormatError(f"{totals_file.name} and {path.name} disagree ({shown}); the weights must count the "
+                                "synapse rows of each pair, so the files must come from the same export (same "
+                                "version and minconf)", file=totals_file)
+    notes.append(f"connections and their ROIs counted from the synapses of {path.name}; they match "
+                 f"{totals_file.name} pair by pair")
+    return sorted(labels), primary
+
+
 # --------------------------------------------------------------------------------------------
 # FlyWire release tables
 # --------------------------------------------------------------------------------------------
@@ -686,6 +951,23 @@ _FW_SYN_COLUMNS = {
     "score": ("cleft_score",),
     "neuropil": ("neuropil",),
 }
+# Codex's Princeton synapse table fafb_v783_princeton_synapse_table.csv.gz (listed at
+# https://codex.flywire.ai/api/download; header as read by public analysis scripts, unverified by us):
+# pre_x,pre_y,pre_z,ctr_x,ctr_y,ctr_z,post_x,post_y,post_z,size,pre_root_id_720575940,post_root_id_720575940,
+# neuropil. The id columns drop the shared leading digits named in the header: root id = 720575940 * 10**9 +
+# value (FlyWire root ids have 18 digits). The unit of the positions is not documented there (unverified):
+# coordinate_unit="auto" inspects them.
+_PREFIXED_ID = re.compile(r"^(pre|post)_root_id_([0-9]{1,17})$")
+_ROOT_ID_DIGITS = 18
+#: Codex synapse_coordinates.csv.gz: pre_root_id,post_root_id,x,y,z, "x, y, z in nanometers", one point per
+#: synapse, empty id cells repeat the last value above (murthylab/codex, codex/configuration.py,
+#: DOWNLOADABLE_ARCHIVE_FILES["synapse_coordinates"], release 630: 5 columns, INT positions).
+_CODEX_POINT_COLUMNS = ("pre_root_id", "post_root_id", "x", "y", "z")
+# Core neuron columns copied from Codex's own names (the native columns stay): classification.csv.gz
+# super_class -> superclass; neurons.csv.gz nt_type ("predicted NT type", ACH/GABA/GLUT/DA/SER/OCT;
+# murthylab/codex codex/data/catalog.py and codex/data/neurotransmitters.py) -> nt. classification's side
+# (left/right/center, codex/data/structured_search_filters.py) and class keep their names.
+_FW_CORE_COPIES = {"super_class": "superclass", "nt_type": "nt"}
 
 
 def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
@@ -694,7 +976,7 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
                    connections: str | Path | None = None, synapses: str | Path | None = None,
                    neurons: str | Path | None = None, classification: str | Path | None = None,
                    cell_types: str | Path | None = None, proofread_ids: str | Path | None = None,
-                   unassigned: Sequence[str] = FLYWIRE_UNASSIGNED, description: str | None = None,
+                   names: str | Path | None = None, unassigned: Sequence[str] = FLYWIRE_UNASSIGNED, description: str | None = None,
                    source: str | None = None, license: str = "", citation: str = "",
                    synthetic: Mapping[str, Any] | None = None, memory_limit: str | None = "1GB",
                    threads: int | None = None) -> Path:
@@ -726,12 +1008,15 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
         FAFB: ``(4, 4, 40)``.
     min_score
         Keep only synapses with ``cleft_score >= min_score``.
-    connections, synapses, neurons, classification, cell_types, proofread_ids
+    connections, synapses, neurons, classification, cell_types, proofread_ids, names
         Explicit file names (relative to ``src``) instead of the defaults
         ``connections_no_threshold`` / ``proofread_connections_*`` /
-        ``connections``, ``flywire_synapses_*`` / ``synapses``, ``neurons``,
-        ``classification``, ``consolidated_cell_types`` and
-        ``proofread_root_ids_*.npy``.
+        ``connections`` (/ ``connections_princeton[_no_threshold]``);
+        synapses ``synapses`` / ``flywire_synapses_*`` (Zenodo) /
+        ``fafb_v*_princeton_synapse_table*`` / ``synapse_coordinates``
+        (Codex), first found; ``neurons``, ``classification``,
+        ``consolidated_cell_types`` / ``cell_types``,
+        ``proofread_root_ids_*.npy`` and ``names``.
     unassigned
         Neuropil labels meaning "outside every neuropil".
     description, source, license, citation
@@ -749,10 +1034,21 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
     Notes
     -----
     * Every root id of the neuron tables (``neurons``, ``classification``,
-      ``consolidated_cell_types``, ``proofread_root_ids``) is a neuron
-      (``is_neuron``); partners found only in connections or synapses become
-      segments. ``type`` is ``primary_type`` (consolidated cell types), else
-      ``cell_type`` (older classification files).
+      ``consolidated_cell_types``, ``names``, ``proofread_root_ids``) is a
+      neuron (``is_neuron``); partners found only in connections or synapses
+      become segments. ``type`` is ``primary_type`` (consolidated cell
+      types), else ``cell_type`` (older classification files);
+      ``superclass`` copies ``super_class`` and ``nt`` copies ``nt_type``
+      (neurons.csv.gz's predicted transmitter); ``class``, ``side``, and
+      names.csv.gz's ``name`` keep their names. A column name shared by two
+      files gets the second file's label as suffix (``group_names``).
+    * Synapse layouts: the Zenodo table (ids, ``cleft_score``, pre/post
+      positions); Codex's Princeton table (ids are rebuilt from the prefix in
+      the ``*_root_id_720575940`` headers; no ids, so ``synapse_id`` is the
+      data row number); Codex's ``synapse_coordinates`` (one point per synapse,
+      used as both the pre- and postsynaptic position; empty id cells repeat
+      the value above; documented in nm, which ``coordinate_unit="auto"``
+      checks; no neuropil, so every synapse's ``roi`` is null).
     * With a synapse table, ``neurons.pre``/``post`` and ``roi_counts`` count
       its rows per body; ``connections`` come from the connections file if
       there is one (Codex's ``connections.csv.gz`` keeps only pairs with >= 5
@@ -772,23 +1068,34 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
     if min_score is not None and not isinstance(min_score, (int, float)):
         raise InvalidArgumentError(f"min_score must be a number or None; got {min_score!r}")
     src = _source_dir(src)
-    f_syn = _given(synapses, src) or _find(src, ("synapses",), patterns=("flywire_synapses_*",))
-    f_conn = _given(connections, src) or _find(src, _FW_CONNECTIONS[:1], patterns=("proofread_connections_*",)) \
-        or _find(src, _FW_CONNECTIONS[1:])
+    f_syn = (_given_file(synapses, src, "synapses", "--synapses")
+             or _find(src, ("synapses",), patterns=("flywire_synapses_*", "fafb_v*_princeton_synapse_table*"))
+             or _find(src, ("synapse_coordinates",)))
+    f_conn = (_given_file(connections, src, "connections", "--connections")
+              or _find(src, _FW_CONNECTIONS[:1], patterns=("proofread_connections_*",))
+              or _find(src, _FW_CONNECTIONS[1:]))
     meta_files = {
-        "neurons": _given(neurons, src) or _find(src, ("neurons",)),
-        "classification": _given(classification, src) or _find(src, ("classification",)),
-        "cell types": _given(cell_types, src) or _find(src, ("consolidated_cell_types", "cell_types")),
+        "neurons": _given_file(neurons, src, "neurons", "--neurons") or _find(src, ("neurons",)),
+        "classification": (_given_file(classification, src, "classification", "--classification")
+                           or _find(src, ("classification",))),
+        "cell types": (_given_file(cell_types, src, "cell types", "--cell-types")
+                       or _find(src, ("consolidated_cell_types", "cell_types"))),
+        "names": _given_file(names, src, "names", "--names") or _find(src, ("names",)),
     }
-    f_ids = _given(proofread_ids, src) or next(iter(sorted(src.glob("proofread_root_ids*.npy"))), None)
+    f_ids = (_given_file(proofread_ids, src, "proofread root ids", "--proofread-ids")
+             or next(iter(sorted(src.glob("proofread_root_ids*.npy"))), None))
     if f_syn is None and f_conn is None:
         raise SourceFormatError(
             f"{str(src)!r} has neither a connections table (connections_no_threshold.csv.gz, connections.csv.gz, "
-            "proofread_connections_783.feather) nor a synapse table (flywire_synapses_783.feather)", file=src)
+            "connections_princeton[_no_threshold].csv.gz, proofread_connections_783.feather; option --connections) "
+            "nor a synapse table (flywire_synapses_783.feather, fafb_v783_princeton_synapse_table.csv.gz, "
+            f"synapse_coordinates.csv.gz; option --synapses); the folder has: {_listing(src)}", file=src)
     if not any(meta_files.values()) and f_ids is None:
         raise SourceFormatError(
             f"{str(src)!r} has no neuron table; give at least one of neurons.csv.gz, classification.csv.gz, "
-            "consolidated_cell_types.csv.gz or proofread_root_ids_783.npy (they say which ids are neurons)", file=src)
+            "consolidated_cell_types.csv.gz, names.csv.gz or proofread_root_ids_783.npy (they say which ids are "
+            f"neurons; options --neurons, --classification, --cell-types, --names, --proofread-ids); the folder "
+            f"has: {_listing(src)}", file=src)
     primary_given = _primary_list(primary_rois)
     all_files = [f_syn, f_conn, f_ids, *meta_files.values()]
     name, version = _name_version(src, all_files, name, version, "flywire")
@@ -912,6 +1219,7 @@ def _flywire_listed(con: duckdb.DuckDBPyConnection, rd: _Reader, files: Mapping[
         parts.append(("meta_ids", []))
     union = " UNION ".join(f"SELECT id FROM {t}" for t, _ in parts)
     columns = [c for _, cols in parts for c in cols]
+    copies = {core: native for native, core in _FW_CORE_COPIES.items() if native in columns and core not in columns}
     type_sources = [c for c in ("primary_type", "cell_type") if c in columns]
     type_sql = (f"CAST(coalesce({', '.join(quote_ident(c) for c in type_sources)}) AS VARCHAR)"
                 if type_sources else "CAST(NULL AS VARCHAR)")
@@ -919,10 +1227,14 @@ def _flywire_listed(con: duckdb.DuckDBPyConnection, rd: _Reader, files: Mapping[
     joins = " ".join(f"LEFT JOIN {t} USING (id)" for t, cols in parts if cols)
     con.execute(f"CREATE TABLE listed AS SELECT id, {type_sql} AS type"
                 + "".join(f", {quote_ident(c)}" for c in keep)
+                + "".join(f", {quote_ident(native)} AS {quote_ident(core)}" for core, native in copies.items())
                 + f" FROM ({union}) {joins}")
     if type_sources:
         notes.append(f"type from {' then '.join(type_sources)}")
-    return ["id", "type", *keep]
+    if copies:
+        notes.append("core columns copied from native ones: "
+                     + ", ".join(f"{core} = {native}" for core, native in copies.items()))
+    return ["id", "type", *keep, *copies]
 
 
 def _flywire_connection_select(rd: _Reader, path: Path) -> dict[str, Any]:
@@ -939,29 +1251,55 @@ def _flywire_connection_select(rd: _Reader, path: Path) -> dict[str, Any]:
 
 def _flywire_synapse_select(rd: _Reader, path: Path, unit: str, voxel: tuple[float, float, float],
                             min_score: float | None, notes: list[str]) -> dict[str, Any]:
+    """SELECT pieces for the synapse table, from any of the three FlyWire layouts (see import_flywire)."""
     s = rd.open(path, "synapses")
-    picked = {k: s.pick(k, aliases, required=k not in ("id", "score", "neuropil"))
-              for k, aliases in _FW_SYN_COLUMNS.items()}
+    lower = {c.lower(): c for c in s.types}
+    codex_points = s.is_csv and all(c in lower for c in _CODEX_POINT_COLUMNS) and "pre_x" not in lower
+    documented_unit = None
+    if codex_points:
+        s = rd.fill_down_csv(path, "synapses", [lower["pre_root_id"], lower["post_root_id"]],
+                             [lower[a] for a in "xyz"])
+        notes.append(f"{path.name}: Codex synapse coordinates; empty pre/post root id cells took the last value "
+                     "above them; its one point per synapse is both the pre- and the postsynaptic position; it has "
+                     "no neuropil column (roi is null)")
+        documented_unit = "nm"
+        picked = {"id": None, "pre": lower["pre_root_id"], "post": lower["post_root_id"],
+                  **{f"{side}_{a}": lower[a] for side in ("pre", "post") for a in "xyz"},
+                  "score": None, "neuropil": None}
+    else:
+        prefixed = {m.group(1): (c, m.group(2)) for c in s.types if (m := _PREFIXED_ID.match(c))}
+        picked = {k: s.pick(k, aliases, required=k not in ("id", "score", "neuropil", *prefixed))
+                  for k, aliases in _FW_SYN_COLUMNS.items()}
+        for side, (column, _) in prefixed.items():
+            picked[side] = picked[side] or column
     used = {c for c in picked.values() if c}
     extras = [c for c in s.types if c not in used] if not s.is_csv else []
-    s = rd.stage(s, used)
+    numbered = s.is_csv and not codex_points and not picked["id"] and any(
+        _PREFIXED_ID.match(picked[side]) for side in ("pre", "post"))
+    s = rd.stage_numbered(s, used) if numbered else rd.stage(s, used)
     if picked["id"]:
         sid = rd.integer(s, picked["id"], what="synapse ids")
     elif s.row_number:
         sid = f"CAST({s.row_number} AS BIGINT)"
-        notes.append(f"{path.name} has no synapse id column: synapse_id is the row number in the file")
+        notes.append(f"{path.name} has no synapse id column: synapse_id is the row number in the file (from 0)")
     else:
         raise SourceFormatError(f"{path.name} (synapses) has no 'id' column; FlyWire's synapse table has one. "
                                 "Add ids, or give the table as Parquet (its row numbers are then used)",
                                 file=path, column="id")
-    pre, post = rd.integer(s, picked["pre"]), rd.integer(s, picked["post"])
+    pre, post = (_root_id_sql(rd, s, picked[side]) for side in ("pre", "post"))
     xyz = {k: rd.number(s, picked[k]) for k in picked if k[-2:] in ("_x", "_y", "_z")}
     if unit == "auto":
         if voxel != FLYWIRE_VOXEL_NM:
             raise InvalidArgumentError("coordinate_unit='auto' only recognises FAFB's 4x4x40 nm voxels; "
                                        "pass coordinate_unit='nm' or 'voxel'")
         unit, evidence = _detect_unit(rd, s, xyz["post_x"], xyz["post_z"])
-        notes.append(f"synapse positions read as {unit} ({evidence}; override with coordinate_unit)")
+        if documented_unit and unit != documented_unit:
+            raise SourceFormatError(
+                f"{path.name}: Codex documents these positions in {documented_unit}, but they look like {unit} "
+                f"({evidence}); pass coordinate_unit (CLI --coordinate-unit) to say which", file=path)
+        notes.append(f"synapse positions read as {unit} ({evidence}"
+                     + (f"; documented as {documented_unit}" if documented_unit else "")
+                     + "; override with coordinate_unit)")
     else:
         notes.append(f"synapse positions given as {unit}")
     scale = dict(zip("xyz", voxel)) if unit == "voxel" else {"x": 1.0, "y": 1.0, "z": 1.0}
@@ -983,6 +1321,21 @@ def _flywire_synapse_select(rd: _Reader, path: Path, unit: str, voxel: tuple[flo
     return {"rel": s.rel, "select": ", ".join(select), "where": " AND ".join(where), "has_score": score is not None,
             "neuropil": f"CAST({quote_ident(picked['neuropil'])} AS VARCHAR)" if picked["neuropil"] else None,
             "extras": "".join(f", {quote_ident(c)}" for c in extras)}
+
+
+def _root_id_sql(rd: _Reader, s: Source, column: str) -> str:
+    """SQL for a root id column; ``<side>_root_id_<digits>`` columns hold the id without those leading digits."""
+    m = _PREFIXED_ID.match(column)
+    expr = rd.integer(s, column)
+    if not m:
+        return expr
+    prefix, width = m.group(2), _ROOT_ID_DIGITS - len(m.group(2))
+    bad = rd._sql(f"SELECT {expr} FROM {s.rel} WHERE {expr} >= {10 ** width} LIMIT {_EXAMPLES}", s)
+    if bad:
+        raise SourceFormatError(
+            f"{s.name} ({s.label}), column {column!r} must hold the last {width} digits of {_ROOT_ID_DIGITS}-digit "
+            f"root ids starting {prefix}; found {', '.join(str(r[0]) for r in bad)}", file=s.path, column=column)
+    return f"({int(prefix) * 10 ** width} + {expr})"
 
 
 def _detect_unit(rd: _Reader, s: Source, x_sql: str, z_sql: str) -> tuple[str, str]:
