@@ -8,6 +8,7 @@ import pytest
 
 from connectomix.cli import main, parse_neuron_spec
 from connectomix.errors import InvalidArgumentError
+from connectomix.testing.conformance import ToyTruth
 
 
 @pytest.fixture
@@ -28,16 +29,24 @@ def test_roi_counts_output(uri, capsys):
     assert "NotPrimary" in text and "C(R)" in text
 
 
-def test_connectivity_with_type_spec_and_parquet(uri, tmp_path):
+def test_connectivity_with_type_spec_and_parquet(uri, toy_release, tmp_path):
     out = tmp_path / "e.parquet"
     assert main(["connectivity", uri, "--sources", "type=PN_a", "--min-weight", "5", "-o", str(out)]) == 0
     df = pd.read_parquet(out)
-    assert (df["weight"] >= 5).all() and set(df["pre"]) <= {101, 102, 103}
+    expected = ToyTruth(toy_release).edges([101, 102, 103], min_weight=5)  # PN_a, from the files with pandas
+    assert len(expected) > 0
+    assert sorted(zip(df.pre, df.post, df.weight)) == sorted(zip(expected.pre, expected.post, expected.weight))
 
 
-def test_synapses_printed(uri, capsys):
+def test_synapses_printed(uri, toy_release, tmp_path, capsys):
     assert main(["synapses", uri, "101", "--no-post", "--min-score", "0.9"]) == 0
     assert "synapse_id" in capsys.readouterr().out
+    out = tmp_path / "s.csv"
+    assert main(["synapses", uri, "101", "--no-post", "--min-score", "0.9", "-o", str(out)]) == 0
+    rows = ToyTruth(toy_release).synapse_rows([101], post=False)
+    expected = rows[rows.score >= 0.9]
+    assert len(expected) > 0
+    assert sorted(pd.read_csv(out)["synapse_id"]) == sorted(expected["synapse_id"])
 
 
 def test_errors_are_one_line_and_exit_2(uri, capsys):
@@ -64,9 +73,12 @@ def test_backends_and_datasets_listing(capsys):
     assert "release://" in out and "neuprint://" in out and "sample" in out
 
 
-@pytest.mark.parametrize("spec, field", [("1,2", "ids"), ("type=KC", "type"), ("instance~KC_.*", "instance")])
-def test_parse_neuron_spec(spec, field):
-    assert getattr(parse_neuron_spec(spec), field)
+@pytest.mark.parametrize("spec, field, value, regex", [
+    ("1,2", "ids", (1, 2), False), ("type=KC", "type", ("KC",), False), ("instance~KC_.*", "instance", ("KC_.*",), True),
+])
+def test_parse_neuron_spec(spec, field, value, regex):
+    crit = parse_neuron_spec(spec)
+    assert getattr(crit, field) == value and crit.regex is regex
 
 
 @pytest.mark.parametrize("spec", ["", "abc", "status~x", "1,b"])
