@@ -195,7 +195,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deep", action="store_true", help="with --check: check every row, not just metadata")
 
     p = sub.add_parser("datasets", help="list configured and built-in datasets")
-    p.add_argument("--long", action="store_true", help="also open each local dataset and describe it")
+    p.add_argument("--long", action="store_true",
+                   help="describe each dataset: backend, server, version, units, score and threshold, "
+                   "annotation source (from the dataset catalogue; local datasets are opened)")
     sub.add_parser("backends", help="list installed backends")
     sub.add_parser("config-path", help="print where the TOML config is read from")
     p = sub.add_parser("cache", help="show or clear the on-disk result cache")
@@ -324,13 +326,25 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_datasets(args) -> None:
-    from . import datasets
+    import shutil
+    import textwrap
 
+    from . import catalogue, datasets
+    from .config import load_config
+
+    entries = catalogue.load().datasets if args.long else {}
+    configured = set(load_config()) if args.long else set()
+    width = max(60, shutil.get_terminal_size((80, 24)).columns)
     for name, uri in sorted(datasets().items()):
-        print(f"{name:20s} {redact(uri)}")
+        line = f"{name:20s} {redact(uri)}"
+        print(line if not args.long or len(line) <= width else f"{name}\n    {redact(uri)}")
+        if name in configured:
+            print("    from the config file" + ("; it overrides the catalogue entry" if name in entries else ""))
+        elif name in entries:
+            print("\n".join(entries[name].summary_lines(width)))
         if args.long and uri.startswith("release://"):
             with _open(name) as ds:
-                print(f"{'':20s} {ds.info.description}")
+                print(textwrap.fill(ds.info.description, width, initial_indent="    ", subsequent_indent="        "))
 
 
 def _cmd_backends(args) -> None:

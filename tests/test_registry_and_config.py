@@ -115,7 +115,7 @@ def test_unknown_scheme_lists_installed_ones():
 @pytest.mark.parametrize(
     "uri, match",
     [
-        ("hemibrain", "Unknown dataset 'hemibrain'"),
+        ("nosuchdataset", "Unknown dataset 'nosuchdataset'"),
         ("1http://x", "invalid scheme"),
         ("release://", "nothing after"),
         ("neuprint://host:notaport/x", "port"),

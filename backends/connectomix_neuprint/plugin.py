@@ -8,3 +8,11 @@ def connectomix_backends():
     from .backend import NeuprintBackend
 
     return [NeuprintBackend]
+
+
+@hookimpl
+def connectomix_datasets():
+    """The neuprint datasets of the dataset catalogue (``connectomix/catalogue``), by name."""
+    from connectomix.catalogue import uris
+
+    return uris(backend="neuprint")
