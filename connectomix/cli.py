@@ -321,7 +321,8 @@ def _cmd_convert(args) -> int:
     rows = ", ".join(f"{k}: {v:,}" for k, v in report["rows"].items())
     print(f"wrote release folder {dest} ({rows})")
     print(report)
-    print(f"open it with connectomix.open('release://{Path(dest).resolve()}')")
+    uri = Path(dest).resolve().as_uri().replace("file://", "release://", 1)  # percent-encoded like the path
+    print(f"open it with connectomix.open({uri!r})")
     return 0
 
 

@@ -190,7 +190,11 @@ def parse_uri(uri: str) -> ParsedURI:
     scheme = scheme.lower()
     if not _SCHEME.match(scheme):
         raise InvalidURIError(f"{shown!r} has an invalid scheme {scheme!r}")
-    location, _, query = rest.partition("?")
+    location, question, query = rest.partition("?")
+    if question and not query:
+        raise InvalidURIError(
+            f"{shown!r} ends with '?' but sets no option; a '?' in a folder name is written %3F "
+            "(e.g. 'release:///data/run%3F1')")
     if "#" in query or "#" in location:
         raise InvalidURIError(f"{shown!r}: fragments ('#...') are not allowed in dataset URIs")
     try:

@@ -14,6 +14,7 @@ import numbers
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -281,6 +282,10 @@ class Dataset:
         materialization = _check_materialization(materialization)
         crit = to_criteria(criteria) if criteria is not None else _criteria_from_fields(fields)
         self._check_rois(crit.all_rois)
+        if crit.all_rois and Capability.ROIS not in self.capabilities:
+            raise UnsupportedOperation(
+                f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts, so the ROI "
+                f"criteria {list(crit.all_rois)} cannot be applied")
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
         if crit.matches_nothing:
@@ -294,6 +299,9 @@ class Dataset:
             self._raise_missing(np.setdiff1d(np.asarray(crit.ids, dtype="int64"), neurons["id"].to_numpy()),
                                 "ids", version, checked=crit.is_ids_only)
         neurons = neurons[keep].sort_values("id", kind="stable").reset_index(drop=True)
+        if not omit_rois and Capability.ROIS not in self.capabilities:
+            warnings.warn(f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts; "
+                          "roi_counts is empty (pass omit_rois=True to skip this warning)", UserWarning, stacklevel=3)
         if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
             roi_counts = schema.ROI_COUNTS.empty()
         else:
@@ -494,7 +502,7 @@ class Dataset:
                 )
         roi_list = self._roi_list(rois)
         batch_size = _optional_batch_size(batch_size)
-        ids = self._resolve_ids(x, "x", materialization)
+        ids = self._resolve_ids(to_criteria(x), "x", materialization)  # to_criteria refuses None
         version = self._backend.resolve_materialization(ids, materialization)
         if ids.size == 0:
             df = schema.SYNAPSES.empty()

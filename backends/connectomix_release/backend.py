@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import duckdb
 import numpy as np
@@ -30,10 +33,24 @@ from connectomix.errors import (
     InvalidURIError,
 )
 
+from .writer import CHECKED_ROWS, TABLES, quote_ident, quote_path
+
 __all__ = ["ReleaseBackend"]
 
 FORMAT_NAME = "connectomix-release"
 SUPPORTED_FORMAT_VERSIONS = (1,)
+
+
+_MEMORY = re.compile(r"[0-9]+(\.[0-9]+)?\s*([KMGT]i?B|[KMGT]|B|%)", re.I)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """A positive integer option; a string of ASCII digits (from a URI) is read, nothing else is."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()):
+        value = int(value.strip())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not 1 <= value <= 4096:
+        raise InvalidArgumentError(f"{name} must be a positive integer (at most 4096); got {value!r}")
+    return int(value)
 
 
 def _id_list(ids: np.ndarray) -> str:
@@ -45,7 +62,10 @@ def _id_list(ids: np.ndarray) -> str:
 class ReleaseBackend(Backend):
     """Local connectome release folders (Parquet), queried with DuckDB.
 
-    URI: ``release:///absolute/path/to/folder`` (or ``release://relative/path``).
+    URI: ``release:///absolute/path/to/folder`` (or ``release://relative/path``). The path is
+    percent-decoded, as in ``file://`` URIs: write ``?``, ``#`` and ``%`` in folder names as
+    ``%3F``, ``%23`` and ``%25``. Glob characters (``*``, ``?``, ``[...]``) in the path are
+    always literal.
 
     Options
     -------
@@ -95,21 +115,30 @@ class ReleaseBackend(Backend):
                 raise DataFormatError(f"release folder {str(self.path)!r} has no {required}")
         config: dict[str, Any] = {}
         if threads is not None:
-            config["threads"] = int(threads)
+            config["threads"] = _positive_int(threads, "threads")
         if memory_limit is not None:
-            config["memory_limit"] = str(memory_limit)
-        self._con = duckdb.connect(":memory:", config=config)
+            if not isinstance(memory_limit, str) or not _MEMORY.fullmatch(memory_limit.strip()):
+                raise InvalidArgumentError(
+                    f"memory_limit must be an amount such as '2GB', '512MB' or '80%'; got {memory_limit!r}")
+            config["memory_limit"] = memory_limit.strip()
+        try:
+            self._con = duckdb.connect(":memory:", config=config)
+        except duckdb.Error as exc:
+            raise InvalidArgumentError(f"DuckDB refused threads={threads!r} / memory_limit={memory_limit!r}: "
+                                       f"{exc}") from None
         self._lock = threading.Lock()
         self._closed = False
         self._neuron_columns = self._columns("neurons")
         self._synapse_columns = self._columns("synapses") if self._has("synapses") else ()
+        self._check_integrity()
 
     # -- construction ---------------------------------------------------------------
 
     @classmethod
     def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> ReleaseBackend:
         cls.check_options(options)
-        path = uri.location
+        # percent-decoded like a file URI: a folder named 'run?' is release:///data/run%3F
+        path = unquote(uri.location)
         return cls(path, **dict(options))
 
     def close(self) -> None:
@@ -124,8 +153,8 @@ class ReleaseBackend(Backend):
         return (self.path / f"{table}.parquet").is_file()
 
     def _table(self, table: str) -> str:
-        # file paths are ours (resolved folder + fixed names), quoted for SQL
-        return "read_parquet('" + str(self.path / f"{table}.parquet").replace("'", "''") + "')"
+        # the folder is the user's: quoted for SQL and escaped for DuckDB's glob (see quote_path)
+        return f"read_parquet({quote_path(self.path / f'{table}.parquet')})"
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -143,6 +172,45 @@ class ReleaseBackend(Backend):
     def _query(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self._cursor() as cur:
             return cur.sql(sql, params=params or None).to_arrow_table().to_pandas()
+
+    def _check_integrity(self) -> None:
+        """Refuse a folder whose tables repeat their keys (doubled weights, doubled synapses).
+
+        ``neurons.parquet`` is always checked row by row (it is small). Another
+        table is trusted when the manifest records the row count the writer
+        checked (``checked_rows``) and the file still has that many rows
+        (read from the Parquet footer, without a scan); otherwise its keys are
+        checked for duplicates here.
+        """
+        recorded = self.manifest.get(CHECKED_ROWS) or {}
+        for table in ("neurons", "connections", "roi_counts", "synapses"):
+            if not self._has(table):
+                continue
+            file = self.path / f"{table}.parquet"
+            if table != "neurons" and table in recorded:
+                with self._cursor() as cur:
+                    (rows,) = cur.execute(
+                        f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({quote_path(file)})").fetchone()
+                if rows == recorded[table]:
+                    continue
+                raise DataFormatError(
+                    f"{str(file)!r} has {rows:,} rows but the release's manifest.json records {recorded[table]:,}: "
+                    "the file was changed after the release was written; rebuild the release folder "
+                    "(or check it with 'connectomix convert --check --deep')"
+                )
+            key = TABLES[table].unique
+            cols = ", ".join(quote_ident(k) for k in key)
+            with self._cursor() as cur:
+                dupes = cur.execute(f"SELECT {cols}, count(*) FROM {self._table(table)} GROUP BY ALL "
+                                    "HAVING count(*) > 1 LIMIT 3").fetchall()
+            if dupes:
+                shown = "; ".join(", ".join(f"{k}={v!r}" for k, v in zip(key, d[:-1])) + f" ({d[-1]} rows)"
+                                  for d in dupes)
+                raise DataFormatError(
+                    f"{str(file)!r} is corrupt: each ({', '.join(key)}) must appear once, but rows repeat, "
+                    f"e.g. {shown}; the release would return doubled or dropped rows. Rebuild it "
+                    "(or list every problem with 'connectomix convert --check --deep')"
+                )
 
     def _columns(self, table: str) -> tuple[str, ...]:
         with self._cursor() as cur:
@@ -165,7 +233,11 @@ class ReleaseBackend(Backend):
         )
 
     def dataset_capabilities(self) -> frozenset[Capability]:
-        caps = {Capability.ROIS, Capability.NEURON_SIDES}
+        # per-ROI neuron counts only with roi_counts.parquet: they count synaptic *sites* per ROI, which
+        # synapse rows (connections, located by their postsynaptic site) cannot reproduce exactly
+        caps = {Capability.NEURON_SIDES}
+        if self._has("roi_counts"):
+            caps.add(Capability.ROIS)
         if self._has("synapses"):
             caps.add(Capability.SYNAPSES)
             if self.manifest.get("score_name"):

@@ -157,6 +157,11 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
+#: Manifest key: ``{table: rows}`` of the tables the writer checked row by row (unique keys included).
+#: The release backend compares these counts with the files on open; a table without a record is
+#: checked for duplicate keys there instead.
+CHECKED_ROWS = "checked_rows"
+
 #: Tables whose ids must all appear in neurons.parquet (neuPrint: every body with synapses is a Segment).
 _ID_COLUMNS = {"connections": ("pre", "post"), "roi_counts": ("id",), "synapses": ("pre", "post")}
 
@@ -466,8 +471,26 @@ def quote_ident(name: str) -> str:
 
 
 def quote_str(value: str | os.PathLike) -> str:
-    """SQL string literal (file paths)."""
+    """SQL string literal (text values; file paths to *read* go through :func:`quote_path`)."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def quote_path(path: str | os.PathLike) -> str:
+    """SQL string literal of a file for DuckDB's readers (``read_parquet``, ``read_csv``, ``parquet_metadata``).
+
+    Those readers expand ``*``, ``?`` and ``[...]`` in file names as globs,
+    so a folder named ``data[ab]`` would read ``dataa``, and ``run*`` every
+    ``run...`` folder. Each of those characters is wrapped in brackets
+    (``[*]``, ``[?]``, ``[[]``), which DuckDB's glob matches literally; the
+    result names exactly one file. (``COPY ... TO`` takes paths literally:
+    use :func:`quote_str` there.)
+
+    Examples
+    --------
+    >>> quote_path("/data/run*[v2]/it's.parquet")
+    "'/data/run[*][[]v2]/it''s.parquet'"
+    """
+    return quote_str("".join(f"[{c}]" if c in "*?[" else c for c in str(path)))
 
 
 def connect(temp_dir: Path | None = None, *, memory_limit: str | None = None, threads: int | None = None,
@@ -480,6 +503,10 @@ def connect(temp_dir: Path | None = None, *, memory_limit: str | None = None, th
         config["memory_limit"] = str(memory_limit)
     if threads is not None:
         config["threads"] = int(threads)
+    if database is not None and "?" in str(database):
+        # DuckDB cuts a database path at '?' when it names the write-ahead log (its 'db?x/w.duckdb'
+        # writes 'db.wal?x/...'); such folders work in memory, spilling to temp_dir like the file would
+        database = None
     return duckdb.connect(str(database) if database is not None else ":memory:", config=config)
 
 
@@ -727,6 +754,7 @@ class ReleaseBuilder:
         self.rows: dict[str, int] = {}
         self.readme: str | None = None
         self._unchecked_ids: list[str] = []
+        self._checked: set[str] = set()  # tables whose every row passed table_problems (keys unique)
 
     # -- context -------------------------------------------------------------------------
 
@@ -760,7 +788,8 @@ class ReleaseBuilder:
                 raise ReleaseValidationError("is required but was not written", table=name)
         self.con.close()
         shutil.rmtree(self.stage / ".duckdb-tmp", ignore_errors=True)
-        (self.stage / "manifest.json").write_text(json.dumps(self.manifest, indent=2) + "\n", encoding="utf-8")
+        manifest = {**self.manifest, CHECKED_ROWS: {t: self.rows[t] for t in TABLES if t in self._checked}}
+        (self.stage / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if self.readme:
             (self.stage / "README.md").write_text(self.readme, encoding="utf-8")
         report = validate_release(self.stage, deep=False)
@@ -806,7 +835,7 @@ class ReleaseBuilder:
         spec = TABLES[table]
         out = self.stage / spec.file
         n = write_sorted(self.con, sql, out, order_by=spec.sort)
-        written = f"read_parquet({quote_str(out)})"
+        written = f"read_parquet({quote_path(out)})"
         if check:
             have_neurons = "neurons" in self.rows
             neurons = "_release_neurons" if have_neurons and table != "neurons" else None
@@ -816,11 +845,14 @@ class ReleaseBuilder:
                 raise ReleaseValidationError(problems)
             if not have_neurons and table != "neurons":
                 self._unchecked_ids.append(table)
+            self._checked.add(table)
+        else:
+            self._checked.discard(table)
         self.rows[table] = n
         if table == "neurons":
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW _release_neurons AS SELECT id FROM {written}")
             problems = [p for t in self._unchecked_ids for p in id_problems(
-                self.con, t, f"read_parquet({quote_str(self.stage / TABLES[t].file)})", "_release_neurons")]
+                self.con, t, f"read_parquet({quote_path(self.stage / TABLES[t].file)})", "_release_neurons")]
             if problems:
                 raise ReleaseValidationError(problems)
             self._unchecked_ids.clear()
@@ -1064,24 +1096,25 @@ def write_synapses_streaming(folder: str | os.PathLike, batches: Iterable[pa.Rec
         raise DataFormatError(f"release folder {str(folder)!r} has no neurons.parquet")
     spool = Path(tempfile.mkdtemp(prefix=".synapses.partial-", dir=folder))
     try:
-        n_parts = 0
+        parts = []
         for i, batch in enumerate(batches):
             table = _as_arrow(batch, i)
             if table.num_rows:
-                pq.write_table(table, spool / f"part-{i:06d}.parquet", compression="zstd")
-                n_parts += 1
+                parts.append(spool / f"part-{i:06d}.parquet")
+                pq.write_table(table, parts[-1], compression="zstd")
         tmp = spool / ".duckdb-tmp"
         tmp.mkdir()
-        src = (f"read_parquet({quote_str(spool / 'part-*.parquet')}, union_by_name=true)" if n_parts
+        # an explicit list of the parts: the folder's own name may contain glob characters
+        src = (f"read_parquet([{', '.join(quote_path(p) for p in parts)}], union_by_name=true)" if parts
                else _empty_synapses_sql())
         out = spool / "synapses.parquet"
         con = connect(tmp, memory_limit=memory_limit)
         try:
             sql, problems = coerce_relation(con, "synapses", src, manifest)
             if not problems:
-                write_sorted(con, sql, out, order_by=TABLES["synapses"].sort)
-                con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM read_parquet({quote_str(neurons_file)})")
-                problems = table_problems(con, "synapses", f"read_parquet({quote_str(out)})", manifest,
+                n_rows = write_sorted(con, sql, out, order_by=TABLES["synapses"].sort)
+                con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM read_parquet({quote_path(neurons_file)})")
+                problems = table_problems(con, "synapses", f"read_parquet({quote_path(out)})", manifest,
                                           neurons_rel="_release_neurons")
         except duckdb.Error as exc:
             raise ReleaseValidationError(f"cannot be read: {exc}", table="synapses") from exc
@@ -1089,11 +1122,12 @@ def write_synapses_streaming(folder: str | os.PathLike, batches: Iterable[pa.Rec
             con.close()
         if problems:
             raise ReleaseValidationError(problems)
+        # the manifest records the checked row count (the release backend compares it on open)
+        manifest = {**manifest, CHECKED_ROWS: {**dict(manifest.get(CHECKED_ROWS) or {}), "synapses": n_rows}}
+        tmp_manifest = spool / "manifest.json"
+        tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.replace(out, folder / "synapses.parquet")
-        if update_manifest:
-            tmp_manifest = spool / "manifest.json"
-            tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp_manifest, folder / "manifest.json")
+        os.replace(tmp_manifest, folder / "manifest.json")
     finally:
         shutil.rmtree(spool, ignore_errors=True)
     return folder / "synapses.parquet"
@@ -1151,7 +1185,7 @@ def validate_release(folder: str | os.PathLike, *, deep: bool = False) -> Releas
             files[name] = path
         neurons_rel = None
         for name, path in files.items():
-            rel = f"read_parquet({quote_str(path)})"
+            rel = f"read_parquet({quote_path(path)})"
             try:
                 problems = _file_problems(con, name, path, rel, manifest, report, deep=deep,
                                           neurons_rel=neurons_rel)
@@ -1175,7 +1209,7 @@ def _file_problems(con, table: str, path: Path, rel: str, manifest: Mapping[str,
     present = _columns(con, rel)
     meta = con.execute(
         f"SELECT row_group_id, path_in_schema, row_group_num_rows, stats_null_count, stats_min, stats_max "
-        f"FROM parquet_metadata({quote_str(path)})"
+        f"FROM parquet_metadata({quote_path(path)})"
     ).fetchall()
     groups: dict[int, int] = {}
     stats: dict[tuple[int, str], tuple[Any, Any, Any]] = {}
@@ -1255,7 +1289,7 @@ def _stats_problems(table: str, spec: TableSpec, groups: dict[int, int],
 def _sort_problems(con, table: str, path: Path) -> list[Problem]:
     spec = TABLES[table]
     keys = spec.sort if table != "synapses" else ("pre",)
-    rel = f"read_parquet({quote_str(path)}, file_row_number=true)"
+    rel = f"read_parquet({quote_path(path)}, file_row_number=true)"
     lags = ", ".join(f"lag({quote_ident(k)}) OVER w AS _prev_{i}" for i, k in enumerate(keys))
     cur = "(" + ", ".join(quote_ident(k) for k in keys) + ")"
     prev = "(" + ", ".join(f"_prev_{i}" for i in range(len(keys))) + ")"
