@@ -21,10 +21,13 @@ Formats
     ``traced-total-connections.csv`` (``bodyId_pre,bodyId_post,weight``) and
     ``traced-roi-connections.csv`` (``bodyId_pre,bodyId_post,roi,weight``), as
     in hemibrain's ``exported-traced-adjacencies-v1.2`` (also without the
-    ``traced-`` prefix). neuPrint's flat-connectome Feather dumps (male CNS:
-    ``connectome-weights-*.feather`` with ``body_pre,body_post,weight`` and
-    ``body-annotations-*.feather`` with ``bodyId,type,instance,status,...``)
-    are read too.
+    ``traced-`` prefix); MANC's ``manc-traced-adjacencies-v1.0`` names the
+    last two ``traced-connections.csv`` and ``traced-connections-per-roi.csv``.
+    neuPrint's flat-connectome Feather dumps (male CNS:
+    ``body-annotations-*.feather`` with ``bodyId,type,instance,status,...``,
+    the complete ``connectome-weights-*.feather`` with
+    ``body_pre,body_post,weight`` and ``syn-partners-*.feather`` with one
+    row per synapse, positions in 8 nm voxels) are read too.
 ``flywire`` (:func:`import_flywire`)
     FlyWire release tables from Codex / Zenodo: ``connections.csv.gz``,
     ``connections_no_threshold.csv.gz`` (``pre_root_id,post_root_id,neuropil,
@@ -34,10 +37,16 @@ Formats
     ``classification.csv.gz`` (``root_id,flow,super_class,class,sub_class,
     [cell_type,hemibrain_type,]hemilineage,side,nerve``),
     ``consolidated_cell_types.csv.gz`` (``root_id,primary_type,
-    additional_type(s)``), ``proofread_root_ids_783.npy``; and the synapse
-    table ``flywire_synapses_783.feather`` (``id,pre_pt_root_id,
+    additional_type(s)``), ``names.csv.gz`` (``root_id,name,group``),
+    ``proofread_root_ids_783.npy``; and one synapse table: Zenodo's
+    ``flywire_synapses_783.feather`` (``id,pre_pt_root_id,
     post_pt_root_id,connection_score,cleft_score,gaba,ach,glut,oct,ser,da,
-    pre_pt_position_x/y/z,post_pt_position_x/y/z,neuropil``).
+    pre_pt_position_x/y/z,post_pt_position_x/y/z,neuropil``), Codex's
+    Princeton table ``fafb_v783_princeton_synapse_table.csv.gz``
+    (``pre_x..post_z,size,pre_root_id_720575940,post_root_id_720575940,
+    neuropil``) or Codex's ``synapse_coordinates.csv.gz``
+    (``pre_root_id,post_root_id,x,y,z``, empty id cells repeat the value
+    above).
 
 Each file may also be ``.csv``, ``.csv.gz``, ``.parquet`` or ``.feather``.
 """
@@ -56,7 +65,7 @@ import numpy as np
 from connectomix.errors import DataFormatError, InvalidArgumentError, suggest
 from connectomix.schema import NOT_PRIMARY
 
-from .writer import ReleaseBuilder, make_manifest, quote_ident, quote_path, quote_str
+from .writer import ReleaseBuilder, make_manifest, quote_ident, quote_str
 
 __all__ = ["IMPORTERS", "SourceFormatError", "import_neuprint_csv", "import_flywire", "FLYWIRE_UNASSIGNED"]
 
@@ -153,7 +162,7 @@ class _Reader:
         self._n += 1
         view = f"_src_{self._n}"
         if lower.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            base = f"read_csv({quote_path(path)}, header=true"
+            base = f"read_csv({quote_str(path)}, header=true"
             sniff = base + (", sample_size=-1)" if small else ")")
             rel = base + ", all_varchar=true)"
             source = Source(path, view, {}, True, label)
@@ -165,7 +174,7 @@ class _Reader:
             source.raw_types = {c: "VARCHAR" for c in source.types}
             return source
         if lower.endswith(".parquet"):
-            rel = f"read_parquet({quote_path(path)}, file_row_number=true)"
+            rel = f"read_parquet({quote_str(path)}, file_row_number=true)"
             try:
                 self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
             except duckdb.Error as exc:
@@ -173,7 +182,7 @@ class _Reader:
             return self._typed(path, view, label)
         if lower.endswith((".feather", ".arrow", ".ipc")):
             staged = self._arrow_to_parquet(path, label)
-            rel = f"read_parquet({quote_path(staged)}, file_row_number=true)"
+            rel = f"read_parquet({quote_str(staged)}, file_row_number=true)"
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
             return self._typed(path, view, label)
         raise SourceFormatError(
@@ -233,7 +242,7 @@ class _Reader:
         self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
                   source)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)})")
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)})")
         return Source(source.path, view, source.types, True, source.label, source.raw_types, source.row_number)
 
     def stage_numbered(self, source: Source, columns: Iterable[str]) -> Source:
@@ -250,7 +259,7 @@ class _Reader:
         self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
                   source)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)}, "
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
                          "file_row_number=true)")
         return Source(source.path, view, source.types, True, source.label, source.raw_types, "file_row_number")
 
@@ -312,7 +321,7 @@ class _Reader:
         if writer is None:
             raise SourceFormatError(f"{path.name} ({label}) has no rows", file=path)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)}, "
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
                          "file_row_number=true)")
         return self._typed(path, view, label)
 
@@ -919,7 +928,7 @@ def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file:
                         f"ELSE least({conf['pre_score']}, {conf['post_score']}) END AS score",
                         f"{roi} AS roi", f"{conf['pre_score']} AS pre_score", f"{conf['post_score']} AS post_score"])
     rb.add_table("synapses", f"(SELECT {select} FROM {s.rel} WHERE {pre} <> 0 AND {post} <> 0)")
-    syn_file = f"read_parquet({quote_path(rb.stage / 'synapses.parquet')})"
+    syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
     con.execute(f"CREATE TABLE conn AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi, "
                 f"count(*) AS weight FROM {syn_file} GROUP BY ALL")
     differ = con.execute(
@@ -1071,7 +1080,9 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
     f_syn = (_given_file(synapses, src, "synapses", "--synapses")
              or _find(src, ("synapses",), patterns=("flywire_synapses_*", "fafb_v*_princeton_synapse_table*"))
              or _find(src, ("synapse_coordinates",)))
+    princeton = f_syn is not None and "princeton" in f_syn.name.lower()
     f_conn = (_given_file(connections, src, "connections", "--connections")
+              or (_find(src, _FW_CONNECTIONS[2:]) if princeton else None)
               or _find(src, _FW_CONNECTIONS[:1], patterns=("proofread_connections_*",))
               or _find(src, _FW_CONNECTIONS[1:]))
     meta_files = {
@@ -1100,6 +1111,13 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
     all_files = [f_syn, f_conn, f_ids, *meta_files.values()]
     name, version = _name_version(src, all_files, name, version, "flywire")
     notes: list[str] = []
+    if f_syn is not None and f_conn is not None and princeton != ("princeton" in f_conn.name.lower()):
+        # Codex offers connection tables of two synapse detections, connections_princeton* (2025 Princeton
+        # synapses; R fafbseg calls them the "783.2" release, R/flywire-arrow.R) and the older ones; mixed,
+        # neurons.pre/post (counted from the synapses) and connections count different synapses
+        notes.append(f"{f_syn.name} and {f_conn.name} may come from different synapse detections (Princeton "
+                     "vs. the earlier one): neurons.pre/post and roi_counts count the synapse table, connections "
+                     "come from the connections file")
     score_name = None
     with ReleaseBuilder(dest, overwrite=overwrite, memory_limit=memory_limit, threads=threads) as rb:
         con, rd = rb.con, _Reader(rb.con, rb.stage / ".duckdb-tmp")
@@ -1142,7 +1160,7 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
             roi = _roi_case(syn["neuropil"], unassigned, restrict, "NULL") if syn["neuropil"] else "CAST(NULL AS VARCHAR)"
             rb.add_table("synapses", f"(SELECT {syn['select']}, {roi} AS roi{syn['extras']} FROM {syn['rel']} "
                                      f"WHERE {syn['where']})")
-            syn_file = f"read_parquet({quote_path(rb.stage / 'synapses.parquet')})"
+            syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
             con.execute(f"CREATE TABLE syn_rois AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi "
                         f"FROM {syn_file}")
         if conn_src is not None:
@@ -1261,7 +1279,9 @@ def _flywire_synapse_select(rd: _Reader, path: Path, unit: str, voxel: tuple[flo
                              [lower[a] for a in "xyz"])
         notes.append(f"{path.name}: Codex synapse coordinates; empty pre/post root id cells took the last value "
                      "above them; its one point per synapse is both the pre- and the postsynaptic position; it has "
-                     "no neuropil column (roi is null)")
+                     "no neuropil column (roi is null). Codex's 630 listing gives the same numbers of distinct "
+                     "pre/post ids as its connections.csv.gz, so it likely holds only the synapses of pairs with "
+                     ">= 5 synapses (inferred, unverified)")
         documented_unit = "nm"
         picked = {"id": None, "pre": lower["pre_root_id"], "post": lower["post_root_id"],
                   **{f"{side}_{a}": lower[a] for side in ("pre", "post") for a in "xyz"},

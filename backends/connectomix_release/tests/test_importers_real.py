@@ -286,6 +286,24 @@ def test_codex_princeton_synapse_table(tmp_path):
             (A, B, "AL_R", 1), (A, B, "NotPrimary", 1), (B, C, "LH_R", 1)}
 
 
+def test_princeton_synapses_pick_princeton_connections(tmp_path):
+    src = tmp_path / "flywire_783"
+    src.mkdir()
+    write_codex_annotations(src)
+    write_text(src / "fafb_v783_princeton_synapse_table.csv.gz",
+               "pre_x,pre_y,pre_z,ctr_x,ctr_y,ctr_z,post_x,post_y,post_z,size,"
+               "pre_root_id_720575940,post_root_id_720575940,neuropil\n"
+               "100000,50000,3000,100005,50005,3000,100010,50010,3001,120,600000001,600000002,AL_R\n",
+               compress=True)
+    header = "pre_root_id,post_root_id,neuropil,syn_count,nt_type\n"
+    write_text(src / "connections_no_threshold.csv.gz", header + f"{A},{B},AL_R,9,ACH\n", compress=True)
+    write_text(src / "connections_princeton_no_threshold.csv.gz", header + f"{A},{B},AL_R,1,ACH\n", compress=True)
+    dest = import_flywire(src, tmp_path / "fw")
+    assert "connections from connections_princeton_no_threshold.csv.gz" in read_manifest(dest)["notes"]
+    with open_release(dest) as ds:
+        assert rows(ds.get_connectivity([A], None), ["pre", "post", "weight"]) == {(A, B, 1)}
+
+
 def test_princeton_ids_must_be_the_suffix_digits(tmp_path):
     src = tmp_path / "flywire_783"
     src.mkdir()
