@@ -195,10 +195,15 @@ class Backend:
         return self.capabilities
 
     def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
-        """What identifies results at ``version`` for the on-disk cache, or ``None`` to not cache.
+        """An identity of the data served at ``version`` *now*, for the on-disk cache; ``None`` to not cache.
 
-        Return ``None`` unless ``version`` is immutable (never for live data).
-        Must not contain credentials. The default caches nothing.
+        Two calls must return equal mappings only if the answers to every query
+        are the same: include what tells deployments and data apart (version
+        metadata, last-edit stamps, file fingerprints), not just an address.
+        It is asked on every cached query (and again after a miss), so keep it
+        cheap: file metadata or one small metadata request. Return ``None`` for
+        data that changes without such a stamp (never cache live data). Must
+        not contain credentials. The default caches nothing.
         """
         return None
 

@@ -1,12 +1,25 @@
-"""A persistent on-disk cache of query results, keyed by dataset and *immutable* version.
+"""A persistent on-disk cache of query results that cannot serve a wrong table.
 
-Only answers that cannot change are cached: a CAVE materialization number, a
-neuPrint dataset tag together with its ``lastDatabaseEdit`` stamp. ``'live'``
-and unresolved ``'latest'``/``'auto'`` are never cached (the backend returns
-no cache identity for them). Tables are stored as Arrow IPC bytes with their
-``attrs`` as JSON -- never pickled -- in a size-limited `diskcache
-<https://grantjenks.com/docs/diskcache/>`_ store. Keys are SHA-256 digests of
-the dataset identity and the normalised query; they never contain tokens.
+Only answers whose data cannot change unnoticed are cached: the backend gives
+a *cache identity* of the data it serves (a CAVE materialization with its
+version metadata, a neuPrint dataset with its ``last-mod``/``uuid`` stamps, a
+release folder with its file fingerprints) and returns ``None`` for live data.
+Keys are SHA-256 digests of that identity and of every query field that
+changes the answer (fetch knobs such as ``progress`` are left out); they never
+contain tokens.
+
+Every entry is self-checking. It holds a header (the key, the row count and
+the Arrow schema), the table's ``attrs`` as JSON and the table as an Arrow IPC
+stream -- never a pickle -- behind a BLAKE2b digest of all of it. A read
+verifies the digest *before* any byte reaches pyarrow, decodes the stream with
+:func:`connectomix.wire.read_arrow_stream` (so a cut stream is refused) and
+compares the decoded table with the header. A bad entry is deleted, reported
+with one :class:`~connectomix.errors.CacheWarning`, and the caller recomputes
+the answer.
+
+A cache that cannot be used (read-only or missing directory, unwritable home,
+corrupt index, full disk, locked database) turns itself off with one
+:class:`~connectomix.errors.CacheWarning`: queries keep working, uncached.
 """
 
 from __future__ import annotations
@@ -15,6 +28,9 @@ import dataclasses
 import hashlib
 import json
 import os
+import sqlite3
+import threading
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,9 +38,18 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["ResultCache", "default_cache_dir", "query_key"]
+from .errors import CacheWarning, ConnectomixError, IncompleteResponseError
+from .wire import read_arrow_stream
+
+__all__ = ["ResultCache", "default_cache_dir", "query_key", "file_fingerprints", "CorruptEntryError"]
 
 DEFAULT_SIZE_LIMIT = 2 * 1024**3  # 2 GiB
+
+#: Bumped when the entry layout or the key payload changes, so older entries are never looked up.
+KEY_FORMAT = 2
+_MAGIC = b"CXRC"  # connectomix result cache
+_DIGEST_SIZE = 32
+_PERSON = b"connectomix-res"  # BLAKE2b personalisation (at most 16 bytes)
 
 
 def default_cache_dir() -> Path:
@@ -50,49 +75,177 @@ def _normalise(value: Any) -> Any:
         return int(value)
     if isinstance(value, (np.floating,)):
         return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
     return value
 
 
-#: Query fields that change how a result is fetched, not what it is.
+#: Query fields that change how a result is fetched, not what it is (only these are left out of keys).
 _IGNORED = frozenset({"max_workers", "progress", "batch_size"})
 
 
 def query_key(identity: dict, method: str, query: Any) -> str:
-    """A stable digest of (dataset identity, method, query) without fetch-only knobs.
+    """A stable digest of (data identity, method, query) without fetch-only knobs.
+
+    Every other field of ``query`` is part of the key, so two queries that can
+    have different answers never share an entry.
 
     Examples
     --------
     >>> a = query_key({"server": "h", "version": 3}, "get_synapses", {"ids": np.array([1, 2]), "progress": True})
     >>> a == query_key({"version": 3, "server": "h"}, "get_synapses", {"ids": [1, 2], "progress": False})
     True
+    >>> a == query_key({"server": "h", "version": 3}, "get_synapses", {"ids": [1, 2], "min_score": 0.5})
+    False
     """
     q = _normalise(query)
     if isinstance(q, dict):
         q = {k: v for k, v in q.items() if k not in _IGNORED}
-    payload = json.dumps({"identity": _normalise(identity), "method": method, "query": q},
+    payload = json.dumps({"format": KEY_FORMAT, "identity": _normalise(identity), "method": method, "query": q},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _to_bytes(df: pd.DataFrame) -> bytes:
+def file_fingerprints(folder: str | os.PathLike, names: Any) -> dict[str, list[int] | None]:
+    """``{name: [size, mtime_ns, ctime_ns, inode]}`` of files in ``folder`` (``None`` if absent).
+
+    A cheap identity of files for cache keys: a file rewritten, replaced or
+    copied over (even with its old mtime, which moves its ctime) gets a new
+    fingerprint. Only ``stat`` is called; nothing is read.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a").write_bytes(b"x")
+    >>> fp = file_fingerprints(d, ["a", "b"]); fp["a"][0], fp["b"]
+    (1, None)
+    """
+    out: dict[str, list[int] | None] = {}
+    for name in names:
+        try:
+            st = os.stat(Path(folder) / name)
+        except FileNotFoundError:
+            out[name] = None
+        else:
+            out[name] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return out
+
+
+# --- entries -------------------------------------------------------------------------------------------
+
+
+class CorruptEntryError(ConnectomixError):
+    """A cache entry failed its checks (digest, layout, key, decoded table)."""
+
+
+def _digest(body: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(body, digest_size=_DIGEST_SIZE, person=_PERSON).digest()
+
+
+def _schema_of(table: pa.Table) -> list[list[str]]:
+    return [[field.name, str(field.type)] for field in table.schema]
+
+
+def encode_entry(key: str, df: pd.DataFrame) -> bytes:
+    """Serialise ``df`` for ``key``: magic, BLAKE2b digest, then header, attrs and Arrow stream.
+
+    Examples
+    --------
+    >>> blob = encode_entry("k", pd.DataFrame({"id": [1, 2]}))
+    >>> decode_entry("k", blob)["id"].tolist()
+    [1, 2]
+    >>> bad = bytearray(blob); bad[-20] ^= 1
+    >>> decode_entry("k", bytes(bad))
+    Traceback (most recent call last):
+    ...
+    connectomix.cache.CorruptEntryError: digest mismatch (the stored bytes changed)
+    """
     table = pa.Table.from_pandas(df, preserve_index=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
+    arrow = sink.getvalue().to_pybytes()
     attrs = json.dumps(df.attrs, default=str).encode()
-    return len(attrs).to_bytes(8, "little") + attrs + sink.getvalue().to_pybytes()
+    header = json.dumps({"key": key, "rows": table.num_rows, "schema": _schema_of(table),
+                         "attrs_bytes": len(attrs), "arrow_bytes": len(arrow)}).encode()
+    body = len(header).to_bytes(4, "little") + header + attrs + arrow
+    return _MAGIC + _digest(body) + body
 
 
-def _from_bytes(blob: bytes) -> pd.DataFrame:
-    n = int.from_bytes(blob[:8], "little")
-    attrs = json.loads(blob[8 : 8 + n])
-    df = pa.ipc.open_stream(pa.py_buffer(blob[8 + n :])).read_all().to_pandas()
+def decode_entry(key: str, blob: bytes) -> pd.DataFrame:
+    """The DataFrame stored in ``blob`` for ``key``, or :class:`CorruptEntryError`.
+
+    The digest is checked before anything is parsed; the Arrow stream must be
+    whole (:func:`~connectomix.wire.read_arrow_stream`), and the decoded table
+    must have the rows and schema the header records.
+    """
+    if not isinstance(blob, (bytes, bytearray)):
+        raise CorruptEntryError(f"stored value is a {type(blob).__name__}, not bytes")
+    start = len(_MAGIC) + _DIGEST_SIZE
+    if len(blob) < start + 4 or blob[: len(_MAGIC)] != _MAGIC:
+        raise CorruptEntryError("not a connectomix cache entry (bad magic or too short)")
+    body = memoryview(blob)[start:]
+    if _digest(body) != bytes(blob[len(_MAGIC):start]):
+        raise CorruptEntryError("digest mismatch (the stored bytes changed)")
+    try:
+        n = int.from_bytes(body[:4], "little")
+        header = json.loads(bytes(body[4 : 4 + n]))
+        a_end = 4 + n + int(header["attrs_bytes"])
+        if a_end + int(header["arrow_bytes"]) != len(body):
+            raise CorruptEntryError("entry length does not match its header")
+        attrs = json.loads(bytes(body[4 + n : a_end]))
+        rows, schema, stored_key = int(header["rows"]), header["schema"], header["key"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptEntryError(f"unreadable header ({exc})") from None
+    if stored_key != key:
+        raise CorruptEntryError("entry belongs to another key")
+    try:
+        table = read_arrow_stream(body[a_end:], what="cache entry")
+    except IncompleteResponseError as exc:
+        raise CorruptEntryError(str(exc)) from None
+    if table.num_rows != rows or _schema_of(table) != schema:
+        raise CorruptEntryError("decoded table differs from the header (rows or columns)")
+    df = table.to_pandas()
+    if len(df) != rows or list(map(str, df.columns)) != [name for name, _ in schema]:
+        raise CorruptEntryError("decoded DataFrame differs from the header (rows or columns)")
     df.attrs.update(attrs)
     return df
 
 
+# --- the store -----------------------------------------------------------------------------------------
+
+
+def _bytes_disk():
+    """A diskcache ``Disk`` that stores and returns only bytes: nothing is ever pickled or unpickled."""
+    import diskcache
+    from diskcache.core import MODE_BINARY, MODE_RAW
+
+    class BytesDisk(diskcache.Disk):
+        def store(self, value, read, key=diskcache.core.UNKNOWN):
+            if type(value) is not bytes:
+                raise TypeError("the result cache stores bytes only")
+            return super().store(value, read, key=key)
+
+        def fetch(self, mode, filename, value, read):
+            if mode not in (MODE_RAW, MODE_BINARY) or (mode == MODE_RAW and not isinstance(value, bytes)):
+                raise CorruptEntryError(f"stored value has mode {mode!r}, not bytes")
+            return super().fetch(mode, filename, value, read)
+
+    return BytesDisk
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    import diskcache
+
+    return (OSError, sqlite3.Error, diskcache.Timeout)
+
+
 class ResultCache:
-    """Size-limited persistent cache of DataFrames.
+    """Size-limited persistent cache of DataFrames with self-checking entries.
+
+    If the directory cannot be used, the cache is *unusable*: it warns once
+    (:class:`~connectomix.errors.CacheWarning`), :attr:`problem` says why,
+    :meth:`get` returns ``None`` and :meth:`put` does nothing.
 
     Parameters
     ----------
@@ -114,18 +267,84 @@ class ResultCache:
         import diskcache
 
         self.directory = Path(directory) if directory is not None else default_cache_dir()
-        self._store = diskcache.Cache(str(self.directory), size_limit=int(size_limit),
-                                      eviction_policy="least-recently-used")
+        #: Why the cache is unusable (``None`` while it works).
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+        self._store = None
+        try:
+            self._store = diskcache.Cache(str(self.directory), size_limit=int(size_limit),
+                                          eviction_policy="least-recently-used", disk=_bytes_disk())
+        except _store_errors() as exc:
+            self._give_up("cannot be opened", exc)
 
     def __repr__(self) -> str:
-        return f"ResultCache({str(self.directory)!r}, entries={len(self._store)}, bytes={self.volume()})"
+        if self.problem is not None:
+            return f"ResultCache({str(self.directory)!r}, unusable: {self.problem})"
+        return f"ResultCache({str(self.directory)!r}, entries={len(self)}, bytes={self.volume()})"
+
+    @property
+    def usable(self) -> bool:
+        """Whether the cache is in use (see :attr:`problem`)."""
+        return self.problem is None
+
+    def _give_up(self, doing: str, exc: BaseException) -> None:
+        with self._lock:
+            if self.problem is not None:
+                return
+            self.problem = f"{doing}: {type(exc).__name__}: {exc}"
+            store, self._store = self._store, None
+        warnings.warn(
+            f"the result cache at {str(self.directory)!r} {self.problem}; queries run without it. "
+            "Set $CONNECTOMIX_CACHE_DIR or cache='<dir>' to a writable folder, or delete this one.",
+            CacheWarning, stacklevel=4)
+        if store is not None:
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001 - it is already broken; closing is best effort
+                pass
 
     def get(self, key: str) -> pd.DataFrame | None:
-        blob = self._store.get(key)
-        return None if blob is None else _from_bytes(blob)
+        """The table stored for ``key``, or ``None`` (missing, corrupt -- then deleted -- or cache unusable)."""
+        store = self._store
+        if store is None:
+            return None
+        try:
+            blob = store.get(key)
+            if blob is None:
+                return None
+            return decode_entry(key, blob)
+        except CorruptEntryError as exc:
+            self._discard(key, exc)
+            return None
+        except _store_errors() as exc:
+            self._give_up("cannot be read", exc)
+            return None
+
+    def _discard(self, key: str, exc: CorruptEntryError) -> None:
+        warnings.warn(f"discarded a corrupt entry of the result cache at {str(self.directory)!r} ({exc}); "
+                      "the result is fetched again", CacheWarning, stacklevel=4)
+        store = self._store
+        try:
+            if store is not None:
+                store.delete(key)
+        except _store_errors() as err:
+            self._give_up("cannot delete a corrupt entry", err)
 
     def put(self, key: str, df: pd.DataFrame) -> None:
-        self._store.set(key, _to_bytes(df))
+        """Store ``df`` under ``key`` (nothing happens if the cache is unusable)."""
+        store = self._store
+        if store is None:
+            return
+        try:
+            blob = encode_entry(key, df)
+        except (pa.ArrowException, TypeError, ValueError) as exc:  # not representable in Arrow: keep it uncached
+            warnings.warn(f"a result could not be stored in the result cache ({type(exc).__name__}: {exc}); "
+                          "it is returned uncached", CacheWarning, stacklevel=3)
+            return
+        try:
+            store.set(key, blob)
+        except _store_errors() as exc:
+            self._give_up("cannot be written", exc)
 
     def get_or_compute(self, key: str, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
         hit = self.get(key)
@@ -136,15 +355,32 @@ class ResultCache:
         return df
 
     def volume(self) -> int:
-        """Bytes used on disk."""
-        return int(self._store.volume())
+        """Bytes used on disk (0 if unusable)."""
+        store = self._store
+        try:
+            return int(store.volume()) if store is not None else 0
+        except _store_errors() as exc:
+            self._give_up("cannot be read", exc)
+            return 0
 
     def __len__(self) -> int:
-        return len(self._store)
+        store = self._store
+        try:
+            return len(store) if store is not None else 0
+        except _store_errors() as exc:
+            self._give_up("cannot be read", exc)
+            return 0
 
     def clear(self) -> int:
-        """Remove every entry; returns how many were removed."""
-        return int(self._store.clear())
+        """Remove every entry; returns how many were removed (0 if unusable)."""
+        store = self._store
+        try:
+            return int(store.clear()) if store is not None else 0
+        except _store_errors() as exc:
+            self._give_up("cannot be cleared", exc)
+            return 0
 
     def close(self) -> None:
-        self._store.close()
+        store = self._store
+        if store is not None:
+            store.close()

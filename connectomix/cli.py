@@ -363,9 +363,17 @@ def _cmd_config_path(args) -> None:
 
 
 def _cmd_cache(args) -> None:
-    from .cache import ResultCache
+    import warnings
 
-    cache = ResultCache()
+    from .cache import ResultCache
+    from .errors import CacheWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheWarning)  # said below, as the command's error
+        cache = ResultCache()
+    if not cache.usable:
+        raise ConnectomixError(f"the result cache at {str(cache.directory)!r} {cache.problem}; set "
+                               "$CONNECTOMIX_CACHE_DIR to a writable folder, or delete this one")
     if args.action == "clear":
         print(f"removed {cache.clear()} cached result(s) from {cache.directory}")
     else:

@@ -145,6 +145,7 @@ _caches_lock = threading.Lock()
 
 
 def _default_cache() -> ResultCache:
+    """The default store, one per directory and process (so an unusable one warns once)."""
     directory = str(default_cache_dir())
     with _caches_lock:
         if directory not in _caches:
@@ -159,10 +160,12 @@ class Dataset:
     in the schema of :mod:`connectomix.schema`. A ``Dataset`` is a context
     manager and safe to use from several threads.
 
-    Results at immutable versions are kept in an on-disk cache
-    (:class:`~connectomix.cache.ResultCache`) when the backend supports it;
+    Results are kept in an on-disk cache (:class:`~connectomix.cache.ResultCache`)
+    when the backend can identify the data it serves (an immutable version with
+    its metadata, last-edit stamps, release file fingerprints; never live data);
     ``connectomix.open(..., cache=False)`` turns that off, ``cache="<dir>"``
-    moves it.
+    moves it. A corrupt entry is fetched again and an unusable cache is
+    bypassed, each with a :class:`~connectomix.errors.CacheWarning`.
 
     Examples
     --------
@@ -184,19 +187,49 @@ class Dataset:
 
     @property
     def cache(self) -> ResultCache | None:
-        """The on-disk result cache (opened on first use), or ``None`` if caching is off."""
+        """The on-disk result cache (opened on first use), or ``None`` if caching is off.
+
+        A cache that cannot be used (see :attr:`ResultCache.problem
+        <connectomix.cache.ResultCache.problem>`) has warned once and is bypassed.
+        """
         if self._cache is None and self._cache_spec is not False:
             spec = self._cache_spec
-            self._cache = spec if isinstance(spec, ResultCache) else (
-                _default_cache() if spec is True else ResultCache(spec))
+            if isinstance(spec, ResultCache):
+                self._cache = spec
+            elif spec is True:
+                self._cache = _default_cache()
+            else:
+                with _caches_lock:
+                    if self._cache is None:
+                        self._cache = ResultCache(spec)
         return self._cache
 
     def _cached(self, method: str, version: Any, query: Any, compute):
-        identity = self._backend.cache_identity(version) if self._cache_spec is not False else None
+        """``compute()``, served from or stored in the result cache when the backend identifies its data.
+
+        The backend's :meth:`~connectomix.backend.Backend.cache_identity` is
+        asked on every call -- never remembered across calls -- so release
+        files changed in place, or a server re-deployed with other data at the
+        same address, never get an older answer. It is cheap: file metadata
+        for a release folder, one small metadata request for neuPrint and
+        CAVE, so a warm hit costs one such request. After a miss the identity
+        is asked again and the answer is stored only if it is unchanged (the
+        data did not change while it was being fetched).
+        """
+        cache = self.cache
+        if cache is None or not cache.usable:
+            return compute()
+        identity = self._backend.cache_identity(version)
         if identity is None:
             return compute()
-        key = query_key({"backend": self.backend_name, **identity}, method, query)
-        return self.cache.get_or_compute(key, compute)
+        key = query_key({"backend": self.backend_name, "version": version, "data": identity}, method, query)
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        df = compute()
+        if self._backend.cache_identity(version) == identity:
+            cache.put(key, df)
+        return df
 
     # -- metadata ----------------------------------------------------------------------
 

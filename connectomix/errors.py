@@ -38,6 +38,8 @@ __all__ = [
     "IncompleteResponseError",
     "MaterializationError",
     "IdsNotFoundError",
+    "ConnectomixWarning",
+    "CacheWarning",
 ]
 
 
@@ -203,4 +205,19 @@ class MaterializationError(IdsNotFoundError):
     ----------
     ids : list of int
         The ids that are outdated (or too new) for the version.
+    """
+
+
+# --- warnings -------------------------------------------------------------------------------
+
+
+class ConnectomixWarning(UserWarning):
+    """Base class of the warnings connectomix emits (the answer is still complete and right)."""
+
+
+class CacheWarning(ConnectomixWarning):
+    """The on-disk result cache discarded a corrupt entry, or is unusable and was turned off.
+
+    Queries still return correct answers: a discarded entry is fetched again,
+    and an unusable cache is bypassed.
     """

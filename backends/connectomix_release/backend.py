@@ -246,6 +246,25 @@ class ReleaseBackend(Backend):
             caps.add(Capability.SKELETONS)
         return frozenset(caps)
 
+    def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
+        """The folder, a digest of ``manifest.json`` and a fingerprint of every table file.
+
+        Taken afresh on every call (one small read and a few ``stat`` calls),
+        so a release rewritten in place under the same path gets new cache
+        keys; see :func:`connectomix.cache.file_fingerprints`.
+        """
+        import hashlib
+
+        from connectomix.cache import file_fingerprints
+
+        try:
+            manifest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()
+        except OSError:
+            return None  # the folder is going away: do not cache; the query reports the problem
+        tables = [f"{t}.parquet" for t in ("neurons", "connections", "roi_counts", "synapses")]
+        return {"path": str(self.path), "version": version, "manifest_sha256": manifest,
+                "files": file_fingerprints(self.path, tables)}
+
     # -- neurons ---------------------------------------------------------------------------
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
