@@ -276,6 +276,8 @@ _CONVERT_FILES = (
      "connection weights (default traced-total-connections.csv, traced-connections.csv (MANC), the complete "
      "connectome-weights-*.feather, never a -traced-only one on its own; flywire connections_no_threshold.csv.gz / "
      "connections.csv.gz / proofread_connections_*.feather)"),
+    ("--neurotransmitters", "neuprint-csv",
+     "per-body transmitter predictions (default body-neurotransmitters-*.feather; predicted_nt becomes nt)"),
     ("--roi-connections", "neuprint-csv",
      "per-ROI weights (default traced-roi-connections.csv / traced-connections-per-roi.csv)"),
     ("--synapses", "neuprint-csv, flywire",

@@ -569,6 +569,10 @@ _NP_ROIS = ("traced-roi-connections", "roi-connections", "traced-connections-per
 # -significant-only weights (bucket listing as quoted by public dataset notes; unverified by us).
 _NP_FLAT_WEIGHTS = "connectome-weights"
 _NP_FLAT_SYNAPSES = "syn-partners"
+# body-neurotransmitters-<tag>.feather: "Aggregate neurotransmitter predictions for each neuron" (male-cns
+# docs/download.md). Its columns (body, predicted_nt, predicted_nt_confidence, celltype_predicted_nt,
+# consensus_nt, ...) are unverified: seen only in public notes on the v1.0 file.
+_NP_FLAT_NT = "body-neurotransmitters"
 _RESTRICTED_VARIANT = re.compile(r"-(traced|primary|significant)-only(?=[.-])", re.IGNORECASE)
 #: Voxel size of the neuPrint flat exports' synapse positions (male CNS and MANC: 8 nm isotropic;
 #: janelia-flyem/male-cns docs/download.md "8nm isotropic resolution", "voxel units, i.e. 8nm").
@@ -592,7 +596,7 @@ _NP_POST = ("bodyId_post", "body_post", "bodyid_post")
 def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
                         overwrite: bool = False, primary_rois: Any = None, neurons: str | Path | None = None,
                         connections: str | Path | None = None, roi_connections: str | Path | None = None,
-                        synapses: str | Path | None = None,
+                        synapses: str | Path | None = None, neurotransmitters: str | Path | None = None,
                         voxel_size_nm: Sequence[float] | None = None, description: str | None = None,
                         source: str | None = None, license: str = "", citation: str = "",
                         synthetic: Mapping[str, Any] | None = None, memory_limit: str | None = "1GB",
@@ -630,6 +634,10 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
         ``"NotPrimary"``. Restricted variants of the flat files
         (``*-traced-only``, ``*-primary-only``, ``*-significant-only``) are
         never picked on their own: name one explicitly to convert it.
+    neurotransmitters
+        Per-body transmitter predictions (default ``body-neurotransmitters-*``,
+        male CNS): their columns join the neurons file's bodies, and
+        ``predicted_nt`` is copied to the core column ``nt``.
     voxel_size_nm
         Voxel size of the synapse positions, recorded in the manifest;
         ``syn-partners`` positions are multiplied by it. Default with a
@@ -678,6 +686,8 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
     f_rois = _given_file(roi_connections, src, "ROI connections", "--roi-connections") or _find(src, _NP_ROIS)
     f_syn = (_given_file(synapses, src, "synapses", "--synapses")
              or _flat_file(src, _NP_FLAT_SYNAPSES, "synapse", "--synapses"))
+    f_nt = (_given_file(neurotransmitters, src, "neurotransmitters", "--neurotransmitters")
+            or _flat_file(src, _NP_FLAT_NT, "neurotransmitter", "--neurotransmitters"))
     if f_neurons is None:
         raise _missing_file(src, "neurons", [f"{s}.csv" for s in _NP_NEURONS] + ["body-annotations-*.feather"],
                             "--neurons")
@@ -710,6 +720,8 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
                 select.append(f"{rd.extra(sn, c)} AS {quote_ident(c)}")
             listed_cols.append(c)
         con.execute(f"CREATE TABLE listed AS SELECT {', '.join(select)} FROM {sn.rel} WHERE {body_sql} <> 0")
+        if f_nt is not None:
+            listed_cols += _neuprint_transmitters(rd, f_nt, listed_cols, notes)
         status_default = "Traced" if f_neurons.name.lower().startswith("traced-") else None
         if status_default and "status" not in listed_cols:
             notes.append(f"status 'Traced' for the bodies of {f_neurons.name}: neuprint-python's "
@@ -875,6 +887,36 @@ def _flat_file(src: Path, stem: str, label: str, option: str) -> Path | None:
             f"{stem}-<tag>.feather; converting a restricted one drops connections of other bodies. Download the "
             f"complete file, or name the restricted one with {option} FILE to convert it deliberately", file=src)
     return None
+
+
+def _neuprint_transmitters(rd: _Reader, path: Path, listed_cols: Sequence[str], notes: list[str]) -> list[str]:
+    """Join per-body transmitter predictions to table ``listed``; returns the columns added."""
+    con = rd.con
+    s = rd.open(path, "neurotransmitters")
+    body = s.pick("body", ("body", "bodyId"))
+    body_sql = rd.integer(s, body)
+    rd.unique(s, body, body_sql)
+    taken = set(listed_cols)
+    select, added = [], []
+    for c in s.types:
+        if c == body:
+            continue
+        target = c if c not in taken else f"{c}_nt"
+        taken.add(target)
+        select.append(f"{rd.extra(s, c)} AS {quote_ident(target)}")
+        added.append(target)
+    con.execute(f"CREATE TABLE nt_meta AS SELECT {body_sql} AS id, {', '.join(select) or 'NULL AS _none'} "
+                f"FROM {s.rel}")
+    extra = "".join(f", n.{quote_ident(c)}" for c in added)
+    if "predicted_nt" in added and "nt" not in taken:
+        extra += ", CAST(n.predicted_nt AS VARCHAR) AS nt"
+        added.append("nt")
+        notes.append(f"nt copies predicted_nt of {path.name} (per-body prediction)")
+    con.execute(f"CREATE TABLE listed_nt AS SELECT l.*{extra} FROM listed AS l LEFT JOIN nt_meta AS n USING (id)")
+    con.execute("DROP TABLE listed")
+    con.execute("ALTER TABLE listed_nt RENAME TO listed")
+    notes.append(f"transmitter predictions of {path.name} joined to the bodies of the neurons file")
+    return added
 
 
 def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file: Path, voxel: Sequence[float],

@@ -117,6 +117,14 @@ def write_male_cns(folder, *, complete_weights=True, synapses=True):
         "class": ["LC", None, None], "somaSide": ["R", "L", None],
         "somaLocation": pa.array([[1, 2, 3], [4, 5, 6], None], pa.list_(pa.int64())),
     }), folder / f"body-annotations-{TAG}.feather")
+    feather.write_feather(pa.table({  # columns unverified (public notes on the v1.0 file)
+        "body": pa.array([101, 102, 999], pa.int64()), "cell_type": ["LC4", "DNp02", None],
+        "total_nt_predictions": pa.array([120, 80, 3], pa.int32()),
+        "predicted_nt_confidence": [0.93, 0.71, 0.4], "predicted_nt": ["acetylcholine", "gaba", "unclear"],
+        "ground_truth": [None, None, None], "celltype_total_nt_predictions": pa.array([240, 160, None], pa.int32()),
+        "celltype_predicted_nt": ["acetylcholine", "gaba", None],
+        "celltype_predicted_nt_confidence": [0.95, 0.7, None], "consensus_nt": ["acetylcholine", "gaba", None],
+    }), folder / "body-neurotransmitters-male-cns-v0.9.feather")
     weights = pa.table({"body_pre": pa.array([101, 102, 103], pa.int64()),
                         "body_post": pa.array([102, 103, 101], pa.int64()),
                         "weight": pa.array([3, 1, 1], pa.int64())})
@@ -156,6 +164,8 @@ def test_male_cns_uses_the_complete_weights_and_imports_synapses(tmp_path):
         n = neuron_table(ds, [101, 102, 103])
         assert {i: (n.loc[i, "pre"], n.loc[i, "post"]) for i in n.index} == {101: (3, 1), 102: (1, 3), 103: (1, 1)}
         assert n.loc[101, "superclass"] == "visual_projection" and n.loc[103, "status"] == "Orphan"
+        assert n.loc[101, "nt"] == "acetylcholine" and n.loc[102, "nt"] == "gaba" and pd.isna(n.loc[103, "nt"])
+        assert n.loc[102, "predicted_nt_confidence"] == pytest.approx(0.71)
         syn = ds.get_synapses([101], post=False).sort_values("synapse_id")
         assert list(syn["synapse_id"]) == [0, 1, 2]
         first = syn.iloc[0]
