@@ -65,7 +65,7 @@ import numpy as np
 from connectomix.errors import DataFormatError, InvalidArgumentError, suggest
 from connectomix.schema import NOT_PRIMARY
 
-from .writer import ReleaseBuilder, make_manifest, quote_ident, quote_str
+from .writer import ReleaseBuilder, make_manifest, quote_ident, quote_path, quote_str
 
 __all__ = ["IMPORTERS", "SourceFormatError", "import_neuprint_csv", "import_flywire", "FLYWIRE_UNASSIGNED"]
 
@@ -162,7 +162,7 @@ class _Reader:
         self._n += 1
         view = f"_src_{self._n}"
         if lower.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            base = f"read_csv({quote_str(path)}, header=true"
+            base = f"read_csv({quote_path(path)}, header=true"
             sniff = base + (", sample_size=-1)" if small else ")")
             rel = base + ", all_varchar=true)"
             source = Source(path, view, {}, True, label)
@@ -174,7 +174,7 @@ class _Reader:
             source.raw_types = {c: "VARCHAR" for c in source.types}
             return source
         if lower.endswith(".parquet"):
-            rel = f"read_parquet({quote_str(path)}, file_row_number=true)"
+            rel = f"read_parquet({quote_path(path)}, file_row_number=true)"
             try:
                 self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
             except duckdb.Error as exc:
@@ -182,7 +182,7 @@ class _Reader:
             return self._typed(path, view, label)
         if lower.endswith((".feather", ".arrow", ".ipc")):
             staged = self._arrow_to_parquet(path, label)
-            rel = f"read_parquet({quote_str(staged)}, file_row_number=true)"
+            rel = f"read_parquet({quote_path(staged)}, file_row_number=true)"
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {rel}")
             return self._typed(path, view, label)
         raise SourceFormatError(
@@ -242,7 +242,7 @@ class _Reader:
         self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
                   source)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)})")
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)})")
         return Source(source.path, view, source.types, True, source.label, source.raw_types, source.row_number)
 
     def stage_numbered(self, source: Source, columns: Iterable[str]) -> Source:
@@ -259,7 +259,7 @@ class _Reader:
         self._sql(f"COPY (SELECT {cols} FROM {source.rel}) TO {quote_str(out)} (FORMAT parquet, COMPRESSION zstd)",
                   source)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)}, "
                          "file_row_number=true)")
         return Source(source.path, view, source.types, True, source.label, source.raw_types, "file_row_number")
 
@@ -321,7 +321,7 @@ class _Reader:
         if writer is None:
             raise SourceFormatError(f"{path.name} ({label}) has no rows", file=path)
         view = f"_src_{self._n}"
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_str(out)}, "
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM read_parquet({quote_path(out)}, "
                          "file_row_number=true)")
         return self._typed(path, view, label)
 
@@ -970,7 +970,7 @@ def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file:
                         f"ELSE least({conf['pre_score']}, {conf['post_score']}) END AS score",
                         f"{roi} AS roi", f"{conf['pre_score']} AS pre_score", f"{conf['post_score']} AS post_score"])
     rb.add_table("synapses", f"(SELECT {select} FROM {s.rel} WHERE {pre} <> 0 AND {post} <> 0)")
-    syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
+    syn_file = f"read_parquet({quote_path(rb.stage / 'synapses.parquet')})"
     con.execute(f"CREATE TABLE conn AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi, "
                 f"count(*) AS weight FROM {syn_file} GROUP BY ALL")
     differ = con.execute(
@@ -1202,7 +1202,7 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
             roi = _roi_case(syn["neuropil"], unassigned, restrict, "NULL") if syn["neuropil"] else "CAST(NULL AS VARCHAR)"
             rb.add_table("synapses", f"(SELECT {syn['select']}, {roi} AS roi{syn['extras']} FROM {syn['rel']} "
                                      f"WHERE {syn['where']})")
-            syn_file = f"read_parquet({quote_str(rb.stage / 'synapses.parquet')})"
+            syn_file = f"read_parquet({quote_path(rb.stage / 'synapses.parquet')})"
             con.execute(f"CREATE TABLE syn_rois AS SELECT pre, post, coalesce(roi, {quote_str(NOT_PRIMARY)}) AS roi "
                         f"FROM {syn_file}")
         if conn_src is not None:
