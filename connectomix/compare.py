@@ -17,6 +17,8 @@ each dataset's provenance.
 
 from __future__ import annotations
 
+import inspect
+import numbers
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -58,11 +60,24 @@ def compare(datasets: Iterable[str | Dataset] | Mapping[str, str | Dataset], met
     >>> both.groupby("dataset", observed=True).size().to_dict()
     {'a': 7, 'b': 7}
     """
-    if method not in _METHODS:
+    if not isinstance(method, str) or method not in _METHODS:
         raise InvalidArgumentError(f"method must be one of {list(_METHODS)}; got {method!r}")
+    if isinstance(max_workers, bool) or not isinstance(max_workers, numbers.Integral) or max_workers < 1:
+        raise InvalidArgumentError(f"max_workers must be a positive integer; got {max_workers!r}")
+    if isinstance(datasets, (str, Dataset)) or not isinstance(datasets, Iterable):
+        raise InvalidArgumentError(
+            f"datasets must be a list of dataset names/Datasets or a dict label -> dataset; got {datasets!r}")
     items = list(datasets.items()) if isinstance(datasets, Mapping) else [
-        (d if isinstance(d, str) else d.name, d) for d in datasets
+        (d if isinstance(d, str) else getattr(d, "name", None), d) for d in datasets
     ]
+    for label, ds in items:
+        if not isinstance(ds, (str, Dataset)) or not isinstance(label, str):
+            raise InvalidArgumentError(
+                f"each dataset must be a name, URI or connectomix.Dataset with a string label; got {label!r}: {ds!r}")
+    try:  # arguments the method cannot take are refused before any dataset is opened
+        inspect.signature(getattr(Dataset, method)).bind(None, *args, **kwargs)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"connectomix.compare(..., {method!r}, ...): {exc}") from None
     labels = [label for label, _ in items]
     if not items:
         raise InvalidArgumentError("give at least one dataset to compare")

@@ -7,6 +7,7 @@ used). Input is validated here, once, before any backend sees it.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Iterable, Mapping
@@ -87,9 +88,13 @@ def _one_id(v: Any, what: str) -> int:
     elif isinstance(v, (numbers.Integral,)):
         v = int(v)
     elif isinstance(v, numbers.Real):
-        if not np.isfinite(v) or float(v) != int(v):
+        try:
+            f = float(v)
+        except (OverflowError, ValueError):
+            raise bad from None
+        if not math.isfinite(f) or f != int(f):
             raise bad
-        v = int(v)
+        v = int(f)
     else:
         raise bad
     if v < 0 or v > np.iinfo("int64").max:
@@ -233,7 +238,7 @@ class NeuronCriteria:
             for name in ("type", "instance"):
                 for pattern in getattr(self, name) or ():
                     _check_pattern(name, pattern)
-        if roi_req not in ("all", "any"):
+        if not isinstance(roi_req, str) or roi_req not in ("all", "any"):
             raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
         set_(self, "roi_req", roi_req)
         for name, value in (("min_roi_inputs", min_roi_inputs), ("min_roi_outputs", min_roi_outputs),
@@ -244,7 +249,7 @@ class NeuronCriteria:
             set_(self, name, int(value))
         if label is None:
             label = "segment" if self.ids is not None else "neuron"
-        if label not in ("neuron", "segment"):
+        if not isinstance(label, str) or label not in ("neuron", "segment"):
             raise InvalidArgumentError(f"label must be 'neuron' or 'segment'; got {label!r}")
         set_(self, "label", label)
 
