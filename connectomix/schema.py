@@ -36,6 +36,17 @@ scores
 versions
     ``df.attrs["version"]`` is the immutable version the rows came from (a
     neuPrint dataset tag, a CAVE materialization, a release version).
+criteria
+    The same in ``fetch_neurons``, ``get_connectivity``, ``get_synapses``
+    and ``get_skeletons``, enforced by the core before any backend runs:
+    ``None`` puts no condition on a field (a ``None`` side of
+    ``get_connectivity`` is any segment; ``get_synapses``/``get_skeletons``
+    need neurons and refuse ``None``); an empty list of alternatives
+    (``ids=[]``, ``type=[]``, ``instance=[]``, ``status=[]``) matches
+    nothing and gives empty tables; an empty ROI list (``rois=[]``,
+    ``input_rois=[]``, ``output_rois=[]``) is refused as ambiguous; ids the
+    dataset does not have raise :class:`~connectomix.errors.IdsNotFoundError`
+    (also in ``fetch_neurons``), never an empty or shorter table.
 
 Mapping to the existing clients
 -------------------------------
