@@ -306,7 +306,7 @@ class NeuprintBackend(Backend):
         try:
             answer = self.http.request("GET", "/api/version", decode=json_body)
         except RemoteError as exc:
-            if exc.status is None or exc.status in RETRY_STATUSES:
+            if isinstance(exc, IncompleteResponseError) or exc.status is None or exc.status in RETRY_STATUSES:
                 raise
             return False
         version = answer.get("Version", "0") if isinstance(answer, dict) else "0"

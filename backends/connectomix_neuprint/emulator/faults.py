@@ -129,7 +129,9 @@ class Fault:
     at
         Where the body is cut (see the module docstring); default: half.
     after
-        Matching requests let through healthy before this fault applies.
+        Matching requests let through healthy before this fault applies
+        (given to :meth:`FaultInjector.add` with ``n`` > 1: before the first
+        of the ``n`` faults, which then strike ``n`` requests in a row).
     """
 
     kind: str
@@ -169,8 +171,8 @@ class FaultInjector(LatencyInjector):
     def add(self, fault: Fault, n: int = 1) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        with self._lock:
-            self._queue.extend([fault] * n)
+        with self._lock:  # ``after`` delays the first of the n faults; the others follow it directly
+            self._queue.extend([fault] + [replace(fault, after=0)] * (n - 1))
 
     def fail_next(self, n: int = 1, status: int = 503, *, body: bytes | str | dict | None = None,
                   path: str = "/") -> None:

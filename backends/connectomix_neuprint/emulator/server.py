@@ -92,6 +92,10 @@ class _HttpServer(ThreadingHTTPServer):
 
     def finish_request(self, request, client_address):  # runs in the connection's thread
         sock = request
+        try:  # headers and body go out as separate writes: without this, Nagle + delayed ACKs add 40 ms a request
+            request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
         if self.ssl_context is not None:
             try:
                 request.settimeout(10)
@@ -192,10 +196,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._status:
                 self._json(500, {"error": "internal error in the neuPrint emulator (see its log)"})
         finally:
-            emu._leave()
             seconds = time.perf_counter() - started
             emu.stats.record(endpoint, status=self._status, bytes_in=len(body), bytes_out=self._bytes_out,
                              seconds=seconds)
+            emu._leave()  # after the record: once wait_idle() returns, every answered request is counted
             log.info("%s %s -> %s (%d bytes, %.1f ms)", method, url.path, self._status, self._bytes_out,
                      seconds * 1000)
 
@@ -626,6 +630,17 @@ class NeuprintEmulator:
         with self._inflight_cv:
             self._inflight -= 1
             self._inflight_cv.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no request is being handled (and every answered one is in :attr:`stats`).
+
+        A client has its answer slightly before the emulator counts the
+        request; call this before ``stats.reset()`` or ``stats.snapshot()``
+        to count exactly. Returns False if requests are still running after
+        ``timeout`` seconds.
+        """
+        with self._inflight_cv:
+            return self._inflight_cv.wait_for(lambda: self._inflight == 0, timeout)
 
     def _dataset(self, name: str) -> _Dataset | None:
         return self._datasets.get(str(name).lower())
