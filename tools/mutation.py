@@ -79,15 +79,15 @@ TARGETS = [
         "xǁDatasetǁfetch_neurons", "xǁDatasetǁget_connectivity", "xǁDatasetǁget_synapses",
         "xǁDatasetǁ_by_type", "xǁDatasetǁ_roi_list", "xǁDatasetǁ_resolve_ids", "x__all_neurons",
         "x__filter_connectivity", "x__non_negative_int", "x__optional_batch_size", "x__concat",
-    ], [REL_CONF, "tests/test_compare_and_types.py", "tests/test_mutation_kills.py"]),
+    ], [REL_CONF, "tests/test_core_filters.py", "tests/test_compare_and_types.py"]),
     Target("schema", "connectomix/schema.py", [
         "xǁTableSchemaǁvalidate", "x__coerce", "x_validate", "x_provenance",
-    ], ["tests/test_schema.py", REL_CONF, "tests/test_mutation_kills.py"]),
+    ], ["tests/test_schema.py", "tests/test_frames.py", REL_CONF]),
     Target("criteria", "connectomix/criteria.py", [
         "x_parse_ids", "x__one_id", "x__check_pattern", "x__as_tuple", "xǁNeuronCriteriaǁ__init__",
         "xǁNeuronCriteriaǁall_rois", "xǁNeuronCriteriaǁmatches_nothing", "xǁNeuronCriteriaǁis_ids_only",
         "xǁNeuronCriteriaǁwith_ids", "x_to_criteria",
-    ], ["tests/test_criteria.py", REL_CONF, "tests/test_mutation_kills.py"]),
+    ], ["tests/test_criteria.py", REL_CONF]),
     Target("morphology", "connectomix/morphology.py", ["*"], ["tests/test_morphology.py"]),
     Target("cypher-escaping", "connectomix_neuprint/cypher.py", [
         "x_string_literal", "x_identifier", "x_id_list", "x__in_or_eq", "x_neurons_query",
@@ -107,8 +107,12 @@ TARGETS = [
 ]
 
 
-def stage(target: Target, workdir: Path) -> Path:
-    """A fresh copy of the working tree with the packages side by side, configured for ``target``."""
+def stage(target: Target, workdir: Path, env: dict) -> tuple[Path, list[str]]:
+    """A fresh copy of the working tree with the packages side by side, configured for ``target``.
+
+    Returns the folder and the tests that already fail on the unmutated code: they are deselected
+    (they cannot kill anything, and mutmut refuses to start while any selected test fails).
+    """
     here = workdir / target.name
     shutil.rmtree(here, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
@@ -116,23 +120,27 @@ def stage(target: Target, workdir: Path) -> Path:
         shutil.copytree(src, here / name, ignore=ignore)
     shutil.copytree(ROOT / "tests", here / "tests", ignore=ignore)
     tests = [t for t in target.tests if (here / t.split("::")[0]).exists()]
+    (here / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    clean = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
+                           cwd=here, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    failing = sorted({line.split()[1] for line in clean.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))})
     config = {
         "source_paths": list(PACKAGES),
         "only_mutate": [target.path],
         "pytest_add_cli_args_test_selection": tests,
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"] + [a for t in failing for a in ("--deselect", t)],
         "do_not_mutate_patterns": target.skip_lines,
         "use_git_change_detection": False,
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in config.items()]
     (here / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
-    return here
+    return here, failing
 
 
 def run_target(target: Target, workdir: Path, log) -> dict:
-    here = stage(target, workdir)
     mutmut = Path(sys.executable).with_name("mutmut")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MUTANT_UNDER_TEST")}
+    here, failing = stage(target, workdir, env)
     started = time.monotonic()
     proc = subprocess.run([str(mutmut), "run", "--max-children", "1", *target.globs()], cwd=here, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -143,7 +151,7 @@ def run_target(target: Target, workdir: Path, log) -> dict:
     wanted = {k: v for k, v in codes.items() if _selected(k, prefixes)}
     result = {
         "name": target.name, "path": target.path, "seconds": time.monotonic() - started,
-        "returncode": proc.returncode,
+        "returncode": proc.returncode, "deselected": failing,
         "killed": sorted(k for k, v in wanted.items() if v in KILLED),
         "timeout": sorted(k for k, v in wanted.items() if v in TIMEOUT),
         "survived": sorted(k for k, v in wanted.items() if v in SURVIVED),
@@ -180,7 +188,9 @@ def report(results: list[dict]) -> str:
                     f"{len(r['no_tests'])} | {rate} | {r['seconds']:.0f} s |")
     rate = f"{100 * tot['k'] / tot['n']:.1f}%" if tot["n"] else "-"
     rows.append(f"| **all** | | {tot['n']} | {tot['k']} | | | **{rate}** | |")
-    lines = rows + ["", "Surviving mutants (and mutants no selected test reaches):"]
+    failing = [(r["name"], t) for r in results for t in r["deselected"]]
+    lines = rows + [""] + [f"deselected in {name} (fails on the unmutated code): {t}" for name, t in failing]
+    lines += ["", "Surviving mutants (and mutants no selected test reaches):"]
     for r in results:
         for key in r["survived"] + r["no_tests"] + r["other"]:
             tag = "survived" if key in r["survived"] else ("no test" if key in r["no_tests"] else "other")
@@ -214,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(run_target(by_name[name], args.workdir, log))
             r = results[-1]
             print(f"  {len(r['killed']) + len(r['timeout'])} killed, {len(r['survived'])} survived, "
-                  f"{len(r['no_tests'])} without a test, in {r['seconds']:.0f} s", flush=True)
+                  f"{len(r['no_tests'])} without a test, in {r['seconds']:.0f} s"
+                  + (f"; mutmut exited {r['returncode']} (see the log)" if r["returncode"] else "")
+                  + (f"; deselected {len(r['deselected'])} test(s) failing on the unmutated code"
+                     if r["deselected"] else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     print(report(results))
