@@ -143,3 +143,58 @@ def test_builders_reject_non_integer_ids_and_bad_sides():
         cypher.synapse_connections_query([1], "both")
     with pytest.raises(ValueError):
         cypher.identifier("bad\nname")
+
+
+def test_literal_forms_are_exact():
+    # printable text (space, '~', '"', '`' included) stays verbatim; C0 controls and DEL become \uXXXX
+    assert cypher.string_literal('a b~"`') == "'a b~\"`'"
+    assert cypher.string_literal(" ") == "' '"
+    assert cypher.string_literal("\x00\x1f\x7f") == "'\\u0000\\u001f\\u007f'"
+    assert cypher.string_literal("\\'\n\r\t\b\f") == "'\\\\\\'\\n\\r\\t\\b\\f'"
+    assert cypher.string_literal("") == "''"
+    with pytest.raises(TypeError, match="expected str, got int"):
+        cypher.string_literal(5)
+
+
+def test_identifier_accepts_spaces_and_refuses_controls_and_non_strings():
+    assert cypher.identifier(" a b ") == "` a b `"
+    assert cypher.identifier("x") == "`x`"
+    for bad in ("", None, 5, "a\x1fb", "\x00"):
+        with pytest.raises(ValueError, match="invalid identifier"):
+            cypher.identifier(bad)
+
+
+def test_id_list_keeps_order_and_values():
+    import numpy as np
+
+    assert cypher.id_list([3, 1, 2]) == "[3, 1, 2]"
+    assert cypher.id_list(iter([5, 6])) == "[5, 6]"
+    assert cypher.id_list(np.array([7, 2**62], dtype="int64")) == f"[7, {2**62}]"
+    assert cypher.id_list(np.array([9], dtype="uint64")) == "[9]"
+    assert cypher.id_list([]) == "[]"
+    with pytest.raises((ValueError, TypeError, OverflowError)):
+        cypher.id_list([2**64])
+
+
+@pytest.mark.parametrize("criteria, where", [
+    (NC(type="a"), "n.type = 'a'"),
+    (NC(type="a", regex=True), "n.type =~ 'a'"),
+    (NC(type=["a", "b"]), "n.type IN ['a', 'b']"),
+    (NC(instance=["a", "b"], regex=True), "(n.instance =~ 'a' OR n.instance =~ 'b')"),
+    (NC(status=["S"], regex=True), "n.status = 'S'"),  # status is never a regex
+    (NC(rois=["A", "B"]), "(n.`A` AND n.`B`)"),
+    (NC(rois=["A", "B"], roi_req="all"), "(n.`A` AND n.`B`)"),
+    (NC(rois=["A", "B"], roi_req="any"), "(n.`A` OR n.`B`)"),
+    (NC(min_post=3), "n.post >= 3"),
+    (NC(min_pre=4, min_post=5), "n.pre >= 4\n  AND n.post >= 5"),
+    (NC(input_rois=["A", "B"], output_rois=["B", "C"]), "n.`A`\n  AND n.`B`\n  AND n.`C`"),
+    (NC(type="a", label="segment"), "n.type = 'a'"),
+])
+def test_neurons_query_conditions(criteria, where):
+    q = cypher.neurons_query(criteria)
+    label = "Segment" if criteria.label == "segment" else "Neuron"
+    assert q.startswith(f"MATCH (n:{label})\nWHERE {where}\nRETURN n.bodyId AS bodyId,"), q
+
+
+def test_neurons_query_without_conditions():
+    assert cypher.neurons_query(NC()).startswith("MATCH (n:Neuron)\nRETURN n.bodyId AS bodyId,")
