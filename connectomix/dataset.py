@@ -117,6 +117,8 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
             )
     parsed = parse_uri(uri)
     merged = {**parsed.options, **base, **protect_options(options)}
+    if "materialization" in merged:  # one reading for every backend: ASCII digits or a word ('١' is not 1)
+        merged["materialization"] = _check_materialization(merged["materialization"])
     core.update({k: merged.pop(k) for k in CORE_OPTIONS if k in merged and k not in core})
     cls = registry.backend_for_scheme(parsed.scheme)
     backend = cls.from_uri(parsed, merged)

@@ -92,6 +92,20 @@ def test_materialization_is_a_word_or_ascii_digits(toy_ds, version):
         toy_ds.get_connectivity([101], materialization=version)
 
 
+def test_materialization_option_of_a_uri_is_read_the_same_way(toy_release):
+    """CAVE read '١' (Arabic-Indic one) in ``?materialization=`` as version 1."""
+    from connectomix_cave.emulator import CaveEmulator
+
+    with CaveEmulator(toy_release, token="t", datastack="toy_stack") as emu:
+        for bad in ("١", "１", "1.0"):
+            with pytest.raises(errors.InvalidArgumentError, match="materialization"):
+                connectomix.open(f"cave://toy_stack?materialization={bad}", server=emu.url, token="t", cache=False)
+        with connectomix.open("cave://toy_stack?materialization=1", server=emu.url, token="t", cache=False,
+                              filtered=False, connection_view=None, neuron_table="cell_types",
+                              type_column="cell_type") as ds:
+            assert ds.version == 1
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda ds: ds.get_connectivity([101], by_roi="no"), "by_roi"),  # was read as True
     (lambda ds: ds.get_connectivity([101], include_autapses=1), "include_autapses"),
