@@ -101,7 +101,7 @@ TARGETS = [
         "xǁCaveBackendǁ_split_by_id", "xǁ_CapRecorderǁ*", "xǁCaveBackendǁget_synapses",
     ], ["connectomix_cave/tests/test_cave_backend.py", "connectomix_cave/tests/test_conformance_cave.py"]),
     Target("cave-versions", "connectomix_cave/versions.py", ["*"], [
-        "connectomix_cave/tests/test_cave_backend.py", "connectomix_cave/tests/test_emulator_cave_edits.py",
+        "connectomix_cave/tests/test_versions.py", "connectomix_cave/tests/test_cave_backend.py",
     ]),
     Target("cache-keys", "connectomix/cache.py", ["x__normalise", "x_query_key"], ["tests/test_cache.py"]),
 ]
