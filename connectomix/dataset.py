@@ -543,7 +543,9 @@ class Dataset:
             df = schema.SYNAPSES.empty()
         else:
             query = SynapseQuery(
-                ids=ids, pre=pre, post=post, min_score=min_score, rois=roi_list,
+                # a synapse outside every primary ROI has roi <NA>: "NotPrimary" is filtered here, not pushed down
+                ids=ids, pre=pre, post=post, min_score=min_score,
+                rois=None if roi_list is not None and schema.NOT_PRIMARY in roi_list else roi_list,
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
                 max_workers=self.max_workers, progress=progress,
             )
@@ -560,7 +562,7 @@ class Dataset:
         if min_score is not None:
             keep &= (df["score"] >= min_score).fillna(False).to_numpy()
         if roi_list is not None:
-            keep &= df["roi"].isin(roi_list).fillna(False).to_numpy()
+            keep &= df["roi"].fillna(schema.NOT_PRIMARY).isin(roi_list).to_numpy()
         # the kept rows, each synapse once (its first occurrence), ordered by synapse_id; column by column
         rows = np.flatnonzero(keep)
         _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
