@@ -76,6 +76,8 @@ FLYWIRE_VOXEL_NM = (4.0, 4.0, 40.0)
 _EXTENSIONS = (".csv", ".csv.gz", ".parquet", ".feather", ".arrow")
 _MAX_INT64 = 2**63 - 1
 _EXAMPLES = 5
+#: Bytes per block when streaming a CSV with pyarrow (:meth:`_Reader.fill_down_csv`).
+_CSV_BLOCK_BYTES = 16 << 20
 
 
 class SourceFormatError(InvalidArgumentError, DataFormatError):
@@ -287,7 +289,7 @@ class _Reader:
         writer = None
         try:
             with pa.input_stream(str(path)) as raw:
-                reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=16 << 20),
+                reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
                                         convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""]))
                 missing = [c for c in types if c not in reader.schema.names]
                 if missing:

@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import connectomix
 from connectomix.cli import main
@@ -106,7 +108,8 @@ TAG = "male-cns-v0.9-minconf-0.5"
 
 
 def write_male_cns(folder, *, complete_weights=True, synapses=True):
-    """flat-connectome Feather files; positions in 8 nm voxels (dtypes of x/y/z and conf unverified)."""
+    """flat-connectome Feather files; positions in 8 nm voxels, int32 (flyem-snapshot decodes them with
+    neuclease's decode_coords_from_uint64, which returns int32); the float32 of conf_* is unverified."""
     folder.mkdir()
     feather.write_feather(pa.table({
         "bodyId": pa.array([101, 102, 103], pa.int64()),
@@ -256,6 +259,34 @@ def test_codex_synapse_coordinates_fill_down_and_annotations(tmp_path):
         assert n.loc[A, "nt"] == "ACH" and n.loc[B, "nt"] == "GABA" and pd.isna(n.loc[C, "nt"])
         assert list(n.loc[[A, B, C], "name"]) == ["AL.LH.1", "ME.LO.2", "AL.3"]
         assert list(n.loc[[A, B, C], "group_names"]) == ["AL.LH", "ME.LO", "AL"]
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from([A, B, C]), st.sampled_from([A, B, C]),
+                          st.integers(300_000, 800_000), st.integers(100_000, 400_000),
+                          st.integers(20_000, 270_000)), min_size=1, max_size=40))
+def test_codex_fill_down_round_trips_across_csv_blocks(tmp_path_factory, monkeypatch, table):
+    """Blank out every id equal to the one above (as Codex does), convert, get every synapse back.
+
+    Tiny CSV blocks make the blanks cross block boundaries, where the last value must carry over.
+    """
+    import connectomix_release.importers as importers
+
+    monkeypatch.setattr(importers, "_CSV_BLOCK_BYTES", 96)
+    tmp = tmp_path_factory.mktemp("fill")
+    src = tmp / "flywire_783"
+    src.mkdir()
+    write_codex_annotations(src)
+    lines, above = ["pre_root_id,post_root_id,x,y,z"], (None, None)
+    for pre, post, x, y, z in table:
+        cells = ["" if pre == above[0] else str(pre), "" if post == above[1] else str(post)]
+        lines.append(",".join(cells + [str(x), str(y), str(z)]))
+        above = (pre, post)
+    write_text(src / "synapse_coordinates.csv.gz", "\n".join(lines) + "\n", compress=True)
+    dest = import_flywire(src, tmp / "fw", coordinate_unit="nm")
+    got = pd.read_parquet(dest / "synapses.parquet").sort_values("synapse_id")
+    expected = {(i, pre, post, float(x), float(y), float(z)) for i, (pre, post, x, y, z) in enumerate(table)}
+    assert rows(got, ["synapse_id", "pre", "post", "post_x", "post_y", "post_z"]) == expected
 
 
 def test_codex_synapse_coordinates_blank_first_row_is_an_error(tmp_path):
