@@ -283,3 +283,45 @@ def test_ragged_json_rows_are_incomplete():
     response._content = b'{"error": "x"}'
     with pytest.raises(errors.ServerError, match="not a query result"):
         query_table(response)
+
+
+def _response(content: bytes, headers: dict, method: str = "GET"):
+    import requests
+
+    response = requests.Response()
+    response.status_code = 200
+    response._content = content
+    response.headers.update(headers)
+    response.request = requests.Request(method, "https://127.0.0.1:1/api/x?token=t").prepare()
+    response.url = response.request.url
+    return response
+
+
+def test_a_content_length_that_disagrees_with_the_body_is_incomplete():
+    """urllib3 2 already refuses short bodies; the check also holds with clients that do not (urllib3 1.x)."""
+    from connectomix.http import check_content_length
+
+    with pytest.raises(errors.IncompleteResponseError, match="5 bytes arrived, Content-Length said 10") as info:
+        check_content_length(_response(b"12345", {"Content-Length": "10"}))
+    assert "token" not in str(info.value) and "token" not in str(info.value.url)
+    with pytest.raises(errors.IncompleteResponseError, match="12 bytes arrived, Content-Length said 5"):
+        check_content_length(_response(b"123456789012", {"Content-Length": "5"}))
+    with pytest.raises(errors.IncompleteResponseError, match="not a number"):
+        check_content_length(_response(b"12345", {"Content-Length": "five"}))
+    check_content_length(_response(b"12345", {"Content-Length": "5"}))
+    check_content_length(_response(b"12345", {}))  # chunked: nothing declared
+    check_content_length(_response(b"12345", {"Content-Length": "3", "Content-Encoding": "gzip"}))  # compressed size
+    check_content_length(_response(b"", {"Content-Length": "10"}, method="HEAD"))
+
+
+def test_http_client_retries_a_short_body_then_raises():
+    from connectomix.http import HttpClient, RetryPolicy
+
+    answers = [_response(b"12345", {"Content-Length": "10"}), _response(b"1234567890", {"Content-Length": "10"})]
+    client = HttpClient("https://127.0.0.1:1", retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001))
+    client.session.request = lambda *a, **k: answers.pop(0)
+    assert client.request("GET", "/api/x").content == b"1234567890"  # the short one was retried
+    answers = [_response(b"12345", {"Content-Length": "10"}) for _ in range(3)]
+    with pytest.raises(errors.IncompleteResponseError, match="gave up after 3 attempt"):
+        client.request("GET", "/api/x")
+    assert answers == []
