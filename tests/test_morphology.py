@@ -89,3 +89,84 @@ def test_unitless_neurons_are_refused(da1):
     n.units = None
     with pytest.raises(errors.InvalidArgumentError, match="units"):
         attach_synapses(n, synapses_from_navis_connectors(da1[0]))
+
+
+def _line_neuron(units="8 nm", nid=5):
+    """Three nodes on the x axis at 0, 10, 20 units (0, 80, 160 nm with 8 nm units)."""
+    nodes = pd.DataFrame({"node_id": [11, 12, 13], "parent_id": [-1, 11, 12],
+                          "x": [0.0, 10.0, 20.0], "y": [0.0, 0.0, 0.0], "z": [0.0, 0.0, 0.0]})
+    return navis.TreeNeuron(nodes, units=units, id=nid)
+
+
+def _table(rows):
+    """Synapse table rows: (synapse_id, pre, post, x_nm of the pre site, x_nm of the post site, score, roi)."""
+    return pd.DataFrame({
+        "synapse_id": [r[0] for r in rows], "pre": [r[1] for r in rows], "post": [r[2] for r in rows],
+        "pre_x": [float(r[3]) for r in rows], "pre_y": 0.0, "pre_z": 0.0,
+        "post_x": [float(r[4]) for r in rows], "post_y": 0.0, "post_z": 0.0,
+        "score": [r[5] for r in rows], "roi": pd.array([r[6] for r in rows], dtype="string"),
+    })
+
+
+def test_hand_made_neuron_gets_exact_connectors():
+    n = _line_neuron()
+    syn = _table([
+        (30, 5, 7, 85.0, 1e9, 0.9, "A"),  # 5 is pre: its site is at 85 nm -> node 12 (80 nm), 5 nm away
+        (10, 8, 5, -1e9, 150.0, 0.4, None),  # 5 is post: site at 150 nm -> node 13 (160 nm), 10 nm away
+        (20, 6, 9, 0.0, 0.0, 0.5, "B"),  # not neuron 5's: ignored
+        (40, 4, 5, 0.0, 160.0 + 200.0, 0.7, "B"),  # 5 is post, 200 nm beyond node 13
+    ])
+    attach_synapses(n, syn, max_distance=200)
+    c = n.connectors
+    assert c["synapse_id"].tolist() == [30, 10, 40]  # presynaptic sites first
+    assert c["connector_id"].tolist() == [0, 1, 2]
+    assert c["type"].astype(str).tolist() == ["pre", "post", "post"]
+    assert c["partner_id"].tolist() == [7, 8, 4]
+    assert c["node_id"].tolist() == [12, 13, 13]
+    np.testing.assert_allclose(c["x"], [85 / 8, 150 / 8, 360 / 8])  # in the neuron's units
+    np.testing.assert_allclose(c["distance"], [5.0, 10.0, 200.0])  # in nm; 200 <= max_distance is kept
+    assert c["score"].tolist() == [0.9, 0.4, 0.7]
+    assert c["roi"].tolist()[0] == "A" and pd.isna(c["roi"].tolist()[1])
+    assert c["y"].tolist() == [0.0, 0.0, 0.0] and c["z"].tolist() == [0.0, 0.0, 0.0]
+    # one nm further than max_distance is dropped when cleaning; kept (with its distance) otherwise
+    attach_synapses(n, syn, max_distance=199.5)
+    assert n.connectors["synapse_id"].tolist() == [30, 10]
+    attach_synapses(n, syn, max_distance=199.5, clean=False)
+    assert n.connectors["synapse_id"].tolist() == [30, 10, 40]
+    attach_synapses(n, syn, max_distance=None)
+    assert n.connectors["synapse_id"].tolist() == [30, 10, 40]
+    attach_synapses(n, syn, max_distance=0)
+    assert n.connectors.empty and list(n.connectors.columns)[:3] == ["connector_id", "x", "y"]
+
+
+def test_neighbouring_ids_are_not_mixed_up():
+    a, b = _line_neuron(nid=5), _line_neuron(nid=6)
+    syn = _table([(1, 5, 6, 0.0, 160.0, 1.0, "A"), (2, 6, 5, 80.0, 80.0, 1.0, "A"), (3, 4, 6, 0.0, 0.0, 1.0, "A")])
+    attach_synapses(navis.NeuronList([a, b]), syn, clean=False)
+    assert a.connectors["synapse_id"].tolist() == [1, 2] and a.connectors["node_id"].tolist() == [11, 12]
+    assert b.connectors["synapse_id"].tolist() == [2, 1, 3] and b.connectors["node_id"].tolist() == [12, 13, 11]
+    lonely = _line_neuron(nid=99)
+    attach_synapses(lonely, syn)
+    assert lonely.connectors.empty
+
+
+def test_units_of_nm_and_microns():
+    syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A")])
+    in_nm = _line_neuron(units="1 nm")  # nodes at 0, 10, 20 nm: the site (80 nm) is 60 nm from node 13
+    attach_synapses(in_nm, syn)
+    assert in_nm.connectors["node_id"].tolist() == [13] and in_nm.connectors["distance"].tolist() == [60.0]
+    assert nm_per_unit(_line_neuron(units="1 micrometer")) == pytest.approx(1000.0, rel=1e-12)
+    assert nm_per_unit(_line_neuron(units="8 nm")) == 8.0
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf")])
+def test_bad_max_distance(bad):
+    with pytest.raises(errors.InvalidArgumentError, match="max_distance"):
+        attach_synapses(_line_neuron(), _table([(1, 5, 7, 0.0, 0.0, 1.0, "A")]), max_distance=bad)
+
+
+def test_non_length_units_are_refused():
+    n = _line_neuron()
+    n.units = "1 second"
+    with pytest.raises(errors.InvalidArgumentError, match="not a length"):
+        nm_per_unit(n)
