@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal
@@ -102,13 +103,18 @@ def _one_id(v: Any, what: str) -> int:
     return v
 
 
-_NOT_PORTABLE = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+#: Constructs that not every backend's engine reads the same way: look-around and back-references
+#: (RE2 has none), ``{,n}`` (Python: 0 to n repeats; RE2: the literal text) and POSIX classes
+#: ``[[:alpha:]]`` (RE2: a class; Python: a set of the characters ``[:alph``).
+_NOT_PORTABLE = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|(?<!\\)\{,|(?<!\\)\[:")
 
 
 def _check_pattern(name: str, pattern: str) -> None:
     """Reject patterns that do not compile or that not every backend's engine supports."""
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():  # Python's "possible nested set" etc.: said below, as an error
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(pattern)
     except re.error as exc:
         raise InvalidRegexError(
             f"{name}={pattern!r} is not a valid regular expression ({exc}); "
@@ -116,8 +122,9 @@ def _check_pattern(name: str, pattern: str) -> None:
         ) from None
     if _NOT_PORTABLE.search(pattern):
         raise InvalidRegexError(
-            f"{name}={pattern!r} uses look-around or a back-reference, which not every backend "
-            "supports; patterns are limited to the portable RE2 subset"
+            f"{name}={pattern!r} uses look-around, a back-reference, '{{,n}}' or a POSIX class '[:...:]', which "
+            "not every backend reads the same way; patterns are limited to the portable RE2 subset "
+            "(write '{0,n}', or list the characters)"
         )
 
 

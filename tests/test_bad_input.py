@@ -65,6 +65,13 @@ def test_non_ascii_and_python_only_digits_are_not_ids(text):
         NC(ids=[101, text])
 
 
+@pytest.mark.parametrize("pattern", ["K{,3}C", "[[:upper:]]C", "K[:C]"])
+def test_patterns_read_differently_by_python_and_re2_are_refused(toy_ds, pattern):
+    """Python reads 'K{,3}C' as 0-3 K's, RE2 (DuckDB, neuPrint's RE2-like subset) as the literal text."""
+    with pytest.raises(errors.InvalidRegexError, match=re.escape(repr(pattern))):
+        toy_ds.fetch_neurons(type=pattern, regex=True)
+
+
 def test_zero_dimensional_arrays_and_mappings(toy_ds):
     assert parse_ids(np.array(5)).tolist() == [5]
     with pytest.raises(errors.InvalidIdError, match="mapping"):
@@ -325,6 +332,20 @@ def test_fetch_neurons_answers_or_raises(toy_ds, toy_tables, kwargs):
     expected = neuron_oracle(toy_tables["neurons"], kwargs)
     if expected is not None:
         assert neurons["id"].tolist() == expected
+
+
+@PROPERTY
+@given(st.text(alphabet="()[]{}*+?.|^$\\dwsbpPLN-aAK0,:<>=!_", max_size=8), st.sampled_from(["type", "instance"]))
+def test_regex_criteria_answer_or_raise(toy_ds, toy_tables, pattern, field):
+    """A pattern either selects what Python's full match selects (RE2 and Python agree there) or is refused."""
+    try:
+        neurons, _ = toy_ds.fetch_neurons(**{field: pattern}, regex=True)
+    except errors.ConnectomixError:
+        return
+    n = toy_tables["neurons"]
+    n = n[(n.id != 0) & n.is_neuron & n[field].notna()]
+    expected = sorted(n.loc[[re.fullmatch(pattern, v) is not None for v in n[field]], "id"])
+    assert neurons["id"].tolist() == expected
 
 
 @PROPERTY
