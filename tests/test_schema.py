@@ -47,3 +47,46 @@ def test_empty_tables_have_schema_dtypes():
 def test_provenance_records_units_and_version():
     df = schema.provenance(pd.DataFrame(), table="synapses", backend="b", dataset="d", version=7)
     assert df.attrs["units"] == "nm" and df.attrs["version"] == 7 and df.attrs["synthetic"] == {}
+
+
+def test_integral_floats_and_other_int_types_become_int64():
+    df = pd.DataFrame({"pre": [1.0, 3.0, -5.0], "post": np.array([2, 4, 6], dtype="uint32"), "weight": [7, 8, 9]})
+    out = schema.CONNECTIVITY.validate(df)
+    assert out["pre"].tolist() == [1, 3, -5] and out["post"].tolist() == [2, 4, 6]
+    assert out.dtypes.tolist() == [np.dtype("int64")] * 3
+    with pytest.raises(SchemaError, match=r"connectivity\.weight cannot be converted to int64: non-integral"):
+        schema.CONNECTIVITY.validate(df.assign(weight=[1.0, 2.5, 3.0]))
+
+
+def test_strings_floats_and_bools_are_coerced():
+    df = pd.DataFrame({"synapse_id": [1, 2], "pre": [3, 4], "post": [5, 6], "pre_x": [1, 2], "pre_y": [1, 2],
+                       "pre_z": [1, 2], "post_x": [1, 2], "post_y": [1, 2], "post_z": [1, 2],
+                       "score": [None, 0.5], "roi": np.array(["A", None], dtype=object)})
+    out = schema.SYNAPSES.validate(df)
+    assert out["pre_x"].dtype == np.dtype("float64") and out["pre_x"].tolist() == [1.0, 2.0]
+    assert str(out["roi"].dtype) == "string" and out["roi"].tolist()[0] == "A" and pd.isna(out["roi"].tolist()[1])
+    assert out["score"].dtype == np.dtype("float64") and np.isnan(out["score"].iloc[0])
+    arrow = df.assign(roi=pd.array(["A", None], dtype="string[pyarrow]"))
+    assert str(schema.SYNAPSES.validate(arrow)["roi"].dtype) == "string"
+    neurons = pd.DataFrame({"id": [1], "type": ["KC"], "instance": [None], "status": ["Traced"], "pre": [1],
+                            "post": [2], "is_neuron": [1], "extra": ["kept"]})
+    out = schema.NEURONS.validate(neurons)
+    assert out["is_neuron"].dtype == bool and out["is_neuron"].tolist() == [True]
+    assert list(out.columns) == ["id", "type", "instance", "status", "pre", "post", "is_neuron", "extra"]
+    assert "synthetic" not in out.columns  # optional columns are not invented
+
+
+def test_validate_refuses_what_is_not_a_table_and_names_the_table():
+    with pytest.raises(SchemaError, match="synapses: expected a pandas DataFrame, got list"):
+        schema.SYNAPSES.validate([1, 2])
+    with pytest.raises(SchemaError, match=r"neurons.pre must not contain missing values"):
+        schema.validate(pd.DataFrame({"id": [1], "type": ["KC"], "instance": ["i"], "status": ["s"],
+                                      "pre": [None], "post": [2]}), "neurons")
+    assert schema.validate(pd.DataFrame({"pre": [1], "post": [2], "weight": [3]}), schema.CONNECTIVITY)["weight"].tolist() == [3]
+
+
+def test_provenance_records_everything_given():
+    df = schema.provenance(pd.DataFrame(), table="t", backend="b", dataset="d", version="v1",
+                           synthetic={"x": "why"}, query={"min_score": 0.5})
+    assert df.attrs == {"table": "t", "backend": "b", "dataset": "d", "version": "v1", "units": "nm",
+                        "synthetic": {"x": "why"}, "query": {"min_score": 0.5}}
