@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import threading
 import time
@@ -36,8 +37,10 @@ from connectomix.errors import (
     AuthorizationError,
     ConnectomixError,
     DatasetNotFoundError,
+    IncompleteResponseError,
     InvalidArgumentError,
     QueryError,
+    RequestTimeoutError,
     ServerError,
     TruncatedResultError,
     UnsupportedOperation,
@@ -46,14 +49,17 @@ from connectomix.http import RETRY_STATUSES, RetryPolicy
 from connectomix.parallel import batched, map_batches
 
 from .settings import CaveSettings, settings_for
+from .transport import harden
 from .versions import LIVE, VersionResolver
 
 __all__ = ["CaveBackend"]
 
 DEFAULT_SERVER = "https://global.daf-apis.com"
-#: Failures worth another try: dropped/reset connections, truncated Arrow streams, retryable statuses.
-_TRANSIENT = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, pa.ArrowException,
-              requests.HTTPError, requests.Timeout)
+#: Row caps of deployed MaterializationEngines: QUERY_LIMIT_SIZE of ME's default config (200,000;
+#: github.com/CAVEconnectome/MaterializationEngine, materializationengine/config.py) and
+#: FlyWire's 500,000 (the row_limit of settings.py's FlyWire defaults; unverified). A page of exactly that
+#: many rows is split even if our own row_limit is higher and the server did not say it capped.
+KNOWN_SERVER_CAPS = frozenset({200_000, 500_000})
 DEFAULT_BATCH = {"synapses": 10, "connectivity": 30, "neurons": 1000}
 _LIMIT_WARNING = re.compile(r"Limited query to (\d+) rows")
 _MAX_ID = np.iinfo("int64").max
@@ -89,29 +95,83 @@ class CaveBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.MATERIALIZATION,
          Capability.ID_UPDATES}
     )
-    OPTIONS = ("token", "server", "batch_size") + CaveSettings.option_names()
+    OPTIONS = ("token", "server", "batch_size", "timeout") + CaveSettings.option_names()
+    #: Retries and timeouts of every request (option ``timeout`` replaces its ``request_timeout``).
+    default_retry = RetryPolicy()
+    #: Connecting makes about eight requests in a row, so it may take this many request timeouts.
+    CONNECT_TIMEOUTS = 3
 
     def __init__(self, datastack: str, *, settings: CaveSettings, server: str = DEFAULT_SERVER,
-                 token: Secret | None = None, batch_size: int | None = None):
-        import caveclient
-
+                 token: Secret | None = None, batch_size: int | None = None, timeout: float | None = None):
         self.datastack = datastack
         self.settings = settings
         self.server = server.rstrip("/")
         self.batch_size = batch_size
-        self.retry = RetryPolicy()
-        with self._map_errors("connecting to CAVE"):
-            self.client = caveclient.CAVEclient(
-                datastack, server_address=self.server, auth_token=token.reveal() if token else None,
-                write_server_cache=False, pool_maxsize=32, pool_block=True,
-            )
-            info = self.client.info.get_datastack_info()
-            self.synapse_table = settings.synapse_table or info.get("synapse_table")
-            self.client.materialize.session.hooks["response"].append(self._caps_hook)
+        self.retry = (self.default_retry if timeout is None
+                      else dataclasses.replace(self.default_retry, request_timeout=timeout))
         self._caps = _CapRecorder()
+        self._announced_caps: set[int] = set()
+        self._lock = threading.Lock()
+        self.client = self._connect(token)
         self.resolver = VersionResolver(self.client, live_allowed=settings.live, datastack=datastack)
         self._resolution: dict[tuple, np.ndarray] = {}
-        self._lock = threading.Lock()
+
+    def _connect(self, token: Secret | None):
+        """Build the caveclient client, retried like any request, within a few request timeouts.
+
+        caveclient makes its first requests (API-version probes, server versions, datastack and
+        aligned-volume info) while its service clients are being built, before their sessions can get a
+        :class:`~.transport.CheckedAdapter`, and some of them without a timeout. So the whole
+        construction runs in a helper thread that may take at most :attr:`CONNECT_TIMEOUTS` request
+        timeouts, and is repeated on transient failures. Afterwards every session is hardened
+        (:func:`.transport.harden`).
+        """
+        started, attempt = time.monotonic(), 0
+        while True:
+            policy = self.retry
+            try:
+                with self._map_errors("connecting to CAVE"):
+                    return _within(policy.request_timeout * self.CONNECT_TIMEOUTS, lambda: self._build_client(token),
+                                   f"connecting to CAVE datastack {self.datastack!r} at {self.server}")
+            except ConnectomixError as exc:
+                if not _transient(exc):
+                    raise
+                attempt += 1
+                wait = policy.delay(attempt - 1)
+                elapsed = time.monotonic() - started
+                if attempt >= policy.max_attempts or elapsed + wait > policy.total_timeout:
+                    raise type(exc)(f"{exc} (gave up after {attempt} attempt(s) in {elapsed:.1f}s)",
+                                    status=exc.status, server_message=exc.server_message, url=exc.url) from None
+                time.sleep(wait)
+
+    def _build_client(self, token: Secret | None):
+        import caveclient
+        import caveclient.endpoints as endpoints
+
+        client = caveclient.CAVEclient(
+            self.datastack, server_address=self.server, auth_token=token.reveal() if token else None,
+            write_server_cache=False, pool_maxsize=32, pool_block=True,
+            max_retries=0,  # connecting is retried as a whole by _connect, later requests by the transport
+        )
+        info = client.info.get_datastack_info()
+        self.synapse_table = self.settings.synapse_table or info.get("synapse_table")
+        for service in (client.info, client.materialize, client.chunkedgraph):
+            harden(service.session, lambda: self.retry, pool_maxsize=32, pool_block=True)
+        probes = ((client.materialize, endpoints.materialization_common, endpoints.materialization_api_versions),
+                  (client.chunkedgraph, endpoints.chunkedgraph_endpoints_common, endpoints.chunkedgraph_api_versions))
+        for service, common, known in probes:
+            # caveclient's API-version probe bypasses the session and silently falls back to an older
+            # API when it fails; ask again through the hardened session and rebuild if it guessed wrong.
+            url = common["get_api_versions"].format_map(service.default_url_mapping)
+            offered = service.session.get(url)
+            if offered.ok:
+                best = max(set(known) & set(offered.json()), default=service.api_version)
+                if best != service.api_version:
+                    raise IncompleteResponseError(
+                        f"caveclient chose API v{service.api_version} at {url} though the server offers "
+                        f"v{best} (its version probe failed)", url=url)
+        client.materialize.session.hooks["response"].append(self._caps_hook)
+        return client
 
     def _caps_hook(self, response, *args, **kwargs):
         return self._caps.hook(response)
@@ -131,6 +191,7 @@ class CaveBackend(Backend):
             server=str(options.get("server", DEFAULT_SERVER)),
             token=Secret(token) if token is not None and not isinstance(token, Secret) else token,
             batch_size=int(batch) if batch is not None else None,
+            timeout=_seconds("timeout", options["timeout"]) if options.get("timeout") is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -143,18 +204,14 @@ class CaveBackend(Backend):
     # -- errors --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _map_errors(self, doing: str, *, passthrough: bool = False) -> Iterator[None]:
-        """Translate caveclient/requests/pyarrow errors into connectomix errors (``passthrough``:
-        leave transient ones alone, for the retry loop of :meth:`_query_once`)."""
+    def _map_errors(self, doing: str) -> Iterator[None]:
+        """Translate caveclient/requests/pyarrow errors into connectomix errors (the transport has already
+        retried the transient ones)."""
         try:
             yield
         except ConnectomixError:
             raise
         except Exception as exc:
-            if passthrough and isinstance(exc, _TRANSIENT) and (
-                not isinstance(exc, requests.HTTPError) or _status(exc) in RETRY_STATUSES
-            ):
-                raise
             error = self._translate(exc, doing)
             if error is None:
                 raise
@@ -211,11 +268,23 @@ class CaveBackend(Backend):
         return frozenset(caps)
 
     def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
+        """The datastack and version with that version's metadata as the server reports it *now*.
+
+        A materialization is immutable on one deployment, but a server
+        re-deployed at the same address can serve other data under the same
+        number; its version metadata then differs (``time_stamp`` is when the
+        snapshot was taken, ``id`` the row of the deployment's AnalysisVersion
+        table). So ``GET .../version/{v}`` (one small request) is asked on every
+        call. ``'live'`` is never cached.
+        """
         if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
             return None  # 'live' data changes; never cache it
+        with self._map_errors(f"reading the metadata of materialization {int(version)}"):
+            meta = self.client.materialize.get_version_metadata(int(version))
+        stamps = {k: str(meta.get(k)) for k in ("time_stamp", "id")}
         settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "materialization"}
         return {"server": self.server, "datastack": self.datastack, "materialization": int(version),
-                "synapse_table": self.synapse_table, "settings": settings}
+                "version_metadata": stamps, "synapse_table": self.synapse_table, "settings": settings}
 
     def resolve_materialization(self, ids: np.ndarray | None, materialization: Any) -> Any:
         requested = self.settings.materialization if materialization is None else materialization
@@ -263,11 +332,13 @@ class CaveBackend(Backend):
 
     def _query(self, table: str, is_view: bool, version: Any, filters: dict[str, dict], columns: list[str],
                doing: str, split_column: str | None = None) -> pd.DataFrame:
-        """One logical query, split until no part hits the server's row cap.
+        """One logical query, split until no part may have hit the server's row cap.
 
         A capped answer is an arbitrary subset of the rows, so it is never used
         as a result: the id list in ``filter_in_dict[split_column]`` is halved
-        first; a single id is split by ranges of the table's ``id`` column.
+        first; a single id is split by ranges of a column that is unique among
+        its rows (the table's ``id``; on a view without one, the partner root id
+        of a ``pre``/``post`` split, unique per pair in a connection view).
         """
         df, capped = self._query_once(table, is_view, version, filters, columns, doing)
         if not capped:
@@ -281,38 +352,24 @@ class CaveBackend(Backend):
                 sub["filter_in_dict"][split_column] = chunk
                 parts.append(self._query(table, is_view, version, sub, columns, doing, split_column))
             return pd.concat(parts, ignore_index=True)
-        if "id" not in columns:
+        partner = {"pre_pt_root_id": "post_pt_root_id", "post_pt_root_id": "pre_pt_root_id"}.get(split_column or "")
+        key = "id" if "id" in columns else partner if partner in columns else None
+        if key is None:
             raise TruncatedResultError(
-                f"CAVE capped the rows of {table!r} at {self.settings.row_limit} while {doing}, and the query "
-                "cannot be split further (no 'id' column); lower row_limit or batch_size"
-            )
-        return self._split_by_id(table, is_view, version, filters, columns, doing, 0, _MAX_ID, df)
+                f"CAVE capped the rows of {table!r} at {len(df)} while {doing}, and the query has no column "
+                f"that is unique among its rows to split it by (columns {columns})")
+        return self._split_by_range(table, is_view, version, filters, columns, doing, key, 0, _MAX_ID, df)
 
     def _query_once(self, table, is_view, version, filters, columns, doing):
-        """One request, retried on transient failures (429/5xx after caveclient's own retries, dropped
-        connections, truncated Arrow streams) with exponential backoff and jitter within a time budget."""
-        started, attempt = time.monotonic(), 0
-        while True:
-            try:
-                return self._request(table, is_view, version, filters, columns, doing)
-            except _TRANSIENT as exc:
-                status = _status(exc)
-                attempt += 1
-                wait = self.retry.delay(attempt - 1)
-                elapsed = time.monotonic() - started
-                if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.total_timeout:
-                    raise ServerError(
-                        f"CAVE kept failing while {doing}: gave up after {attempt} attempt(s) in {elapsed:.1f}s "
-                        f"(retry budget {self.retry.total_timeout:.0f}s); last error: {type(exc).__name__}: "
-                        f"{_strip_content(str(exc))}", status=status) from exc
-                time.sleep(wait)
+        """One request (the transport retries transient failures): its rows, and whether they may be capped."""
+        return self._request(table, is_view, version, filters, columns, doing)
 
     def _request(self, table, is_view, version, filters, columns, doing):
         mat = self.client.materialize
         kw = {k: v for k, v in filters.items() if v}
         limit = self.settings.row_limit
         self._caps.reset()
-        with self._map_errors(doing, passthrough=True):
+        with self._map_errors(doing):
             if version == LIVE:
                 df = mat.live_live_query(
                     table, datetime.now(timezone.utc), select_columns={table: columns}, split_positions=True,
@@ -326,26 +383,45 @@ class CaveBackend(Backend):
                 df = mat.query_table(table, select_columns=columns, split_positions=True, metadata=False,
                                      merge_reference=False, materialization_version=int(version), limit=limit,
                                      log_warning=False, **kw)
-        capped = self._caps.cap is not None or len(df) >= limit
-        return df, capped
+        return df, self._may_be_capped(len(df), self._caps.cap)
 
-    def _split_by_id(self, table, is_view, version, filters, columns, doing, lo, hi, capped_rows) -> pd.DataFrame:
-        """Rows with ``lo <= id < hi``, split at the median id of a capped sample until complete."""
-        ids = np.sort(capped_rows["id"].to_numpy(dtype="int64"))
-        ids = ids[(ids >= lo) & (ids < hi)]
-        mid = int(ids[len(ids) // 2]) if len(ids) else lo + (hi - lo) // 2
-        mid = min(max(mid, lo + 1), hi - 1)
-        if hi - lo < 2:
+    def _may_be_capped(self, rows: int, announced: int | None) -> bool:
+        """Whether a page of ``rows`` rows may be cut short by a row cap.
+
+        From the row count alone, whatever the headers say: a page is suspect if
+        it reaches our own ``row_limit`` or the smallest cap this server ever
+        announced (``Warning: ... Limited query to N rows``, remembered for the
+        backend's lifetime), or has exactly a known server cap
+        (:data:`KNOWN_SERVER_CAPS`). Splitting a complete page only costs
+        requests; keeping a capped one loses rows.
+        """
+        with self._lock:
+            if announced is not None:
+                self._announced_caps.add(announced)
+            floor = min([self.settings.row_limit, *self._announced_caps])
+        return announced is not None or rows >= floor or rows in KNOWN_SERVER_CAPS
+
+    def _split_by_range(self, table, is_view, version, filters, columns, doing, key, lo, hi,
+                        capped_rows) -> pd.DataFrame:
+        """Rows with ``lo <= key < hi`` (``key`` unique among the rows), split at the median ``key`` of a
+        capped sample until no part may be capped."""
+        if hi - lo < 2:  # one value of a column unique among the rows: at most one row, so nothing was cut
+            if len(capped_rows) <= 1:
+                return capped_rows
             raise TruncatedResultError(
-                f"CAVE capped a query for a single synapse id {lo} of {table!r} while {doing}; cannot split it"
-            )
+                f"CAVE returned {len(capped_rows)} rows of {table!r} for the single value {key}={lo} while "
+                f"{doing}, although {key!r} should be unique among them; the result cannot be split further")
+        values = np.sort(capped_rows[key].to_numpy(dtype="int64"))
+        values = values[(values >= lo) & (values < hi)]
+        mid = int(values[len(values) // 2]) if len(values) else lo + (hi - lo) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
         parts = []
         for a, b in ((lo, mid), (mid, hi)):
             sub = {k: dict(v) for k, v in filters.items()}
-            sub.setdefault("filter_greater_equal_dict", {})["id"] = int(a)
-            sub.setdefault("filter_less_dict", {})["id"] = int(b)
+            sub.setdefault("filter_greater_equal_dict", {})[key] = int(a)
+            sub.setdefault("filter_less_dict", {})[key] = int(b)
             df, capped = self._query_once(table, is_view, version, sub, columns, doing)
-            parts.append(self._split_by_id(table, is_view, version, filters, columns, doing, a, b, df)
+            parts.append(self._split_by_range(table, is_view, version, filters, columns, doing, key, a, b, df)
                          if capped else df)
         return pd.concat(parts, ignore_index=True)
 
@@ -574,6 +650,47 @@ def _roi_match(roi: pd.DataFrame, c: NeuronCriteria) -> set[int]:
     for r in c.output_rois or ():
         ids &= set(roi[(roi.roi == r) & (roi.pre >= c.min_roi_outputs)]["id"])
     return ids
+
+
+def _within(seconds: float, build: Callable[[], Any], doing: str) -> Any:
+    """``build()`` in a helper thread, or :class:`RequestTimeoutError` if it takes longer than ``seconds``.
+
+    A stalled helper thread is left behind (a daemon; it ends when the server answers or drops the
+    connection): requests made without a timeout cannot be interrupted from outside.
+    """
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = build()
+        except BaseException as exc:  # handed to the caller's thread below
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="connectomix-cave-connect", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise RequestTimeoutError(f"CAVE did not answer in time while {doing} (timeout {seconds:g}s)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _transient(exc: ConnectomixError) -> bool:
+    """Whether a failure may pass on a new try (timeouts, dropped connections, cut bodies, 429/502/503/504)."""
+    if isinstance(exc, (RequestTimeoutError, IncompleteResponseError)):
+        return True
+    return type(exc) is ServerError and (exc.status is None or exc.status in RETRY_STATUSES)
+
+
+def _seconds(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds; got {value!r}")
+    return seconds
 
 
 def _status(exc: BaseException) -> int | None:

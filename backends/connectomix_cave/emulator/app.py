@@ -85,6 +85,17 @@ class CaveApp:
         ``QUERY_LIMIT_SIZE``: rows per query at most.
     auth, faults, stats
         Token policy, fault injector and request counters.
+
+    Attributes
+    ----------
+    announce_caps
+        ``True`` (default, as MaterializationEngine): a capped answer carries
+        ``Warning: 201 - "Limited query to N rows``; ``False``: rows are capped
+        silently, like servers that truncate without saying so.
+    arrow_batch_rows
+        ``None`` (default, as MaterializationEngine): one record batch per Arrow
+        response; a number: batches of at most that many rows (more message
+        boundaries to cut a stream at).
     """
 
     def __init__(self, dataset: EmulatedDataset, *, datastacks: Sequence[str], forbidden_datastacks: Sequence[str],
@@ -98,6 +109,8 @@ class CaveApp:
         self.pcg_table = pcg_table
         self.aligned_volume = aligned_volume
         self.row_limit = row_limit
+        self.announce_caps = True
+        self.arrow_batch_rows: int | None = None
         self.auth = auth
         self.faults = faults
         self.stats = stats
@@ -230,9 +243,9 @@ class CaveApp:
 
     def version_dict(self, ds: str, number: int) -> dict[str, Any]:
         spec = self.dataset.versions[number]
-        return {"id": number, "version": number, "datastack": ds, "time_stamp": format_cave(spec.time_stamp),
-                "expires_on": format_cave(spec.expires_on), "valid": spec.valid, "status": spec.status,
-                "parent_version": None, "is_merged": True}
+        return {"id": self.dataset.version_row_id(number), "version": number, "datastack": ds,
+                "time_stamp": format_cave(spec.time_stamp), "expires_on": format_cave(spec.expires_on),
+                "valid": spec.valid, "status": spec.status, "parent_version": None, "is_merged": True}
 
     def _listed(self, req: Request) -> list[int]:
         expired = _flag(req, "expired", False)
@@ -324,10 +337,12 @@ class CaveApp:
     def _respond(self, req: Request, result: QueryResult) -> Response:
         headers = {"column_names": json_bytes(result.column_names).decode()}
         headers["dataframe_resolution"] = resolution_header(result.resolution)
-        if result.warnings:
-            headers["Warning"] = ", ".join(w.replace("\n", " ") for w in result.warnings)
+        warnings = [w for w in result.warnings if self.announce_caps or "Limited query" not in w]
+        if warnings:
+            headers["Warning"] = ", ".join(w.replace("\n", " ") for w in warnings)
         if _flag(req, "return_pyarrow", True):
-            body = arrow_stream(result.frame, ipc_compression(req.headers.get("Accept-Encoding", "")))
+            body = arrow_stream(result.frame, ipc_compression(req.headers.get("Accept-Encoding", "")),
+                                max_rows=self.arrow_batch_rows)
             return Response(body=body, content_type=ARROW_CONTENT_TYPE, headers=headers, arrow=True)
         gz = "gzip" in (req.headers.get("Accept-Encoding") or "").lower()
         if gz:

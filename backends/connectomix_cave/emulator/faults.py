@@ -14,6 +14,26 @@ Faults are queued and consumed by the next matching request(s):
     so the client fails while decoding the Arrow stream.
 ``slow_next(n, seconds=1.0)``
     the response body is trickled out over ``seconds``.
+``truncate_next(n, boundary=k)``
+    the next ``n`` Arrow responses are cut exactly at Arrow IPC message
+    boundary ``k`` (0: right after the schema; 1, 2, ...: after each record
+    batch; -1: after the last batch, i.e. just before the end-of-stream
+    marker). Such a stream still decodes, as a shorter one, unless the client
+    checks for the end-of-stream marker.
+``cut_json_next(n, fraction=0.5)``
+    the next ``n`` successful **JSON** responses are cut to ``fraction`` of
+    their bytes, with a matching ``Content-Length``.
+``stall_next(n, seconds=5.0, where="body")``
+    the response stalls for ``seconds`` (meant to exceed the client's
+    timeout): before the status line (``where="headers"``) or after the
+    headers and half of the body (``"body"``); then it is sent in full.
+``lie_length_next(n, delta=-8)``
+    ``Content-Length`` says ``len(body) + delta``; the whole body is written
+    and the connection closed (so a short claim cuts the body, a long one
+    leaves the client waiting for bytes that never come).
+``announce_caps`` (on :class:`~.app.CaveApp` / the emulator)
+    not a fault kind: ``False`` makes the server cap rows *silently* (no
+    ``Warning`` header), like deployments that truncate without saying so.
 
 Each takes ``endpoint=`` (an endpoint name such as ``"table_query"``, or the
 group ``"query"`` for all three query endpoints); ``None`` matches any endpoint.
@@ -21,6 +41,7 @@ group ``"query"`` for all three query endpoints); ``None`` matches any endpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +71,9 @@ class Fault:
     status: int = 503
     fraction: float = 0.5
     seconds: float = 1.0
+    boundary: int | None = None
+    where: str = "body"
+    delta: int = 0
 
     def matches(self, endpoint: str) -> bool:
         if self.endpoint is None:
@@ -83,9 +107,32 @@ class FaultInjector(LatencyInjector):
         """Reset the connection after ``fraction`` of the next ``n`` matching response bodies."""
         return self._add(Fault("reset", n, endpoint, fraction=fraction))
 
-    def truncate_next(self, n: int = 1, *, endpoint: str | None = None, fraction: float = 0.5) -> Fault:
-        """Cut the next ``n`` matching Arrow responses to ``fraction`` of their bytes."""
-        return self._add(Fault("truncate", n, endpoint, fraction=fraction))
+    def truncate_next(self, n: int = 1, *, endpoint: str | None = None, fraction: float = 0.5,
+                      boundary: int | None = None) -> Fault:
+        """Cut the next ``n`` matching Arrow responses to ``fraction`` of their bytes, or exactly at Arrow
+        message boundary ``boundary`` (see the module docstring)."""
+        if boundary is not None and (not isinstance(boundary, int) or isinstance(boundary, bool)):
+            raise InvalidArgumentError(f"boundary must be an integer message index, got {boundary!r}")
+        return self._add(Fault("truncate", n, endpoint, fraction=fraction, boundary=boundary))
+
+    def cut_json_next(self, n: int = 1, *, endpoint: str | None = None, fraction: float = 0.5) -> Fault:
+        """Cut the next ``n`` matching successful JSON responses to ``fraction`` of their bytes."""
+        return self._add(Fault("cut_json", n, endpoint, fraction=fraction))
+
+    def stall_next(self, n: int = 1, *, seconds: float = 5.0, endpoint: str | None = None,
+                   where: str = "body") -> Fault:
+        """Stall the next ``n`` matching responses for ``seconds`` before the headers or mid-body."""
+        if seconds < 0:
+            raise InvalidArgumentError(f"seconds must be >= 0, got {seconds}")
+        if where not in ("headers", "body"):
+            raise InvalidArgumentError(f"where must be 'headers' or 'body', got {where!r}")
+        return self._add(Fault("stall", n, endpoint, seconds=seconds, where=where))
+
+    def lie_length_next(self, n: int = 1, *, delta: int = -8, endpoint: str | None = None) -> Fault:
+        """Send ``Content-Length: len(body) + delta`` on the next ``n`` matching responses."""
+        if not isinstance(delta, int) or isinstance(delta, bool) or delta == 0:
+            raise InvalidArgumentError(f"delta must be a non-zero integer, got {delta!r}")
+        return self._add(Fault("lie", n, endpoint, delta=delta))
 
     def slow_next(self, n: int = 1, *, seconds: float = 1.0, endpoint: str | None = None) -> Fault:
         """Trickle the next ``n`` matching response bodies out over ``seconds``."""
@@ -104,18 +151,20 @@ class FaultInjector(LatencyInjector):
         with self._lock:
             return [dict(vars(f)) for f in self._faults]
 
-    def take(self, endpoint: str, kinds: tuple[str, ...], *, arrow: bool = False) -> Fault | None:
-        """Consume one matching fault of one of ``kinds`` (truncation only for Arrow responses)."""
+    def take(self, endpoint: str, kinds: tuple[str, ...], *, arrow: bool = False, json: bool = False
+             ) -> Fault | None:
+        """Consume one matching fault of one of ``kinds`` (truncation only for Arrow responses, JSON cuts
+        only for successful JSON responses)."""
         with self._lock:
             for fault in self._faults:
                 if fault.kind not in kinds or not fault.matches(endpoint):
                     continue
-                if fault.kind == "truncate" and not arrow:
+                if (fault.kind == "truncate" and not arrow) or (fault.kind == "cut_json" and not json):
                     continue
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
-                return Fault(fault.kind, 1, fault.endpoint, fault.status, fault.fraction, fault.seconds)
+                return dataclasses.replace(fault, remaining=1)
         return None
 
 

@@ -156,6 +156,23 @@ def _token(headers: Any) -> str | None:
     return None
 
 
+def _arrow_boundary(body: bytes, index: int) -> int:
+    """Byte offset of Arrow IPC message boundary ``index`` of a stream (0: after the schema message; -1:
+    after the last message before the end-of-stream marker; an index past the last message means -1)."""
+    import pyarrow as pa
+
+    source = pa.BufferReader(body)
+    reader = pa.ipc.MessageReader.open_stream(source)
+    ends = []
+    while True:
+        try:
+            reader.read_next_message()
+        except StopIteration:
+            break
+        ends.append(source.tell())
+    return ends[min(index, len(ends) - 1)]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: EmulatorHTTPServer
@@ -211,26 +228,34 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, request: Request, response: Response) -> None:
         app = self.server.app
-        fault = app.faults.take(request.endpoint, ("reset", "slow", "truncate"), arrow=response.arrow)
+        is_json = response.status == 200 and response.content_type == "application/json" and bool(response.body)
+        fault = app.faults.take(request.endpoint, ("reset", "slow", "truncate", "cut_json", "stall", "lie"),
+                                arrow=response.arrow, json=is_json)
+        kind = fault.kind if fault is not None else None
         body = response.body
-        if fault is not None and fault.kind == "truncate":
+        if kind == "truncate":
+            body = body[:_arrow_boundary(body, fault.boundary) if fault.boundary is not None
+                        else int(len(body) * fault.fraction)]
+        elif kind == "cut_json":
             body = body[: int(len(body) * fault.fraction)]
         logger.debug("%s %s -> %s (%d bytes)", request.method, request.path, response.status, len(body))
         app.stats.record(request.endpoint, response.status, len(request.body), len(body))
+        if kind == "stall" and fault.where == "headers":
+            time.sleep(fault.seconds)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) + (fault.delta if kind == "lie" else 0)))
         for key, value in response.headers.items():
             self.send_header(key, value)
         self.end_headers()
-        if fault is not None and fault.kind == "reset":
+        if kind == "reset":
             self.wfile.write(body[: int(len(body) * fault.fraction)])
             self.wfile.flush()
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             self.connection.close()
             return
-        if fault is not None and fault.kind == "slow" and body:
+        if kind == "slow" and body:
             pieces = 10
             step = max(1, -(-len(body) // pieces))
             for start in range(0, len(body), step):
@@ -238,7 +263,18 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(fault.seconds / pieces)
             return
+        if kind == "stall" and fault.where == "body":
+            half = len(body) // 2
+            self.wfile.write(body[:half])
+            self.wfile.flush()
+            time.sleep(fault.seconds)
+            self.wfile.write(body[half:])
+            return
         self.wfile.write(body)
+        if kind == "lie":  # the byte count no longer matches: this connection cannot carry another response
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
         try:
@@ -257,7 +293,29 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: Any):
         self.app = app
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Drop every open (keep-alive) connection, as a server that goes away does."""
+        with self.sockets_lock:
+            sockets, self.open_sockets = list(self.open_sockets), set()
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         logger.debug("connection error from %s", client_address, exc_info=True)

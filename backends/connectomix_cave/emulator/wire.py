@@ -26,10 +26,11 @@ def ipc_compression(accept_encoding: str) -> str | None:
     return None
 
 
-def arrow_stream(frame: pd.DataFrame, compression: str | None) -> bytes:
-    """One record batch as an Arrow IPC stream (``pa.ipc.open_stream(...).read_pandas()`` reads it)."""
+def arrow_stream(frame: pd.DataFrame, compression: str | None, max_rows: int | None = None) -> bytes:
+    """One record batch (or batches of ``max_rows``) as an Arrow IPC stream (``pa.ipc.open_stream(...).read_pandas()``
+    reads it)."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    batch = table.combine_chunks().to_batches()
+    batch = table.combine_chunks().to_batches(max_chunksize=max_rows)
     sink = pa.BufferOutputStream()
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_stream(sink, table.schema, options=options) as writer:

@@ -1,0 +1,151 @@
+"""What sits between caveclient and the network: timeouts, retries and whole-body checks.
+
+caveclient owns one ``requests.Session`` per service client (``client.info``,
+``client.materialize``, ``client.chunkedgraph``, ``client.auth``), sends its
+requests without a timeout, retries only 502/503/504 (urllib3, three times) and
+reads Arrow bodies with ``pa.ipc.open_stream(...).read_pandas()``, which takes a
+stream cut right after a complete message for a valid, shorter one. The
+:class:`CheckedAdapter` mounted on those sessions (:func:`harden`) therefore
+
+* gives every request a timeout (:attr:`RetryPolicy.request_timeout
+  <connectomix.http.RetryPolicy>`, bounded by what is left of the retry budget);
+* reads every body whole before caveclient sees it and refuses an incomplete
+  one: fewer bytes than ``Content-Length``, an Arrow stream (``Content-Type:
+  data.arrow``) without its end-of-stream marker or with bytes left over
+  (:func:`connectomix.wire.check_arrow_stream`), a JSON body that does not
+  parse;
+* retries HTTP 429/502/503/504, dropped or reset connections, timeouts and
+  incomplete bodies with the policy's backoff, on every endpoint, and raises a
+  :class:`~connectomix.errors.ServerError` (``RequestTimeoutError`` for
+  timeouts, ``IncompleteResponseError`` for cut bodies) when the budget is
+  spent. Exceptions are raised without the ``requests`` exception as their
+  cause: that one carries the request and its token.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from connectomix.errors import IncompleteResponseError, RequestTimeoutError, ServerError
+from connectomix.http import RETRY_STATUSES, RetryPolicy
+from connectomix.wire import check_arrow_stream
+
+__all__ = ["CheckedAdapter", "harden", "check_body"]
+
+#: The Content-Type MaterializationEngine sends Arrow query results with (caveclient compares for equality).
+ARROW_CONTENT_TYPE = "data.arrow"
+
+
+def _where(url: str | None) -> str:
+    """The URL without its query string (filters and ids can be long; never holds the token)."""
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else (url or "")
+
+
+def check_body(response: requests.Response) -> None:
+    """Raise :class:`IncompleteResponseError` unless ``response`` holds its whole body.
+
+    Reads the body (``response.content``). Checked: the bytes received against
+    ``Content-Length``; for a successful response, an Arrow stream's
+    end-of-stream marker and exact length, that a JSON body parses, and that
+    ``roots_binary`` returns one root id per supervoxel id sent.
+    """
+    body = response.content
+    url = _where(response.url)
+    declared = response.headers.get("Content-Length")
+    received = response.raw.tell() if hasattr(response.raw, "tell") else len(body)
+    if declared is not None and declared.isdigit() and int(declared) != received:
+        raise IncompleteResponseError(
+            f"incomplete response from {url}: {received} bytes received, Content-Length says {declared}",
+            url=url)
+    if not 200 <= response.status_code < 300:
+        return  # error bodies are only read for their message
+    content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type == ARROW_CONTENT_TYPE:
+        check_arrow_stream(body, what=f"Arrow response from {url}", url=url)
+    elif content_type == "application/octet-stream" and urlsplit(url).path.endswith("/roots_binary"):
+        sent = response.request.body if isinstance(response.request.body, bytes) else None
+        if sent is not None and len(body) != len(sent):  # one uint64 root per uint64 supervoxel sent
+            raise IncompleteResponseError(
+                f"incomplete response from {url}: {len(body) // 8} root ids for {len(sent) // 8} supervoxels",
+                url=url)
+    elif content_type == "application/json":
+        try:
+            json.loads(body)
+        except ValueError:
+            raise IncompleteResponseError(
+                f"incomplete response from {url}: the JSON body ({len(body)} bytes) does not parse",
+                url=url) from None
+
+
+class CheckedAdapter(HTTPAdapter):
+    """A transport adapter that adds a timeout, whole-body checks and retries to every request.
+
+    Parameters
+    ----------
+    policy
+        Called at each request for the :class:`~connectomix.http.RetryPolicy`
+        to use (so a backend's policy can be changed after the client exists).
+    pool_maxsize, pool_block
+        Connection pool size and whether to block when it is exhausted.
+    """
+
+    def __init__(self, policy: Callable[[], RetryPolicy], *, pool_maxsize: int = 10, pool_block: bool = False):
+        super().__init__(pool_maxsize=pool_maxsize, pool_block=pool_block, max_retries=0)
+        self._policy = policy
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # noqa: D102
+        policy = self._policy()
+        url = _where(request.url)
+        started, attempt = time.monotonic(), 0
+        while True:
+            remaining = policy.total_timeout - (time.monotonic() - started)
+            limit = max(0.1, min(policy.request_timeout, remaining)) if timeout is None else timeout
+            retry_after = None
+            try:
+                response = super().send(request, stream=stream, timeout=limit, verify=verify, cert=cert,
+                                        proxies=proxies)
+                if not stream:
+                    check_body(response)
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                retry_after = response.headers.get("Retry-After")
+                text = response.text[:300]
+                error: ServerError = ServerError(f"HTTP {response.status_code}: {text}", status=response.status_code,
+                                                 server_message=text, url=url)
+            except requests.Timeout:
+                error = RequestTimeoutError(f"no answer within {limit:.1f}s", url=url)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as exc:
+                error = ServerError(f"{type(exc).__name__}: {_short(exc)}", url=url)
+            except IncompleteResponseError as exc:
+                error = exc
+            attempt += 1
+            wait = policy.delay(attempt - 1, retry_after)
+            elapsed = time.monotonic() - started
+            if attempt >= policy.max_attempts or elapsed + wait > policy.total_timeout:
+                message = (f"CAVE kept failing on {request.method} {url}: gave up after {attempt} attempt(s) in "
+                           f"{elapsed:.1f}s (retry budget {policy.total_timeout:g}s, {policy.max_attempts} "
+                           f"attempts); last error: {error}")
+                raise type(error)(message, status=error.status, server_message=error.server_message,
+                                  url=url) from None
+            time.sleep(wait)
+
+
+def harden(session: requests.Session, policy: Callable[[], RetryPolicy], *, pool_maxsize: int = 10,
+           pool_block: bool = False) -> None:
+    """Mount a :class:`CheckedAdapter` on ``session`` for ``http://`` and ``https://`` (replacing caveclient's)."""
+    adapter = CheckedAdapter(policy, pool_maxsize=pool_maxsize, pool_block=pool_block)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
