@@ -384,10 +384,7 @@ class NeuprintBackend(Backend):
         neuPrintHTTP's storage/neuprintneo4j/neuprintneo4j.go) is asked on every
         call. A server that reports neither stamp is not cached.
         """
-        try:
-            listing = self.http.request("GET", "/api/dbmeta/datasets").json()
-        except ValueError as exc:
-            raise ServerError(f"neuPrint's dataset list is not JSON: {exc}") from None
+        listing = self.http.request("GET", "/api/dbmeta/datasets", decode=json_body)  # whole JSON, or retried
         entry = listing.get(self._dataset_name) if isinstance(listing, dict) else None
         if not isinstance(entry, dict):
             return None  # the dataset's stamps are unknown: do not cache (the query itself reports a problem)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -66,6 +69,34 @@ class EmulatedDataset:
     def table_at(self, name: str, ts_us: int) -> pd.DataFrame:
         """A table or view with root ids as of an arbitrary time (live queries)."""
         return materialize(self.tables[name], self.tables, self.history, ts_us)
+
+    @functools.cached_property
+    def data_digest(self) -> str:
+        """SHA-256 over everything served: the stored tables, the edit script and the voxel resolution.
+
+        Different data gives a different digest; the version metadata's ``id``
+        comes from it (:meth:`version_row_id`).
+        """
+        h = hashlib.sha256(json.dumps(self.script.to_dict(), sort_keys=True, default=str).encode())
+        h.update(repr(self.resolution).encode())
+        for name in sorted(self.tables):
+            frame = self.tables[name].stored
+            h.update(json.dumps([name, [str(c) for c in frame.columns], len(frame)]).encode())
+            for col in frame.columns:
+                h.update(pd.util.hash_pandas_object(frame[col], index=False).to_numpy().tobytes())
+        return h.hexdigest()
+
+    def version_row_id(self, number: int) -> int:
+        """The ``id`` reported in a version's metadata.
+
+        On a real MaterializationEngine it is the row id of the version in the
+        deployment's AnalysisVersion table (DynamicAnnotationDB models.py), so it
+        belongs to one deployment. The emulator derives it from
+        :attr:`data_digest`: an emulator restarted with other data reports other
+        ids, as a re-deployed server would, and clients that key caches by
+        version metadata notice.
+        """
+        return int(hashlib.sha256(f"{self.data_digest}:{number}".encode()).hexdigest()[:7], 16)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable summary: versions, operations with concrete ids, labels."""

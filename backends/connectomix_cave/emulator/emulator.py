@@ -115,9 +115,10 @@ class CaveEmulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
+        """Stop serving, drop open connections and close the socket."""
         if self._server is not None:
             self._server.shutdown()
+            self._server.close_connections()
             self._server.server_close()
             if self._thread is not None:
                 self._thread.join(timeout=5)

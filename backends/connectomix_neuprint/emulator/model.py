@@ -635,8 +635,14 @@ def _meta_row(manifest: Mapping[str, Any], dataset: str, tag: str, folder: Path,
               primary: list[str], segment: pd.DataFrame, segment_props: Mapping[str, PropSpec],
               vs: tuple[float, float, float], post_hat: float, pre_hp: float, post_hp: float,
               roi_counts: pd.DataFrame | None, synapses: pd.DataFrame | None) -> dict[str, Any]:
-    manifest_text = (folder / "manifest.json").read_bytes()
-    edited = datetime.fromtimestamp((folder / "manifest.json").stat().st_mtime, tz=timezone.utc)
+    # uuid and lastDatabaseEdit identify the data served (clients key caches by them, as they would by a
+    # real server's DVID uuid and last-edit time): a digest of the manifest and every table, and the
+    # newest modification time among them, so a release changed in any file gets new stamps.
+    files = [folder / "manifest.json", *sorted(folder.glob("*.parquet"))]
+    digest = sha1()
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    edited = datetime.fromtimestamp(max(f.stat().st_mtime for f in files), tz=timezone.utc)
     totals: dict[str, dict[str, int]] = {r: {"pre": 0, "post": 0} for r in rois}
     for info in segment["roiInfo"]:
         for r, c in json.loads(info).items():
@@ -653,7 +659,7 @@ def _meta_row(manifest: Mapping[str, Any], dataset: str, tag: str, folder: Path,
         "__mid": 0,
         "dataset": dataset,
         "tag": tag,
-        "uuid": sha1(manifest_text).hexdigest()[:5],
+        "uuid": digest.hexdigest()[:5],
         "lastDatabaseEdit": edited.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
         "info": manifest.get("source") or "N/A",
         "logo": "",
