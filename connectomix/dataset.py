@@ -10,6 +10,7 @@ every backend answers the same question the same way.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import os
 import re
@@ -119,6 +120,9 @@ def open(name_or_uri: str, **options: Any) -> Dataset:  # noqa: A001 - mirrors b
     merged = {**parsed.options, **base, **protect_options(options)}
     if "materialization" in merged:  # one reading for every backend: ASCII digits or a word ('١' is not 1)
         merged["materialization"] = _check_materialization(merged["materialization"])
+    for key, read in _SHARED_OPTIONS.items():  # strings from URIs and configs, read once for every backend
+        if key in merged and merged[key] is not None:
+            merged[key] = read(merged[key], key)
     core.update({k: merged.pop(k) for k in CORE_OPTIONS if k in merged and k not in core})
     cls = registry.backend_for_scheme(parsed.scheme)
     backend = cls.from_uri(parsed, merged)
@@ -735,6 +739,40 @@ def _optional_batch_size(value: Any) -> int | None:
     if not _is_int(value) or not 1 <= value <= _INT64_MAX:
         raise InvalidArgumentError(f"batch_size must be a positive integer or None; got {value!r}")
     return int(value)
+
+
+def _bool_option(value: Any, name: str) -> bool:
+    """A yes/no backend option: a bool, or 'true'/'false'/'1'/'0'/'yes'/'no' from a URI; nothing else."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise InvalidArgumentError(f"{name} must be true or false; got {value!r}")
+
+
+def _seconds_option(value: Any, name: str) -> float:
+    """A positive, finite number of seconds; strings must be ASCII decimals ('nan', '١٠' are refused)."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", value.strip()):
+        value = float(value.strip())
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not (
+            math.isfinite(float(value)) and float(value) > 0):
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds; got {value!r}")
+    return float(value)
+
+
+#: Backend options with the same meaning on every backend, read by :func:`open` (None means the default).
+_SHARED_OPTIONS = {
+    "batch_size": _positive_int,
+    "row_limit": _positive_int,
+    "threads": _positive_int,
+    "timeout": _seconds_option,
+    "arrow": _bool_option,
+    "filtered": _bool_option,
+    "live": _bool_option,
+}
 
 
 def _check_bool(value: Any, name: str) -> None:

@@ -107,10 +107,32 @@ def test_materialization_option_of_a_uri_is_read_the_same_way(toy_release):
         for bad in ("١", "１", "1.0"):
             with pytest.raises(errors.InvalidArgumentError, match="materialization"):
                 connectomix.open(f"cave://toy_stack?materialization={bad}", server=emu.url, token="t", cache=False)
+        # options shared by the backends are read once, by the core (CAVE took '١٠' as 10 and raised a raw
+        # ValueError for batch_size=2.5)
+        for query, name in (("batch_size=2.5", "batch_size"), ("batch_size=١٠", "batch_size"),
+                            ("row_limit=١٠", "row_limit"), ("timeout=nan", "timeout")):
+            with pytest.raises(errors.InvalidArgumentError, match=name):
+                connectomix.open(f"cave://toy_stack?{query}", server=emu.url, token="t", cache=False)
         with connectomix.open("cave://toy_stack?materialization=1", server=emu.url, token="t", cache=False,
                               filtered=False, connection_view=None, neuron_table="cell_types",
                               type_column="cell_type") as ds:
             assert ds.version == 1
+
+
+def test_neuprint_options_are_read_strictly(toy_release):
+    """neuPrint took arrow=perhaps as true, timeout=nan or -1 and batch_size=١٠ as given."""
+    from connectomix_neuprint.emulator import NeuprintEmulator
+
+    with NeuprintEmulator(toy_release, token="t", dataset="toy:v1") as emu:
+        host = emu.url.split("://", 1)[1]
+        for query, name in (("arrow=perhaps", "arrow"), ("timeout=nan", "timeout"), ("timeout=-1", "timeout"),
+                            ("batch_size=١٠", "batch_size"), ("batch_size=0", "batch_size")):
+            with pytest.raises(errors.InvalidArgumentError, match=name):
+                connectomix.open(f"neuprint://{host}/toy:v1?{query}", token="t", verify=str(emu.cert_path),
+                                 cache=False)
+        with connectomix.open(f"neuprint://{host}/toy:v1?arrow=false&timeout=30&batch_size=50", token="t",
+                              verify=str(emu.cert_path), cache=False) as ds:
+            assert ds.backend.use_arrow is False
 
 
 @pytest.mark.parametrize("call, match", [
