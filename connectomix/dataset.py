@@ -526,14 +526,12 @@ class Dataset:
         if not (pre or post):
             raise InvalidArgumentError("pre and post are both False: nothing to fetch; set at least one to True")
         materialization = _check_materialization(materialization)
-        if max_distance is not None and (isinstance(max_distance, bool) or not isinstance(max_distance, numbers.Real)
-                                         or not max_distance >= 0 or not np.isfinite(max_distance)):
+        if max_distance is not None and not (_finite(max_distance) and max_distance >= 0):
             raise InvalidArgumentError(f"max_distance must be a finite number of nm >= 0, or None; got {max_distance!r}")
         if Capability.SYNAPSES not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no synapse-level data")
         if min_score is not None:
-            if isinstance(min_score, (bool, np.bool_)) or not isinstance(min_score, numbers.Real) or not np.isfinite(
-                    float(min_score)):
+            if not _finite(min_score):
                 raise InvalidArgumentError(f"min_score must be a finite number (a synapse score); got {min_score!r}")
             if Capability.SYNAPSE_SCORES not in self.capabilities:
                 raise UnsupportedOperation(
@@ -741,6 +739,16 @@ def _optional_batch_size(value: Any) -> int | None:
     return int(value)
 
 
+def _finite(value: Any) -> bool:
+    """True for a real number (not a bool) that is finite as a float (``10**400`` is not)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except (OverflowError, ValueError):
+        return False
+
+
 def _bool_option(value: Any, name: str) -> bool:
     """A yes/no backend option: a bool, or 'true'/'false'/'1'/'0'/'yes'/'no' from a URI; nothing else."""
     if isinstance(value, (bool, np.bool_)):
@@ -757,8 +765,7 @@ def _seconds_option(value: Any, name: str) -> float:
     """A positive, finite number of seconds; strings must be ASCII decimals ('nan', '١٠' are refused)."""
     if isinstance(value, str) and re.fullmatch(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", value.strip()):
         value = float(value.strip())
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not (
-            math.isfinite(float(value)) and float(value) > 0):
+    if not (_finite(value) and value > 0):
         raise InvalidArgumentError(f"{name} must be a positive number of seconds; got {value!r}")
     return float(value)
 

@@ -149,6 +149,8 @@ def test_neuprint_options_are_read_strictly(toy_release):
     (lambda ds: ds.get_connectivity([101], batch_size=2.0), "batch_size"),
     (lambda ds: ds.get_synapses([101], min_score=float("nan")), "min_score"),
     (lambda ds: ds.get_synapses([101], min_score=np.inf), "min_score"),
+    (lambda ds: ds.get_synapses([101], min_score=10**400), "min_score"),  # was a raw OverflowError
+    (lambda ds: ds.get_synapses([101], attach=True, max_distance=10**400), "max_distance"),
     (lambda ds: ds.get_synapses([101], attach=True, max_distance=float("nan")), "max_distance"),
     (lambda ds: ds.get_connectivity([101], by=["type"]), "by"),
 ])
@@ -418,7 +420,7 @@ def test_get_connectivity_answers_or_raises(toy_ds, toy_tables, sources, targets
         assert got.to_dict() == total.sort_index().to_dict()
 
 
-SYNAPSE_KW = {"pre": VALUES, "post": VALUES, "min_score": st.one_of(st.floats(), VALUES),
+SYNAPSE_KW = {"pre": VALUES, "post": VALUES, "min_score": st.one_of(st.floats(), st.integers(), VALUES),
               "rois": VALUES, "include_autapses": VALUES, "materialization": VALUES,
               "batch_size": VALUES, "progress": st.just(False), "attach": VALUES, "max_distance": VALUES,
               "clean": VALUES}
