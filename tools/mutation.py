@@ -41,10 +41,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {  # staged name -> folder in this repository
-    "connectomix": ROOT / "connectomix",
-    "connectomix_release": ROOT / "backends" / "connectomix_release",
-    "connectomix_neuprint": ROOT / "backends" / "connectomix_neuprint",
-    "connectomix_cave": ROOT / "backends" / "connectomix_cave",
+    "connectomix": Path("connectomix"),
+    "connectomix_release": Path("backends") / "connectomix_release",
+    "connectomix_neuprint": Path("backends") / "connectomix_neuprint",
+    "connectomix_cave": Path("backends") / "connectomix_cave",
 }
 #: Lines whose mutation only changes the wording of an error message (the error is still
 #: raised, with the same type): the ``raise`` line itself and string-only continuation lines.
@@ -107,7 +107,7 @@ TARGETS = [
 ]
 
 
-def stage(target: Target, workdir: Path, env: dict) -> tuple[Path, list[str]]:
+def stage(target: Target, workdir: Path, env: dict, source: Path) -> tuple[Path, list[str]]:
     """A fresh copy of the working tree with the packages side by side, configured for ``target``.
 
     Returns the folder and the tests that already fail on the unmutated code: they are deselected
@@ -117,10 +117,10 @@ def stage(target: Target, workdir: Path, env: dict) -> tuple[Path, list[str]]:
     shutil.rmtree(here, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
     for name, src in PACKAGES.items():
-        shutil.copytree(src, here / name, ignore=ignore)
-    shutil.copytree(ROOT / "tests", here / "tests", ignore=ignore)
+        shutil.copytree(source / src, here / name, ignore=ignore)
+    shutil.copytree(source / "tests", here / "tests", ignore=ignore)
     tests = [t for t in target.tests if (here / t.split("::")[0]).exists()]
-    (here / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    (here / "pyproject.toml").write_text((source / "pyproject.toml").read_text())
     clean = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
                            cwd=here, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     failing = sorted({line.split()[1] for line in clean.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))})
@@ -133,14 +133,14 @@ def stage(target: Target, workdir: Path, env: dict) -> tuple[Path, list[str]]:
         "use_git_change_detection": False,
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in config.items()]
-    (here / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
+    (here / "pyproject.toml").write_text((source / "pyproject.toml").read_text() + "\n".join(lines) + "\n")
     return here, failing
 
 
-def run_target(target: Target, workdir: Path, log) -> dict:
+def run_target(target: Target, workdir: Path, log, source: Path = ROOT) -> dict:
     mutmut = Path(sys.executable).with_name("mutmut")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MUTANT_UNDER_TEST")}
-    here, failing = stage(target, workdir, env)
+    here, failing = stage(target, workdir, env, source)
     started = time.monotonic()
     proc = subprocess.run([str(mutmut), "run", "--max-children", "1", *target.globs()], cwd=here, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "connectomix-mutation",
                         help="where the staged copies go (default: %(default)s)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
+    parser.add_argument("--rev", help="mutate the code and run the tests of this git revision instead of the "
+                        "working tree (e.g. to measure the kill rate before a change)")
     args = parser.parse_args(argv)
     by_name = {t.name: t for t in TARGETS}
     if args.list:
@@ -217,11 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("mutmut", path=str(Path(sys.executable).parent)) is None:
         parser.error('mutmut is not installed in this environment: pip install -e ".[mutation]"')
     args.workdir.mkdir(parents=True, exist_ok=True)
+    source = ROOT
+    if args.rev:
+        source = args.workdir / "_source"
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir()
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.rev, "connectomix", "backends", "tests",
+                                  "pyproject.toml"], check=True, stdout=subprocess.PIPE).stdout
+        subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     results = []
     with open(args.workdir / "mutmut.log", "w") as log:
         for name in args.targets or list(by_name):
             print(f"running {name} ...", flush=True)
-            results.append(run_target(by_name[name], args.workdir, log))
+            results.append(run_target(by_name[name], args.workdir, log, source))
             r = results[-1]
             print(f"  {len(r['killed']) + len(r['timeout'])} killed, {len(r['survived'])} survived, "
                   f"{len(r['no_tests'])} without a test, in {r['seconds']:.0f} s"
