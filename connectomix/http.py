@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ def json_body(response: requests.Response) -> Any:
     >>> json_body(r)
     Traceback (most recent call last):
     ...
-    connectomix.errors.IncompleteResponseError: incomplete response: the body is not whole JSON (32 bytes; Expecting ',' delimiter: line 1 column 33 (char 32))
+    connectomix.errors.IncompleteResponseError: incomplete response: the body is not whole JSON (32 bytes; ...)
     """
     content = response.content
     try:
@@ -215,10 +216,15 @@ class HttpClient:
                 error: RemoteError = exc
                 cause: Exception | None = None
             except requests.exceptions.SSLError as exc:
-                raise ServerError(
-                    f"TLS verification of {self.base_url} failed ({_short(exc)}); pass verify=<CA bundle path> "
-                    "for a server with its own certificate (e.g. the local emulators' cert_path), or "
-                    "verify=false to skip verification", url=url) from exc
+                if _certificate_error(exc):
+                    raise ServerError(
+                        f"TLS verification of {self.base_url} failed ({_short(exc)}); pass verify=<CA bundle path> "
+                        "for a server with its own certificate (e.g. the local emulators' cert_path), or "
+                        "verify=false to skip verification", url=url) from exc
+                # any other TLS failure (e.g. EOF on a connection the server closed) is a dropped connection
+                error = ServerError(f"could not talk to {self.service} at {self.base_url} (TLS: {_short(exc)})",
+                                    url=url)
+                cause = exc
             except requests.Timeout as exc:
                 error = RequestTimeoutError(f"{self.service} did not answer {method} {path} in time", url=url)
                 cause = exc
@@ -268,6 +274,21 @@ class HttpClient:
             return QueryError(f"{self.service} rejected the query (HTTP {status}): {message}\nQuery was:\n{query_text}",
                               query=query_text, **kwargs)
         return ServerError(f"{self.service} refused {where} (HTTP {status}): {message}", **kwargs)
+
+
+def _certificate_error(exc: BaseException) -> bool:
+    """Whether a TLS failure is the server's certificate being refused (not a dropped connection)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
 
 
 def _server_message(response: requests.Response) -> str:

@@ -191,7 +191,7 @@ class FaultInjector(LatencyInjector):
 
     def stall_next(self, n: int = 1, seconds: float = 5.0, *, path: str = "/", at: int | str | None = None,
                    after: int = 0) -> None:
-        """The next ``n`` responses stop at ``at`` (default half-way; ``"headers"``: before any byte) for ``seconds``."""
+        """The next ``n`` responses stop at ``at`` (default: half-way; ``"headers"``: at once) for ``seconds``."""
         self.add(Fault("stall", seconds=seconds, path=path, at=at, after=after), n)
 
     def cut_next(self, n: int = 1, *, kind: str = "lie", at: int | str | None = None, path: str = "/",

@@ -74,8 +74,9 @@ REQUESTS = {
     "arrow": {"open": {DATASETS: 1, VERSION: 1, CUSTOM: 1},
               "fetch_neurons": {ARROW: 2}, "connectivity": {ARROW: 2}, "connectivity_by_roi": {ARROW: 2},
               "get_synapses": {ARROW: 1, CUSTOM: 2}, "get_skeletons": {SKELETON: 2}},
-    "json": {"fetch_neurons": {CUSTOM: 2},  # opening is the same as above, without /api/version "connectivity": {CUSTOM: 2}, "connectivity_by_roi": {CUSTOM: 2},
-             "get_synapses": {CUSTOM: 3}},  # skeletons do not depend on the transport: run once, above
+    # JSON transport: opening is the same as above without /api/version, skeletons do not depend on it
+    "json": {"fetch_neurons": {CUSTOM: 2}, "connectivity": {CUSTOM: 2}, "connectivity_by_roi": {CUSTOM: 2},
+             "get_synapses": {CUSTOM: 3}},
 }
 
 
@@ -95,8 +96,8 @@ def _cases():
                     for kind, at, n in kinds:
                         if after and kind not in BODY_KINDS:
                             continue  # see _cases' docstring
-                        yield pytest.param(transport, op, path, after, kind, at, n,
-                                           id=f"{transport}-{op}-{path.strip('/').replace('/', '.')}#{after}-{kind}-{at}")
+                        name = f"{transport}-{op}-{path.strip('/').replace('/', '.')}#{after}-{kind}-{at}"
+                        yield pytest.param(transport, op, path, after, kind, at, n, id=name)
 
 
 CASES = list(_cases())
@@ -325,3 +326,34 @@ def test_http_client_retries_a_short_body_then_raises():
     with pytest.raises(errors.IncompleteResponseError, match="gave up after 3 attempt"):
         client.request("GET", "/api/x")
     assert answers == []
+
+
+def test_tls_eof_is_a_dropped_connection_but_a_refused_certificate_is_not(emu):
+    """A TLS EOF (a server closing a kept-alive connection) is retried; a refused certificate raises at once."""
+    import ssl
+
+    import requests
+    import urllib3
+
+    from connectomix.http import HttpClient, RetryPolicy
+
+    def tls_error(reason: Exception) -> requests.exceptions.SSLError:
+        pool_error = urllib3.exceptions.MaxRetryError(None, "/api/x", urllib3.exceptions.SSLError(reason))
+        return requests.exceptions.SSLError(pool_error)
+
+    answers: list = [tls_error(ssl.SSLEOFError(8, "EOF occurred in violation of protocol")), _response(b"{}", {})]
+
+    def fake(*args, **kwargs):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client = HttpClient("https://127.0.0.1:1", retry=RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001))
+    client.session.request = fake
+    assert client.request("GET", "/api/x").content == b"{}" and answers == []
+    # the emulator's own certificate is not in the system bundle: verification fails, with advice, and is not retried
+    host = emu.url.split("://", 1)[1]
+    emu.stats.reset()
+    with pytest.raises(errors.ServerError, match="TLS verification of .* failed .* pass verify=<CA bundle path>"):
+        connectomix.open(f"neuprint://{host}/{DATASET}", token=TOKEN, verify="true", cache=False)
