@@ -1196,6 +1196,10 @@ def validate_release(folder: str | os.PathLike, *, deep: bool = False) -> Releas
                 con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM {rel}")
                 neurons_rel = "_release_neurons"
         report.problems += _skeleton_problems(con, folder, neurons_rel, report)
+        for table, n in sorted((manifest.get(CHECKED_ROWS) or {}).items()):
+            if table in report.rows and report.rows[table] != n:
+                report.problems.append(Problem(table, f"{TABLES[table].file} has {report.rows[table]:,} rows but the "
+                                                      f"manifest's {CHECKED_ROWS} records {n:,}: changed after writing"))
         if manifest.get("score_name") and "synapses" not in files:
             report.checks.append("score_name")
     finally:

@@ -19,7 +19,8 @@ import connectomix
 from connectomix import errors
 from connectomix.backend import Capability
 from connectomix_release.importers import import_neuprint_csv
-from connectomix_release.writer import CHECKED_ROWS, make_manifest, write_release, write_synapses_streaming
+from connectomix_release.writer import (CHECKED_ROWS, make_manifest, validate_release, write_release,
+                                        write_synapses_streaming)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 GLOB_NAMES = ["rel*", "rel?", "rel[ab]", "rel[!a]", "it's rel", "rel [a-z] two"]
@@ -156,6 +157,8 @@ def test_writer_records_checked_rows_and_open_compares_them(tmp_path):
     _repeat_row(conn, 0).to_parquet(folder / "connections.parquet", index=False)  # weight 1->2 would double
     with pytest.raises(errors.DataFormatError, match=r"connections\.parquet' has 3 rows but .* records 2"):
         connectomix.open(f"release://{folder}", cache=False)
+    report = validate_release(folder)
+    assert not report.ok and "has 3 rows but the manifest's checked_rows records 2" in str(report)
 
 
 def test_release_without_roi_counts_does_not_claim_rois(tmp_path, toy_release_module):
