@@ -8,13 +8,14 @@ to where the importer relies on them):
 * MANC ``manc-traced-adjacencies-v1.0/`` (neuprint-python
   ``fetch_traced_adjacencies`` export, renamed by the publisher);
 * male CNS ``flat-connectome/`` Feather files (complete and ``-traced-only``
-  weights, ``syn-partners`` with voxel positions);
+  weights, ``syn-partners`` with voxel positions, ``body-neurotransmitters``);
 * FlyWire Codex ``synapse_coordinates.csv.gz`` (blank cells repeat the value
   above), the Princeton synapse table (root ids without their leading
   ``720575940``), ``names.csv.gz``, ``classification.csv.gz``,
   ``consolidated_cell_types.csv.gz``, ``neurons.csv.gz``.
 
-Expected values are written out by hand from the fixtures.
+Expected values are written out by hand from the fixtures; the one property
+test compares the converted synapses with the table it generated itself.
 """
 
 import gzip
