@@ -145,8 +145,8 @@ class Backend:
     :meth:`info` and the primitives. A backend instance serves one dataset and
     must be safe to call from several threads.
 
-    Class attributes
-    ----------------
+    Attributes
+    ----------
     name
         Short backend name, e.g. ``"neuprint"``.
     schemes

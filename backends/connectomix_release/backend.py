@@ -67,8 +67,8 @@ class ReleaseBackend(Backend):
     ``%3F``, ``%23`` and ``%25``. Glob characters (``*``, ``?``, ``[...]``) in the path are
     always literal.
 
-    Options
-    -------
+    Parameters
+    ----------
     threads : int
         DuckDB worker threads (default: DuckDB's choice).
     memory_limit : str

@@ -1,0 +1,101 @@
+"""Sphinx directives that take their text from the code, so the pages cannot drift from it.
+
+``.. cli-help:: [SUBCOMMAND]``
+    The ``--help`` text of ``connectomix [SUBCOMMAND]``, as the command prints it.
+``.. catalogue-table::``
+    One row per dataset of the packaged catalogue (``connectomix/catalogue``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+
+from docutils import nodes
+from sphinx.util.docutils import SphinxDirective
+
+#: Help text is wrapped by argparse at $COLUMNS; fixed so the pages do not depend on the terminal.
+HELP_COLUMNS = "88"
+
+
+def _help_text(command: list[str]) -> str:
+    from connectomix.cli import main
+
+    out = io.StringIO()
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_COLUMNS
+    try:
+        with contextlib.redirect_stdout(out):
+            status = main([*command, "--help"])
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+    if status != 0:
+        raise RuntimeError(f"'connectomix {' '.join(command)} --help' exited with {status}")
+    return out.getvalue().rstrip()
+
+
+class CliHelp(SphinxDirective):
+    """``connectomix [SUBCOMMAND] --help`` as a literal block."""
+
+    optional_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        command = self.arguments[0].split() if self.arguments else []
+        text = _help_text(command)
+        block = nodes.literal_block(text, text, language="text")
+        return [block]
+
+
+def _table(header: list[str], rows: list[list[str]], widths: list[int]) -> nodes.table:
+    table = nodes.table()
+    group = nodes.tgroup(cols=len(header))
+    table += group
+    for width in widths:
+        group += nodes.colspec(colwidth=width)
+
+    def row(cells: list[str]) -> nodes.row:
+        r = nodes.row()
+        for cell in cells:
+            entry = nodes.entry()
+            entry += nodes.paragraph(text=cell)
+            r += entry
+        return r
+
+    head = nodes.thead()
+    head += row(header)
+    body = nodes.tbody()
+    for cells in rows:
+        body += row(cells)
+    group += head
+    group += body
+    return table
+
+
+class CatalogueTable(SphinxDirective):
+    """The packaged dataset catalogue: name, backend, server, dataset, version, units, public."""
+
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from connectomix import catalogue
+
+        rows = []
+        for name, entry in sorted(catalogue.load().datasets.items()):
+            units = str(entry.units)
+            if entry.voxel_size_nm is not None and units == "voxel":
+                units = f"{entry.voxel_size_nm} nm voxels"
+            rows.append([name, str(entry.backend), str(entry.server), str(entry.dataset), str(entry.version),
+                         units, "yes" if entry.public else "no", entry.file.name])
+        header = ["name", "backend", "server", "dataset / datastack", "version", "coordinates", "public", "file"]
+        return [_table(header, rows, [12, 8, 18, 18, 8, 14, 6, 10])]
+
+
+def setup(app):
+    app.add_directive("cli-help", CliHelp)
+    app.add_directive("catalogue-table", CatalogueTable)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
