@@ -110,7 +110,7 @@ class CaveBackend(Backend):
         self.retry = (self.default_retry if timeout is None
                       else dataclasses.replace(self.default_retry, request_timeout=timeout))
         self._caps = _CapRecorder()
-        self._announced_caps: set[int] = set()
+        self._announced_caps: dict[str, int] = {}
         self._lock = threading.Lock()
         self.client = self._connect(token)
         self.resolver = VersionResolver(self.client, live_allowed=settings.live, datastack=datastack)
@@ -383,22 +383,22 @@ class CaveBackend(Backend):
                 df = mat.query_table(table, select_columns=columns, split_positions=True, metadata=False,
                                      merge_reference=False, materialization_version=int(version), limit=limit,
                                      log_warning=False, **kw)
-        return df, self._may_be_capped(len(df), self._caps.cap)
+        return df, self._may_be_capped(table, len(df), self._caps.cap)
 
-    def _may_be_capped(self, rows: int, announced: int | None) -> bool:
-        """Whether a page of ``rows`` rows may be cut short by a row cap.
+    def _may_be_capped(self, table: str, rows: int, announced: int | None) -> bool:
+        """Whether a page of ``rows`` rows of ``table`` may be cut short by a row cap.
 
         From the row count alone, whatever the headers say: a page is suspect if
-        it reaches our own ``row_limit`` or the smallest cap this server ever
-        announced (``Warning: ... Limited query to N rows``, remembered for the
-        backend's lifetime), or has exactly a known server cap
+        it reaches our own ``row_limit`` or the smallest cap the server ever
+        announced for this table (``Warning: ... Limited query to N rows``,
+        remembered for the backend's lifetime), or has exactly a known server cap
         (:data:`KNOWN_SERVER_CAPS`). Splitting a complete page only costs
         requests; keeping a capped one loses rows.
         """
         with self._lock:
             if announced is not None:
-                self._announced_caps.add(announced)
-            floor = min([self.settings.row_limit, *self._announced_caps])
+                self._announced_caps[table] = min(announced, self._announced_caps.get(table, announced))
+            floor = min(self.settings.row_limit, self._announced_caps.get(table, self.settings.row_limit))
         return announced is not None or rows >= floor or rows in KNOWN_SERVER_CAPS
 
     def _split_by_range(self, table, is_view, version, filters, columns, doing, key, lo, hi,
@@ -568,6 +568,9 @@ class CaveBackend(Backend):
         version = version if version is not None else self.resolve_materialization(None, None)
         rows = self._query(s.neuron_table, False, version, filters, select + ["id"],
                            f"querying {s.neuron_table!r}", split_column=s.neuron_id_column)
+        # A neuron with several annotations (e.g. after a merge) keeps its oldest one (lowest annotation
+        # id), whatever order the rows arrive in (split queries change it).
+        rows = rows.sort_values("id", kind="stable")
         out = pd.DataFrame({"id": rows[s.neuron_id_column].to_numpy(dtype="int64")})
         for field, column in columns.items():
             out[field] = rows[column].astype("string").to_numpy() if column else None

@@ -92,6 +92,10 @@ class CaveApp:
         ``True`` (default, as MaterializationEngine): a capped answer carries
         ``Warning: 201 - "Limited query to N rows``; ``False``: rows are capped
         silently, like servers that truncate without saying so.
+    table_row_limits
+        Per table or view name, a row cap replacing ``row_limit`` (servers cap
+        every table alike; this lets a test cap one table without paying for
+        splitting every other query).
     arrow_batch_rows
         ``None`` (default, as MaterializationEngine): one record batch per Arrow
         response; a number: batches of at most that many rows (more message
@@ -110,6 +114,7 @@ class CaveApp:
         self.aligned_volume = aligned_volume
         self.row_limit = row_limit
         self.announce_caps = True
+        self.table_row_limits: dict[str, int] = {}
         self.arrow_batch_rows: int | None = None
         self.auth = auth
         self.faults = faults
@@ -352,7 +357,8 @@ class CaveApp:
     def _query(self, req: Request, table, frame, body: Any) -> Response:
         sample = _int_param(req, "random_sample")
         try:
-            result = run_query(frame, table, body, row_limit=self.row_limit, table_resolution=self.dataset.resolution,
+            limit = self.table_row_limits.get(table.name, self.row_limit)
+            result = run_query(frame, table, body, row_limit=limit, table_resolution=self.dataset.resolution,
                                count=_flag(req, "count", False), random_sample=sample,
                                split_positions=_flag(req, "split_positions", True))
         except QueryError as exc:
