@@ -133,7 +133,7 @@ def test_a_single_id_above_the_cap_on_an_annotation_table_even_at_a_cap_of_one_r
 
 def test_a_stalled_response_is_abandoned_after_the_timeout(emu):
     want = answer(emu, synapses)
-    with open_ds(emu, timeout=0.5) as ds:
+    with open_ds(emu) as ds:  # the policy is read at every request, so it can change after connecting
         ds.backend.retry = RetryPolicy(base_delay=0.01, max_delay=0.05, total_timeout=20, request_timeout=0.5)
         emu.faults.stall_next(1, seconds=30, endpoint="table_query", where="headers")
         started = time.monotonic()
