@@ -6,9 +6,12 @@ Token: option ``token``, else caveclient's own secret files
 (``~/.cloudvolume/secrets/``).
 
 Every query asks for one materialization version, resolved by
-:class:`~.versions.VersionResolver`; batches whose row count reaches the
-server's row cap are split until complete; positions are converted to nm with
-the table's own voxel resolution.
+:class:`~.versions.VersionResolver`; batches whose row count may have hit a
+row cap (judged from row counts, whatever the headers say) are split until
+complete; positions are converted to nm with the table's own voxel resolution.
+Every request caveclient makes goes through :mod:`.transport`: a timeout
+(option ``timeout``, seconds per request, default 60), whole-body checks and
+retries of transient failures on every endpoint.
 """
 
 from __future__ import annotations

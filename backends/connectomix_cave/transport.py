@@ -13,7 +13,7 @@ stream cut right after a complete message for a valid, shorter one. The
   one: fewer bytes than ``Content-Length``, an Arrow stream (``Content-Type:
   data.arrow``) without its end-of-stream marker or with bytes left over
   (:func:`connectomix.wire.check_arrow_stream`), a JSON body that does not
-  parse;
+  parse, a ``roots_binary`` answer without one root id per supervoxel id sent;
 * retries HTTP 429/502/503/504, dropped or reset connections, timeouts and
   incomplete bodies with the policy's backoff, on every endpoint, and raises a
   :class:`~connectomix.errors.ServerError` (``RequestTimeoutError`` for
