@@ -21,6 +21,7 @@ class SupersetRelease(ReleaseBackend):
     """The release backend, answering every query with a superset of the right rows."""
 
     resolved: list = []
+    calls: list = []  # (primitive, materialization it was given[, criteria])
 
     def dataset_capabilities(self):
         # no "every neuron" pushdown: each side reaches the core as an id list it must apply
@@ -30,7 +31,16 @@ class SupersetRelease(ReleaseBackend):
         type(self).resolved.append(None if ids is None else np.asarray(ids).tolist())
         return super().resolve_materialization(ids, materialization)
 
+    def missing_ids(self, ids, materialization=None):
+        type(self).calls.append(("missing_ids", materialization))
+        return super().missing_ids(ids, materialization)
+
+    def fetch_roi_counts(self, ids, materialization=None):
+        type(self).calls.append(("fetch_roi_counts", materialization))
+        return super().fetch_roi_counts(ids, materialization)
+
     def fetch_neurons(self, criteria, materialization=None):
+        type(self).calls.append(("fetch_neurons", materialization, criteria))
         # the right rows (type, status, ROI conditions are the backend's job), plus every row the core
         # is responsible for dropping: id 0, counts below the thresholds, ids that were not asked for
         honest = super().fetch_neurons(criteria, materialization)
@@ -40,12 +50,16 @@ class SupersetRelease(ReleaseBackend):
         return pd.concat([junk.iloc[::-1], honest], ignore_index=True)
 
     def get_connectivity(self, query):
+        type(self).calls.append(("get_connectivity", query.materialization))
         c = pd.read_parquet(self.path / "connections.parquet")
         if query.by_roi or query.rois is not None:
-            return c
+            # plus rows of weight 0 (a pair in an ROI where it has no synapse), which the core drops
+            zero = c.drop_duplicates(["pre", "post"]).assign(roi="B", weight=0)
+            return pd.concat([c, zero], ignore_index=True)
         return c.groupby(["pre", "post"], as_index=False)["weight"].sum()
 
     def get_synapses(self, query):
+        type(self).calls.append(("get_synapses", query.materialization))
         s = pd.read_parquet(self.path / "synapses.parquet")
         return pd.concat([s, s.iloc[::-1]], ignore_index=True)  # every synapse, twice
 
@@ -53,6 +67,7 @@ class SupersetRelease(ReleaseBackend):
 @pytest.fixture
 def ds(toy_release):
     SupersetRelease.resolved = []
+    SupersetRelease.calls = []
     with Dataset(SupersetRelease(toy_release), cache=False) as ds:
         yield ds
 
@@ -190,3 +205,63 @@ def test_valid_edge_values_are_accepted(ds, truth):
     assert triples(got) == triples(truth.edges([101], rois=["A"]))
     got = ds.get_connectivity(sources=[101], rois=["A", "A", schema.NOT_PRIMARY], by_roi=True)
     assert set(got.roi) <= {"A", schema.NOT_PRIMARY} and schema.NOT_PRIMARY in set(got.roi)
+
+
+def test_the_resolved_version_reaches_every_backend_call(ds):
+    ds.get_connectivity(sources=NC(type="PN_a"), targets=[104, 105], by="type")
+    ds.get_synapses(NC(type="KC"))
+    ds.fetch_neurons([101, 102])
+    assert {c[0] for c in SupersetRelease.calls} == {
+        "missing_ids", "fetch_neurons", "get_connectivity", "get_synapses", "fetch_roi_counts"}
+    # missing_ids is asked with the version as requested (None here), every other primitive with the resolved one
+    assert all(c[1] == (None if c[0] == "missing_ids" else "v1") for c in SupersetRelease.calls)
+    assert ds.version == "v1"
+
+
+def test_criteria_sides_fetch_no_roi_counts_and_type_tables_ask_only_for_their_ids(ds):
+    edges = ds.get_connectivity(sources=NC(type="PN_a"), targets=[104, 105, 901], by="type")
+    assert "fetch_roi_counts" not in {c[0] for c in SupersetRelease.calls}
+    asked = [c[2] for c in SupersetRelease.calls if c[0] == "fetch_neurons"]
+    assert asked[0] == NC(type="PN_a")  # the criteria side
+    assert set(asked[-1].ids) == {101, 102, 103, 104, 105, 901}  # the types of the edges' neurons only
+    assert set(edges.post_type) == {"KC", schema.UNTYPED}
+
+
+def test_type_table_order_and_empty_answer(ds, truth):
+    t = ds.get_connectivity(sources=[101, 102, 103, 104, 105, 106, 107, 108], by="type")
+    order = t.sort_values(["weight", "pre_type", "post_type"], ascending=[False, True, True])
+    assert t[["pre_type", "post_type"]].values.tolist() == order[["pre_type", "post_type"]].values.tolist()
+    assert t.weight.duplicated().any()  # ties exist, so the type order is tested
+    empty = ds.get_connectivity(sources=NC(type="no such type"), by="type")
+    assert empty.empty and list(empty.columns) == list(schema.TYPE_CONNECTIVITY.names)
+    assert empty.attrs["table"] == "type_connectivity"
+
+
+def test_missing_ids_are_named_with_their_side(ds):
+    for call, side in ((lambda: ds.get_connectivity(sources=[101, 424242]), "sources"),
+                       (lambda: ds.get_connectivity(targets=[424242]), "targets"),
+                       (lambda: ds.get_synapses([424242, 101]), "x")):
+        with pytest.raises(errors.IdsNotFoundError, match=f"^{side}: 1 id\\(s\\) not found in dataset 'toy'.*424242"):
+            call()
+
+
+def test_largest_thresholds_and_batches_are_accepted(ds, truth):
+    top = np.iinfo("int64").max
+    assert ds.get_connectivity(sources=[101], min_weight=top).empty
+    assert triples(ds.get_connectivity(sources=[101], batch_size=top)) == triples(truth.edges([101]))
+    assert triples(ds.get_connectivity(sources=[101], batch_size=1)) == triples(truth.edges([101]))
+    for bad in (top + 1, -1):
+        with pytest.raises(errors.InvalidArgumentError, match="min_weight"):
+            ds.get_connectivity(sources=[101], min_weight=bad)
+    with pytest.raises(errors.InvalidArgumentError, match="batch_size"):
+        ds.get_connectivity(sources=[101], batch_size=top + 1)
+
+
+def test_roi_arguments(ds, truth):
+    got = ds.get_connectivity(sources=[101], rois="C(R)")  # one name, not its characters
+    assert triples(got) == triples(truth.edges([101], rois=["C(R)"]))
+    for bad in ([], [3], 5):
+        with pytest.raises(errors.InvalidArgumentError, match="rois must be an ROI name or a non-empty list"):
+            ds.get_connectivity(sources=[101], rois=bad)
+    with pytest.raises(errors.UnknownROIError, match="'D'"):
+        ds.get_connectivity(sources=[101], rois=["A", "D"])
