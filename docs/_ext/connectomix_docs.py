@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 
 from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
@@ -89,10 +90,15 @@ class CatalogueTable(SphinxDirective):
             units = str(entry.units)
             if entry.voxel_size_nm is not None and units == "voxel":
                 units = f"{entry.voxel_size_nm} nm voxels"
-            rows.append([name, str(entry.backend), str(entry.server), str(entry.dataset), str(entry.version),
-                         units, "yes" if entry.public else "no", entry.file.name])
-        header = ["name", "backend", "server", "dataset / datastack", "version", "coordinates", "public", "file"]
-        return [_table(header, rows, [12, 8, 18, 18, 8, 14, 6, 10])]
+            elif units not in ("nm", "voxel"):
+                units = "per table (see the entry)"
+            core = [entry.get(path) for path in ("backend", "server", "dataset", "version")]
+            unverified = " (unverified)" if any(item is not None and not item.verified for item in core) else ""
+            server = re.sub(r"^https?://", "", str(entry.server))
+            rows.append([name + unverified, str(entry.backend), server, str(entry.dataset), str(entry.version),
+                         units, "yes" if entry.public else "no"])
+        header = ["name", "backend", "server", "dataset / datastack", "version", "coordinates", "public"]
+        return [_table(header, rows, [14, 8, 18, 20, 8, 14, 6])]
 
 
 def setup(app):
