@@ -50,23 +50,23 @@ criteria
 
 Mapping to the existing clients
 -------------------------------
-=================== =========================================== ========================================
-connectomix         neuprint-python                             fafbseg / caveclient
-=================== =========================================== ========================================
-neurons.id          ``bodyId``                                  ``root_id``
-neurons.type        ``type``                                    ``cell_type`` / ``primary_type``
-neurons.instance    ``instance``                                (annotation tables)
-roi_counts          ``roi_counts_df`` (``bodyId, roi,...``)     ``get_synapse_counts(by_neuropil=True)``
-connectivity.pre    ``bodyId_pre``                              ``pre`` / ``pre_pt_root_id``
-connectivity.post   ``bodyId_post``                             ``post`` / ``post_pt_root_id``
-connectivity.weight ``weight``                                  ``weight`` / ``syn_count``
-connectivity.roi    ``roi`` (``fetch_adjacencies``)             ``neuropil``
-synapses.pre_x      ``x_pre`` × voxel size                      ``pre_x`` (``pre_pt_position_x`` × res.)
-synapses.post_x     ``x_post`` × voxel size                     ``post_x``
-synapses.score      min(``confidence_pre``,``confidence_post``) ``cleft_score``
-synapses.roi        ``roi_post``                                ``neuropil``
-synapses.synapse_id (none; derived, stable per dataset)         ``id``
-=================== =========================================== ========================================
+=================== ============================================ ========================================
+connectomix         neuprint-python                              fafbseg / caveclient
+=================== ============================================ ========================================
+neurons.id          ``bodyId``                                   ``root_id``
+neurons.type        ``type``                                     ``cell_type`` / ``primary_type``
+neurons.instance    ``instance``                                 (annotation tables)
+roi_counts          ``roi_counts_df`` (``bodyId, roi,...``)      ``get_synapse_counts(by_neuropil=True)``
+connectivity.pre    ``bodyId_pre``                               ``pre`` / ``pre_pt_root_id``
+connectivity.post   ``bodyId_post``                              ``post`` / ``post_pt_root_id``
+connectivity.weight ``weight``                                   ``weight`` / ``syn_count``
+connectivity.roi    ``roi`` (``fetch_adjacencies``)              ``neuropil``
+synapses.pre_x      ``x_pre`` × voxel size                       ``pre_x`` (``pre_pt_position_x`` × res.)
+synapses.post_x     ``x_post`` × voxel size                      ``post_x``
+synapses.score      min(``confidence_pre``, ``confidence_post``) ``cleft_score``
+synapses.roi        ``roi_post``                                 ``neuropil``
+synapses.synapse_id (none; derived, stable per dataset)          ``id``
+=================== ============================================ ========================================
 """
 
 from __future__ import annotations

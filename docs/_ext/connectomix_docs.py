@@ -4,6 +4,8 @@
     The ``--help`` text of ``connectomix [SUBCOMMAND]``, as the command prints it.
 ``.. catalogue-table::``
     One row per dataset of the packaged catalogue (``connectomix/catalogue``).
+``.. schema-columns:: NAME``
+    The columns of the table ``connectomix.schema.NAME``.
 """
 
 from __future__ import annotations
@@ -101,7 +103,27 @@ class CatalogueTable(SphinxDirective):
         return [_table(header, rows, [14, 8, 18, 20, 8, 14, 6])]
 
 
+class SchemaColumns(SphinxDirective):
+    """The columns of one :mod:`connectomix.schema` table: name, dtype, unit, nullable, meaning."""
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from connectomix import schema
+
+        table = getattr(schema, self.arguments[0])
+        rows = []
+        for column, required in [(c, "yes") for c in table.columns] + [(c, "no") for c in table.optional]:
+            rows.append([column.name, column.dtype, column.unit or "", "yes" if column.nullable else "no",
+                         required, column.description])
+        intro = nodes.paragraph(text=f"Table {table.name!r}: {table.description}")
+        header = ["column", "dtype", "unit", "nullable", "required", "meaning"]
+        return [intro, _table(header, rows, [14, 8, 4, 6, 6, 40])]
+
+
 def setup(app):
     app.add_directive("cli-help", CliHelp)
     app.add_directive("catalogue-table", CatalogueTable)
+    app.add_directive("schema-columns", SchemaColumns)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
