@@ -66,13 +66,17 @@ def test_strings_floats_and_bools_are_coerced():
     assert out["pre_x"].dtype == np.dtype("float64") and out["pre_x"].tolist() == [1.0, 2.0]
     assert str(out["roi"].dtype) == "string" and out["roi"].tolist()[0] == "A" and pd.isna(out["roi"].tolist()[1])
     assert out["score"].dtype == np.dtype("float64") and np.isnan(out["score"].iloc[0])
+    assert out["roi"].dtype.storage == "python"
     arrow = df.assign(roi=pd.array(["A", None], dtype="string[pyarrow]"))
-    assert str(schema.SYNAPSES.validate(arrow)["roi"].dtype) == "string"
+    assert schema.SYNAPSES.validate(arrow)["roi"].dtype == pd.StringDtype("python")  # one string dtype everywhere
+    python = df.assign(roi=pd.array(["B", None], dtype="string[python]"))
+    assert schema.SYNAPSES.validate(python)["roi"].tolist()[0] == "B"
     neurons = pd.DataFrame({"id": [1], "type": ["KC"], "instance": [None], "status": ["Traced"], "pre": [1],
                             "post": [2], "is_neuron": [1], "extra": ["kept"]})
     out = schema.NEURONS.validate(neurons)
     assert out["is_neuron"].dtype == bool and out["is_neuron"].tolist() == [True]
     assert list(out.columns) == ["id", "type", "instance", "status", "pre", "post", "is_neuron", "extra"]
+    assert out["extra"].tolist() == ["kept"]  # extra columns keep their values
     assert "synthetic" not in out.columns  # optional columns are not invented
 
 
