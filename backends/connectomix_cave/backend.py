@@ -201,8 +201,9 @@ class CaveBackend(Backend):
         return f"CaveBackend(datastack={self.datastack!r}, server={self.server!r})"
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.materialize.session.close()
+        for service in (self.client.info, self.client.materialize, self.client.chunkedgraph):
+            with contextlib.suppress(Exception):
+                service.session.close()
 
     # -- errors --------------------------------------------------------------------------------
 
