@@ -128,7 +128,7 @@ def scrub_exception(exc: BaseException) -> BaseException:
     todo: list[BaseException | None] = [exc]
     while todo:
         e = todo.pop()
-        if e is None or id(e) in seen:
+        if not isinstance(e, BaseException) or id(e) in seen:
             continue
         seen.add(id(e))
         try:
@@ -149,7 +149,9 @@ def scrub_exception(exc: BaseException) -> BaseException:
                     holder.url = redact(holder.url)
                 except (AttributeError, TypeError):  # pragma: no cover
                     pass
-        todo += [e.__cause__, e.__context__]
+        # exceptions held as arguments or as urllib3's ``reason`` print inside their holder's message
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None)]
+        todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
     return exc
 
 

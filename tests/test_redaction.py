@@ -102,6 +102,18 @@ def test_scrub_exception_walks_causes_and_contexts():
     assert TOKEN not in _everything_shown(scrubbed)
 
 
+def test_scrub_exception_reaches_exceptions_inside_messages():
+    """requests wraps urllib3's MaxRetryError (whose message has the URL) as an argument, not as a cause."""
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    reason = NewConnectionError(None, f"Failed to connect to /api?token={TOKEN}")
+    inner = MaxRetryError(None, f"/api?token={TOKEN}", reason)
+    exc = requests.ConnectionError(inner, request=_request_error().request)
+    assert TOKEN in str(exc)
+    scrub_exception(exc)
+    assert TOKEN not in _everything_shown(exc) and TOKEN not in str(exc) and TOKEN not in inner.url
+
+
 @pytest.mark.parametrize("text, shown", [
     (f"https://h/x?a=1&token={TOKEN}&b=2", "https://h/x?a=1&token=***&b=2"),
     (f"{{'Authorization': 'Bearer {TOKEN}'}}", "{'Authorization': '***'}"),
