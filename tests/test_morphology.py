@@ -170,3 +170,53 @@ def test_non_length_units_are_refused():
     n.units = "1 second"
     with pytest.raises(errors.InvalidArgumentError, match="not a length"):
         nm_per_unit(n)
+
+
+def test_all_three_axes_are_kept_apart():
+    n = _line_neuron()
+    syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A")])
+    syn[["pre_y", "pre_z"]] = [[3.0, 4.0]]
+    attach_synapses(n, syn)
+    c = n.connectors
+    np.testing.assert_allclose(c[["x", "y", "z"]].to_numpy(), [[10.0, 3 / 8, 4 / 8]])
+    np.testing.assert_allclose(c["distance"], [5.0])  # sqrt(3^2 + 4^2) nm from node 12
+
+
+def test_defaults_drop_synapses_beyond_10_um():
+    n = _line_neuron()
+    syn = _table([(1, 5, 7, 160.0 + 10_000.0, 0.0, 1.0, "A"), (2, 5, 7, 160.0 + 10_000.5, 0.0, 1.0, "A")])
+    attach_synapses(n, syn)
+    assert n.connectors["synapse_id"].tolist() == [1]
+
+
+def test_a_neuron_without_nodes_gets_no_node_and_infinite_distance():
+    empty = pd.DataFrame({c: pd.Series([], dtype="float64") for c in ("x", "y", "z")})
+    empty.insert(0, "node_id", pd.Series([], dtype="int64"))
+    empty.insert(1, "parent_id", pd.Series([], dtype="int64"))
+    n = navis.TreeNeuron(empty, units="8 nm", id=5)
+    syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A"), (2, 7, 5, 0.0, 8.0, 1.0, "A")])
+    attach_synapses(n, syn, clean=False)
+    assert n.connectors["node_id"].tolist() == [-1, -1]
+    assert np.isinf(n.connectors["distance"]).all()
+    attach_synapses(n, syn)
+    assert n.connectors.empty
+
+
+def test_connectors_keep_the_table_order_of_many_sites():
+    n = _line_neuron()
+    rng = np.random.default_rng(3)
+    posts = np.where(rng.random(600) < 0.5, 5, rng.integers(6, 60, 600))  # neuron 5 among many others
+    rows = [(int(i), 6, int(post), 0.0, float(x), 1.0, "A")
+            for i, post, x in zip(rng.permutation(600) + 1000, posts, rng.uniform(0, 160, 600))]
+    syn = _table(rows)
+    attach_synapses(n, syn)
+    assert n.connectors["synapse_id"].tolist() == [r[0] for r in rows if r[2] == 5]
+
+
+def test_zero_or_missing_units_are_refused():
+    n = _line_neuron()
+    n.units = "0 nm"
+    with pytest.raises(errors.InvalidArgumentError, match="invalid units"):
+        nm_per_unit(n)
+    with pytest.raises(errors.InvalidArgumentError, match="not a length"):
+        nm_per_unit(object())
