@@ -87,19 +87,25 @@ TARGETS = [
         "x_parse_ids", "x__one_id", "x__check_pattern", "x__as_tuple", "xǁNeuronCriteriaǁ__init__",
         "xǁNeuronCriteriaǁall_rois", "xǁNeuronCriteriaǁmatches_nothing", "xǁNeuronCriteriaǁis_ids_only",
         "xǁNeuronCriteriaǁwith_ids", "x_to_criteria",
-    ], ["tests/test_criteria.py", REL_CONF]),
+    ], ["tests/test_criteria.py", REL_CONF] + [f"tests/test_bad_input.py::{t}" for t in (
+        "test_non_ascii_and_python_only_digits_are_not_ids",
+        "test_patterns_read_differently_by_python_and_re2_are_refused",
+        "test_zero_dimensional_arrays_and_mappings", "test_parse_ids_accepts_exactly_the_valid_ids",
+        "test_neuron_criteria_accepts_or_raises")]),
     Target("morphology", "connectomix/morphology.py", ["*"], ["tests/test_morphology.py"]),
     Target("cypher-escaping", "connectomix_neuprint/cypher.py", [
         "x_string_literal", "x_identifier", "x_id_list", "x__in_or_eq", "x_neurons_query",
     ], ["connectomix_neuprint/tests/test_cypher.py"], skip_lines=[]),
     Target("neuprint-units", "connectomix_neuprint/backend.py", [
-        "x_synapse_ids", "xǁNeuprintBackendǁvoxel_size", "xǁNeuprintBackendǁ_synapse_table",
-    ], ["connectomix_neuprint/tests/test_neuprint_backend.py",
-        "connectomix_neuprint/tests/test_conformance_neuprint.py"]),
+        "x_synapse_ids", "xǁNeuprintBackendǁvoxel_size", "xǁNeuprintBackendǁto_nm", "xǁNeuprintBackendǁ_synapse_table",
+    ], ["connectomix_neuprint/tests/test_voxel_units.py", "connectomix_neuprint/tests/test_conformance_neuprint.py"]),
     Target("cave-units-and-row-caps", "connectomix_cave/backend.py", [
         "xǁCaveBackendǁ_resolution_of", "xǁCaveBackendǁ_query", "xǁCaveBackendǁ_request",
-        "xǁCaveBackendǁ_split_by_id", "xǁ_CapRecorderǁ*", "xǁCaveBackendǁget_synapses",
-    ], ["connectomix_cave/tests/test_cave_backend.py", "connectomix_cave/tests/test_conformance_cave.py"]),
+        "xǁCaveBackendǁ_may_be_capped", "xǁCaveBackendǁ_split_by_range", "xǁCaveBackendǁ_split_by_id",
+        "xǁ_CapRecorderǁ*", "xǁCaveBackendǁget_synapses",
+    ], ["connectomix_cave/tests/test_cave_caps_resolution.py", "connectomix_cave/tests/test_conformance_cave.py",
+        "connectomix_cave/tests/test_cave_backend.py::test_row_cap_is_detected_and_split_until_complete",
+        "connectomix_cave/tests/test_cave_backend.py::test_server_cap_below_ours_is_detected_from_the_warning_header"]),
     Target("cave-versions", "connectomix_cave/versions.py", ["*"], [
         "connectomix_cave/tests/test_versions.py", "connectomix_cave/tests/test_cave_backend.py",
     ]),
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.targets or list(by_name):
             print(f"running {name} ...", flush=True)
             results.append(run_target(by_name[name], args.workdir, log, source))
+            if args.json:  # after every target, so a long run can be read (or stopped) part way
+                args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
             r = results[-1]
             print(f"  {len(r['killed']) + len(r['timeout'])} killed, {len(r['survived'])} survived, "
                   f"{len(r['no_tests'])} without a test, in {r['seconds']:.0f} s"
