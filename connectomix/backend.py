@@ -39,6 +39,7 @@ __all__ = [
     "Backend",
     "Capability",
     "DatasetInfo",
+    "ScoreInfo",
     "ConnectivityQuery",
     "SynapseQuery",
     "ParsedURI",
@@ -72,8 +73,59 @@ class ParsedURI:
 
 
 @dataclass(frozen=True)
+class ScoreInfo:
+    """What a dataset's synapse ``score`` is, and the threshold its authors recommend.
+
+    Attributes
+    ----------
+    column
+        The dataset's own name of the score (``"cleft_score"``, ``"confidence"``).
+    scale
+        Its scale in words (``"0.0-1.0 per synapse"``, ``"integer cleft score"``).
+    recommended
+        The published threshold in connectomix's ``>=`` meaning (what
+        ``min_score="recommended"`` keeps: ``score >= recommended``), or
+        ``None`` if the dataset publishes none. A published ``> t`` on integer
+        scores is ``t + 1`` here (FlyWire ``cleft_score > 50`` -> ``51``).
+    op
+        The operator of the rule as the source publishes it (``">"`` or ``">="``).
+    source
+        Where the threshold is published, and the conversion to ``>=`` if any.
+
+    Examples
+    --------
+    >>> ScoreInfo("cleft_score", "integer cleft score", 51, ">", "FlyWire: cleft_score > 50 -> >= 51").recommended
+    51
+    """
+
+    column: str
+    scale: str
+    recommended: float | None
+    op: str
+    source: str
+
+    def __post_init__(self):
+        if self.op not in (">", ">="):
+            raise InvalidArgumentError(f"ScoreInfo.op must be '>' or '>='; got {self.op!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for ``df.attrs``)."""
+        return {"column": self.column, "scale": self.scale, "recommended": self.recommended, "op": self.op,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
-    """What a backend reports about the dataset it is connected to."""
+    """What a backend reports about the dataset it is connected to.
+
+    ``score`` describes the synapse score (``None``: the dataset has no
+    scores, or the backend does not say). ``neuron_columns`` lists the
+    :data:`connectomix.schema.NEURONS` columns that hold data on this dataset
+    (core columns not listed are all ``<NA>``, e.g. ``pre``/``post`` on CAVE
+    fly datasets), plus the native extra columns; ``None`` means every column
+    the backend's neuron table returns. The core refuses criteria on columns
+    the dataset does not have, naming the ones it has.
+    """
 
     name: str
     version: Any
@@ -85,6 +137,8 @@ class DatasetInfo:
     #: ``{"synapses": ["pre", "post"]}``; copied into ``df.attrs["synthetic"]``.
     synthetic: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    score: ScoreInfo | None = None
+    neuron_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .dataset import Dataset, NeuronTables
@@ -102,9 +103,31 @@ def compare(datasets: Iterable[str | Dataset] | Mapping[str, str | Dataset], met
     frames = []
     for label, df in zip(labels, results):
         frames.append(df.assign(dataset=label)[["dataset"] + list(df.columns)])
-    out = pd.concat(frames, ignore_index=True)
+    out = pd.concat(_nullable_where_missing(frames), ignore_index=True)
     out["dataset"] = pd.Categorical(out["dataset"], categories=labels)
     out.attrs = {"datasets": {label: dict(df.attrs) for label, df in zip(labels, results)}, "method": method}
+    return out
+
+
+def _nullable_where_missing(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """Integer/bool columns that some frames lack become nullable (``Int64``/``boolean``).
+
+    Datasets keep different native columns; concatenating them would
+    otherwise turn a dataset's integer column into floats (NaN for the rows of
+    datasets without it).
+    """
+    columns = {c for df in frames for c in df.columns}
+    partial = {c for c in columns if not all(c in df.columns for df in frames)}
+    out = []
+    for df in frames:
+        cast = {}
+        for c in partial & set(df.columns):
+            kind = df[c].dtype.kind if isinstance(df[c].dtype, np.dtype) else ""
+            if kind and kind in "iu":
+                cast[c] = "Int64"
+            elif kind == "b":
+                cast[c] = "boolean"
+        out.append(df.astype(cast) if cast else df)
     return out
 
 

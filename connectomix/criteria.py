@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import InvalidArgumentError, InvalidIdError, InvalidRegexError
 
-__all__ = ["NeuronCriteria", "parse_ids", "to_criteria"]
+__all__ = ["NeuronCriteria", "parse_ids", "to_criteria", "STRING_FIELDS", "COUNT_FIELDS"]
 
 StrOrList = str | Iterable[str] | None
 
@@ -149,23 +149,35 @@ def _as_tuple(v: StrOrList, name: str) -> tuple[str, ...] | None:
 
 #: Criteria fields holding ROI names: an empty list is refused (see :class:`NeuronCriteria`).
 _ROI_FIELDS = ("rois", "input_rois", "output_rois")
+#: String criteria fields and the ``neurons`` column each one filters (exact, or regex with ``regex=True``).
+STRING_FIELDS = {"type": "type", "instance": "instance", "status": "status", "side": "side", "class_": "class",
+                 "superclass": "superclass", "nt": "nt", "flywire_type": "flywire_type",
+                 "hemibrain_type": "hemibrain_type", "manc_type": "manc_type", "malecns_type": "malecns_type"}
+#: Count criteria fields and the ``neurons`` column each one thresholds (``>=``).
+COUNT_FIELDS = {"min_pre": "pre", "min_post": "post", "min_upstream": "upstream", "min_downstream": "downstream"}
 #: Criteria fields that list alternatives: an empty list matches nothing.
-_ALTERNATIVE_FIELDS = ("ids", "type", "instance", "status")
+_ALTERNATIVE_FIELDS = ("ids",) + tuple(STRING_FIELDS)
+#: The values ``side`` may take (``neurons.side`` is normalised to these on every backend).
+_SIDES = ("left", "right", "center")
 
 
 @dataclass(frozen=True, init=False)
 class NeuronCriteria:
-    """Select neurons by id, type, instance, status, ROIs and synapse counts.
+    """Select neurons by id, annotations (type, side, class, ...), ROIs and synapse counts.
 
     All given conditions must hold (logical AND); a list within one field is
     an OR. ``None`` (the default) puts no condition on a field; an empty list
-    of alternatives (``ids=[]``, ``type=[]``, ``instance=[]``, ``status=[]``)
-    matches nothing, on every backend and in every method; an empty ROI list
-    (``rois=[]``, ``input_rois=[]``, ``output_rois=[]``) is ambiguous and
-    raises :class:`~connectomix.errors.InvalidArgumentError`.
-    ``type``/``instance``/``status`` match exactly unless
-    ``regex=True``, in which case the whole value must match the pattern
-    (like Cypher's ``=~``).
+    of alternatives (``ids=[]`` or any string field: ``type=[]``,
+    ``side=[]``, ...) matches nothing, on every backend and in every method;
+    an empty ROI list (``rois=[]``, ``input_rois=[]``, ``output_rois=[]``) is
+    ambiguous and raises :class:`~connectomix.errors.InvalidArgumentError`.
+    String fields match exactly unless ``regex=True``, in which case the
+    whole value must match the pattern (like Cypher's ``=~``); a missing
+    value (``<NA>``) never matches. Each string field filters the
+    :data:`~connectomix.schema.NEURONS` column of the same name (``class_``
+    filters ``class``; ``NeuronCriteria(**{"class": ...})`` works too). A
+    field whose column the dataset does not have raises
+    :class:`~connectomix.errors.UnsupportedOperation` when queried.
 
     Parameters
     ----------
@@ -175,9 +187,19 @@ class NeuronCriteria:
     type, instance
         Cell type / instance name, or a list of them.
     regex
-        Treat ``type`` and ``instance`` as regular expressions (full match).
+        Treat every string field as a regular expression (full match).
     status
         Proofreading status, e.g. ``"Traced"``, or a list.
+    side
+        Soma side: ``"left"``, ``"right"`` or ``"center"`` (or a list, or a
+        pattern with ``regex=True``).
+    class_, superclass
+        The dataset's class / superclass (column ``class`` / ``superclass``).
+    nt
+        Predicted neurotransmitter, lowercase full name (``"acetylcholine"``,
+        ``"gaba"``, ``"glutamate"``, ...).
+    flywire_type, hemibrain_type, manc_type, malecns_type
+        The neuron's cell type in another dataset, where the dataset publishes it.
     rois
         ROIs the neuron must have synapses in (``roi_req`` decides all/any).
     input_rois, output_rois
@@ -186,7 +208,11 @@ class NeuronCriteria:
     roi_req
         ``"all"`` (default) or ``"any"`` of ``rois``.
     min_pre, min_post
-        Minimum total pre/postsynaptic sites (``>=``).
+        Minimum presynaptic sites (T-bars) / postsynaptic sites (``>=``);
+        refused on datasets that do not count sites (use ``min_downstream`` /
+        ``min_upstream`` there).
+    min_upstream, min_downstream
+        Minimum incoming / outgoing synaptic connections (``>=``).
     label
         ``"neuron"`` or ``"segment"``; the default follows the ``ids`` rule.
 
@@ -198,6 +224,8 @@ class NeuronCriteria:
     'neuron'
     >>> NeuronCriteria(ids=[5, 3]).ids
     (3, 5)
+    >>> NeuronCriteria(side="left", **{"class": "ALPN"})
+    NeuronCriteria(side=('left',), class_=('ALPN',))
     """
 
     ids: tuple[int, ...] | None
@@ -205,6 +233,14 @@ class NeuronCriteria:
     instance: tuple[str, ...] | None
     regex: bool
     status: tuple[str, ...] | None
+    side: tuple[str, ...] | None
+    class_: tuple[str, ...] | None
+    superclass: tuple[str, ...] | None
+    nt: tuple[str, ...] | None
+    flywire_type: tuple[str, ...] | None
+    hemibrain_type: tuple[str, ...] | None
+    manc_type: tuple[str, ...] | None
+    malecns_type: tuple[str, ...] | None
     rois: tuple[str, ...] | None
     input_rois: tuple[str, ...] | None
     output_rois: tuple[str, ...] | None
@@ -213,6 +249,8 @@ class NeuronCriteria:
     min_roi_outputs: int
     min_pre: int
     min_post: int
+    min_upstream: int
+    min_downstream: int
     label: Literal["neuron", "segment"]
 
     def __init__(
@@ -223,6 +261,14 @@ class NeuronCriteria:
         instance: StrOrList = None,
         regex: bool = False,
         status: StrOrList = None,
+        side: StrOrList = None,
+        class_: StrOrList = None,
+        superclass: StrOrList = None,
+        nt: StrOrList = None,
+        flywire_type: StrOrList = None,
+        hemibrain_type: StrOrList = None,
+        manc_type: StrOrList = None,
+        malecns_type: StrOrList = None,
         rois: StrOrList = None,
         input_rois: StrOrList = None,
         output_rois: StrOrList = None,
@@ -231,25 +277,45 @@ class NeuronCriteria:
         min_roi_outputs: int = 1,
         min_pre: int = 0,
         min_post: int = 0,
+        min_upstream: int = 0,
+        min_downstream: int = 0,
         label: Literal["neuron", "segment"] | None = None,
+        **class_keyword: StrOrList,
     ):
         set_ = object.__setattr__
+        if set(class_keyword) - {"class"}:
+            unknown = sorted(set(class_keyword) - {"class"})
+            raise InvalidArgumentError(f"unknown criteria field(s) {unknown}; valid: {list(_FIELD_NAMES)}")
+        if "class" in class_keyword:
+            if class_ is not None:
+                raise InvalidArgumentError("give class_ or 'class', not both (they are the same field)")
+            class_ = class_keyword["class"]
         set_(self, "ids", None if ids is None else tuple(int(i) for i in parse_ids(ids)))
-        for name, value in (("type", type), ("instance", instance), ("status", status),
-                            ("rois", rois), ("input_rois", input_rois), ("output_rois", output_rois)):
+        strings = {"type": type, "instance": instance, "status": status, "side": side, "class_": class_,
+                   "superclass": superclass, "nt": nt, "flywire_type": flywire_type,
+                   "hemibrain_type": hemibrain_type, "manc_type": manc_type, "malecns_type": malecns_type}
+        for name, value in (*strings.items(), ("rois", rois), ("input_rois", input_rois),
+                            ("output_rois", output_rois)):
             set_(self, name, _as_tuple(value, name))
         if not isinstance(regex, bool):
             raise InvalidArgumentError(f"regex must be True or False; got {regex!r}")
         set_(self, "regex", regex)
         if regex:
-            for name in ("type", "instance"):
+            for name in STRING_FIELDS:
                 for pattern in getattr(self, name) or ():
                     _check_pattern(name, pattern)
+        elif self.side:
+            for value in self.side:
+                if value not in _SIDES:
+                    raise InvalidArgumentError(
+                        f"side={value!r} is not a side; valid: {list(_SIDES)} (every dataset's spelling, "
+                        "e.g. 'L', 'RHS' or 'left soma', is mapped to these)")
         if not isinstance(roi_req, str) or roi_req not in ("all", "any"):
             raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
         set_(self, "roi_req", roi_req)
         for name, value in (("min_roi_inputs", min_roi_inputs), ("min_roi_outputs", min_roi_outputs),
-                            ("min_pre", min_pre), ("min_post", min_post)):
+                            ("min_pre", min_pre), ("min_post", min_post), ("min_upstream", min_upstream),
+                            ("min_downstream", min_downstream)):
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not (
                     0 <= value <= _INT64_MAX):
                 raise InvalidArgumentError(f"{name} must be a non-negative integer; got {value!r} (valid: 0 to {_INT64_MAX})")
@@ -276,7 +342,7 @@ class NeuronCriteria:
 
     @property
     def matches_nothing(self) -> bool:
-        """True when a list of alternatives (``ids``, ``type``, ``instance``, ``status``) is empty.
+        """True when a list of alternatives (``ids`` or a string field such as ``type``) is empty.
 
         Such criteria select no neuron on every backend; the core answers them
         with empty tables without asking the backend.
@@ -300,6 +366,11 @@ class NeuronCriteria:
             object.__setattr__(new, f.name, getattr(self, f.name))
         object.__setattr__(new, "ids", tuple(int(i) for i in parse_ids(ids)))
         return new
+
+
+#: Every field name :class:`NeuronCriteria` accepts as a keyword (``class`` is ``class_``).
+_FIELD_NAMES = ("type", "instance", "regex", "status", *list(STRING_FIELDS)[3:], "class", "rois", "input_rois",
+                "output_rois", "roi_req", "min_roi_inputs", "min_roi_outputs", *COUNT_FIELDS, "label")
 
 
 def to_criteria(x: Any) -> NeuronCriteria:

@@ -26,7 +26,7 @@ from . import frames, schema
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from .cache import ResultCache, default_cache_dir, query_key
 from .config import configured_dataset, parse_uri, protect_options, scrub_exception
-from .criteria import NeuronCriteria, parse_ids, to_criteria
+from .criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria, parse_ids, to_criteria
 from .errors import (
     DatasetNotFoundError,
     IdsNotFoundError,
@@ -325,16 +325,17 @@ class Dataset:
             raise UnsupportedOperation(
                 f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts, so the ROI "
                 f"criteria {list(crit.all_rois)} cannot be applied")
+        if self._info.neuron_columns is not None:
+            self._check_criteria_columns(crit, self._info.neuron_columns)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
         if crit.matches_nothing:
             neurons = schema.NEURONS.empty()
         else:
-            neurons = schema.NEURONS.validate(self._cached(
-                "fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version)))
-        keep = (neurons["id"] != 0) & (neurons["pre"] >= crit.min_pre) & (neurons["post"] >= crit.min_post)
+            neurons = self._neuron_table(self._cached(
+                "fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version)), crit)
+        keep = _criteria_mask(neurons, crit, self.name)
         if crit.ids is not None:
-            keep &= neurons["id"].isin(crit.ids)
             self._raise_missing(np.setdiff1d(np.asarray(crit.ids, dtype="int64"), neurons["id"].to_numpy()),
                                 "ids", version, checked=crit.is_ids_only)
         neurons = neurons[keep].sort_values("id", kind="stable").reset_index(drop=True)
@@ -453,7 +454,7 @@ class Dataset:
         ids = np.unique(np.concatenate([edges["pre"].to_numpy(), edges["post"].to_numpy()]))
         types = pd.Series(dtype="string")
         if ids.size:
-            neurons = schema.NEURONS.validate(self._backend.fetch_neurons(NeuronCriteria(ids=ids), version))
+            neurons = self._neuron_table(self._backend.fetch_neurons(NeuronCriteria(ids=ids), version))
             types = neurons.set_index("id")["type"]
         keys = ["pre_type", "post_type"] + (["roi"] if "roi" in edges.columns else [])
         typed = edges.assign(
@@ -476,7 +477,7 @@ class Dataset:
         *,
         pre: bool = True,
         post: bool = True,
-        min_score: float | None = None,
+        min_score: float | str | None = None,
         rois: str | Iterable[str] | None = None,
         include_autapses: bool = False,
         materialization: Any = None,
@@ -495,7 +496,13 @@ class Dataset:
         pre, post
             Include connections where ``x`` is presynaptic / postsynaptic.
         min_score
-            Keep synapses with ``score >= min_score``.
+            Keep synapses with ``score >= min_score`` (in the dataset's own
+            unit: hemibrain confidence 0-1, FlyWire ``cleft_score`` ...), or
+            ``"recommended"``: the threshold the dataset's authors publish
+            (:attr:`DatasetInfo.score <connectomix.backend.DatasetInfo>`),
+            so the same code means the same on every dataset.
+            ``df.attrs["score"]`` names the score column, its scale and the
+            threshold applied.
         rois
             Keep synapses whose postsynaptic site is in these ROIs.
         include_autapses, materialization, batch_size, progress
@@ -530,13 +537,16 @@ class Dataset:
             raise InvalidArgumentError(f"max_distance must be a finite number of nm >= 0, or None; got {max_distance!r}")
         if Capability.SYNAPSES not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no synapse-level data")
+        score_attrs = None
         if min_score is not None:
-            if not _finite(min_score):
-                raise InvalidArgumentError(f"min_score must be a finite number (a synapse score); got {min_score!r}")
+            if not (_finite(min_score) or (isinstance(min_score, str) and min_score == "recommended")):
+                raise InvalidArgumentError(
+                    f"min_score must be a finite number (a synapse score) or 'recommended'; got {min_score!r}")
             if Capability.SYNAPSE_SCORES not in self.capabilities:
                 raise UnsupportedOperation(
                     f"dataset {self.name!r} has no synapse scores, so min_score={min_score!r} cannot be applied"
                 )
+            min_score, score_attrs = self._score_threshold(min_score)
         roi_list = self._roi_list(rois)
         batch_size = _optional_batch_size(batch_size)
         ids = self._resolve_ids(to_criteria(x), "x", materialization)  # to_criteria refuses None
@@ -570,6 +580,7 @@ class Dataset:
         _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
         df = frames.take(df, rows[first])
         df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
+        df.attrs["score"] = score_attrs or self._score_attrs(None, recommended=False)
         if attach:
             from .morphology import attach_synapses
 
@@ -633,6 +644,60 @@ class Dataset:
             synthetic=dict(self._info.synthetic), query={k: v for k, v in query.items() if v is not None},
         )
 
+    def _score_attrs(self, threshold: float | None, *, recommended: bool) -> dict[str, Any]:
+        """``df.attrs["score"]``: the score column, its scale and the threshold applied (``>=``)."""
+        info = self._info.score
+        described = info.as_dict() if info is not None else {"column": None, "scale": None, "recommended": None,
+                                                             "op": None, "source": None}
+        return {**described, "threshold": threshold, "threshold_op": ">=" if threshold is not None else None,
+                "threshold_is_recommended": recommended}
+
+    def _score_threshold(self, min_score: Any) -> tuple[float, dict[str, Any]]:
+        """A numeric ``>=`` threshold for ``min_score`` (resolving ``'recommended'``) and its attrs."""
+        if isinstance(min_score, str):
+            info = self._info.score
+            if info is None or info.recommended is None:
+                raise UnsupportedOperation(
+                    f"dataset {self.name!r} ({self.backend_name}) publishes no recommended synapse score "
+                    f"threshold{'' if info is None else f' for its {info.column!r}'}, so "
+                    "min_score='recommended' cannot be applied; give a number in the dataset's own unit")
+            return info.recommended, self._score_attrs(info.recommended, recommended=True)
+        return min_score, self._score_attrs(min_score, recommended=False)
+
+    def _check_criteria_columns(self, crit: NeuronCriteria, columns: Iterable[str]) -> None:
+        """Refuse criteria on neuron columns the dataset does not have (naming the ones it has)."""
+        columns = tuple(columns)
+        asked = [(f, c) for f, c in STRING_FIELDS.items() if getattr(crit, f) is not None]
+        asked += [(f, c) for f, c in COUNT_FIELDS.items() if getattr(crit, f) > 0]
+        for field_name, column in asked:
+            if column in columns:
+                continue
+            advice = {"pre": " (it counts connections, not sites: use min_downstream)",
+                      "post": " (it counts connections, not sites: use min_upstream)"}.get(column, "")
+            raise UnsupportedOperation(
+                f"dataset {self.name!r} ({self.backend_name}) has no {column!r} neuron column, so "
+                f"{field_name}= cannot be applied{advice}; its neuron columns are {list(columns)}")
+
+    def _neuron_table(self, raw: pd.DataFrame, crit: NeuronCriteria | None = None) -> pd.DataFrame:
+        """Validate a backend's neuron table; nullable core columns it lacks are added as ``<NA>``.
+
+        A criterion on such a column (or on a column of the backend's answer that
+        the dataset declares it lacks) raises :class:`UnsupportedOperation`.
+        """
+        if isinstance(raw, pd.DataFrame):
+            absent = [c.name for c in schema.NEURONS.columns if c.nullable and c.name not in raw.columns]
+            if absent:
+                raw = raw.assign(**{c: pd.Series(pd.NA, index=raw.index, dtype="string" if c not in (
+                    "pre", "post") else "Int64") for c in absent})
+            if crit is not None and self._info.neuron_columns is None:
+                self._check_criteria_columns(crit, [c for c in raw.columns if c not in absent])
+        neurons = schema.NEURONS.validate(raw)
+        for column in neurons.columns:  # native text columns as pandas strings (<NA>, not None), like the core ones
+            values = neurons[column]
+            if values.dtype == object and values.map(lambda v: isinstance(v, str) or v is None or v is pd.NA).all():
+                neurons[column] = values.astype("string")
+        return neurons
+
     def _check_rois(self, rois: Iterable[str]) -> None:
         valid = set(self._info.rois) | set(self._info.primary_rois)
         for roi in rois:
@@ -688,6 +753,49 @@ class Dataset:
 def _all_neurons(side: Any) -> bool:
     """True for a criteria that selects every neuron (``NC()``)."""
     return isinstance(side, NeuronCriteria) and side == NeuronCriteria()
+
+
+def _criteria_mask(neurons: pd.DataFrame, crit: NeuronCriteria, dataset: str) -> np.ndarray:
+    """Rows of a validated neuron table that meet ``crit``'s id, string and count conditions.
+
+    The backend has pushed these down already (where it can); applying them
+    again here makes their meaning the same on every backend: exact or full
+    regex match, a list is an OR, ``<NA>`` never matches, counts are ``>=``.
+    A count threshold on a column that is ``<NA>`` for a candidate row raises
+    :class:`UnsupportedOperation` rather than silently dropping the row.
+    """
+    keep = (neurons["id"] != 0).to_numpy()
+    if crit.ids is not None:
+        keep &= neurons["id"].isin(crit.ids).to_numpy()
+    for field_name, column in STRING_FIELDS.items():
+        values = getattr(crit, field_name)
+        if values is None or (not len(neurons) and column not in neurons.columns):
+            continue
+        if column not in neurons.columns:
+            raise UnsupportedOperation(f"dataset {dataset!r} returned no {column!r} neuron column, so "
+                                       f"{field_name}= cannot be applied; its columns are {list(neurons.columns)}")
+        col = neurons[column].astype("string")
+        if crit.regex:
+            hit = np.zeros(len(col), dtype=bool)
+            for pattern in values:
+                hit |= col.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+        else:
+            hit = col.isin(values).fillna(False).to_numpy(dtype=bool)
+        keep &= hit
+    for field_name, column in COUNT_FIELDS.items():
+        minimum = getattr(crit, field_name)
+        if not minimum:
+            continue
+        counts = neurons[column]
+        if counts.isna().to_numpy()[keep].any():
+            alternative = {"pre": "min_downstream", "post": "min_upstream"}.get(column)
+            raise UnsupportedOperation(
+                f"dataset {dataset!r} has no {column!r} count for some neurons ({column} is <NA>), so "
+                f"{field_name}={minimum} cannot be applied"
+                + (f"; {column} counts synaptic sites, use {alternative} to threshold connections"
+                   if alternative else ""))
+        keep &= (counts >= minimum).fillna(False).to_numpy(dtype=bool)
+    return keep
 
 
 def _filter_connectivity(df, src, tgt, rois, min_weight, include_autapses) -> pd.DataFrame:
@@ -804,7 +912,7 @@ def _check_materialization(value: Any) -> Any:
 
 def _criteria_from_fields(fields: dict[str, Any]) -> NeuronCriteria:
     """``NeuronCriteria(**fields)``, refusing unknown field names with the valid ones."""
-    valid = [f for f in NeuronCriteria.__dataclass_fields__ if f != "ids"]
+    valid = [f for f in NeuronCriteria.__dataclass_fields__ if f != "ids"] + ["class"]
     unknown = sorted(set(fields) - set(valid))
     if unknown:
         raise InvalidArgumentError(

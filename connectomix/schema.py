@@ -92,6 +92,9 @@ __all__ = [
     "UNTYPED",
     "TABLES",
     "NOT_PRIMARY",
+    "SIDES",
+    "TRANSMITTERS",
+    "CROSS_TYPES",
     "validate",
     "provenance",
 ]
@@ -101,6 +104,7 @@ NOT_PRIMARY = "NotPrimary"
 
 _ID = "int64"
 _COUNT = "int64"
+_NCOUNT = "Int64"  # nullable count
 _NM = "float64"
 _STR = "string"
 
@@ -184,6 +188,11 @@ def _coerce(s: pd.Series, col: Column, table: str) -> pd.Series:
             if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "python":
                 return s
             return pd.Series(s.to_numpy(), name=col.name, dtype="string")
+        if col.dtype == "Int64":
+            if s.dtype.kind == "f" and not np.all(np.mod(s.dropna().to_numpy(), 1) == 0):
+                raise ValueError("non-integral floats")
+            return pd.Series(pd.array(s.to_numpy(dtype=object) if s.dtype == object else s, dtype="Int64"),
+                             name=col.name)
         if col.dtype == "bool":
             return pd.Series(s.to_numpy().astype(bool, copy=False), name=col.name)
         return pd.Series(s.to_numpy().astype(col.dtype, copy=False), name=col.name)
@@ -191,18 +200,37 @@ def _coerce(s: pd.Series, col: Column, table: str) -> pd.Series:
         raise SchemaError(f"{table}.{col.name} cannot be converted to {col.dtype}: {exc}") from exc
 
 
+#: Values of ``neurons.side`` on every backend (each backend maps its dataset's spelling to these).
+SIDES = ("left", "right", "center")
+#: Spelling of ``neurons.nt`` on every backend: lowercase full names (``ACH`` -> ``acetylcholine`` ...).
+TRANSMITTERS = ("acetylcholine", "gaba", "glutamate", "dopamine", "serotonin", "octopamine", "histamine")
+#: Optional ``neurons`` columns naming the cell type of the same neuron in another dataset.
+CROSS_TYPES = ("flywire_type", "hemibrain_type", "manc_type", "malecns_type")
+
 NEURONS = TableSchema(
     "neurons",
     (
         Column("id", _ID, "Neuron id (neuPrint bodyId / CAVE root id)."),
-        Column("type", _STR, "Cell type.", nullable=True),
-        Column("instance", _STR, "Instance name (type plus side/variant).", nullable=True),
+        Column("type", _STR, "The dataset's published cell type (never free-text community tags).", nullable=True),
+        Column("instance", _STR, "Instance name (neuPrint instance; CAVE: a published instance-like name).",
+               nullable=True),
         Column("status", _STR, "Proofreading status, e.g. 'Traced'.", nullable=True),
-        Column("pre", _COUNT, "Number of presynaptic sites (T-bars) of the neuron."),
-        Column("post", _COUNT, "Number of postsynaptic sites (PSDs) of the neuron."),
+        Column("side", _STR, "Soma side: 'left', 'right' or 'center' (each dataset's spelling mapped).",
+               nullable=True),
+        Column("class", _STR, "The dataset's cell class (neuPrint class, FlyWire cell_class, ...).", nullable=True),
+        Column("superclass", _STR, "The dataset's superclass (neuPrint superclass, FlyWire super_class, ...).",
+               nullable=True),
+        Column("nt", _STR, "Predicted neurotransmitter, lowercase full name ('acetylcholine', 'gaba', ...).",
+               nullable=True),
+        Column("pre", _NCOUNT, "Presynaptic sites (T-bars); <NA> where the dataset does not identify them "
+               "(CAVE fly synapse tables list connections).", nullable=True),
+        Column("post", _NCOUNT, "Postsynaptic sites (PSDs); <NA> where unknown.", nullable=True),
+        Column("upstream", _COUNT, "Incoming synaptic connections (one per PSD of a connection)."),
+        Column("downstream", _COUNT, "Outgoing synaptic connections (one per PSD a T-bar connects to)."),
     ),
-    "One row per neuron matching the criteria, ordered by id.",
-    optional=(
+    "One row per neuron matching the criteria, ordered by id; dataset-native columns follow the core ones.",
+    optional=tuple(Column(c, _STR, f"Cell type of the neuron in the {c[:-5]} dataset, where published.",
+                          nullable=True) for c in CROSS_TYPES) + (
         Column("is_neuron", "bool", "False for mere segments (neuPrint :Segment without :Neuron)."),
         Column("synthetic", "bool", "True for rows invented for a demo dataset (never in real data)."),
     ),

@@ -71,11 +71,17 @@ def test_strings_floats_and_bools_are_coerced():
     assert schema.SYNAPSES.validate(arrow)["roi"].dtype == pd.StringDtype("python")  # one string dtype everywhere
     python = df.assign(roi=pd.array(["B", None], dtype="string[python]"))
     assert schema.SYNAPSES.validate(python)["roi"].tolist()[0] == "B"
-    neurons = pd.DataFrame({"id": [1], "type": ["KC"], "instance": [None], "status": ["Traced"], "pre": [1],
-                            "post": [2], "is_neuron": [1], "extra": ["kept"]})
+    neurons = pd.DataFrame({"id": [1], "extra": ["kept"], "type": ["KC"], "instance": [None], "status": ["Traced"],
+                            "side": ["left"], "class": [None], "superclass": [None], "nt": ["gaba"], "pre": [1.0],
+                            "post": [None], "upstream": [3], "downstream": [4], "is_neuron": [1],
+                            "hemibrain_type": ["KCg"]})
     out = schema.NEURONS.validate(neurons)
     assert out["is_neuron"].dtype == bool and out["is_neuron"].tolist() == [True]
-    assert list(out.columns) == ["id", "type", "instance", "status", "pre", "post", "is_neuron", "extra"]
+    assert list(out.columns) == ["id", "type", "instance", "status", "side", "class", "superclass", "nt", "pre",
+                                 "post", "upstream", "downstream", "hemibrain_type", "is_neuron", "extra"]
+    # sites are nullable integers (not floats), connections plain int64
+    assert str(out["pre"].dtype) == "Int64" and out["pre"].tolist()[0] == 1 and out["post"].isna().all()
+    assert out["upstream"].dtype == "int64" and out["hemibrain_type"].dtype == "string"
     assert out["extra"].tolist() == ["kept"]  # extra columns keep their values
     assert "synthetic" not in out.columns  # optional columns are not invented
 
@@ -83,9 +89,12 @@ def test_strings_floats_and_bools_are_coerced():
 def test_validate_refuses_what_is_not_a_table_and_names_the_table():
     with pytest.raises(SchemaError, match="synapses: expected a pandas DataFrame, got list"):
         schema.SYNAPSES.validate([1, 2])
-    with pytest.raises(SchemaError, match=r"neurons.pre must not contain missing values"):
-        schema.validate(pd.DataFrame({"id": [1], "type": ["KC"], "instance": ["i"], "status": ["s"],
-                                      "pre": [None], "post": [2]}), "neurons")
+    core = {"id": [1], "type": ["KC"], "instance": ["i"], "status": ["s"], "side": [None], "class": [None],
+            "superclass": [None], "nt": [None], "pre": [None], "post": [2], "downstream": [2]}
+    with pytest.raises(SchemaError, match=r"neurons.upstream must not contain missing values"):
+        schema.validate(pd.DataFrame({**core, "upstream": [None]}), "neurons")
+    with pytest.raises(SchemaError, match=r"neurons.pre cannot be converted to Int64"):
+        schema.validate(pd.DataFrame({**core, "upstream": [1], "pre": [1.5]}), "neurons")
     assert schema.validate(pd.DataFrame({"pre": [1], "post": [2], "weight": [3]}), schema.CONNECTIVITY)["weight"].tolist() == [3]
 
 

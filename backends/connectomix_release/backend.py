@@ -23,8 +23,16 @@ import numpy as np
 import pandas as pd
 
 from connectomix import schema
-from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
-from connectomix.criteria import NeuronCriteria
+from connectomix.backend import (
+    Backend,
+    Capability,
+    ConnectivityQuery,
+    DatasetInfo,
+    ParsedURI,
+    ScoreInfo,
+    SynapseQuery,
+)
+from connectomix.criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria
 from connectomix.errors import (
     DataFormatError,
     IdsNotFoundError,
@@ -230,7 +238,16 @@ class ReleaseBackend(Backend):
             description=m.get("description", ""),
             synthetic=m.get("synthetic", {}),
             extra={k: m[k] for k in ("source", "license", "citation", "score_name") if k in m},
+            score=ScoreInfo(**m["score"]) if m.get("score_name") and m.get("score") else None,
+            neuron_columns=self._declared_neuron_columns(),
         )
+
+    def _declared_neuron_columns(self) -> tuple[str, ...]:
+        """The neuron columns this release has: those of ``neurons.parquet`` (core ones first), with
+        ``upstream``/``downstream`` (summed from connections when the file lacks them)."""
+        present = set(self._neuron_columns) | {"upstream", "downstream"}
+        core = [c.name for c in schema.NEURONS.columns + schema.NEURONS.optional if c.name in present]
+        return tuple(core + [c for c in self._neuron_columns if c not in core])
 
     def dataset_capabilities(self) -> frozenset[Capability]:
         # per-ROI neuron counts only with roi_counts.parquet: they count synaptic *sites* per ROI, which
@@ -267,36 +284,46 @@ class ReleaseBackend(Backend):
 
     # -- neurons ---------------------------------------------------------------------------
 
+    def _neurons_relation(self) -> str:
+        """``neurons.parquet`` with ``upstream``/``downstream``; a release written before they were part
+        of the format gets them summed from ``connections.parquet`` (every row, as the writer counts them)."""
+        if {"upstream", "downstream"} <= set(self._neuron_columns):
+            return self._table("neurons")
+        c = self._table("connections")
+        return (f"(SELECT n.*, coalesce(u.w, 0)::BIGINT AS upstream, coalesce(d.w, 0)::BIGINT AS downstream "
+                f"FROM {self._table('neurons')} AS n "
+                f"LEFT JOIN (SELECT post AS id, sum(weight) AS w FROM {c} GROUP BY post) AS u USING (id) "
+                f"LEFT JOIN (SELECT pre AS id, sum(weight) AS w FROM {c} GROUP BY pre) AS d USING (id))")
+
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
         where, params = ["n.id <> 0"], []
         if criteria.ids is not None:
             where.append(f"n.id IN {_id_list(np.array(criteria.ids))}")
         if criteria.label == "neuron":
             where.append(self._neuron_condition("n."))
-        for column in ("type", "instance", "status"):
-            values = getattr(criteria, column)
-            if values is None:
-                continue
-            if criteria.regex and column != "status":
-                where.append("(" + " OR ".join(f"regexp_full_match(n.{column}, ?)" for _ in values) + ")")
+        for field_name, column in STRING_FIELDS.items():
+            values = getattr(criteria, field_name)
+            if values is None or column not in self._neuron_columns:
+                continue  # a column the release lacks: the core refuses the criterion (see info().neuron_columns)
+            if criteria.regex:
+                where.append("(" + " OR ".join(f"regexp_full_match(n.{quote_ident(column)}, ?)" for _ in values)
+                             + ")")
             else:
-                where.append(f"n.{column} IN (" + ",".join("?" for _ in values) + ")")
+                where.append(f"n.{quote_ident(column)} IN (" + ",".join("?" for _ in values) + ")")
             params.extend(values)
-        if criteria.min_pre:
-            where.append("n.pre >= ?")
-            params.append(criteria.min_pre)
-        if criteria.min_post:
-            where.append("n.post >= ?")
-            params.append(criteria.min_post)
+        for field_name, column in COUNT_FIELDS.items():
+            if getattr(criteria, field_name):
+                where.append(f"n.{column} >= ?")
+                params.append(getattr(criteria, field_name))
         roi_where, roi_params = self._roi_conditions(criteria)
         where += roi_where
         params += roi_params
-        sql = f"SELECT n.* FROM {self._table('neurons')} AS n WHERE {' AND '.join(where)} ORDER BY n.id"
+        sql = f"SELECT n.* FROM {self._neurons_relation()} AS n WHERE {' AND '.join(where)} ORDER BY n.id"
         try:
             return self._query(sql, params)
         except DataFormatError as exc:
             if criteria.regex and isinstance(exc.__cause__, duckdb.InvalidInputException):
-                patterns = (criteria.type or ()) + (criteria.instance or ())
+                patterns = tuple(p for f in STRING_FIELDS for p in getattr(criteria, f) or ())
                 raise InvalidRegexError(
                     f"pattern(s) {list(patterns)} cannot be used: {exc.__cause__}. connectomix patterns use "
                     "the RE2 subset that every backend supports"

@@ -60,7 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connectomix.errors import DataFormatError, InvalidArgumentError
-from connectomix.schema import NOT_PRIMARY
+from connectomix.schema import CROSS_TYPES, NOT_PRIMARY
 
 __all__ = [
     "FORMAT_NAME",
@@ -131,7 +131,11 @@ TABLES: dict[str, TableSpec] = {
             "neurons",
             (ColumnSpec("id", "id"), ColumnSpec("type", "str", nullable=True),
              ColumnSpec("instance", "str", nullable=True), ColumnSpec("status", "str", nullable=True),
-             ColumnSpec("pre", "count"), ColumnSpec("post", "count"), ColumnSpec("is_neuron", "bool")),
+             *(ColumnSpec(c, "str", nullable=True, required=False) for c in ("side", "class", "superclass", "nt")),
+             ColumnSpec("pre", "count", nullable=True), ColumnSpec("post", "count", nullable=True),
+             ColumnSpec("upstream", "count", required=False), ColumnSpec("downstream", "count", required=False),
+             *(ColumnSpec(c, "str", nullable=True, required=False) for c in CROSS_TYPES),
+             ColumnSpec("is_neuron", "bool")),
             sort=("id",), unique=("id",), required=True,
         ),
         TableSpec(
@@ -368,6 +372,19 @@ def _manifest_problems(m: Any) -> list[Problem]:
     score = m.get("score_name")
     if score is not None and (not isinstance(score, str) or not score):
         bad("score_name", f"must be null or a non-empty string such as 'confidence'; got {score!r}")
+    info = m.get("score")
+    if info is not None:
+        keys = {"column", "scale", "recommended", "op", "source"}
+        if not isinstance(info, Mapping) or set(info) != keys:
+            bad("score", f"must be null or an object with exactly the keys {sorted(keys)}; got {info!r}")
+        elif not (isinstance(info["column"], str) and isinstance(info["scale"], str)
+                  and isinstance(info["source"], str) and info["op"] in (">", ">=")
+                  and (info["recommended"] is None or (isinstance(info["recommended"], numbers.Real)
+                                                       and not isinstance(info["recommended"], bool)))):
+            bad("score", "column, scale and source must be strings, op '>' or '>=', recommended a number "
+                         f"(the >= threshold) or null; got {info!r}")
+        elif score is None:
+            bad("score", "describes a score but score_name is null")
     synthetic = m.get("synthetic", {})
     if not isinstance(synthetic, Mapping) or not all(
         isinstance(v, str) or (isinstance(v, (list, tuple)) and all(isinstance(c, str) for c in v))

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["make_toy_release", "TOY_VERSION", "TOY_PRIMARY_ROIS", "HOSTILE_TYPE", "BACKGROUND_TYPE"]
+__all__ = ["make_toy_release", "TOY_VERSION", "TOY_PRIMARY_ROIS", "HOSTILE_TYPE", "BACKGROUND_TYPE",
+           "ANNOTATION_COLUMNS"]
 
 TOY_VERSION = "v1"
 TOY_PRIMARY_ROIS = ("A", "B", "C(R)")
@@ -49,6 +50,28 @@ def _neurons() -> pd.DataFrame:
         (902, None, None, None, False),
     ]
     return pd.DataFrame(rows, columns=["id", "type", "instance", "status", "is_neuron"])
+
+
+#: The annotation columns of the toy neurons (SYNTHETIC): core columns side, class, superclass, nt, the
+#: cross-dataset column hemibrain_type and a native extra column ``lineage``. Missing values (None) are
+#: deliberate: a criterion must never match them.
+_ANNOTATIONS = {
+    # id: (side, class, superclass, nt, hemibrain_type, lineage)
+    101: ("right", "ALPN", "projection", "acetylcholine", "DA1_lPN", "ALl1"),
+    102: ("right", "ALPN", "projection", "acetylcholine", "DA1_lPN", "ALl1"),
+    103: ("left", "ALPN", "projection", "acetylcholine", None, "ALl1"),
+    104: ("right", "KC", "intrinsic", "acetylcholine", "KCg-m", "MBp1"),
+    105: ("right", "KC", "intrinsic", "acetylcholine", "KCg-m", "MBp2"),
+    106: ("left", "KC", "intrinsic", None, None, None),
+    107: ("right", "ALLN", "local", "gaba", None, "ALv1"),
+    108: ("left", "ALLN", "local", "gaba", None, "ALv1"),
+    109: ("center", "MBON", "output", "glutamate", "MBON01", None),
+    110: (None, None, "projection", "dopamine", HOSTILE_TYPE, None),
+    901: (None, None, None, None, None, None),
+    902: (None, None, None, None, None, None),
+    0: ("right", "BG", "BG", "gaba", BACKGROUND_TYPE, None),
+}
+ANNOTATION_COLUMNS = ("side", "class", "superclass", "nt", "hemibrain_type", "lineage")
 
 
 def _synapses(ids: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
@@ -125,9 +148,17 @@ def make_toy_release(folder: str | Path) -> Path:
     neurons["pre"] = neurons["id"].map(totals["pre"]).fillna(0).astype("int64")
     neurons["post"] = neurons["id"].map(totals["post"]).fillna(0).astype("int64")
     neurons.loc[neurons["id"] == 0, "post"] = int((syn["post"] == 0).sum())
+    # connections (every row, autapses and background partners included), as neuPrint counts them
+    neurons["upstream"] = neurons["id"].map(connections.groupby("post")["weight"].sum()).fillna(0).astype("int64")
+    neurons["downstream"] = neurons["id"].map(connections.groupby("pre")["weight"].sum()).fillna(0).astype("int64")
+    for k, col in enumerate(ANNOTATION_COLUMNS):
+        neurons[col] = pd.Series([_ANNOTATIONS[i][k] for i in neurons["id"]], dtype="string")
     neurons["synthetic"] = True
     for col in ("type", "instance", "status"):
         neurons[col] = neurons[col].astype("string")
+    core = ["id", "type", "instance", "status", "side", "class", "superclass", "nt", "pre", "post", "upstream",
+            "downstream", "hemibrain_type", "is_neuron", "synthetic", "lineage"]
+    neurons = neurons[core]
     manifest = {
         "format": "connectomix-release",
         "format_version": 1,
@@ -141,6 +172,8 @@ def make_toy_release(folder: str | Path) -> Path:
         "rois": list(TOY_PRIMARY_ROIS) + ["AB"],
         "primary_rois": list(TOY_PRIMARY_ROIS),
         "score_name": "confidence",
+        "score": {"column": "confidence", "scale": "0.0-1.0 (synthetic)", "recommended": 0.5, "op": ">=",
+                  "source": "synthetic toy: 0.5, the value several toy scores sit on exactly"},
         "synthetic": {"*": "every table and column is synthetic (toy connectome)"},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
