@@ -114,7 +114,7 @@ def test_typed_accessors():
     hb, fw = catalogue.get("hemibrain"), catalogue.get("flywire")
     assert (hb.backend, hb.server, hb.dataset, hb.version) == ("neuprint", "neuprint.janelia.org",
                                                                "hemibrain:v1.2.1", "v1.2.1")
-    assert (hb.units, hb.voxel_size_nm, hb.score_column, hb.threshold_op) == ("voxel", [8, 8, 8], "confidence", ">=")
+    assert (hb.units, hb.voxel_size_nm, hb.score_column, hb.threshold_op) == ("voxel", [8, 8, 8], "confidence", ">")
     assert (fw.dataset, fw.version, fw.row_cap, fw.live_queries) == ("flywire_fafb_public", 783, 500000, False)
     assert fw.annotation_shape == "long, reference table" and "10.1038/s41586-024-07558-y" in fw.citation
     assert catalogue.get("microns").score_column == "none"

@@ -19,10 +19,32 @@ on every endpoint used (``/api/dbmeta/datasets``, ``/api/version``,
 ``/api/custom/custom``, ``/api/custom/arrow``, ``/api/skeletons/skeleton``),
 then raise :class:`~connectomix.errors.IncompleteResponseError`.
 
-Coordinates arrive in voxels and are multiplied by the dataset's
-``:Meta.voxelSize``, axis by axis, to give nm (:meth:`NeuprintBackend.to_nm`,
-the one place that converts). Query building lives in :mod:`.cypher` (pure);
-this module only executes and converts.
+Dataset settings come from the dataset catalogue (:mod:`connectomix.catalogue`)
+when the dataset is a catalogue dataset (matched by its neuPrint name, e.g.
+``hemibrain:v1.2.1``, on any server): the coordinate unit, where the side and
+the predicted transmitter live, the score's scale. Options override them:
+``units`` (``"voxel"`` or ``"nm"``) and ``catalogue`` (the catalogue name to
+take the settings from, or ``"none"``).
+
+Coordinates: datasets in voxels (hemibrain, MANC, male CNS, optic lobe) are
+multiplied by the dataset's ``:Meta.voxelSize``, axis by axis, to give nm; a
+voxel dataset without ``:Meta.voxelSize`` raises :class:`ServerError` (no
+guessed 8 nm). Datasets stored in nm (the FlyWire and BANC mirrors,
+``flywire-fafb:v783b``, ``banc:v888``) are not multiplied.
+:meth:`NeuprintBackend.to_nm` is the one place that converts. Query building
+lives in :mod:`.cypher` (pure); this module only executes and converts.
+
+Neuron columns (``fetch_neurons``), from the ``:Neuron`` properties
+(neuprint-python 0.6.4 ``neuprint/queries/neuroncriteria.py:165-195`` lists
+them): ``type``, ``instance``, ``status``, ``pre``, ``post``, ``upstream``,
+``downstream`` as they are; ``side`` from ``somaSide`` normalised with
+:data:`SIDE_VALUES` (or from the instance suffix ``_L``/``_R`` where the
+catalogue says the dataset has no side property: hemibrain, optic lobe);
+``class``, ``superclass`` as they are; ``nt`` from ``predictedNt`` (or the
+catalogue's property) normalised with :data:`NT_VALUES`; ``flywire_type``,
+``hemibrain_type``, ``manc_type`` from ``flywireType``, ``hemibrainType``,
+``mancType``. The dataset's other properties (``:Meta.neuronProperties``)
+follow under their own names, the native ``somaSide``/``predictedNt`` among them.
 """
 
 from __future__ import annotations
@@ -30,7 +52,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +65,7 @@ from connectomix import frames, schema
 from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
 from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
+from connectomix import backend as _core_backend
 from connectomix.errors import (
     AuthenticationError,
     DatasetNotFoundError,
@@ -51,6 +75,7 @@ from connectomix.errors import (
     InvalidURIError,
     RemoteError,
     ServerError,
+    UnsupportedOperation,
     suggest,
 )
 from connectomix.http import RETRY_STATUSES, HttpClient, RetryPolicy, json_body
@@ -63,6 +88,59 @@ __all__ = ["NeuprintBackend", "synapse_ids", "query_table"]
 
 TOKEN_ENV = "NEUPRINT_APPLICATION_CREDENTIALS"
 DEFAULT_BATCH = {"connectivity": 200, "synapses": 10, "ids": 10_000}
+
+#: somaSide spellings (lowercased) -> connectomix ``side``. MANC: ``LHS``/``RHS``/``Midline``
+#: (neuprint-python 0.6.4 neuprint/queries/neuroncriteria.py:434-435); male CNS ``L``/``R``/``M``
+#: (schlegelp/connecto connecto/datasets/janelia.py@0bae3a4, unverified against the server);
+#: the emulator's and other spellings of the same words. Anything else becomes NA (the native
+#: ``somaSide`` column keeps it).
+SIDE_VALUES = {"l": "left", "lhs": "left", "left": "left", "r": "right", "rhs": "right", "right": "right",
+               "m": "center", "midline": "center", "mid": "center", "center": "center", "centre": "center"}
+#: predicted transmitter spellings (lowercased) -> connectomix ``nt`` (MANC/male CNS store full lowercase
+#: names, survey quoting Takemura et al.; abbreviations as in FlyWire's ``top_nt``/Codex ``nt_type``).
+NT_VALUES = {"acetylcholine": "acetylcholine", "ach": "acetylcholine", "gaba": "gaba",
+             "glutamate": "glutamate", "glut": "glutamate", "glu": "glutamate",
+             "dopamine": "dopamine", "da": "dopamine", "serotonin": "serotonin", "ser": "serotonin",
+             "5ht": "serotonin", "5-ht": "serotonin", "octopamine": "octopamine", "oct": "octopamine",
+             "oa": "octopamine", "histamine": "histamine", "his": "histamine", "hist": "histamine"}
+#: core column -> neuPrint ``:Neuron`` property (neuroncriteria.py:174, 182-191 of neuprint-python 0.6.4).
+PROPERTIES = {"side": "somaSide", "class": "class", "superclass": "superclass", "nt": "predictedNt",
+              "flywire_type": "flywireType", "hemibrain_type": "hemibrainType", "manc_type": "mancType"}
+#: Columns every neuPrint neuron table has (``side``, ``class``, ``superclass``, ``nt`` are NA where the
+#: dataset has no such property); the cross-dataset type columns appear where the dataset has them.
+CORE_COLUMNS = ("id", "type", "instance", "status", "side", "class", "superclass", "nt", "pre", "post",
+                "upstream", "downstream")
+CROSS_TYPES = ("flywire_type", "hemibrain_type", "manc_type", "malecns_type")
+_NOT_EXTRA = {"bodyId", "roiInfo", "somaLocation", "location", "type", "instance", "status", "pre", "post",
+              "upstream", "downstream", "class", "superclass", "flywireType", "hemibrainType", "mancType"}
+
+
+def _spellings(mapping: Mapping[str, str], value: str) -> list[str]:
+    """Every stored spelling (lower case; compared case-insensitively) of the normalised ``value``."""
+    return [k for k, v in mapping.items() if v == value]
+
+
+def normalise(values: pd.Series, mapping: Mapping[str, str]) -> pd.Series:
+    """Map stored values through ``mapping`` (case-insensitive); others become NA."""
+    lowered = values.map(lambda v: v.strip().lower() if isinstance(v, str) else None)
+    return lowered.map(mapping).astype("string")
+
+
+def _matches(column: pd.Series, values: Sequence[str], regex: bool) -> np.ndarray:
+    """Rows of a normalised string column equal to one of ``values`` (full-match regexes if ``regex``)."""
+    text = column.astype(object).where(column.notna(), None)
+    if regex:
+        patterns = [re.compile(v) for v in values]
+        return np.array([t is not None and any(p.fullmatch(t) for p in patterns) for t in text], dtype=bool)
+    return text.isin(list(values)).to_numpy(dtype=bool)
+
+
+def _first_word(value: Any) -> str | None:
+    """``"somaSide (rootSide ...)"`` -> ``"somaSide"``; None for none/absent values."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    word = value.split()[0]
+    return None if word.lower() in ("none", "suffix") or not word.isidentifier() else word
 
 
 def synapse_ids(coords: np.ndarray) -> np.ndarray:
@@ -214,11 +292,12 @@ class NeuprintBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
          Capability.NEURON_SIDES}
     )
-    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry")
+    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue")
 
     def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
                  verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None,
-                 arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None):
+                 arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None,
+                 units: str | None = None, catalogue: str | None = None):
         token = Secret(token) if token is not None and not isinstance(token, Secret) else token
         token = token or _token_from_env()
         host = server.split("/")[0]
@@ -239,6 +318,8 @@ class NeuprintBackend(Backend):
             self._dataset_name = self._check_dataset()
             self.use_arrow = bool(arrow) and self._arrow_supported()
             self._meta = self._fetch_meta()
+            self._entry = self._catalogue_entry(catalogue)
+            self.units = self._units(units)
         except BaseException:
             self.http.close()
             raise
@@ -255,7 +336,7 @@ class NeuprintBackend(Backend):
                 "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
             )
         kwargs: dict[str, Any] = {}
-        for key in ("token", "retry"):
+        for key in ("token", "retry", "units", "catalogue"):
             if key in options:
                 kwargs[key] = options[key]
         if "verify" in options:
@@ -338,40 +419,132 @@ class NeuprintBackend(Backend):
 
     # -- metadata ---------------------------------------------------------------------------
 
+    def _catalogue_entry(self, name: str | None):
+        """The catalogue entry of this dataset: ``name`` if given (``"none"``: no entry), else by dataset tag."""
+        from connectomix import catalogue
+
+        if name is not None and str(name).lower() == "none":
+            return None
+        if name is not None:
+            entry = catalogue.get(str(name))  # DatasetNotFoundError names the close matches
+            if entry.backend != "neuprint":
+                raise InvalidArgumentError(f"catalogue={name!r} is a {entry.backend} dataset, not a neuPrint one")
+            return entry
+        for entry in catalogue.load().datasets.values():
+            if entry.backend == "neuprint" and str(entry.dataset).lower() == self._dataset_name.lower():
+                return entry
+        return None
+
+    def _units(self, option: str | None) -> str:
+        """``"voxel"`` or ``"nm"``: the ``units`` option, else the catalogue's, else voxels (neuPrint's usual)."""
+        value = option if option is not None else (self._entry.units if self._entry is not None else "voxel")
+        if value not in ("voxel", "nm"):
+            where = "the units option" if option is not None else f"the catalogue entry {self._entry.name!r}"
+            raise InvalidArgumentError(f"{where} gives units {value!r}; valid: 'voxel', 'nm'")
+        return value
+
     @property
     def voxel_size(self) -> np.ndarray:
-        """nm per voxel along x, y, z (``:Meta.voxelSize``; 8 nm if the dataset does not say)."""
-        size = self._meta.get("voxelSize") or [8, 8, 8]
+        """nm per voxel along x, y, z: the dataset's ``:Meta.voxelSize``.
+
+        Raises
+        ------
+        ServerError
+            The dataset has no usable ``:Meta.voxelSize`` (nothing is guessed).
+        """
+        size = self._meta.get("voxelSize")
         try:
             out = np.asarray(size, dtype="float64")
         except (TypeError, ValueError):
             out = np.zeros(0)
         if out.shape != (3,) or not np.all(np.isfinite(out)) or not np.all(out > 0):
-            raise ServerError(f"neuPrint dataset {self._dataset_name!r} has an unusable :Meta.voxelSize {size!r}; "
-                              "expected three positive numbers (nm per voxel along x, y, z)")
+            raise ServerError(f"neuPrint dataset {self._dataset_name!r} has no usable :Meta.voxelSize ({size!r}); "
+                              "expected three positive numbers (nm per voxel along x, y, z). If its positions "
+                              "are stored in nm, open it with units='nm'")
         return out
 
-    def to_nm(self, voxels: np.ndarray) -> np.ndarray:
-        """Server coordinates in voxels -> nm, axis by axis: the backend's one unit conversion.
+    def to_nm(self, positions: np.ndarray) -> np.ndarray:
+        """Server coordinates -> nm, axis by axis: the backend's one unit conversion.
 
-        ``voxels`` has shape ``(n, 3k)``, columns ``x, y, z`` repeated ``k`` times
-        (e.g. pre and post sites); column ``j`` is multiplied by the voxel size of
-        axis ``j % 3``.
+        ``positions`` has shape ``(n, 3k)``, columns ``x, y, z`` repeated ``k``
+        times (e.g. pre and post sites). On a voxel dataset column ``j`` is
+        multiplied by the voxel size of axis ``j % 3``; on an nm dataset
+        (:attr:`units` ``"nm"``) the values are returned as they are.
         """
-        voxels = np.asarray(voxels, dtype="float64")
-        return voxels * np.tile(self.voxel_size, voxels.shape[1] // 3)
+        positions = np.asarray(positions, dtype="float64")
+        if self.units == "nm":
+            return positions
+        return positions * np.tile(self.voxel_size, positions.shape[1] // 3)
+
+    # -- scores ------------------------------------------------------------------------------
+
+    def recommended_min_score(self) -> float | None:
+        """neuprint-python's default confidence filter as a connectomix ``>=`` threshold (None: no filter).
+
+        neuprint-python 0.6.4 filters ``confidence > :Meta.postHighAccuracyThreshold`` on both the pre-
+        and the postsynaptic site (``neuprint/queries/synapsecriteria.py:67-68, 97-98``;
+        ``neuprint/queries/synapses.py:763-770``), "the same synapses that were counted in each
+        neuron-neuron weight" (``synapsecriteria.py:34-38``), and nothing when the threshold is 0 or
+        absent. On floats ``> t`` is ``>= nextafter(t, inf)``. The server's ``:Meta`` value wins over the
+        catalogue's (which is only read when the server does not say).
+        """
+        value = self._meta.get("postHighAccuracyThreshold")
+        if value is None and self._entry is not None:
+            value = self._entry.value("synapses.recommended_threshold_value")
+        try:
+            t = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not np.isfinite(t) or t <= 0:
+            return None
+        return float(np.nextafter(t, np.inf))
+
+    def score_info(self) -> dict[str, Any]:
+        """The score's column, scale, recommended ``>=`` threshold, operator and source, as a dict."""
+        scale = self._entry.score_scale if self._entry is not None else None
+        native = self._meta.get("postHighAccuracyThreshold")
+        return {
+            "column": "confidence",
+            "scale": scale or "0.0-1.0 per synapse (pre and post sites separately)",
+            "recommended": self.recommended_min_score(),
+            "op": ">",
+            "source": (f"confidence > :Meta.postHighAccuracyThreshold ({native!r}) as neuprint-python 0.6.4 "
+                       "filters by default (neuprint/queries/synapsecriteria.py:67-68, 97-98), on both sites "
+                       "(synapses.py:763-770); written here as >= the next larger float; none when 0 or absent"),
+        }
 
     def info(self) -> DatasetInfo:
         m = self._meta
         primary = tuple(sorted(m.get("primaryRois") or ()))
+        try:
+            voxel = tuple(float(v) for v in self.voxel_size)
+        except ServerError:
+            voxel = None
+        score = self.score_info()
+        kwargs: dict[str, Any] = {}
+        fields = {f.name for f in dataclasses.fields(DatasetInfo)}
+        score_class = getattr(_core_backend, "ScoreInfo", None)
+        if score_class is not None and "score" in fields:
+            kwargs["score"] = score_class(**score)
+        if "neuron_columns" in fields:
+            mapping, side_from_instance, extras = self.neuron_columns()
+            present = {"side"} if side_from_instance else set()
+            present |= set(mapping)
+            core = [c for c in CORE_COLUMNS if c not in ("side", "class", "superclass", "nt") or c in present]
+            kwargs["neuron_columns"] = tuple(dict.fromkeys(
+                [*core, *[c for c in CROSS_TYPES if c in mapping],
+                 *[p for p in (mapping.get("side"), mapping.get("nt")) if p], *extras]))
         return DatasetInfo(
             name=self._dataset_name,
             version=self._dataset_name,
             rois=tuple(sorted(set(m["roiInfo"]) | set(primary))),
             primary_rois=primary,
-            voxel_size_nm=tuple(float(v) for v in self.voxel_size),
+            voxel_size_nm=voxel,
             description=f"neuPrint dataset {self._dataset_name} on {self.server}",
-            extra={"server": self.server, "uuid": m.get("uuid"), "lastDatabaseEdit": m.get("lastDatabaseEdit")},
+            extra={"server": self.server, "uuid": m.get("uuid"), "lastDatabaseEdit": m.get("lastDatabaseEdit"),
+                   "units": self.units, "catalogue": self._entry.name if self._entry is not None else None,
+                   "score": score},
+            **kwargs,
         )
 
     def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
@@ -395,11 +568,66 @@ class NeuprintBackend(Backend):
 
     # -- neurons ---------------------------------------------------------------------------------
 
+    def neuron_properties(self) -> set[str] | None:
+        """The dataset's ``:Meta.neuronProperties`` names, or None if the server does not list them."""
+        raw = self._meta.get("neuronProperties")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return None
+        return set(raw) if isinstance(raw, (dict, list)) and raw else None
+
+    def neuron_columns(self) -> tuple[dict[str, str], bool, list[str]]:
+        """``({core column: property}, side from the instance suffix?, [native extra properties])``.
+
+        Catalogue entries say where the side and the transmitter live (``annotations.side``,
+        ``annotations.nt``); a dataset listing ``:Meta.neuronProperties`` has a column only where it
+        lists the property (without the list, every mapped property is asked for: absent ones are null).
+        """
+        mapping = dict(PROPERTIES)
+        known = self.neuron_properties()
+        side_from_instance = False
+        if self._entry is not None:
+            for column in ("side", "class", "superclass", "nt"):
+                text = self._entry.value(f"annotations.{column}")
+                if column == "side" and isinstance(text, str) and "suffix of instance" in text:
+                    side_from_instance = "somaSide" not in (known or ())
+                    if side_from_instance:
+                        mapping.pop("side")
+                elif _first_word(text):
+                    mapping[column] = _first_word(text)
+                elif text is not None and known is None:  # the catalogue says none; the server lists nothing
+                    mapping.pop(column)
+        if known is not None:  # the server's list of properties decides which exist
+            mapping = {column: prop for column, prop in mapping.items() if prop in known}
+        rois = set(self._meta.get("roiInfo") or ()) | set(self._meta.get("primaryRois") or ())
+        extras = sorted(p for p in (known or ()) if p not in _NOT_EXTRA and p not in rois
+                        and not p.startswith("__"))
+        return mapping, side_from_instance, extras
+
+    def _check_criteria_columns(self, criteria: NeuronCriteria, available: set[str]) -> None:
+        from .cypher import STRING_CRITERIA
+
+        for field, column in STRING_CRITERIA.items():
+            if getattr(criteria, field, None) is not None and column not in available:
+                raise UnsupportedOperation(
+                    f"neuPrint dataset {self._dataset_name!r} has no {column!r} column "
+                    f"({field}= cannot be applied); its neuron columns are {sorted(available)}")
+
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
         if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
             parts = [self.fetch_neurons(criteria.with_ids(b)) for b in batched(np.asarray(criteria.ids), DEFAULT_BATCH["ids"])]
             return pd.concat(parts, ignore_index=True)
-        df = self.run(cypher.neurons_query(criteria))
+        mapping, side_from_instance, extras = self.neuron_columns()
+        available = {"type", "instance", "status", *mapping} | ({"side"} if side_from_instance else set())
+        self._check_criteria_columns(criteria, available)
+        native = {}
+        for column, table in (("side", SIDE_VALUES), ("nt", NT_VALUES)):
+            values = getattr(criteria, "class_" if column == "class" else column, None)
+            if values and column in mapping:
+                native[column] = [form for v in values for form in _spellings(table, v.lower())]
+        df = self.run(cypher.neurons_query(criteria, properties=mapping, native=native, extras=extras))
         if criteria.input_rois or criteria.output_rois:
             info = df["roiInfo"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
             keep = np.ones(len(df), dtype=bool)
@@ -408,10 +636,36 @@ class NeuprintBackend(Backend):
             for roi in criteria.output_rois or ():
                 keep &= info.map(lambda d, r=roi: d.get(r, {}).get("pre", 0) >= criteria.min_roi_outputs).to_numpy(bool)
             df = df[keep]
-        df = df.rename(columns={"bodyId": "id"}).drop(columns=["roiInfo"])
-        for col in ("pre", "post"):
-            df[col] = df[col].fillna(0)
-        return df.reset_index(drop=True)
+        df = df.reset_index(drop=True)
+        out = pd.DataFrame({"id": df["bodyId"].to_numpy(dtype="int64")})
+        for column in ("type", "instance", "status"):
+            out[column] = df[column].astype("string")
+        if side_from_instance:  # hemibrain, optic lobe: 'DA1_lPN_R' -> right
+            out["side"] = normalise(df["instance"].str.extract(r"_([LR])$", expand=False), SIDE_VALUES)
+        else:
+            out["side"] = (normalise(df[mapping["side"]], SIDE_VALUES) if "side" in mapping
+                           else pd.Series(pd.NA, index=df.index, dtype="string"))
+        for column in ("class", "superclass"):
+            out[column] = (df[mapping[column]].astype("string") if column in mapping
+                           else pd.Series(pd.NA, index=df.index, dtype="string"))
+        out["nt"] = (normalise(df[mapping["nt"]], NT_VALUES) if "nt" in mapping
+                     else pd.Series(pd.NA, index=df.index, dtype="string"))
+        for column in ("pre", "post"):
+            out[column] = pd.to_numeric(df[column]).fillna(0).astype("Int64")
+        for column in ("upstream", "downstream"):
+            out[column] = pd.to_numeric(df[column]).fillna(0).astype("int64")
+        for column in CROSS_TYPES:
+            if column in mapping:
+                out[column] = df[mapping[column]].astype("string")
+        for prop in dict.fromkeys([mapping.get("side"), mapping.get("nt"), *extras]):
+            if prop and prop in df.columns and prop not in out.columns:
+                out[prop] = df[prop]
+        # normalised columns the query could not filter (regex, or the side from the instance suffix)
+        for field, column in (("side", "side"), ("nt", "nt")):
+            values = getattr(criteria, field, None)
+            if values:
+                out = out[_matches(out[column], values, criteria.regex)]
+        return out.reset_index(drop=True)
 
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
         found = map_batches(lambda b: self.run(cypher.existing_ids_query(b)),
@@ -464,13 +718,14 @@ class NeuprintBackend(Backend):
 
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         size = query.batch_size or self.batch_size or DEFAULT_BATCH["synapses"]
+        min_score = self.recommended_min_score() if query.min_score == "recommended" else query.min_score
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
         work = [(side, b) for b in batched(query.ids, size) for side in sides]
 
         def fetch(item) -> pd.DataFrame:
             side, batch = item
             raw = self.run(cypher.synapse_connections_query(
-                batch, side, min_score=query.min_score, rois=query.rois, include_autapses=query.include_autapses),
+                batch, side, min_score=min_score, rois=query.rois, include_autapses=query.include_autapses),
                 arrow=False)  # returns a map column (post_info)
             return self._synapse_table(raw)  # per batch: only compact tables pile up, never decoded JSON
 
@@ -508,6 +763,9 @@ class NeuprintBackend(Backend):
 
     # -- skeletons -------------------------------------------------------------------------------
 
+    def _radius_scale(self) -> float:
+        return 1.0 if self.units == "nm" else float(self.voxel_size[0])
+
     def get_skeletons(self, ids: np.ndarray) -> Any:
         """Skeletons in nm, from neuPrint's JSON node table (``rowId, x, y, z, radius, link``).
 
@@ -515,7 +773,7 @@ class NeuprintBackend(Backend):
         parse, while SWC cut at a line end is a valid, smaller skeleton. The
         table has no SWC type column, so ``label`` is 0 ("undefined"), as in
         neuprint-python's ``fetch_skeleton``. Radii are converted with the x
-        voxel size.
+        voxel size (as they are on an nm dataset).
         """
         import navis
 
@@ -538,7 +796,7 @@ class NeuprintBackend(Backend):
                 "node_id": table["rowId"].to_numpy(dtype="int64"),
                 "label": np.zeros(len(table), dtype="int64"),
                 "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-                "radius": table["radius"].to_numpy(dtype="float64") * float(self.voxel_size[0]),
+                "radius": table["radius"].to_numpy(dtype="float64") * self._radius_scale(),
                 "parent_id": table["link"].to_numpy(dtype="int64"),
             })
             n = navis.TreeNeuron(nodes, id=int(body), units="1 nm")

@@ -17,7 +17,7 @@ and connectomix's emulator both run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ def meta_query() -> str:
         "MATCH (m:Meta)\n"
         "RETURN m.dataset AS dataset, m.tag AS tag, m.uuid AS uuid, m.lastDatabaseEdit AS lastDatabaseEdit,\n"
         "       m.primaryRois AS primaryRois, m.roiInfo AS roiInfo, m.voxelSize AS voxelSize,\n"
-        "       m.postHighAccuracyThreshold AS postHighAccuracyThreshold"
+        "       m.postHighAccuracyThreshold AS postHighAccuracyThreshold, m.neuronProperties AS neuronProperties"
     )
 
 
@@ -98,8 +98,34 @@ def _in_or_eq(expr: str, values: Sequence[str], regex: bool) -> str:
     return f"{expr} IN [" + ", ".join(string_literal(v) for v in values) + "]"
 
 
-def neurons_query(c: NeuronCriteria) -> str:
+#: connectomix criteria fields holding strings, and the core column each filters.
+STRING_CRITERIA = {"type": "type", "instance": "instance", "status": "status", "side": "side",
+                   "class_": "class", "superclass": "superclass", "nt": "nt", "flywire_type": "flywire_type",
+                   "hemibrain_type": "hemibrain_type", "manc_type": "manc_type", "malecns_type": "malecns_type"}
+
+
+def neurons_query(c: NeuronCriteria, *, properties: Mapping[str, str] | None = None,
+                  native: Mapping[str, Sequence[str]] | None = None, extras: Sequence[str] = ()) -> str:
     """Neurons matching ``c`` (ROI count thresholds are applied by the caller on ``roiInfo``).
+
+    Parameters
+    ----------
+    c
+        The criteria.
+    properties
+        ``{core column: neuPrint property}`` for the columns the dataset stores
+        as a property (``{"side": "somaSide", "nt": "predictedNt", "class":
+        "class", ...}``). Each is returned under its property name (the
+        backend normalises and renames). ``type``, ``instance``, ``status``,
+        ``pre``, ``post``, ``upstream``, ``downstream`` are always returned.
+    native
+        ``{core column: [stored values]}`` for criteria on normalised columns
+        (side, nt): the dataset's own spellings of the values asked for,
+        compared case-insensitively (``toLower(n.somaSide) IN [...]``). A
+        column without an entry here (or a regex on it) is not pushed down:
+        the caller filters the normalised column.
+    extras
+        Further properties returned as they are (dataset-native columns).
 
     Examples
     --------
@@ -108,23 +134,33 @@ def neurons_query(c: NeuronCriteria) -> str:
     WHERE n.type = 'KC'
       AND (n.`CA(R)`)
     RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,
-           n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo
+           n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream, n.roiInfo AS roiInfo
     ORDER BY n.bodyId
     """
+    properties = dict(properties or {})
+    native = dict(native or {})
     label = "Segment" if c.label == "segment" else "Neuron"
     where: list[str] = []
     if c.ids is not None:
         where.append(f"n.bodyId IN {id_list(c.ids)}")
-    for field in ("type", "instance"):
-        values = getattr(c, field)
-        if values:
-            where.append(_in_or_eq(f"n.{field}", values, c.regex))
-    if c.status:
-        where.append(_in_or_eq("n.status", c.status, False))
-    if c.min_pre:
-        where.append(f"n.pre >= {int(c.min_pre)}")
-    if c.min_post:
-        where.append(f"n.post >= {int(c.min_post)}")
+    for field, column in STRING_CRITERIA.items():
+        values = getattr(c, field, None)
+        if not values:
+            continue
+        regex = c.regex and field != "status"
+        if column in ("type", "instance", "status"):
+            where.append(_in_or_eq(f"n.{column}", values, regex))
+        elif column in native and not regex:
+            spelled = list(dict.fromkeys(v.lower() for v in native[column]))
+            where.append(f"toLower(n.{identifier(properties[column])}) IN ["
+                         + ", ".join(string_literal(v) for v in spelled) + "]" if spelled else "false")
+        elif column in properties and column not in native:
+            where.append(_in_or_eq(f"n.{identifier(properties[column])}", values, regex))
+    for field, prop in (("min_pre", "pre"), ("min_post", "post"), ("min_upstream", "upstream"),
+                        ("min_downstream", "downstream")):
+        value = getattr(c, field, None)
+        if value:
+            where.append(f"n.{prop} >= {int(value)}")
     if c.rois:
         joiner = " AND " if c.roi_req == "all" else " OR "
         where.append("(" + joiner.join(f"n.{identifier(r)}" for r in c.rois) + ")")
@@ -133,11 +169,18 @@ def neurons_query(c: NeuronCriteria) -> str:
     lines = [f"MATCH (n:{label})"]
     if where:
         lines.append("WHERE " + "\n  AND ".join(where))
-    lines += [
-        "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,",
-        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo",
-        "ORDER BY n.bodyId",
-    ]
+    returned = ["n.bodyId AS bodyId", "n.type AS type", "n.instance AS instance", "n.status AS status",
+                "n.pre AS pre", "n.post AS post", "n.upstream AS upstream", "n.downstream AS downstream",
+                "n.roiInfo AS roiInfo"]
+    fixed = {"bodyId", "type", "instance", "status", "pre", "post", "upstream", "downstream", "roiInfo"}
+    for prop in dict.fromkeys([*properties.values(), *extras]):
+        if prop not in fixed:
+            returned.append(f"n.{identifier(prop)} AS {identifier(prop)}")
+            fixed.add(prop)
+    lines.append("RETURN " + returned[0] + ", " + ", ".join(returned[1:4]) + ",")
+    rest = returned[4:]
+    lines.append("       " + ", ".join(rest))
+    lines.append("ORDER BY n.bodyId")
     return "\n".join(lines)
 
 

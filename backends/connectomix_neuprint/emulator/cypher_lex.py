@@ -159,6 +159,9 @@ def is_keyword_position(tokens: Sequence[Token], i: int) -> bool:
         return False
     if tokens[i].text.upper() == "ORDER" and (nxt is None or not tokens[nxt].is_kw("BY")):
         return False
+    if (tokens[i].text.upper() == "WITH" and prev is not None and tokens[prev].kind == "IDENT"
+            and tokens[prev].text.upper() in ("STARTS", "ENDS")):
+        return False  # the string operators STARTS WITH / ENDS WITH, not a WITH clause
     return True
 
 

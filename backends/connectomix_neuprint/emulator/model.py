@@ -191,7 +191,7 @@ class GraphModel:
         ``{(rel, from_table, to_table): DataFrame}`` with columns ``__from``,
         ``__to`` (the endpoints' keys) and then the relationship's properties.
     voxel_size
-        nm per voxel (x, y, z).
+        nm per voxel (x, y, z), as ``:Meta.voxelSize`` says.
     skeleton_dir
         ``<release>/skeletons`` if it exists.
     """
@@ -206,6 +206,8 @@ class GraphModel:
     release_path: Path
     skeleton_dir: Path | None
     meta: dict[str, Any]
+    #: nm per served position unit: ``voxel_size`` (positions in voxels) or 1 nm (``position_units="nm"``).
+    position_size: tuple[float, float, float] | None = None
 
     @property
     def roi_names(self) -> list[str]:
@@ -312,7 +314,9 @@ def _roi_info_json(frame: pd.DataFrame, key: str, rois: Sequence[str]) -> pd.Ser
 def build_model(release: str | os.PathLike, *, name: str | None = None,
                 voxel_size: Sequence[float] | None = None,
                 post_high_accuracy_threshold: float = 0.0,
-                pre_hp_threshold: float = 0.0, post_hp_threshold: float = 0.0) -> GraphModel:
+                pre_hp_threshold: float = 0.0, post_hp_threshold: float = 0.0,
+                position_units: str = "voxel", meta_voxel_size: bool = True,
+                side_values: Mapping[str, str] | None = None) -> GraphModel:
     """Read a release folder into neuPrint's data model.
 
     Parameters
@@ -326,7 +330,25 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
         nm per voxel; default ``manifest.voxel_size_nm``, else 1 nm.
     post_high_accuracy_threshold, pre_hp_threshold, post_hp_threshold
         ``:Meta`` confidence thresholds. neuprint-python filters synapses by
-        ``confidence > postHighAccuracyThreshold`` by default.
+        ``confidence > postHighAccuracyThreshold`` by default, on both sites
+        (neuprint-python 0.6.4 ``neuprint/queries/synapsecriteria.py:67-68,
+        97-98``), which "include the same synapses that were counted in each
+        neuron-neuron weight" (same file, lines 34-38). So with a threshold
+        above 0, the ``weight`` (and ``roiInfo``, ``upstream``,
+        ``downstream``) of a pair with synapses in the release counts the
+        connections whose presynaptic *and* postsynaptic confidences are
+        above it.
+    position_units
+        ``"voxel"`` (positions served in voxels = nm / voxel size, as on
+        hemibrain, MANC, male CNS) or ``"nm"`` (served as nm while
+        ``:Meta.voxelSize`` still says the image voxel size, as on the FlyWire
+        and BANC mirrors ``flywire-fafb:v783b``, ``banc:v888``).
+    meta_voxel_size
+        False leaves ``:Meta.voxelSize`` null (a server that does not say).
+    side_values
+        ``{"left": .., "right": .., "center": ..}``: how the release's
+        ``side`` column is spelled in ``somaSide`` (default male CNS style
+        ``L``/``R``/``M``; MANC uses ``LHS``/``RHS``/``Midline``).
 
     Raises
     ------
@@ -347,6 +369,13 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
         raise InvalidArgumentError(f"voxel_size must be three positive numbers (nm); got {vs!r}") from None
     if len(vs) != 3 or not all(v > 0 for v in vs):
         raise InvalidArgumentError(f"voxel_size must be three positive numbers (nm); got {vs!r}")
+    if position_units not in ("voxel", "nm"):
+        raise InvalidArgumentError(f"position_units must be 'voxel' or 'nm'; got {position_units!r}")
+    pos = vs if position_units == "voxel" else (1.0, 1.0, 1.0)
+    sides = dict(SIDE_VALUES if side_values is None else side_values)
+    if set(sides) != set(SIDE_VALUES) or not all(isinstance(v, str) and v for v in sides.values()):
+        raise InvalidArgumentError(f"side_values must map each of {sorted(SIDE_VALUES)} to a non-empty string; "
+                                   f"got {side_values!r}")
 
     primary = list(manifest["primary_rois"])
     rois = list(dict.fromkeys([*manifest["rois"], *primary]))
@@ -383,11 +412,15 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
                     int((~ok).sum()))
         connections = connections[ok]
 
-    syn = _synapse_tables(synapses, primary, vs, dataset) if synapses is not None else None
-    segment, segment_props = _segment_table(neurons, connections, roi_counts, synapses, rois, primary, vs)
+    if synapses is not None and post_high_accuracy_threshold > 0:
+        connections = _thresholded_connections(connections, synapses, float(post_high_accuracy_threshold))
+    syn = _synapse_tables(synapses, primary, pos, dataset) if synapses is not None else None
+    segment, segment_props = _segment_table(_neuprint_names(neurons, sides), connections, roi_counts, synapses,
+                                            rois, primary, pos)
     connects, connects_props = _connects_table(connections, synapses, primary)
 
-    meta = _meta_row(manifest, dataset, tag, folder, rois, primary, segment, segment_props, vs,
+    meta = _meta_row(manifest, dataset, tag, folder, rois, primary, segment, segment_props,
+                     vs if meta_voxel_size else None,
                      post_high_accuracy_threshold, pre_hp_threshold, post_hp_threshold, roi_counts, synapses)
     meta_props = {
         "__mid": PropSpec("INT64"),
@@ -442,7 +475,69 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
     meta["roiNames"] = rois
     return GraphModel(name=full_name, dataset=dataset, tag=tag, schema=schema, nodes=nodes, rels=rels,
                       voxel_size=vs, release_path=folder, skeleton_dir=skel if skel.is_dir() else None,
-                      meta=meta)
+                      meta=meta, position_size=pos)
+
+
+#: The release's normalised ``side`` values and their default ``somaSide`` spelling (male CNS style, L/R/M:
+#: schlegelp/connecto connecto/datasets/janelia.py@0bae3a4; MANC's LHS/RHS/Midline via ``side_values``).
+SIDE_VALUES = {"left": "L", "right": "R", "center": "M"}
+#: Release (connectomix) column -> neuPrint ``:Neuron`` property (neuprint-python 0.6.4
+#: neuprint/queries/neuroncriteria.py:174, 182-191 lists these properties).
+NEURON_PROPERTIES = {"side": "somaSide", "nt": "predictedNt", "flywire_type": "flywireType",
+                     "hemibrain_type": "hemibrainType", "manc_type": "mancType"}
+
+
+def _neuprint_names(neurons: pd.DataFrame, sides: Mapping[str, str]) -> pd.DataFrame:
+    """The release's neuron columns under neuPrint's property names, ``side`` spelled as ``sides`` says.
+
+    ``class`` and ``superclass`` keep their names. A release that already has the neuPrint column
+    (e.g. ``somaSide``) keeps it, and the connectomix column is then served under its own name.
+    """
+    out = neurons.copy()
+    for column, prop in NEURON_PROPERTIES.items():
+        if column not in out.columns or prop in out.columns:
+            continue
+        values = out.pop(column)
+        if column == "side":  # other values (already a neuPrint spelling, say) are served as they are
+            values = values.map(lambda v: sides.get(v, v) if isinstance(v, str) else None)
+        out[prop] = values
+    return out
+
+
+def _thresholded_connections(connections: pd.DataFrame, synapses: pd.DataFrame, t: float) -> pd.DataFrame:
+    """Connection rows of the pairs with synapses recounted from the synapses passing ``t`` on both sites.
+
+    The presynaptic confidence of a row is that of its T-bar (the largest of the rows sharing the
+    presynaptic body and position, as :func:`_synapse_tables` merges them); rows with a missing
+    confidence do not pass (``null > t`` is not true in Cypher). Pairs without synapses keep their rows.
+    """
+    score = synapses["score"].astype("float64")
+    pre_score = synapses["pre_score"].astype("float64") if "pre_score" in synapses else score
+    post_score = synapses["post_score"].astype("float64") if "post_score" in synapses else score
+    tbar = pre_score.groupby([synapses["pre"], synapses["pre_x"], synapses["pre_y"], synapses["pre_z"]]
+                             ).transform("max")
+    passing = synapses[(tbar > t).to_numpy() & (post_score > t).to_numpy()]
+    recount = (passing.assign(roi=passing["roi"].fillna("NotPrimary"))
+               .groupby(["pre", "post", "roi"]).size().rename("weight").reset_index())
+    pairs = pd.MultiIndex.from_frame(synapses[["pre", "post"]].drop_duplicates())
+    keep = ~pd.MultiIndex.from_frame(connections[["pre", "post"]]).isin(pairs)
+    out = pd.concat([connections[keep][["pre", "post", "roi", "weight"]], recount], ignore_index=True)
+    return out.sort_values(["pre", "post", "roi"], kind="stable").reset_index(drop=True)
+
+
+def _synapse_roi_counts(synapses: pd.DataFrame) -> pd.DataFrame:
+    """``id, roi, pre, post`` counted from the synapse nodes the graph builds (see :func:`_synapse_tables`).
+
+    A T-bar is one per (presynaptic body, position), in the ROI of its first row (lowest ``synapse_id``;
+    ``synapses`` is sorted by it); every row is one PSD in its own ROI. Sites outside every ROI are
+    not counted.
+    """
+    tbars = synapses.drop_duplicates(["pre", "pre_x", "pre_y", "pre_z"]).dropna(subset=["roi"])
+    pre_sites = tbars.groupby(["pre", "roi"]).size()
+    post_sites = synapses.dropna(subset=["roi"]).groupby(["post", "roi"]).size()
+    pre_sites.index.names = post_sites.index.names = ["id", "roi"]
+    counts = pd.concat([pre_sites.rename("pre"), post_sites.rename("post")], axis=1).fillna(0)
+    return counts.astype("int64").reset_index()
 
 
 _CONSUMED = ("size", "cropped", "soma_x", "soma_y", "soma_z", "soma_radius", "somaRadius")
@@ -491,16 +586,14 @@ def _segment_table(neurons: pd.DataFrame, connections: pd.DataFrame, roi_counts:
     df["upstream"] = pd.Series(ids).map(up).fillna(0).astype("int64").to_numpy()
     df["downstream"] = pd.Series(ids).map(down).fillna(0).astype("int64").to_numpy()
 
+    # roiInfo: roi_counts.parquet for the bodies it covers, else counted from the synapses the graph holds,
+    # so that a body's roiInfo and ROI flags cover the Synapse nodes it contains
+    counts = pd.DataFrame({"id": [], "roi": [], "pre": [], "post": []})
     if roi_counts is not None:
         counts = roi_counts[["id", "roi", "pre", "post"]]
-    elif synapses is not None:
-        located = synapses.dropna(subset=["roi"])
-        pre_sites = located.drop_duplicates(["pre", "pre_x", "pre_y", "pre_z"]).groupby(["pre", "roi"]).size()
-        post_sites = located.groupby(["post", "roi"]).size()
-        pre_sites.index.names = post_sites.index.names = ["id", "roi"]
-        counts = pd.concat([pre_sites.rename("pre"), post_sites.rename("post")], axis=1).fillna(0).reset_index()
-    else:
-        counts = pd.DataFrame({"id": [], "roi": [], "pre": [], "post": []})
+    if synapses is not None:
+        counted = _synapse_roi_counts(synapses)
+        counts = pd.concat([counts, counted[~counted["id"].isin(counts["id"])]], ignore_index=True)
     counts = counts[(counts["pre"] > 0) | (counts["post"] > 0)]
     info = _roi_info_json(counts, "id", rois)
     df["roiInfo"] = pd.Series(ids).map(info).fillna("{}").to_numpy()
@@ -633,7 +726,7 @@ def _synapse_tables(synapses: pd.DataFrame, primary: list[str], vs: tuple[float,
 
 def _meta_row(manifest: Mapping[str, Any], dataset: str, tag: str, folder: Path, rois: list[str],
               primary: list[str], segment: pd.DataFrame, segment_props: Mapping[str, PropSpec],
-              vs: tuple[float, float, float], post_hat: float, pre_hp: float, post_hp: float,
+              vs: tuple[float, float, float] | None, post_hat: float, pre_hp: float, post_hp: float,
               roi_counts: pd.DataFrame | None, synapses: pd.DataFrame | None) -> dict[str, Any]:
     # uuid and lastDatabaseEdit identify the data served (clients key caches by them, as they would by a
     # real server's DVID uuid and last-edit time): a digest of the manifest and every table, and the
@@ -673,7 +766,7 @@ def _meta_row(manifest: Mapping[str, Any], dataset: str, tag: str, folder: Path,
         "roiHierarchy": json.dumps({"name": dataset, "children": [{"name": r} for r in rois]},
                                    separators=(",", ":")),
         "neuronProperties": json.dumps(neuron_properties, separators=(",", ":")),
-        "voxelSize": list(vs),
+        "voxelSize": list(vs) if vs is not None else None,
         "voxelUnits": "nanometers",
         "postHighAccuracyThreshold": float(post_hat),
         "preHPThreshold": float(pre_hp),
@@ -706,8 +799,8 @@ def skeleton_swc(model: GraphModel, body_id: int) -> str | None:
     path = model.skeleton_dir / f"{int(body_id)}.swc"
     if not path.is_file():
         return None
-    vx, vy, vz = model.voxel_size
-    out = [f"# neuPrint emulator: skeleton of body {int(body_id)} in voxel units ({vx:g} x {vy:g} x {vz:g} nm)"]
+    vx, vy, vz = model.position_size or model.voxel_size
+    out = [f"# neuPrint emulator: skeleton of body {int(body_id)} in units of {vx:g} x {vy:g} x {vz:g} nm"]
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue

@@ -24,6 +24,7 @@ from .cypher_lex import (
     encode_string,
     match_close,
     next_sig,
+    prev_sig,
     render,
     split_top,
     strip_ws,
@@ -185,7 +186,13 @@ class ExprRewriter:
                     f"Query parameters ({t.text}) are not supported: neuPrint's HTTP API sends no "
                     "parameters, so write the values into the query")
             if t.kind == "STRING":
-                out.append(Atom(encode_string(decode_string(t.text)), None, primary=True))
+                value = decode_string(t.text)
+                prev = prev_sig(toks, i)
+                if prev is not None and toks[prev].kind == "OP" and toks[prev].text == "=~":
+                    # Kuzu reads a regex pattern's backslash pairs once more ('a\\\\b' is the regex a\b
+                    # there): double them so the pattern RE2 gets is the one the query wrote
+                    value = value.replace("\\", "\\\\")
+                out.append(Atom(encode_string(value), None, primary=True))
                 i += 1
                 continue
             if t.kind == "NUMBER":

@@ -456,6 +456,15 @@ class NeuprintEmulator:
         Rows per record batch of ``/api/custom/arrow`` answers (default: one
         batch, as neuPrintHTTP sends); small values give streams with many
         message boundaries, for fault tests.
+    position_units
+        ``"voxel"`` (default) or ``"nm"``: serve positions in nm while
+        ``:Meta.voxelSize`` still gives the voxel size, like the FlyWire and
+        BANC mirrors (see :func:`~.model.build_model`).
+    meta_voxel_size
+        False serves no ``:Meta.voxelSize``.
+    side_values
+        ``somaSide`` spellings of the release's ``side`` values (default
+        ``{"left": "L", "right": "R", "center": "M"}``).
 
     Examples
     --------
@@ -470,7 +479,8 @@ class NeuprintEmulator:
                  latency_ms: float = 0.0, query_timeout_s: float | None = None,
                  voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float = 0.0,
                  pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION,
-                 arrow_batch_rows: int | None = None):
+                 arrow_batch_rows: int | None = None, position_units: str = "voxel", meta_voxel_size: bool = True,
+                 side_values: Mapping[str, str] | None = None):
         if isinstance(release, Mapping):
             if dataset is not None:
                 raise InvalidArgumentError("give dataset names as the keys of the release mapping, not dataset=")
@@ -496,6 +506,8 @@ class NeuprintEmulator:
         self.arrow_batch_rows = int(arrow_batch_rows) if arrow_batch_rows is not None else None
         self._voxel_size = tuple(voxel_size) if voxel_size is not None else None
         self._threshold = float(post_high_accuracy_threshold)
+        self._model_options = {"position_units": position_units, "meta_voxel_size": bool(meta_voxel_size),
+                               "side_values": side_values}
         self._pool_size = int(pool_size)
         self._buffer_pool_mb = buffer_pool_mb
         self._datasets: dict[str, _Dataset] = {}
@@ -520,7 +532,7 @@ class NeuprintEmulator:
         try:
             for name, folder in self._releases.items():
                 model = build_model(folder, name=name, voxel_size=self._voxel_size,
-                                    post_high_accuracy_threshold=self._threshold)
+                                    post_high_accuracy_threshold=self._threshold, **self._model_options)
                 if model.name.lower() in self._datasets:
                     raise InvalidArgumentError(f"two releases are both served as dataset {model.name!r}")
                 self._datasets[model.name.lower()] = _Dataset(model, KuzuEngine(model, pool_size=self._pool_size,

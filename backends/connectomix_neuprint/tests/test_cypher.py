@@ -83,7 +83,7 @@ def test_hostile_criteria_are_confined_to_literals(value):
         "  AND n.instance IN ['?', '?']\n"
         "  AND n.status = '?'\n"
         "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,\n"
-        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo\n"
+        "       n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream, n.roiInfo AS roiInfo\n"
         "ORDER BY n.bodyId"
     )
 
@@ -101,7 +101,7 @@ def test_neurons_query_snapshot():
         "  AND (n.`AL(R)` OR n.`LH(R)`)\n"
         "  AND n.`CA(R)`\n"
         "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,\n"
-        "       n.pre AS pre, n.post AS post, n.roiInfo AS roiInfo\n"
+        "       n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream, n.roiInfo AS roiInfo\n"
         "ORDER BY n.bodyId"
     )
 
