@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="then N Cypher queries answer neuPrint's 'Timeout experienced' error")
     p.add_argument("--threshold", type=float, default=0.0,
                    help=":Meta.postHighAccuracyThreshold, neuprint-python's default synapse confidence filter")
+    p.add_argument("--position-units", choices=("voxel", "nm"), default="voxel",
+                   help="serve positions in voxels (default) or in nm with :Meta.voxelSize still set, "
+                        "like the FlyWire/BANC mirrors")
     p.add_argument("--buffer-pool-mb", type=int, default=None, metavar="MB",
                    help="Kuzu buffer pool per dataset (default: sized to the release)")
     p.add_argument("--verbose", "-v", action="store_true", help="log every request (never tokens)")
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     emu = NeuprintEmulator(release, token=token, dataset=args.dataset, port=args.port,
                            expired_tokens=args.expired_token, forbidden_tokens=forbidden,
                            latency_ms=args.latency_ms, query_timeout_s=args.query_timeout,
-                           post_high_accuracy_threshold=args.threshold, buffer_pool_mb=args.buffer_pool_mb)
+                           post_high_accuracy_threshold=args.threshold, buffer_pool_mb=args.buffer_pool_mb,
+                           position_units=args.position_units)
     try:
         emu.start()
     except (ConnectomixError, OSError) as exc:

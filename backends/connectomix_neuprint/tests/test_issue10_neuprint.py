@@ -60,6 +60,7 @@ def criteria(**kw: Any) -> NeuronCriteria:
 def _release(folder: Path) -> Path:
     make_toy_release(folder)
     neurons = pd.read_parquet(folder / "neurons.parquet")
+    neurons = neurons.drop(columns=[c for c in ("nt",) if c in neurons])  # the native predictedNt below instead
     n = len(neurons)
     cycle = lambda values: [values[i % len(values)] for i in range(n)]  # noqa: E731
     neurons["side"] = pd.Series(cycle(["left", "right", "center", None]), dtype="string")
@@ -394,3 +395,64 @@ def test_string_operators_and_escaped_regexes(voxel_emu, release):
         expected = sorted(int(i) for i in n.loc[select.fillna(False).astype(bool), "id"])
         assert expected, condition
         assert got["id"].tolist() == expected, condition
+
+
+# -- catalogue datasets in their real shapes -------------------------------------------------------------
+
+
+def _hemibrain_shaped(folder: Path, source: Path) -> Path:
+    """The test release without the properties hemibrain does not have (side, class, nt, cross types)."""
+    import shutil
+
+    shutil.copytree(source, folder)
+    neurons = pd.read_parquet(folder / "neurons.parquet")
+    drop = ["side", "class", "superclass", "predictedNt", "flywire_type", "hemibrain_type", "manc_type"]
+    neurons.drop(columns=drop).to_parquet(folder / "neurons.parquet", index=False)
+    return folder
+
+
+def test_catalogue_shapes_hemibrain_and_manc(release, tmp_path):
+    """hemibrain: side from the instance suffix, no class (refused), nm = voxels x 8... here x (4, 4, 40);
+    MANC: somaSide LHS/RHS/Midline and predictedNt; both: ScoreInfo from :Meta.postHighAccuracyThreshold."""
+    hemibrain = _hemibrain_shaped(tmp_path / "hemibrain", release)
+    with running_emulator({"hemibrain:v1.2.1": hemibrain, "manc:v1.2.3": release}, token=TOKEN,
+                          side_values=MANC_SIDES, post_high_accuracy_threshold=0.4) as emu:
+        n = _neurons(release)
+        hb = _backend(emu, "hemibrain:v1.2.1")
+        try:
+            got = hb.fetch_neurons(criteria(side="left"))
+            assert _ids(got) == sorted(int(i) for i in n.loc[n["instance"].str.endswith("_L"), "id"])
+            every = hb.fetch_neurons(criteria())
+            assert every["class"].isna().all() and every["nt"].isna().all()
+            with pytest.raises(UnsupportedOperation, match=r"'hemibrain:v1.2.1' has no 'class' column"):
+                hb.fetch_neurons(criteria(class_="sensory neuron"))
+            info = hb.info()
+            assert info.extra["catalogue"] == "hemibrain" and info.extra["units"] == "voxel"
+            score = info.extra["score"]
+            assert (score["column"], score["op"]) == ("confidence", ">")
+            assert score["recommended"] == np.nextafter(0.4, 1.0) and score["recommended"] > 0.4
+        finally:
+            hb.close()
+        manc = _backend(emu, "manc:v1.2.3")
+        try:
+            got = manc.fetch_neurons(criteria(side="center", nt="acetylcholine"))
+            select = (n["side"] == "center") & (n["predictedNt"] == "ACh")
+            assert _ids(got) == sorted(int(i) for i in n.loc[select.fillna(False), "id"])
+            assert manc.info().extra["catalogue"] == "manc"
+        finally:
+            manc.close()
+
+
+def test_side_and_nt_vocabularies():
+    """The spellings the sources give: MANC LHS/RHS/Midline (neuprint-python neuroncriteria.py:434-435),
+    male CNS L/R/M (connecto janelia.py), full lowercase transmitter names and their abbreviations."""
+    from connectomix_neuprint.backend import NT_VALUES, SIDE_VALUES, normalise
+
+    sides = pd.Series(["LHS", "RHS", "Midline", "L", "R", "M", "left", None, "BIL", ""])
+    assert normalise(sides, SIDE_VALUES).fillna("NA").tolist() == [
+        "left", "right", "center", "left", "right", "center", "left", "NA", "NA", "NA"]
+    nts = pd.Series(["acetylcholine", "ACh", "GABA", "glutamate", "Glu", "dopamine", "serotonin", "5HT",
+                     "octopamine", "histamine", "unknown", None])
+    assert normalise(nts, NT_VALUES).fillna("NA").tolist() == [
+        "acetylcholine", "acetylcholine", "gaba", "glutamate", "glutamate", "dopamine", "serotonin", "serotonin",
+        "octopamine", "histamine", "NA", "NA"]
