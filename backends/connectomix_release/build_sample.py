@@ -11,8 +11,13 @@ Real inputs
   voxels (Scheffer et al. 2020, CC BY 4.0).
 * ``S5_hemibrain_ALPN_meta.csv`` of flyconnectome/hemibrain_olf_data (MIT;
   Schlegel et al. 2021): 379 hemibrain olfactory projection neurons with their
-  real ``pre``/``post``/``upstream``/``downstream`` totals. A copy ships beside
-  this script (``data/hemibrain_olf_data``).
+  real ``pre``/``post``/``upstream``/``downstream`` totals, and the core
+  annotation columns ``side`` (the table's own ``side`` column: "right" for
+  all 379, including the five whose instance ends in ``_L``; hemibrain itself
+  has no soma-side property, so nothing is derived from the instance suffix)
+  and ``class`` (the table's PN class: uPN, mPN, biPN). The table has no
+  superclass and no predicted transmitter, so the sample has no ``superclass``
+  or ``nt`` column. A copy ships beside this script (``data/hemibrain_olf_data``).
 
 What is invented, and how
 -------------------------
@@ -60,7 +65,7 @@ PN_TABLE = HERE / "data" / "hemibrain_olf_data" / "S5_hemibrain_ALPN_meta.csv"
 DEFAULT_DEST = HERE / "data" / "sample"
 
 NAME = "hemibrain-olfactory-sample"
-VERSION = "v1.2.1-sample.2"
+VERSION = "v1.2.1-sample.3"
 SEED = 1734350788
 VOXEL_NM = 8
 DA1_IDS = (722817260, 754534424, 754538881, 1734350788, 1734350908)
@@ -392,7 +397,29 @@ def build_neurons(pns: pd.DataFrame, syn: pd.DataFrame) -> pd.DataFrame:
         "class": "string", "glomerulus": "string", "side": "string", "cellBodyFiber": "string",
         "soma": "boolean",
     })
-    return neurons.sort_values("id").reset_index(drop=True)
+    # the release format's core columns first (FORMAT.md); the PN table has no superclass and no predicted
+    # transmitter, so those columns are absent (criteria on them are refused), never invented
+    order = ["id", "type", "instance", "status", "side", "class", "pre", "post", "upstream", "downstream",
+             "is_neuron", "synthetic", "glomerulus", "cellBodyFiber", "soma"]
+    return neurons[order].sort_values("id").reset_index(drop=True)
+
+
+#: The score (``manifest.score``, read as the dataset's ``ScoreInfo``). hemibrain's synapse confidence;
+#: neuprint-python keeps ``confidence > :Meta.postHighAccuracyThreshold`` by default, the synapses counted in
+#: ``weight`` (neuprint/queries/synapsecriteria.py of connectome-neuprint/neuprint-python at 3b0f372; its
+#: docstring says "at least", its Cypher is strictly greater); hemibrain v1.2's value is 0.5 (catalogue
+#: ``hemibrain.synapses.recommended_threshold_value``, a secondary source). ``> 0.5`` on floats is ``>=`` the
+#: next float above 0.5.
+SCORE = {
+    "column": "confidence",
+    "scale": "0.0-1.0 per synapse site (T-bar and PSD separately); score = the smaller of the two",
+    "recommended": float(np.nextafter(0.5, 1.0)),
+    "op": ">",
+    "source": ("neuprint-python neuprint/queries/synapsecriteria.py@3b0f372: confidence > "
+               ":Meta.postHighAccuracyThreshold by default; hemibrain v1.2 postHighAccuracyThreshold 0.5 "
+               "(connectomix catalogue hemibrain.synapses.recommended_threshold_value, secondary source); "
+               "> 0.5 written as >= 0.5000000000000001"),
+}
 
 
 def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame) -> dict[str, Any]:
@@ -416,6 +443,7 @@ def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame) -> dict[str, Any]:
         "rois": rois,
         "primary_rois": rois,
         "score_name": "confidence",
+        "score": SCORE,
         "synthetic": {
             "synapses": (
                 "partner side synthetic: for real_side == 'pre' the columns post, post_x, post_y, post_z; for "
