@@ -32,13 +32,15 @@ import pyarrow as pa
 import requests
 
 from connectomix import frames, schema
-from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
+from connectomix.backend import (Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, ScoreInfo,
+                                 SynapseQuery)
 from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
 from connectomix.errors import (
     AuthenticationError,
     AuthorizationError,
     ConnectomixError,
+    DataFormatError,
     DatasetNotFoundError,
     IncompleteResponseError,
     InvalidArgumentError,
@@ -252,15 +254,27 @@ class CaveBackend(Backend):
     # -- metadata --------------------------------------------------------------------------------
 
     def info(self) -> DatasetInfo:
-        rois = tuple(self.settings.primary_rois)
+        s = self.settings
+        rois = tuple(s.primary_rois)
+        score = None
+        if s.score_column:
+            score = ScoreInfo(s.score_column, s.score_scale or "unverified", s.score_recommended, s.score_op,
+                              s.score_source or "unverified")
+        annotated = [c for c, _ in self._annotation_map()]
+        columns = ("id", *[c for c in NEURON_CORE if c in annotated], "post", "upstream", "downstream",
+                   *[c for c in schema.CROSS_TYPES if c in annotated])
         return DatasetInfo(
             name=self.datastack,
-            version=self.settings.materialization,
+            version=s.materialization,
             rois=rois,
             primary_rois=rois,
             description=f"CAVE datastack {self.datastack} on {self.server}",
             extra={"server": self.server, "synapse_table": self.synapse_table,
-                   "synapse_view": self.settings.synapse_view if self.settings.filtered else None},
+                   "synapse_view": s.synapse_view if s.filtered else None, "catalogue": s.catalogue,
+                   "neuron_table": s.neuron_table, "annotation_shape": s.annotation_shape,
+                   "annotation_reference": s.annotation_reference, "annotation_map": dict(self._annotation_map())},
+            score=score,
+            neuron_columns=columns,
         )
 
     def dataset_capabilities(self) -> frozenset[Capability]:
@@ -318,18 +332,28 @@ class CaveBackend(Backend):
         if res is None or any(r is None for r in res):
             raise ServerError(f"CAVE table {table!r} has no voxel resolution in its metadata; cannot convert to nm")
         arr = np.asarray(res, dtype="float64")
+        unit = self.settings.synapse_unit
+        if unit is not None and table in (self.synapse_table, self.settings.synapse_view,
+                                          *(v for _, v in self.settings.view_versions)):
+            in_nm = bool(np.all(arr == 1.0))
+            if in_nm != (unit == "nm"):
+                raise DataFormatError(
+                    f"CAVE table {table!r} of datastack {self.datastack!r} reports voxel_resolution {arr.tolist()}, "
+                    f"but the catalogue says its positions are in {unit}; refusing to guess the unit (set "
+                    f"synapse_unit=none to trust the table metadata)")
         with self._lock:
             self._resolution[key] = arr
         return arr
 
     def _source(self, version: Any, filtered: bool) -> tuple[str, bool]:
-        if filtered and self.settings.synapse_view:
+        view = self.settings.view_at(version)
+        if filtered and view:
             if version == LIVE:
                 raise UnsupportedOperation(
-                    f"live queries cannot use the filtered view {self.settings.synapse_view!r}; "
+                    f"live queries cannot use the filtered view {view!r}; "
                     "pass filtered=False in the dataset options, or use a materialized version"
                 )
-            return self.settings.synapse_view, True
+            return view, True
         if not self.synapse_table:
             raise UnsupportedOperation(f"datastack {self.datastack!r} names no synapse table; set synapse_table")
         return self.synapse_table, False
@@ -546,61 +570,147 @@ class CaveBackend(Backend):
 
     # -- neurons ----------------------------------------------------------------------------------
 
-    def _neuron_table(self, criteria: NeuronCriteria, version: Any) -> pd.DataFrame:
+    def _annotation_map(self) -> list[tuple[str, str]]:
+        """``(connectomix column, key or column of the annotation table)`` pairs in effect."""
         s = self.settings
-        if s.neuron_table is None:
-            raise UnsupportedOperation(f"datastack {self.datastack!r} has no neuron table configured (neuron_table)")
-        columns = {"type": s.type_column, "instance": s.instance_column, "status": s.status_column}
-        for field, column in columns.items():
-            if getattr(criteria, field) is not None and column is None:
-                raise UnsupportedOperation(
-                    f"datastack {self.datastack!r} has no {field} column configured, so {field}= criteria cannot "
-                    f"be applied (configure {field}_column)"
-                )
-        filters: dict[str, dict] = {}
-        if criteria.ids is not None:
-            filters.setdefault("filter_in_dict", {})[s.neuron_id_column] = list(criteria.ids)
-        for field, column in columns.items():
-            values = getattr(criteria, field)
-            if values is None:
-                continue
-            if criteria.regex and field != "status":
-                filters.setdefault("filter_regex_dict", {})[column] = "^(" + "|".join(f"(?:{v})" for v in values) + ")$"
-            else:
-                filters.setdefault("filter_in_dict", {})[column] = list(values)
-        select = [s.neuron_id_column] + [c for c in columns.values() if c]
-        version = version if version is not None else self.resolve_materialization(None, None)
-        rows = self._query(s.neuron_table, False, version, filters, select + ["id"],
-                           f"querying {s.neuron_table!r}", split_column=s.neuron_id_column)
-        # A neuron with several annotations (e.g. after a merge) keeps its oldest one (lowest annotation
-        # id), whatever order the rows arrive in (split queries change it).
-        rows = rows.sort_values("id", kind="stable")
-        out = pd.DataFrame({"id": rows[s.neuron_id_column].to_numpy(dtype="int64")})
-        for field, column in columns.items():
-            out[field] = rows[column].astype("string").to_numpy() if column else None
-        return out.drop_duplicates("id")
+        pairs = dict(s.annotation_map)
+        for field, column in (("type", s.type_column), ("instance", s.instance_column), ("status", s.status_column)):
+            if column:
+                pairs[field] = column
+        return list(pairs.items())
+
+    def _annotation_filters(self, criteria: NeuronCriteria) -> dict[str, tuple[str, list[str], bool]]:
+        """Criteria on annotation fields: ``{column: (source key/column, values, regex)}``."""
+        out = {}
+        for column, source in self._annotation_map():
+            values = getattr(criteria, _CRITERIA_FIELD.get(column, column), None)
+            if values is not None:
+                out[column] = (source, list(values), bool(criteria.regex))
+        return out
+
+    def _reference_roots(self, version: Any, *, ids: list[int] | None = None,
+                         target_ids: list[int] | None = None) -> pd.DataFrame:
+        """``target_id -> root id`` rows of the reference target table, by root ids or by target ids."""
+        s = self.settings
+        target, root = s.annotation_reference, s.neuron_id_column
+        filters = ({"filter_in_dict": {root: ids}} if ids is not None else {"filter_in_dict": {"id": target_ids}})
+        rows = self._query(target, False, version, filters, ["id", root], f"querying {target!r}",
+                           split_column=root if ids is not None else "id")
+        rows = rows[rows[root] != 0]  # an annotation point outside every segment has root id 0
+        return pd.DataFrame({"target_id": rows["id"].to_numpy(dtype="int64"),
+                             "root": rows[root].to_numpy(dtype="int64")})
+
+    def _annotation_rows(self, version: Any, select: list[str], filters: dict[str, dict],
+                         id_filter: list[int] | None) -> pd.DataFrame:
+        """Rows of the annotation table with a ``root`` column (merged through the reference table)."""
+        s = self.settings
+        table = s.neuron_table
+        if s.annotation_reference is None:
+            f = {k: dict(v) for k, v in filters.items()}
+            if id_filter is not None:
+                f.setdefault("filter_in_dict", {})[s.neuron_id_column] = id_filter
+            rows = self._query(table, False, version, f, ["id", s.neuron_id_column, *select], f"querying {table!r}",
+                               split_column=s.neuron_id_column if id_filter is not None else None)
+            return rows.rename(columns={s.neuron_id_column: "root"}) if s.neuron_id_column != "root" else rows
+        # A reference table carries target_id (a row of the target table), not root ids: merge them in
+        # through the target, as caveclient's merge_reference=True does on the server.
+        refs = self._reference_roots(version, ids=id_filter) if id_filter is not None else None
+        f = {k: dict(v) for k, v in filters.items()}
+        if refs is not None:
+            if refs.empty:
+                return pd.DataFrame({"root": pd.Series([], dtype="int64"), "id": pd.Series([], dtype="int64"),
+                                     **{c: pd.Series([], dtype="object") for c in select}})
+            f.setdefault("filter_in_dict", {})["target_id"] = sorted(set(refs["target_id"].tolist()))
+        rows = self._query(table, False, version, f, ["id", "target_id", *select], f"querying {table!r}",
+                           split_column="target_id" if refs is not None else None)
+        if refs is None:
+            targets = sorted(set(rows["target_id"].astype("int64").tolist()))
+            refs = self._reference_roots(version, target_ids=targets) if targets else pd.DataFrame(
+                {"target_id": pd.Series([], dtype="int64"), "root": pd.Series([], dtype="int64")})
+        return rows.astype({"target_id": "int64"}).merge(refs, on="target_id", how="inner")
+
+    def _annotations(self, criteria: NeuronCriteria, version: Any, ids: list[int] | None) -> pd.DataFrame:
+        """One row per annotated neuron: ``id``, the mapped core/cross-type columns and native extras.
+
+        Long tables (several rows per neuron, one per key) are pivoted; several values of one key for
+        one neuron are joined, sorted and unique, with ``";"`` (nothing is dropped, and the result does
+        not depend on row order). Wide tables with several rows per neuron are joined the same way.
+        """
+        s = self.settings
+        mapping = self._annotation_map()
+        wanted = self._annotation_filters(criteria)
+        push: dict[str, dict] = {}
+        if s.annotation_shape == "long":
+            key, value = s.annotation_key_column, s.annotation_value_column
+            if wanted:
+                # neurons with a matching (key, value) row first, then all of their rows
+                roots: set[int] | None = None
+                for _, (source, values, regex) in wanted.items():
+                    f = {"filter_equal_dict": {key: source}}
+                    if regex:
+                        f["filter_regex_dict"] = {value: "^(" + "|".join(f"(?:{v})" for v in values) + ")$"}
+                    else:
+                        f["filter_in_dict"] = {value: values}
+                    hit = set(self._annotation_rows(version, [key, value], f, ids)["root"].tolist())
+                    roots = hit if roots is None else roots & hit
+                ids = sorted(roots or ())
+                if not ids:
+                    return _empty_annotations(mapping)
+            rows = self._annotation_rows(version, [key, value], {}, ids)
+            rows = rows[rows[value].notna()]
+            long = pd.DataFrame({"id": rows["root"].to_numpy(dtype="int64"),
+                                 "key": rows[key].astype(str).to_numpy(), "value": rows[value].astype(str).to_numpy()})
+        else:
+            sources = list(dict.fromkeys(src for _, src in mapping))
+            for _, (source, values, regex) in wanted.items():
+                if regex:
+                    push.setdefault("filter_regex_dict", {})[source] = (
+                        "^(" + "|".join(f"(?:{v})" for v in values) + ")$")
+                else:
+                    push.setdefault("filter_in_dict", {})[source] = values
+            rows = self._annotation_rows(version, sources, push, ids)
+            parts = [pd.DataFrame({"id": rows["root"].to_numpy(dtype="int64"), "key": src,
+                                   "value": rows[src].astype("string").to_numpy()}) for src in sources]
+            long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "key", "value"])
+            long = long[long["value"].notna()]
+            long = long.assign(value=long["value"].astype(str))
+            if long.empty:  # neurons annotated with empty values still are annotated neurons
+                long = pd.DataFrame({"id": rows["root"].to_numpy(dtype="int64"), "key": None, "value": None})
+        return _pivot(long, mapping)
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
         ids = np.asarray(criteria.ids, dtype="int64") if criteria.ids is not None else None
         version = materialization if materialization is not None else self.resolve_materialization(ids, None)
+        id_list = [int(i) for i in ids] if ids is not None else None
+        if self.settings.neuron_table is None:
+            if criteria.ids is None or self._annotation_filters(criteria):
+                raise UnsupportedOperation(
+                    f"datastack {self.datastack!r} has no neuron table configured (neuron_table), so only "
+                    "neurons given by id can be fetched")
+            annotated = _empty_annotations([])
+        else:
+            annotated = self._annotations(criteria, version, id_list)
         if criteria.label == "segment" and criteria.ids is not None and criteria.is_ids_only:
-            try:
-                annotated = self._neuron_table(criteria, version)
-            except UnsupportedOperation:
-                annotated = pd.DataFrame({"id": pd.Series([], dtype="int64")})
             neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
         else:
-            neurons = self._neuron_table(criteria, version)
-        for field in ("type", "instance", "status"):
-            if field not in neurons:
-                neurons[field] = None
+            neurons = annotated
         counts = self._synapse_counts(neurons["id"].to_numpy(dtype="int64"), version, by_roi=False)
         neurons = neurons.merge(counts, on="id", how="left").fillna({"pre": 0, "post": 0})
-        neurons = neurons[(neurons["pre"] >= criteria.min_pre) & (neurons["post"] >= criteria.min_post)]
+        # CAVE fly synapse tables list connections (one row per pre/post pair): rows with the neuron as pre
+        # are outgoing connections, not T-bars; rows as post are connections, one PSD each.
+        neurons["downstream"] = neurons.pop("pre").astype("int64")
+        neurons["upstream"] = neurons.pop("post").astype("int64")
+        neurons["pre"] = pd.array([pd.NA] * len(neurons), dtype="Int64")
+        neurons["post"] = pd.array(neurons["upstream"].to_numpy(), dtype="Int64")
         if criteria.all_rois:
             roi = self.fetch_roi_counts(neurons["id"].to_numpy(dtype="int64"), version)
             neurons = neurons[neurons["id"].isin(_roi_match(roi, criteria))]
-        return neurons[["id", "type", "instance", "status", "pre", "post"]].sort_values("id").reset_index(drop=True)
+        core = ["id", *NEURON_CORE, "pre", "post", "upstream", "downstream"]
+        for column in core:
+            if column not in neurons:
+                neurons[column] = pd.array([pd.NA] * len(neurons), dtype="string")
+        extras = [c for c in neurons.columns if c not in core]
+        return neurons[core + extras].sort_values("id").reset_index(drop=True)
 
     def _synapse_counts(self, ids: np.ndarray, version: Any, *, by_roi: bool) -> pd.DataFrame:
         if not len(ids):
@@ -645,6 +755,63 @@ class CaveBackend(Backend):
                     best, overlap = cg.suggest_latest_roots(int(old), timestamp=when, return_fraction_overlap=True)
                     rows.append((int(old), int(best), True, float(overlap)))
         return pd.DataFrame(rows, columns=["old_id", "new_id", "changed", "confidence"])
+
+
+#: String core columns of the neuron table besides ``id`` (schema.NEURONS).
+NEURON_CORE = ("type", "instance", "status", "side", "class", "superclass", "nt")
+#: NeuronCriteria field of a neuron column when the names differ.
+_CRITERIA_FIELD = {"class": "class_"}
+#: Each dataset's side spelling -> connectomix's (FlyWire left/right/center, FANC 'left soma' ...,
+#: MANC LHS/RHS/Midline, male CNS L/R/M); anything else is <NA> (the raw value stays in its native column).
+SIDE_VALUES = {"left": "left", "l": "left", "lhs": "left", "left soma": "left",
+               "right": "right", "r": "right", "rhs": "right", "right soma": "right",
+               "center": "center", "centre": "center", "m": "center", "midline": "center",
+               "midline soma": "center", "middle": "center"}
+#: Transmitter spellings -> lowercase full names (FlyWire/fafbseg abbreviations ach, gaba, glut, oct, ser, da).
+NT_VALUES = {"ach": "acetylcholine", "acetylcholine": "acetylcholine", "gaba": "gaba", "glut": "glutamate",
+             "glu": "glutamate", "glutamate": "glutamate", "da": "dopamine", "dopamine": "dopamine",
+             "ser": "serotonin", "5ht": "serotonin", "serotonin": "serotonin", "oct": "octopamine",
+             "octopamine": "octopamine", "his": "histamine", "hist": "histamine", "histamine": "histamine"}
+
+
+def _normalise(column: str, values: pd.Series) -> pd.Series:
+    if column == "side":
+        return values.str.lower().map(SIDE_VALUES).astype("string")
+    if column == "nt":
+        return values.str.lower().map(NT_VALUES).astype("string")
+    return values
+
+
+def _empty_annotations(mapping: list[tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"id": pd.Series([], dtype="int64"),
+                         **{c: pd.Series([], dtype="string") for c, _ in mapping}})
+
+
+def _pivot(long: pd.DataFrame, mapping: list[tuple[str, str]]) -> pd.DataFrame:
+    """``(id, key, value)`` rows -> one row per id: mapped columns, then one native column per key.
+
+    Several values of one key for one neuron become their sorted unique values joined with ``";"``.
+    A native column whose name is a connectomix column (BANC's key ``side``) is not repeated.
+    """
+    ids = np.unique(long["id"].to_numpy(dtype="int64"))
+    out = pd.DataFrame({"id": ids})
+    rows = long.dropna(subset=["key"])
+    if len(rows):
+        joined = (rows.drop_duplicates(["id", "key", "value"]).sort_values(["id", "key", "value"])
+                  .groupby(["id", "key"], sort=True)["value"].agg(";".join).unstack("key"))
+        joined = joined.reindex(ids)
+    else:
+        joined = pd.DataFrame(index=ids)
+    for column, source in mapping:
+        values = joined[source] if source in joined else pd.Series(pd.NA, index=ids)
+        out[column] = _normalise(column, values.astype("string")).to_numpy()
+    taken = set(out.columns) | set(schema.NEURONS.names) | {"pre", "post", "upstream", "downstream"}
+    for key in joined.columns:
+        if key not in taken and key not in NEURON_CORE:
+            out[key] = joined[key].astype("string").to_numpy()
+    for column, _ in mapping:
+        out[column] = out[column].astype("string")
+    return out
 
 
 def _roi_match(roi: pd.DataFrame, c: NeuronCriteria) -> set[int]:

@@ -1,20 +1,29 @@
 """Per-datastack configuration of the CAVE backend.
 
 Tables, views and column names differ between CAVE deployments, and change
-between releases (fafbseg's filtered view was ``valid_synapses_nt_v2`` before
-``valid_synapses_nt_np_v6``). They are therefore configuration, with working
-defaults for the public datastacks below, overridable per dataset in the TOML
-config or as ``connectomix.open(..., synapse_view="...")`` options.
+between releases (FlyWire's filtered view is ``valid_synapses_nt_np`` at 630 and
+``valid_synapses_nt_np_v6`` from 783 on). The values come from the dataset
+catalogue (:mod:`connectomix.catalogue`, every value with its public source)
+when the datastack is a catalogue dataset: synapse table and view per version,
+score column/scale/recommended threshold, synapse units, the annotation table
+and its shape, live queries and the row cap. :data:`DATASTACK_DEFAULTS` holds
+what the catalogue does not describe (neuropil column, connection view). Any
+field is overridable per dataset in the TOML config or as
+``connectomix.open(..., synapse_view="...")`` options. An unknown datastack gets
+conservative defaults (no live queries, no filtered view, no neuron table) and a
+warning naming what is unverified.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from connectomix.errors import InvalidArgumentError
 
-__all__ = ["CaveSettings", "DATASTACK_DEFAULTS", "settings_for"]
+__all__ = ["CaveSettings", "DATASTACK_DEFAULTS", "settings_for", "catalogue_settings"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,29 @@ class CaveSettings:
         Whether live (un-materialized) queries are allowed on this datastack.
     primary_rois
         The neuropil names that partition the brain, if known.
+    view_versions
+        ``(version, view)`` pairs: the filtered view of those materializations
+        when it differs from ``synapse_view`` (FlyWire 630: ``valid_synapses_nt_np``).
+    synapse_unit
+        ``"nm"`` or ``"voxel"`` as the catalogue says, ``None`` if unknown.
+        Positions are always converted with the table metadata's
+        ``voxel_resolution`` (what caveclient's ``desired_resolution`` uses); a
+        table whose metadata disagrees with this unit raises an error.
+    score_scale, score_recommended, score_op, score_source
+        The score's scale in words, the published threshold in connectomix's
+        ``>=`` meaning, the operator as published and where it is published.
+    annotation_shape
+        ``"wide"`` (one row per neuron, one column per field) or ``"long"``
+        (one row per neuron and field: ``annotation_key_column`` names the
+        field, ``annotation_value_column`` holds the value).
+    annotation_reference
+        The target table when ``neuron_table`` is a reference table (its rows
+        carry ``target_id``; root ids live in the target's ``neuron_id_column``).
+    annotation_map
+        ``(connectomix column, source)`` pairs: the long table's key, or the
+        wide table's column, that fills each core or cross-type column.
+    catalogue
+        The catalogue dataset these settings come from (``None``: not a catalogue dataset).
     """
 
     synapse_table: str | None = None
@@ -64,6 +96,25 @@ class CaveSettings:
     live: bool = True
     materialization: Any = "auto"
     primary_rois: tuple[str, ...] = ()
+    view_versions: tuple[tuple[int, str], ...] = ()
+    synapse_unit: str | None = None
+    score_scale: str | None = None
+    score_recommended: float | None = None
+    score_op: str = ">="
+    score_source: str | None = None
+    annotation_shape: str = "wide"
+    annotation_reference: str | None = None
+    annotation_key_column: str | None = None
+    annotation_value_column: str | None = None
+    annotation_map: tuple[tuple[str, str], ...] = ()
+    catalogue: str | None = None
+
+    def view_at(self, version: Any) -> str | None:
+        """The filtered synapse view of materialization ``version``."""
+        for number, view in self.view_versions:
+            if isinstance(version, (int,)) and not isinstance(version, bool) and int(version) == number:
+                return view
+        return self.synapse_view
 
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
@@ -76,29 +127,124 @@ _FLYWIRE = CaveSettings(
     connection_view="valid_connection_v2",
     score_column="cleft_score",
     neuropil_column="neuropil",
-    neuron_table="neuron_information_v2",
-    type_column="tag",
     row_limit=500_000,
 )
 
-#: Working defaults for public datastacks (override any field per dataset).
+#: What the catalogue does not describe, per datastack (neuropil column, connection view, filtered);
+#: the catalogue's values are laid over these (see :func:`settings_for`).
 DATASTACK_DEFAULTS: dict[str, CaveSettings] = {
-    "flywire_fafb_public": replace(_FLYWIRE, live=False),  # the public stack has no live queries
+    "flywire_fafb_public": replace(_FLYWIRE, live=False),
     "flywire_fafb_production": _FLYWIRE,
-    "fanc_production_mar2021": CaveSettings(
-        synapse_table="synapses_may2021", score_column="score", filtered=False, row_limit=200_000,
-    ),
-    "brain_and_nerve_cord": CaveSettings(synapse_table="synapses_v1", score_column="score", filtered=False),
-    "minnie65_public": CaveSettings(
-        synapse_table="synapses_pni_2", score_column=None, filtered=False,
-        neuron_table="aibs_metamodel_celltypes_v661", type_column="cell_type", live=False,
-    ),
+    "fanc_production_mar2021": CaveSettings(filtered=False),
+    "brain_and_nerve_cord_public": CaveSettings(filtered=False, live=False),
+    "brain_and_nerve_cord": CaveSettings(filtered=False),
+    "minnie65_public": CaveSettings(filtered=False, live=False),
+    "minnie65_phase3_v1": CaveSettings(filtered=False, live=False),
 }
+
+#: The catalogue's cross-dataset type keys/columns and the connectomix column each fills
+#: (BANC names from schlegelp/connecto:connecto/datasets/banc.py@0bae3a4, via the catalogue).
+CROSS_TYPE_NAMES = {"hemibrain_type": "hemibrain_type", "fafb_783_cell_type": "flywire_type",
+                    "malecns_09_cell_type": "malecns_type", "manc_121_cell_type": "manc_type",
+                    "manc_type": "manc_type", "flywire_type": "flywire_type", "malecns_type": "malecns_type"}
+_CORE_FIELDS = ("type", "instance", "status", "side", "class", "superclass", "nt")
+_KEY_RULE = re.compile(r"^(\w+) = '([^']+)'$")
+_WORD = re.compile(r"^\w+$")
+
+
+def _catalogue_entry(datastack: str):
+    from connectomix import catalogue
+
+    for entry in catalogue.load().datasets.values():
+        if entry.backend == "cave" and entry.dataset == datastack:
+            return entry
+    return None
+
+
+def catalogue_settings(datastack: str) -> dict[str, Any]:
+    """The :class:`CaveSettings` fields the catalogue gives for ``datastack`` (empty if not a catalogue stack).
+
+    Values the catalogue writes as prose (``"none (mouse cortex)"``, ``"per table: ..."``) are not
+    settings and are skipped; a numeric threshold published as ``> t`` on an integer score becomes
+    ``t + 1`` (connectomix's ``>=``), e.g. FlyWire ``cleft_score > 50`` -> 51.
+    """
+    entry = _catalogue_entry(datastack)
+    if entry is None:
+        return {}
+    out: dict[str, Any] = {"catalogue": entry.name}
+    if isinstance(entry.row_cap, int) and not isinstance(entry.row_cap, bool):
+        out["row_limit"] = entry.row_cap
+    out["live"] = entry.live_queries is True
+    table = entry.value("synapses.table")
+    if isinstance(table, str) and _WORD.match(table):
+        out["synapse_table"] = table
+    view = entry.value("synapses.view")
+    if isinstance(view, str) and _WORD.match(view):
+        out["synapse_view"] = view
+    out["view_versions"] = tuple(sorted(
+        (int(path.rsplit("_v", 1)[1]), item.value) for path, item in entry.leaves()
+        if re.fullmatch(r"synapses\.view_v\d+", path)))
+    unit = str(entry.value("synapses.unit", entry.value("coordinates.unit", "")))
+    out["synapse_unit"] = "nm" if unit.startswith("nm") else "voxel" if unit.startswith("voxel") else None
+    score = entry.score_column
+    out["score_column"] = score if isinstance(score, str) and _WORD.match(score) and score != "none" else None
+    if out["score_column"]:
+        out["score_scale"] = entry.score_scale
+        threshold, op = entry.recommended_threshold, entry.threshold_op or ">="
+        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool):
+            integer = "integer" in str(entry.score_scale or "")
+            out["score_recommended"] = threshold + 1 if op == ">" and integer else threshold
+            out["score_op"] = op
+            conversion = f"; published '{out['score_column']} {op} {threshold}'" + (
+                f" on integers = '>= {threshold + 1}'" if op == ">" and integer else "")
+            out["score_source"] = ", ".join(entry.sources_of("synapses.recommended_threshold")) + conversion
+    source = entry.annotation_source
+    if isinstance(source, str) and _WORD.match(source):
+        shape = str(entry.annotation_shape or "")
+        out["neuron_table"] = source
+        out["annotation_shape"] = "long" if shape.startswith("long") else "wide"
+        target = entry.value("annotations.reference_target")
+        out["annotation_reference"] = target if "reference" in shape and isinstance(target, str) else None
+        id_column = str(entry.value("annotations.id_column", "pt_root_id")).split(" ")[0]
+        out["neuron_id_column"] = id_column
+        out["annotation_key_column"] = entry.value("annotations.key_column")
+        out["annotation_value_column"] = entry.value("annotations.value_column")
+        mapping = []
+        for field in _CORE_FIELDS:
+            rule = entry.value(f"annotations.{field}")
+            if not isinstance(rule, str):
+                continue
+            m = _KEY_RULE.match(rule)
+            if m and out["annotation_shape"] == "long":
+                mapping.append((field, m.group(2)))
+            elif _WORD.match(rule) and rule != "none" and out["annotation_shape"] == "wide":
+                mapping.append((field, rule))
+        for name in entry.value("annotations.cross_types", ()) or ():
+            if name in CROSS_TYPE_NAMES:
+                mapping.append((CROSS_TYPE_NAMES[name], name))
+        out["annotation_map"] = tuple(mapping)
+    return out
 
 
 def settings_for(datastack: str, options: dict[str, Any]) -> CaveSettings:
-    """Defaults for ``datastack`` updated by ``options`` (strings from URIs are converted)."""
-    base = DATASTACK_DEFAULTS.get(datastack, CaveSettings(filtered=False))
+    """Settings of ``datastack``: the code defaults, the catalogue's values, then ``options``.
+
+    A datastack neither in :data:`DATASTACK_DEFAULTS` nor in the catalogue gets
+    conservative defaults (no live queries, no filtered view, no neuron table)
+    and a :class:`UserWarning` saying so. Setting ``neuron_table`` in ``options``
+    describes a wide one-row-per-neuron table through ``type_column`` etc.
+    """
+    from_catalogue = catalogue_settings(datastack)
+    base = DATASTACK_DEFAULTS.get(datastack)
+    if base is None and not from_catalogue:
+        warnings.warn(
+            f"CAVE datastack {datastack!r} is not in the connectomix catalogue: its synapse table, score column "
+            "and threshold, units, annotation table and whether it allows live queries are unverified; using "
+            "conservative defaults (no live queries, the datastack info's synapse_table, no filtered view, no "
+            "neuron table). Pass synapse_table=, neuron_table=, live=... to configure it.", UserWarning,
+            stacklevel=3)
+        base = CaveSettings(filtered=False, live=False)
+    base = replace(base or CaveSettings(), **from_catalogue)
     updates: dict[str, Any] = {}
     types = {f.name: f.type for f in fields(CaveSettings)}
     for key, value in options.items():
@@ -119,6 +265,13 @@ def settings_for(datastack: str, options: dict[str, Any]) -> CaveSettings:
             updates[key] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
         else:
             updates[key] = value
+    if "neuron_table" in updates:  # a user's own (wide) table replaces the catalogue's annotation source
+        updates.setdefault("annotation_shape", "wide")
+        updates.setdefault("annotation_reference", None)
+        updates.setdefault("annotation_map", ())
+        updates.setdefault("neuron_id_column", "pt_root_id")
+    if "synapse_view" in updates:
+        updates.setdefault("view_versions", ())
     return replace(base, **updates)
 
 

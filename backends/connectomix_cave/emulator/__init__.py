@@ -15,10 +15,13 @@ from .edits import EditScript, OperationSpec, VersionSpec, default_edit_script, 
 from .emulator import DEFAULT_DATASTACK, CaveEmulator
 from .faults import FaultInjector, RequestStats
 from .home import client_environment, use_client_home, write_client_home
+from .profiles import DatastackProfile, profile
 from .tables import TableNames, TableOptions
 
 __all__ = [
     "CaveEmulator",
+    "DatastackProfile",
+    "profile",
     "DEFAULT_DATASTACK",
     "EditScript",
     "OperationSpec",

@@ -18,6 +18,7 @@ from .dataset import EmulatedDataset
 from .faults import FaultInjector, RequestStats
 from .query import QueryError, QueryResult, run_query
 from .server import AuthPolicy, HttpError, Request, Response, Router
+from .tables import EmulatedTable
 from .timeutil import format_cave, from_epoch_seconds, now_us, parse_iso, to_epoch_seconds
 from .wire import ARROW_CONTENT_TYPE, arrow_stream, ipc_compression, json_bytes, records_json, resolution_header
 
@@ -115,6 +116,8 @@ class CaveApp:
         self.row_limit = row_limit
         self.announce_caps = True
         self.table_row_limits: dict[str, int] = {}
+        #: False on public datastacks: live queries are refused (see :meth:`live_live_query`).
+        self.live_allowed = True
         self.arrow_batch_rows: int | None = None
         self.auth = auth
         self.faults = faults
@@ -283,7 +286,7 @@ class CaveApp:
             "id": list(self.dataset.tables).index(name) + 1, "aligned_volume": self.aligned_volume,
             "schema": table.schema, "schema_type": table.schema, "table_name": name, "valid": True,
             "created": genesis, "last_modified": genesis, "user_id": "0", "description": table.description,
-            "notice_text": None, "reference_table": None, "flat_segmentation_source": None,
+            "notice_text": None, "reference_table": table.reference_table, "flat_segmentation_source": None,
             "voxel_resolution_x": res[0], "voxel_resolution_y": res[1], "voxel_resolution_z": res[2],
             "write_permission": "PRIVATE", "read_permission": "PUBLIC", "pcg_table_name": self.pcg_table,
             "analysisversion_id": version,
@@ -378,12 +381,66 @@ class CaveApp:
         return self._query(req, table, self.dataset.table(table.name, v), req.json())
 
     def join_query(self, req: Request) -> Response:
-        self._datastack(req)
-        raise HttpError(400, "join queries (several tables) are not supported by the connectomix CAVE emulator; "
-                             "its tables have no reference tables")
+        """A join of a reference table with its target: what caveclient sends for ``merge_reference=True``.
+
+        Body ``"tables": [[table, "target_id"], [target, "id"]]`` with ``suffix_map``
+        ``{table: "", target: "_ref"}`` (or ``suffixes``); filters and ``select_column_map``
+        keyed by either table. Columns of the target that clash with the table's get the
+        target's suffix (``id_ref``, ``valid_ref``), as in the FlyConnectome tutorial's merged
+        output. Other joins are refused (HTTP 400).
+        """
+        ds = self._datastack(req)
+        v = self._version_number(req, ds, queryable=True)
+        body = req.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "the request body must be a JSON object")
+        spec = body.get("tables")
+        try:
+            (name, on), (target, target_on) = spec
+        except (TypeError, ValueError):
+            raise HttpError(400, f"tables must be [[table, column], [table, column]]; got {spec!r}") from None
+        table = self.dataset.tables.get(name)
+        if table is None or table.kind != "table":
+            raise HttpError(404, f"Analysis table {name!r} not found for version {v} in datastack {ds}")
+        if table.reference_table != target or (on, target_on) != ("target_id", "id"):
+            raise HttpError(400, f"the connectomix CAVE emulator only joins a reference table with its target "
+                                 f"([[table, 'target_id'], [target, 'id']]); got {spec!r}")
+        suffixes = body.get("suffix_map") or {}
+        if isinstance(body.get("suffixes"), list):
+            suffixes = dict(zip((name, target), body["suffixes"]))
+        suffix = suffixes.get(target, "_ref") or "_ref"
+        left = self.dataset.table(name, v)
+        right = self.dataset.table(target, v)
+        target_table = self.dataset.tables[target]
+        clash = set(left.columns) & set(right.columns)
+        renamed = {c: (c + suffix if c in clash else c) for c in right.columns}
+        merged = left.merge(right.rename(columns=renamed), left_on="target_id", right_on=renamed["id"], how="inner")
+        logical = list(table.columns) + [renamed.get(c, c + suffix if c in table.columns else c)
+                                         for c in target_table.columns]
+        joined = EmulatedTable(
+            name=name, kind="table", schema=table.schema, description=table.description, columns=logical,
+            position_columns=target_table.position_columns, root_columns=(), stored=merged,
+            string_columns=table.string_columns + target_table.string_columns)
+        query = {k: val for k, val in body.items() if k not in ("tables", "suffix_map", "suffixes")}
+        for kind in list(query):
+            value = query[kind]
+            if kind.startswith("filter_") and isinstance(value, dict):
+                flat = dict(value.get(name) or {})
+                flat.update({(c + suffix if c in clash else c): x for c, x in (value.get(target) or {}).items()})
+                query[kind] = {name: flat}
+        if isinstance(query.get("select_column_map"), dict):
+            cmap = query.pop("select_column_map")
+            query["select_columns"] = list(cmap.get(name) or []) + [
+                c + suffix if c in clash else c for c in (cmap.get(target) or [])]
+        return self._query(req, joined, merged[joined.frame_columns()], query)
 
     def live_live_query(self, req: Request) -> Response:
         ds = self._datastack(req)
+        if not self.live_allowed:
+            # The wording of the real public stacks' refusal is unverified (no public record found);
+            # public datastacks are documented as frozen snapshots without live queries.
+            raise HttpError(403, f"live queries are not allowed on the public datastack {ds!r}; query a "
+                                 "materialization version")
         if req.params.get("api") != "3":
             raise HttpError(404, "live queries need materialization API v3")
         body = req.json()

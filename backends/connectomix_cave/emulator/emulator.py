@@ -66,6 +66,8 @@ class CaveEmulator:
         Table names and how release values map to table values.
     pcg_table, aligned_volume
         Chunkedgraph table id and aligned volume name reported in the datastack info.
+    live_allowed
+        False: live queries answer HTTP 403, as on a public datastack (see :func:`.profiles.profile`).
 
     Examples
     --------
@@ -82,7 +84,7 @@ class CaveEmulator:
                  forbidden_tokens: Iterable[str] = (), forbidden_datastacks: Iterable[str] = (),
                  row_limit: int = 200_000, latency_ms: float = 0.0, names: TableNames | None = None,
                  options: TableOptions | None = None, pcg_table: str = "connectomix_emulator_v1",
-                 aligned_volume: str = "connectomix_emulator"):
+                 aligned_volume: str = "connectomix_emulator", live_allowed: bool = True):
         if not isinstance(row_limit, int) or isinstance(row_limit, bool) or row_limit < 1:
             raise InvalidArgumentError(f"row_limit must be a positive integer, got {row_limit!r}")
         if not isinstance(port, int) or not 0 <= port < 65536:
@@ -99,6 +101,7 @@ class CaveEmulator:
         self.app = CaveApp(self.dataset, datastacks=[datastack, *aliases], forbidden_datastacks=forbidden_datastacks,
                            pcg_table=pcg_table, aligned_volume=aligned_volume, row_limit=row_limit, auth=auth,
                            faults=self.faults, stats=self.stats)
+        self.app.live_allowed = bool(live_allowed)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -23,6 +23,25 @@ Tables (names configurable, see :class:`TableNames`):
 ``cell_types`` / ``neuron_information_v2`` (schema ``cell_type_local``-like)
     One row per release neuron with a ``type``: ``pt_supervoxel_id``/``pt_position``
     at the neuron's median synapse site, ``cell_type`` (resp. ``tag``) = ``type``.
+
+Annotation profiles (:attr:`TableNames.annotations`) add the real shapes of each
+datastack's annotation source (see ``connectomix/catalogue/*.toml``):
+
+``"flywire"``: ``proofread_neurons`` (one row per release neuron) and
+    ``hierarchical_neuron_annotations``, a *reference table* on it: long, one row per
+    (neuron, ``classification_system``) with the value in ``cell_type``
+    (super_class <- release superclass, cell_class <- class, cell_type <- type,
+    hemibrain_type <- type: SYNTHETIC cross type). ``neuron_information_v2`` then holds
+    free-text tags that are NOT the cell type (two rows per typed neuron).
+``"microns"``: ``nucleus_detection_v0`` (nucleus ids 100000 + n, volume SYNTHETIC) and
+    ``aibs_metamodel_celltypes_v661``, a reference table on it, one row per nucleus:
+    ``classification_system`` <- release class (or SYNTHETIC ``excitatory_neuron``),
+    ``cell_type`` <- type.
+``"banc"``: ``cell_representative_point`` and ``codex_annotations``, a long reference
+    table on it (keys super_class, cell_class, cell_type, side, fafb_783_cell_type).
+``"fanc"``: ``neuron_information``, long and not a reference table: ``tag2`` the
+    category (``neuron identity``, ``primary class``, ``soma side``), ``tag`` the value;
+    sides spelled ``left soma`` / ``right soma`` / ``midline soma``.
 """
 
 from __future__ import annotations
@@ -49,6 +68,10 @@ class TableNames:
     connection_view: str = "valid_connection_v2"
     #: (table name, type column) pairs of cell-type annotation tables.
     cell_type_tables: tuple[tuple[str, str], ...] = (("cell_types", "cell_type"), ("neuron_information_v2", "tag"))
+    #: The annotation profile: ``"flywire"``, ``"microns"``, ``"banc"``, ``"fanc"`` or ``None`` (see module doc).
+    annotations: str | None = "flywire"
+    #: Name of the synapse score column (FlyWire ``cleft_score``, MICrONS/BANC ``size``, FANC ``score``).
+    score_column: str = "cleft_score"
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,8 @@ class EmulatedTable:
     stored: pd.DataFrame
     aggregate_of: str | None = None
     string_columns: tuple[str, ...] = ()
+    #: The target table of a reference table (its ``target_id`` is the target's ``id``).
+    reference_table: str | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def frame_columns(self) -> list[str]:
@@ -263,12 +288,126 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
         root_columns=(), stored=pd.DataFrame(), aggregate_of=names.synapse_view)
     for table_name, type_col in names.cell_type_tables:
         tables[table_name] = _cell_type_table(release, layout, res, table_name, type_col, origin)
+    if names.annotations is not None:
+        for table in _profile_tables(names.annotations, release, layout, res, origin):
+            tables[table.name] = table
+    if names.score_column != "cleft_score":
+        for table in (tables[names.synapse_table], tables[names.synapse_view]):
+            table.stored = table.stored.rename(columns={"cleft_score": names.score_column})
+            table.columns = [names.score_column if c == "cleft_score" else c for c in table.columns]
     return tables, res  # type: ignore[return-value]
 
 
+def _anchor(release: ReleaseData, layout: SupervoxelLayout, res, bodies: np.ndarray) -> dict[str, np.ndarray]:
+    pos = np.array([layout.anchor_position_nm.get(int(b), (0.0, 0.0, 0.0)) for b in bodies],
+                   dtype=np.float64).reshape(-1, 3)
+    vx = _voxels(pos, res)
+    return {"pt_supervoxel_id": np.array([layout.anchor_sv.get(int(b), 0) for b in bodies], dtype=np.int64),
+            "pt_position_x": vx[:, 0], "pt_position_y": vx[:, 1], "pt_position_z": vx[:, 2]}
+
+
+def _point_table(name: str, release, layout, res, bodies: np.ndarray, first_id: int, description: str,
+                 extra: dict[str, np.ndarray] | None = None) -> EmulatedTable:
+    stored = pd.DataFrame({"id": np.arange(first_id, first_id + len(bodies), dtype=np.int64),
+                           "valid": np.ones(len(bodies), dtype=bool), **_anchor(release, layout, res, bodies),
+                           **(extra or {})})
+    return EmulatedTable(
+        name=name, kind="table", schema="bound_tag" if not extra else "nucleus_detection", description=description,
+        columns=["id", "valid", "pt_supervoxel_id", "pt_root_id", "pt_position", *(extra or {})],
+        position_columns=("pt_position",), root_columns=(("pt_root_id", "pt_supervoxel_id"),), stored=stored)
+
+
+def _long_rows(neurons: pd.DataFrame, keys: list[tuple[str, str]], target: dict[int, int]) -> pd.DataFrame:
+    """``(target_id, key, value)`` rows: one per neuron and release column that has a value."""
+    rows = []
+    for key, column in keys:
+        if column not in neurons:
+            continue
+        have = neurons[neurons[column].notna()]
+        rows.append(pd.DataFrame({"target_id": [target[int(b)] for b in have["id"]], "key": key,
+                                  "value": have[column].astype(str).to_numpy()}))
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["target_id", "key", "value"])
+    return out.sort_values(["target_id", "key"], kind="stable").reset_index(drop=True)
+
+
+def _reference(name: str, target: str, long: pd.DataFrame, key_col: str, value_col: str, description: str,
+               schema: str) -> EmulatedTable:
+    stored = pd.DataFrame({"id": np.arange(1, len(long) + 1, dtype=np.int64), "valid": np.ones(len(long), bool),
+                           "target_id": long["target_id"].to_numpy(np.int64),
+                           key_col: long["key"].astype(object).to_numpy(),
+                           value_col: long["value"].astype(object).to_numpy()})
+    return EmulatedTable(name=name, kind="table", schema=schema, description=description,
+                         columns=["id", "valid", "target_id", key_col, value_col], position_columns=(),
+                         root_columns=(), stored=stored, string_columns=(key_col, value_col), reference_table=target)
+
+
+def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout, res, origin: str
+                    ) -> list[EmulatedTable]:
+    """The annotation tables of one profile, in the real shapes (see the module docstring)."""
+    neurons = release.neurons[(release.neurons["id"] != 0)].sort_values("id").reset_index(drop=True)
+    typed = neurons[neurons["type"].notna()] if "type" in neurons else neurons.iloc[:0]
+    bodies = typed["id"].to_numpy(np.int64)
+    if profile == "flywire":
+        points = _point_table("proofread_neurons", release, layout, res, bodies, 1,
+                              f"{origin} One row per typed release neuron (as FlyWire's proofread_neurons).")
+        target = dict(zip(bodies.tolist(), points.stored["id"].tolist()))
+        long = _long_rows(typed.assign(hemibrain_type=typed["type"]),
+                          [("super_class", "superclass"), ("cell_class", "class"), ("cell_type", "type"),
+                           ("hemibrain_type", "hemibrain_type")], target)
+        ref = _reference("hierarchical_neuron_annotations", points.name, long, "classification_system", "cell_type",
+                         f"{origin} Long reference table on proofread_neurons: one row per neuron and "
+                         "classification_system (values from the release; hemibrain_type SYNTHETIC = type).",
+                         "cell_type_reference")
+        tags = pd.concat([typed.assign(tag="community: " + typed["type"].astype(str) + "-like"),
+                          typed.assign(tag="seen by proofreader")], ignore_index=True).sort_values("id", kind="stable")
+        info = _cell_type_table(release, layout, res, "neuron_information_v2", "tag", origin, rows=tags)
+        return [points, ref, info]
+    if profile == "microns":
+        nuclei = _point_table("nucleus_detection_v0", release, layout, res, bodies, 100_001,
+                              f"{origin} One nucleus per typed release neuron; volume SYNTHETIC.",
+                              extra={"volume": np.round(200.0 + (bodies % 97), 3)})
+        target = dict(zip(bodies.tolist(), nuclei.stored["id"].tolist()))
+        klass = typed["class"] if "class" in typed else pd.Series("excitatory_neuron", index=typed.index)
+        wide = pd.DataFrame({"target_id": [target[int(b)] for b in bodies], "key": klass.fillna(
+            "excitatory_neuron").astype(str).to_numpy(), "value": typed["type"].astype(str).to_numpy()})
+        ref = _reference("aibs_metamodel_celltypes_v661", nuclei.name, wide, "classification_system", "cell_type",
+                         f"{origin} Reference table on nucleus_detection_v0, one row per nucleus: "
+                         "classification_system = release class (SYNTHETIC excitatory_neuron if none), "
+                         "cell_type = type.", "cell_type_reference")
+        return [nuclei, ref]
+    if profile == "banc":
+        points = _point_table("cell_representative_point", release, layout, res, bodies, 1,
+                              f"{origin} One representative point per typed release neuron.")
+        target = dict(zip(bodies.tolist(), points.stored["id"].tolist()))
+        long = _long_rows(typed.assign(fafb=typed["type"]),
+                          [("super_class", "superclass"), ("cell_class", "class"), ("cell_type", "type"),
+                           ("side", "side"), ("fafb_783_cell_type", "fafb")], target)
+        ref = _reference("codex_annotations", points.name, long, "classification_system", "cell_type",
+                         f"{origin} Long reference table on cell_representative_point (BANC codex_annotations "
+                         "shape); fafb_783_cell_type SYNTHETIC = type.", "cell_type_reference")
+        return [points, ref]
+    if profile == "fanc":
+        spelled = {"left": "left soma", "right": "right soma", "center": "midline soma"}
+        sides = typed["side"].map(spelled) if "side" in typed else pd.Series(None, index=typed.index)
+        rows = []
+        for tag2, values in (("neuron identity", typed["type"]), ("primary class", typed.get("class")),
+                             ("soma side", sides)):
+            if values is None:
+                continue
+            have = values.notna()
+            rows.append(typed[have].assign(tag=values[have].astype(str), tag2=tag2))
+        frame = pd.concat(rows, ignore_index=True).sort_values("id", kind="stable")
+        table = _cell_type_table(release, layout, res, "neuron_information", "tag", origin, rows=frame)
+        table.stored["tag2"] = frame["tag2"].astype(object).to_numpy()
+        table.columns.append("tag2")
+        table.string_columns = ("tag", "tag2")
+        return [table]
+    raise ValueError(f"unknown annotation profile {profile!r}; profiles are flywire, microns, banc, fanc")
+
+
 def _cell_type_table(release: ReleaseData, layout: SupervoxelLayout, res: tuple[float, float, float],
-                     name: str, type_col: str, origin: str) -> EmulatedTable:
-    neurons = release.neurons[release.neurons["type"].notna()].sort_values("id")
+                     name: str, type_col: str, origin: str, rows: pd.DataFrame | None = None) -> EmulatedTable:
+    neurons = release.neurons[release.neurons["type"].notna()].sort_values("id") if rows is None else rows
     bodies = neurons["id"].to_numpy(np.int64)
     pos = np.array([layout.anchor_position_nm.get(int(b), (0.0, 0.0, 0.0)) for b in bodies],
                    dtype=np.float64).reshape(-1, 3)
@@ -279,7 +418,7 @@ def _cell_type_table(release: ReleaseData, layout: SupervoxelLayout, res: tuple[
         # a row for background id 0 gets supervoxel 0, as an annotation point outside every segment does
         "pt_supervoxel_id": np.array([layout.anchor_sv.get(int(b), 0) for b in bodies], dtype=np.int64),
         "pt_position_x": vx[:, 0], "pt_position_y": vx[:, 1], "pt_position_z": vx[:, 2],
-        type_col: neurons["type"].astype(object).to_numpy(),
+        type_col: neurons["type" if rows is None else type_col].astype(object).to_numpy(),
     })
     return EmulatedTable(
         name=name, kind="table", schema="cell_type_local",

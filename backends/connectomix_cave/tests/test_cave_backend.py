@@ -38,7 +38,7 @@ def emu(toy):
 def open_ds(emu, **options):
     settings = dict(server=emu.url, token=TOKEN, filtered=False, connection_view=None, score_column="cleft_score",
                     neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type",
-                    primary_rois="A,B,C(R)", cache=False)
+                    primary_rois="A,B,C(R)", live=True, cache=False)
     settings.update(options)
     return connectomix.open(f"cave://{emu.datastack}", **settings)
 

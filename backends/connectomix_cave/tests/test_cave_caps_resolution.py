@@ -47,7 +47,7 @@ def uncapped(emu):
 
 def open_ds(emu, **options):
     settings = dict(server=emu.url, token=TOKEN, filtered=False, connection_view=None, score_column="cleft_score",
-                    neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type", cache=False)
+                    neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type", live=True, cache=False)
     settings.update(options)
     return connectomix.open(f"cave://{emu.datastack}", **settings)
 
