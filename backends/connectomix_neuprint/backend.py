@@ -135,6 +135,21 @@ def _matches(column: pd.Series, values: Sequence[str], regex: bool) -> np.ndarra
     return text.isin(list(values)).to_numpy(dtype=bool)
 
 
+_DTYPES = {"string": "string", "int": "Int64", "integer": "Int64", "long": "Int64", "float": "Float64",
+           "double": "Float64", "bool": "boolean", "boolean": "boolean"}
+
+
+def _typed(values: pd.Series, kind: str | None) -> pd.Series:
+    """A native property column in the nullable dtype its declared type names (as it came if unknown)."""
+    dtype = _DTYPES.get(kind or "")
+    if dtype is None:
+        return values
+    try:
+        return values.astype(object).where(values.notna(), None).astype(dtype)
+    except (TypeError, ValueError):
+        return values  # a value that does not fit the declared type: keep what the server sent
+
+
 def _first_word(value: Any) -> str | None:
     """``"somaSide (rootSide ...)"`` -> ``"somaSide"``; None for none/absent values."""
     if not isinstance(value, str) or not value.strip():
@@ -578,8 +593,35 @@ class NeuprintBackend(Backend):
                 return None
         return set(raw) if isinstance(raw, (dict, list)) and raw else None
 
+    def _property_types(self) -> dict[str, str]:
+        """``{property: declared type}`` from ``:Meta.neuronProperties`` (lower case; empty if untyped)."""
+        raw = self._meta.get("neuronProperties")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return {}
+        return {str(k): str(v).lower() for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+    def _scalar_properties(self) -> set[str] | None:
+        """Properties ``:Meta.neuronProperties`` types as scalars (points and lists are left out: over
+        Arrow neuPrintHTTP renders them as Go text); None when it gives no types."""
+        raw = self._meta.get("neuronProperties")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                return None
+        if not isinstance(raw, dict):
+            return None
+        scalar = {"string", "int", "integer", "long", "float", "double", "bool", "boolean"}
+        return {name for name, kind in raw.items() if str(kind).lower() in scalar}
+
     def neuron_columns(self) -> tuple[dict[str, str], bool, list[str]]:
         """``({core column: property}, side from the instance suffix?, [native extra properties])``.
+
+        The extras are the other scalar properties of ``:Meta.neuronProperties`` (not ROI flags, not
+        ``roiInfo``, not points such as ``somaLocation``).
 
         Catalogue entries say where the side and the transmitter live (``annotations.side``,
         ``annotations.nt``); a dataset listing ``:Meta.neuronProperties`` has a column only where it
@@ -602,8 +644,10 @@ class NeuprintBackend(Backend):
         if known is not None:  # the server's list of properties decides which exist
             mapping = {column: prop for column, prop in mapping.items() if prop in known}
         rois = set(self._meta.get("roiInfo") or ()) | set(self._meta.get("primaryRois") or ())
+        scalar = self._scalar_properties()
         extras = sorted(p for p in (known or ()) if p not in _NOT_EXTRA and p not in rois
-                        and not p.startswith("__"))
+                        and not p.startswith("__") and not p.endswith("Location")
+                        and (scalar is None or p in scalar))
         return mapping, side_from_instance, extras
 
     def _check_criteria_columns(self, criteria: NeuronCriteria, available: set[str]) -> None:
@@ -657,9 +701,10 @@ class NeuprintBackend(Backend):
         for column in CROSS_TYPES:
             if column in mapping:
                 out[column] = df[mapping[column]].astype("string")
+        types = self._property_types()
         for prop in dict.fromkeys([mapping.get("side"), mapping.get("nt"), *extras]):
             if prop and prop in df.columns and prop not in out.columns:
-                out[prop] = df[prop]
+                out[prop] = _typed(df[prop], types.get(prop))
         # normalised columns the query could not filter (regex, or the side from the instance suffix)
         for field, column in (("side", "side"), ("nt", "nt")):
             values = getattr(criteria, field, None)
