@@ -641,6 +641,9 @@ class NeuprintBackend(Backend):
                     mapping[column] = _first_word(text)
                 elif text is not None and known is None:  # the catalogue says none; the server lists nothing
                     mapping.pop(column)
+            listed = self._entry.value("annotations.cross_types")
+            if isinstance(listed, list) and known is None:  # the catalogue's cross-dataset type properties
+                mapping = {c: p for c, p in mapping.items() if c not in CROSS_TYPES or p in listed}
         if known is not None:  # the server's list of properties decides which exist
             mapping = {column: prop for column, prop in mapping.items() if prop in known}
         rois = set(self._meta.get("roiInfo") or ()) | set(self._meta.get("primaryRois") or ())

@@ -147,6 +147,12 @@ def test_nm_dataset_positions_are_not_multiplied(release):
         with _open(emu, "flywire-fafb:v783b") as ds:
             assert ds.info.voxel_size_nm == (4.0, 4.0, 40.0)  # the server's metadata is still there
             pd.testing.assert_frame_equal(_positions(ds, [101, 104]), expected)
+            (skeleton,) = ds.get_skeletons([101])  # skeletons (and their radii) are nm too
+            rows = [line.split() for line in (release / "skeletons" / "101.swc").read_text().splitlines()
+                    if line and not line.startswith("#")]
+            nodes = skeleton.nodes.sort_values("node_id")
+            np.testing.assert_allclose(nodes[["x", "y", "z", "radius"]].to_numpy(dtype="float64"),
+                                       [[float(v) for v in (r[2], r[3], r[4], r[5])] for r in rows], rtol=0, atol=1e-6)
         with _open(emu, "toy:v1", units="nm") as ds:  # not in the catalogue: the option says nm
             pd.testing.assert_frame_equal(_positions(ds, [101, 104]), expected)
         with _open(emu, "toy:v1") as ds:  # voxel by default: every axis multiplied, visibly wrong
