@@ -47,7 +47,8 @@ class SupersetRelease(ReleaseBackend):
         every = pd.read_parquet(self.path / "neurons.parquet")
         junk = every[(every.id == 0) | (every.pre < criteria.min_pre) | (every.post < criteria.min_post)
                      | (~every.id.isin(criteria.ids) if criteria.ids is not None else False)]
-        return pd.concat([junk.iloc[::-1], honest], ignore_index=True)
+        parts = [part for part in (junk.iloc[::-1], honest) if len(part)]
+        return pd.concat(parts, ignore_index=True) if parts else honest
 
     def get_connectivity(self, query):
         type(self).calls.append(("get_connectivity", query.materialization))
