@@ -27,6 +27,28 @@ __all__ = ["CaveApp", "SERVER_VERSIONS"]
 #: Versions the emulated services report (caveclient needs materialize >= 5.13.0, chunkedgraph >= 2.17.0).
 SERVER_VERSIONS = {"info": "4.5.0", "materialize": "5.26.4", "chunkedgraph": "2.20.0"}
 N_LAYERS = 5  # so caveclient's suggest_latest_roots (stop_layer = n_layers - 4) asks for supervoxels
+_LAYER_SHIFT = 56  # n_bits_for_layer_id = 8: the layer is the top byte of a node id (PyChunkedGraph)
+_LOW_BITS = (1 << _LAYER_SHIFT) - 1
+
+
+def graph_layers(dataset: EmulatedDataset) -> tuple[int, bool]:
+    """``(n_layers, layered)`` of the emulated chunkedgraph.
+
+    When every release body id (a version-1 root) carries the same layer ``L >= 3`` in its top
+    byte, as FlyWire's root ids carry layer 10, and every supervoxel id carries layer 1, the graph
+    reports ``n_layers = L`` and serves intermediate layers ``2 .. L-1`` (``layered``): the node
+    of supervoxel ``sv`` at layer ``k`` is ``(k << 56) | (sv & (2**56 - 1))``, one node per
+    supervoxel (a SYNTHETIC, degenerate hierarchy). Then fafbseg's ``is_valid_root`` (layer ==
+    n_layers), ``update_ids`` (``get_leaves(stop_layer=2)`` then ``get_roots``) and caveclient's
+    ``suggest_latest_roots`` (``stop_layer = n_layers - 4``) work. Otherwise (ids such as 101
+    without layer bits) ``n_layers`` is :data:`N_LAYERS` and only layers 1 and n_layers exist.
+    """
+    bodies = np.asarray(dataset.release.body_ids(), dtype=np.int64)
+    layers = set((bodies >> _LAYER_SHIFT).tolist())
+    sv_layers = set((np.asarray(dataset.layout.sv_ids, dtype=np.int64) >> _LAYER_SHIFT).tolist())
+    if len(layers) == 1 and min(layers) >= 3 and sv_layers == {1}:
+        return int(min(layers)), True
+    return N_LAYERS, False
 
 
 def _flag(req: Request, name: str, default: bool = False) -> bool:
@@ -64,7 +86,13 @@ def _time_param(req: Request, name: str, default: int | None) -> int:
 
 
 def _id_list(value: Any, what: str) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    """Integer ids, or decimal strings of them: fafbseg's ``is_latest_root`` posts its ids as strings
+    (fafbseg/flywire/segmentation.py ``make_iterable(id, force_type=str)``), which the real chunkedgraph
+    converts with ``np.array(..., dtype=np.uint64)``."""
+    def ok(v: Any) -> bool:
+        return (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, str) and v.isdigit())
+
+    if not isinstance(value, list) or not all(ok(v) for v in value):
         raise HttpError(400, f"{what} must be a list of integer ids")
     return [int(v) for v in value]
 
@@ -118,6 +146,7 @@ class CaveApp:
         self.table_row_limits: dict[str, int] = {}
         #: False on public datastacks: live queries are refused (see :meth:`live_live_query`).
         self.live_allowed = True
+        self.n_layers, self.layered = graph_layers(dataset)
         self.arrow_batch_rows: int | None = None
         self.auth = auth
         self.faults = faults
@@ -487,8 +516,8 @@ class CaveApp:
             "app": {"supported_api_versions": [0, 1]},
             "data_dir": f"{self.base_url}/segmentation-data-not-served",
             "data_type": "uint64",
-            "graph": {"chunk_size": [256, 256, 512], "n_bits_for_layer_id": 8, "n_layers": N_LAYERS,
-                      "spatial_bit_masks": {str(i): 10 for i in range(1, N_LAYERS + 1)}},
+            "graph": {"chunk_size": [256, 256, 512], "n_bits_for_layer_id": 8, "n_layers": self.n_layers,
+                      "spatial_bit_masks": {str(i): 10 for i in range(1, self.n_layers + 1)}},
             "mesh": "graphene_meshes", "mesh_dir": "graphene_meshes", "num_channels": 1,
             "scales": [{"chunk_sizes": [[256, 256, 32]], "encoding": "raw", "key": "_".join(map(str, res)),
                         "resolution": res, "size": [1, 1, 1], "voxel_offset": [0, 0, 0]}],
@@ -535,7 +564,7 @@ class CaveApp:
         if len(req.body) % 8:
             raise HttpError(400, f"roots_binary needs little-endian uint64 ids; got {len(req.body)} bytes")
         self._stop_layer(req)
-        svs = np.frombuffer(req.body, dtype="<u8").astype(np.int64)
+        svs = self._supervoxels(np.frombuffer(req.body, dtype="<u8").astype(np.int64))
         roots = self.dataset.history.roots_of_supervoxels(svs, _time_param(req, "timestamp", now_us()))
         return Response(body=roots.astype("<u8").tobytes(), content_type="application/octet-stream")
 
@@ -543,17 +572,30 @@ class CaveApp:
         self._cg(req)
         self._stop_layer(req)
         ids = self._node_ids(req)
-        roots = self.dataset.history.roots_of_supervoxels(np.array(ids, dtype=np.int64),
+        roots = self.dataset.history.roots_of_supervoxels(self._supervoxels(np.array(ids, dtype=np.int64)),
                                                           _time_param(req, "timestamp", now_us()))
         if req.query.get("as_binary") == "root_ids":
             return Response(body=roots.astype("<u8").tobytes(), content_type="application/octet-stream")
         return Response.json({"root_ids": roots.tolist()})
 
+    def _layers_text(self) -> str:
+        if self.layered:
+            return f"supervoxels (layer 1), layers 2-{self.n_layers - 1} and roots (layer {self.n_layers})"
+        return f"supervoxels (layer 1) and roots (layer {self.n_layers}) only"
+
+    def _supervoxels(self, ids: np.ndarray) -> np.ndarray:
+        """Node ids of intermediate layers replaced by their supervoxel (see :func:`graph_layers`)."""
+        if not self.layered or not len(ids):
+            return ids
+        layer = ids >> _LAYER_SHIFT
+        inner = (layer > 1) & (layer < self.n_layers)
+        return np.where(inner, (np.int64(1) << _LAYER_SHIFT) | (ids & _LOW_BITS), ids)
+
     def _stop_layer(self, req: Request) -> None:
         layer = _int_param(req, "stop_layer")
-        if layer is not None and layer != N_LAYERS:
-            raise HttpError(400, f"stop_layer={layer} is not supported: the emulated graph has supervoxels "
-                                 f"(layer 1) and roots (layer {N_LAYERS}) only")
+        if layer is not None and layer != self.n_layers:
+            raise HttpError(400, f"stop_layer={layer} is not supported for roots: the emulated graph has "
+                                 f"{self._layers_text()}")
 
     def node_root(self, req: Request) -> Response:
         self._cg(req)
@@ -562,34 +604,42 @@ class CaveApp:
         except ValueError:
             raise HttpError(400, f"node id {req.params['node']!r} is not an integer") from None
         self._stop_layer(req)
+        node = int(self._supervoxels(np.array([node], dtype=np.int64))[0])
         root = self.dataset.history.root_at(node, _time_param(req, "timestamp", now_us()))
         if root is None:
             raise HttpError(400, f"node {node} is neither a supervoxel nor a root current at that time")
         return Response.json({"root_id": root})
 
-    def _leaf_layer(self, req: Request) -> None:
+    def _leaf_layer(self, req: Request) -> int:
         layer = _int_param(req, "stop_layer")
-        if layer is not None and layer != 1:
-            raise HttpError(400, f"stop_layer={layer} is not supported: the emulated graph has supervoxels "
-                                 f"(layer 1) and roots (layer {N_LAYERS}) only")
+        if layer is None or layer == 1 or (self.layered and 1 < layer < self.n_layers):
+            return 1 if layer is None else layer
+        raise HttpError(400, f"stop_layer={layer} is not supported for leaves: the emulated graph has "
+                             f"{self._layers_text()}")
+
+    def _at_layer(self, svs: np.ndarray, layer: int) -> list[int]:
+        svs = np.asarray(svs, dtype=np.int64)
+        if layer == 1:
+            return svs.tolist()
+        return ((np.int64(layer) << _LAYER_SHIFT) | (svs & _LOW_BITS)).tolist()
 
     def leaves(self, req: Request) -> Response:
         self._cg(req)
-        self._leaf_layer(req)
+        layer = self._leaf_layer(req)
         try:
             node = int(req.params["node"])
         except ValueError:
             raise HttpError(400, f"node id {req.params['node']!r} is not an integer") from None
         self._known_roots([node])
-        return Response.json({"leaf_ids": self.dataset.history.supervoxels_of_root(node).tolist()})
+        return Response.json({"leaf_ids": self._at_layer(self.dataset.history.supervoxels_of_root(node), layer)})
 
     def leaves_many(self, req: Request) -> Response:
         self._cg(req)
-        self._leaf_layer(req)
+        layer = self._leaf_layer(req)
         ids = self._node_ids(req)
         self._known_roots(ids)
         history = self.dataset.history
-        return Response.json({str(i): history.supervoxels_of_root(i).tolist() for i in ids})
+        return Response.json({str(i): self._at_layer(history.supervoxels_of_root(i), layer) for i in ids})
 
     def past_id_mapping(self, req: Request) -> Response:
         self._cg(req)

@@ -91,7 +91,8 @@ class CaveEmulator:
             raise InvalidArgumentError(f"port must be an integer from 0 to 65535, got {port!r}")
         if token is not None and (not isinstance(token, str) or not token or any(c.isspace() for c in token)):
             raise InvalidArgumentError("token must be a non-empty string without whitespace")
-        self._token = Secret(token if token is not None else secrets.token_urlsafe(24))
+        # hexadecimal: cloud-volume's graphene client accepts only hex or base64 tokens (metadata.py parse_token)
+        self._token = Secret(token if token is not None else secrets.token_hex(24))
         self._host = host
         self._port = port
         self.dataset: EmulatedDataset = build_dataset(release_path, edits, names=names, options=options)
