@@ -329,8 +329,12 @@ class Dataset:
             self._check_criteria_columns(crit, self._info.neuron_columns)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
-        if crit.matches_nothing:
+        if crit.matches_nothing:  # no query; the columns the dataset's tables have (optional ones included)
             neurons = schema.NEURONS.empty()
+            declared = self._info.neuron_columns or ()
+            for col in schema.NEURONS.optional:
+                if col.name in declared:
+                    neurons[col.name] = pd.Series([], dtype=col.dtype)
         else:
             neurons = self._neuron_table(self._cached(
                 "fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version)), crit)
@@ -422,8 +426,9 @@ class Dataset:
         batch_size = _optional_batch_size(batch_size)
         # "every neuron" on one side is pushed into the backend's query where it can (no id list)
         pushdown = Capability.NEURON_SIDES in self.capabilities
-        src_neurons = pushdown and _all_neurons(sources) and not _all_neurons(targets)
-        tgt_neurons = pushdown and _all_neurons(targets) and not src_neurons
+        # (only opposite a given side: with the other side None the backend would get no ids at all)
+        src_neurons = pushdown and _all_neurons(sources) and targets is not None and not _all_neurons(targets)
+        tgt_neurons = pushdown and _all_neurons(targets) and sources is not None and not src_neurons
         src = None if src_neurons else self._resolve_ids(sources, "sources", materialization)
         tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
