@@ -29,6 +29,8 @@ class SupersetRelease(ReleaseBackend):
 
     def resolve_materialization(self, ids, materialization):
         type(self).resolved.append(None if ids is None else np.asarray(ids).tolist())
+        if materialization == 7:  # a versioned backend's pinned version, to follow it through the core
+            return 7
         return super().resolve_materialization(ids, materialization)
 
     def missing_ids(self, ids, materialization=None):
@@ -53,6 +55,8 @@ class SupersetRelease(ReleaseBackend):
     def get_connectivity(self, query):
         type(self).calls.append(("get_connectivity", query.materialization))
         c = pd.read_parquet(self.path / "connections.parquet")
+        c = pd.concat([c, pd.DataFrame({"pre": [0, 0], "post": [104, 105], "roi": ["A", "B"], "weight": [5, 9]})],
+                      ignore_index=True)  # background as a presynaptic partner
         if query.by_roi or query.rois is not None:
             # plus rows of weight 0 (a pair in an ROI where it has no synapse), which the core drops
             zero = c.drop_duplicates(["pre", "post"]).assign(roi="B", weight=0)
@@ -266,3 +270,10 @@ def test_roi_arguments(ds, truth):
             ds.get_connectivity(sources=[101], rois=bad)
     with pytest.raises(errors.UnknownROIError, match="'D'"):
         ds.get_connectivity(sources=[101], rois=["A", "D"])
+
+
+def test_a_pinned_version_is_used_for_criteria_sides_too(ds):
+    ds.get_connectivity(sources=NC(type="PN_a"), targets=[104, 105], materialization=7)
+    ds.get_synapses(NC(type="KC"), materialization=7)
+    assert {c[0] for c in SupersetRelease.calls} >= {"missing_ids", "fetch_neurons", "get_connectivity", "get_synapses"}
+    assert all(c[1] == 7 for c in SupersetRelease.calls), SupersetRelease.calls

@@ -125,6 +125,8 @@ def stage(target: Target, workdir: Path, env: dict, source: Path) -> tuple[Path,
     for name, src in PACKAGES.items():
         shutil.copytree(source / src, here / name, ignore=ignore)
     shutil.copytree(source / "tests", here / "tests", ignore=ignore)
+    if (source / "conftest.py").exists():  # the test-run settings (e.g. a private cache directory)
+        shutil.copy2(source / "conftest.py", here / "conftest.py")
     tests = [t for t in target.tests if (here / t.split("::")[0]).exists()]
     (here / "pyproject.toml").write_text((source / "pyproject.toml").read_text())
     clean = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rf", *tests],
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(source, ignore_errors=True)
         source.mkdir()
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.rev, "connectomix", "backends", "tests",
-                                  "pyproject.toml"], check=True, stdout=subprocess.PIPE).stdout
+                                  "pyproject.toml", "conftest.py"], check=True, stdout=subprocess.PIPE).stdout
         subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     results = []
     with open(args.workdir / "mutmut.log", "w") as log:
