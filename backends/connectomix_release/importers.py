@@ -517,9 +517,17 @@ def _count_union(rel: str, weight: str) -> str:
             f"SELECT post AS id, roi, 0 AS pre, {weight} AS post FROM {rel}) GROUP BY id, roi)")
 
 
-def _neurons_sql(listed: str, listed_columns: Sequence[str], totals: str, ids: str, status_default: str | None) -> str:
-    """Listed bodies (``is_neuron``) plus mere segments for every other id, with pre/post totals."""
-    extras = [c for c in listed_columns if c not in ("id", "type", "instance", "status", "pre", "post", "is_neuron")]
+def _neurons_sql(listed: str, listed_columns: Sequence[str], totals: str, ids: str, status_default: str | None,
+                 *, post_from_totals: bool = False, conn: str = "conn") -> str:
+    """Listed bodies (``is_neuron``) plus mere segments for every other id, with the count columns.
+
+    ``pre``/``post`` are synaptic *sites* (FORMAT.md): taken from the neurons file when it has them, else
+    ``NULL`` -- summed connections are not site counts -- except ``post`` with ``post_from_totals``, when
+    ``totals`` count one PSD per synapse row. ``upstream``/``downstream`` (connections) come from the neurons
+    file when it has them, else they are the summed weights of ``conn`` (the release's connections).
+    """
+    counted = ("id", "type", "instance", "status", "pre", "post", "upstream", "downstream", "is_neuron")
+    extras = [c for c in listed_columns if c not in counted]
 
     def col(c: str, cast: str) -> str:
         return f"l.{quote_ident(c)}" if c in listed_columns else f"CAST(NULL AS {cast})"
@@ -527,16 +535,22 @@ def _neurons_sql(listed: str, listed_columns: Sequence[str], totals: str, ids: s
     status = col("status", "VARCHAR")
     if status_default is not None and "status" not in listed_columns:
         status = f"CASE WHEN l.id IS NOT NULL THEN {quote_str(status_default)} END"
-    # totals from the neurons file when it has them (true synapse counts), else summed connections
-    pre = "coalesce(l.pre, t.pre, 0)" if "pre" in listed_columns else "coalesce(t.pre, 0)"
-    post = "coalesce(l.post, t.post, 0)" if "post" in listed_columns else "coalesce(t.post, 0)"
+    # totals from the neurons file when it has them (true synapse counts)
+    pre = "l.pre" if "pre" in listed_columns else "NULL"
+    post = ("coalesce(l.post, t.post, 0)" if "post" in listed_columns else
+            "coalesce(t.post, 0)" if post_from_totals else "NULL")
+    up = "coalesce(l.upstream, c_in.w, 0)" if "upstream" in listed_columns else "coalesce(c_in.w, 0)"
+    down = "coalesce(l.downstream, c_out.w, 0)" if "downstream" in listed_columns else "coalesce(c_out.w, 0)"
     extra_sql = "".join(f", l.{quote_ident(c)}" for c in extras)
     return (f"(SELECT a.id, {col('type', 'VARCHAR')} AS type, {col('instance', 'VARCHAR')} AS instance, "
             f"{status} AS status, CAST({pre} AS BIGINT) AS pre, CAST({post} AS BIGINT) AS post, "
+            f"CAST({up} AS BIGINT) AS upstream, CAST({down} AS BIGINT) AS downstream, "
             f"l.id IS NOT NULL AS is_neuron{extra_sql} "
             f"FROM (SELECT id FROM {listed} UNION SELECT id FROM {ids}) AS a "
             f"LEFT JOIN {listed} AS l ON l.id = a.id "
-            f"LEFT JOIN (SELECT id, sum(pre) AS pre, sum(post) AS post FROM {totals} GROUP BY id) AS t ON t.id = a.id)")
+            f"LEFT JOIN (SELECT id, sum(pre) AS pre, sum(post) AS post FROM {totals} GROUP BY id) AS t ON t.id = a.id "
+            f"LEFT JOIN (SELECT post AS id, sum(weight) AS w FROM {conn} GROUP BY post) AS c_in ON c_in.id = a.id "
+            f"LEFT JOIN (SELECT pre AS id, sum(weight) AS w FROM {conn} GROUP BY pre) AS c_out ON c_out.id = a.id)")
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
@@ -798,14 +812,19 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
         has_totals = "pre" in listed_cols and "post" in listed_cols
         if f_syn is not None:
             notes.append(("neurons.pre/post come from the neurons file; " if has_totals else
-                          f"neurons.pre/post count the rows of {f_syn.name} per body (pre: synaptic connections "
-                          "made, not T-bars); ") + "roi_counts are the same counts per ROI")
+                          f"neurons.post counts the rows of {f_syn.name} per body (one PSD each); neurons.pre is "
+                          "null (rows are connections, not T-bars); ")
+                         + "roi_counts count the rows per ROI (pre: connections made)")
         else:
             notes.append(
                 ("neurons.pre/post come from the neurons file; " if has_totals else
-                 "neurons.pre/post are the summed weights of each body's outgoing/incoming connections among the "
-                 "exported bodies (the export has no per-body synapse totals); ")
-                + "roi_counts are the same sums per ROI")
+                 "neurons.pre/post are null (the export has no per-body synapse totals, and summed connections "
+                 "are not site counts); ")
+                + "roi_counts are the summed weights of each body's outgoing/incoming connections per ROI")
+        notes.append("neurons.upstream/downstream " + (
+            "come from the neurons file" if {"upstream", "downstream"} <= set(listed_cols) else
+            "are the summed weights of each body's incoming/outgoing connections in this release (among the "
+            "exported bodies only, for traced-only exports)"))
         rb.set_manifest(make_manifest(
             name=name, version=version,
             description=description or (
@@ -815,7 +834,8 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
             voxel_size_nm=voxel_size_nm, rois=sorted(set(all_rois) | set(primary)), primary_rois=primary,
             score_name="confidence" if f_syn else None, synthetic=dict(synthetic or {}), notes=notes,
         ))
-        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", status_default))
+        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", status_default,
+                                             post_from_totals=f_syn is not None))
         rb.add_table("connections", "conn")
         rb.add_table("roi_counts", "counts")
     return rb.dest
@@ -1021,6 +1041,19 @@ _CODEX_POINT_COLUMNS = ("pre_root_id", "post_root_id", "x", "y", "z")
 # murthylab/codex codex/data/catalog.py and codex/data/neurotransmitters.py) -> nt. classification's side
 # (left/right/center, codex/data/structured_search_filters.py) and class keep their names.
 _FW_CORE_COPIES = {"super_class": "superclass", "nt_type": "nt"}
+#: ``manifest.score`` of FlyWire releases with ``cleft_score`` (the Zenodo/CAVE synapse table's score), read
+#: as the dataset's ScoreInfo; values from the catalogue (connectomix/catalogue/flywire.toml,
+#: datasets.flywire.synapses). The Princeton table's score is not described there, so it gets none.
+FLYWIRE_SCORE = {
+    "column": "cleft_score",
+    "scale": "integer cleft score (Heinrich et al. 2018)",
+    "recommended": 51,
+    "op": ">",
+    "source": ("seung-lab/FlyConnectome CAVE tutorial ('cleft_score > 50 works well') and "
+               "navis-org/fafbseg-py fafbseg/flywire/synapses.py:462-468@d114e29 ('removes ... cleft_score <= 50'), "
+               "via the connectomix catalogue (flywire.synapses.recommended_threshold); integer scores, so "
+               "> 50 is >= 51"),
+}
 
 
 def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
@@ -1199,6 +1232,7 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
             source=source or f"FlyWire release files in {src.name} (Codex / Zenodo)",
             license=license, citation=citation, voxel_size_nm=list(voxel), rois=sorted(neuropils),
             primary_rois=primary, score_name=score_name, synthetic=dict(synthetic or {}), notes=notes,
+            **({"score": FLYWIRE_SCORE} if score_name == "cleft_score" and not princeton else {}),
         ))
         if syn is not None:
             roi = _roi_case(syn["neuropil"], unassigned, restrict, "NULL") if syn["neuropil"] else "CAST(NULL AS VARCHAR)"
@@ -1226,15 +1260,19 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
             con.execute(f"CREATE TABLE counts AS SELECT * FROM {_count_union('syn_rois', '1')}")
             con.execute("CREATE TABLE ids AS SELECT pre AS id FROM syn_rois UNION SELECT post FROM syn_rois "
                         "UNION SELECT pre FROM conn UNION SELECT post FROM conn")
-            notes.append(f"neurons.pre/post and roi_counts count the rows of {f_syn.name} per body")
+            notes.append(f"neurons.post and roi_counts count the rows of {f_syn.name} per body (one PSD per row); "
+                         "neurons.pre is null: FlyWire synapse rows are connections, not T-bars")
         else:
             con.execute(f"CREATE TABLE counts AS SELECT * FROM {_count_union('conn', 'weight')}")
             con.execute("CREATE TABLE ids AS SELECT pre AS id FROM conn UNION SELECT post FROM conn")
-            notes.append(f"neurons.pre/post and roi_counts are summed syn_count of {f_conn.name} per body"
+            notes.append(f"neurons.post and roi_counts are summed syn_count of {f_conn.name} per body; neurons.pre "
+                         "is null (connections, not T-bars)"
                          + (" (Codex's connections.csv.gz only has pairs with >= 5 synapses, so these are lower "
                             "bounds)" if f_conn.name.startswith("connections.") else ""))
+        notes.append("neurons.upstream/downstream are the summed weights of each body's incoming/outgoing "
+                     "connections in this release")
         rb.manifest["notes"] = notes
-        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", None))
+        rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", None, post_from_totals=True))
         rb.add_table("connections", "conn")
         rb.add_table("roi_counts", "counts")
     return rb.dest

@@ -99,7 +99,9 @@ def check_neuprint_release(dest, neurons, total, roi, primary):
     pd.testing.assert_frame_equal(got, conn, check_dtype=False)
     got_n = read(dest, "neurons")
     assert got_n["id"].tolist() == n["id"].tolist()
-    assert got_n["pre"].tolist() == n["pre"].tolist() and got_n["post"].tolist() == n["post"].tolist()
+    # summed connections are connections (upstream/downstream), not synaptic sites: pre/post stay null
+    assert got_n["downstream"].tolist() == n["pre"].tolist() and got_n["upstream"].tolist() == n["post"].tolist()
+    assert got_n["pre"].isna().all() and got_n["post"].isna().all()
     assert got_n["is_neuron"].tolist() == n["is_neuron"].tolist()
     assert got_n["type"].fillna("-").tolist() == n["type"].fillna("-").tolist()
     pd.testing.assert_frame_equal(read(dest, "roi_counts"), rc, check_dtype=False)
@@ -187,8 +189,9 @@ def test_neuprint_flat_connectome_feather(tmp_path):
     dest = import_neuprint_csv(src, tmp_path / "rel")
     assert read_manifest(dest)["version"] == "v0.9"
     n = read(dest, "neurons").set_index("id")
-    assert n["pre"].to_dict() == {5: 12, 6: 2, 7: 0} and n["is_neuron"].to_dict() == {5: True, 6: True, 7: False}
-    assert list(n.columns) == ["type", "instance", "status", "pre", "post", "is_neuron"]
+    assert n["downstream"].to_dict() == {5: 12, 6: 2, 7: 0} and n["pre"].isna().all()
+    assert n["is_neuron"].to_dict() == {5: True, 6: True, 7: False}
+    assert list(n.columns) == ["type", "instance", "status", "pre", "post", "upstream", "downstream", "is_neuron"]
 
 
 @pytest.mark.parametrize("file, frame, message", [
@@ -294,6 +297,8 @@ def test_flywire_full_conversion(tmp_path, fw_source):
     dest = import_flywire(src, tmp_path / "rel")
     m = read_manifest(dest)
     assert m["version"] == "783" and m["score_name"] == "cleft_score" and m["voxel_size_nm"] == [4, 4, 40]
+    # FlyWire's published cut (cleft_score > 50, integers) as the >= threshold min_score="recommended" applies
+    assert (m["score"]["column"], m["score"]["recommended"], m["score"]["op"]) == ("cleft_score", 51, ">")
     assert m["primary_rois"] == ["AL_R", "LH_R", "MB_CA_R"]
     assert any("read as nm" in note for note in m["notes"])
     keep = syn[(syn.pre_pt_root_id != 0) & (syn.post_pt_root_id != 0)]
@@ -313,8 +318,11 @@ def test_flywire_full_conversion(tmp_path, fw_source):
     assert c.set_index(["pre", "post", "roi"])["weight"].sort_index().tolist() == exp.sort_index().tolist()
     # neurons: totals from the synapse rows; listed ids are neurons; partners are segments
     n = read(dest, "neurons").set_index("id")
-    assert n["pre"].to_dict() == {i: int((keep.pre_pt_root_id == i).sum()) for i in n.index}
+    # FlyWire synapse rows are connections: no T-bar counts (pre null), one PSD per row (post)
+    assert n["pre"].isna().all()
     assert n["post"].to_dict() == {i: int((keep.post_pt_root_id == i).sum()) for i in n.index}
+    out = exp.groupby(level="pre_root_id").sum()
+    assert n["downstream"].to_dict() == {i: int(out.get(i, 0)) for i in n.index}
     assert n.loc[ids[:18], "is_neuron"].all() and not n.loc[[ids[19], ROOT + 90, ROOT + 91], "is_neuron"].any()
     assert n.loc[ids[2], "type"] == "DA2_lPN" and pd.isna(n.loc[ids[10], "type"])
     assert n.loc[ids[0], "super_class"] == "central" and n.loc[ids[0], "nt_type"] == "ACH"
@@ -324,7 +332,9 @@ def test_flywire_full_conversion(tmp_path, fw_source):
     exp_pre = bucket.groupby(["pre_pt_root_id", "roi"]).size()
     assert all(rc.loc[k, "pre"] == v for k, v in exp_pre.items())
     sums = rc.groupby(level=0)[["pre", "post"]].sum().reindex(n.index, fill_value=0)
-    assert (sums == n[["pre", "post"]]).all().all()  # roi_counts sum to the totals
+    # roi_counts sum to the totals: post (PSDs); pre counts connections made, as the synapse rows are
+    assert (sums["post"] == n["post"]).all()
+    assert (sums["pre"] == n.index.map(bucket.groupby("pre_pt_root_id").size()).fillna(0)).all()
     assert_release_ok(dest)
     with connectomix.open(f"release://{dest}", cache=False) as ds:
         got = ds.get_synapses(int(ids[3]), min_score=100, progress=False)
@@ -386,7 +396,7 @@ def test_flywire_without_synapses(tmp_path, fw_source):
     dest = import_flywire(src, tmp_path / "rel", version="783")
     n = read(dest, "neurons").set_index("id")
     out = conn[conn.post_root_id != 0].groupby("pre_root_id")["syn_count"].sum()
-    assert all(n.loc[i, "pre"] == v for i, v in out.items())
+    assert all(n.loc[i, "downstream"] == v for i, v in out.items()) and n["pre"].isna().all()
     assert read_manifest(dest)["score_name"] is None and not (dest / "synapses.parquet").exists()
     assert_release_ok(dest)
 

@@ -92,9 +92,11 @@ def test_manc_flat_export_converts_with_per_roi_weights(tmp_path):
         assert n.loc[10000, "type"] == "DNa01" and n.loc[10001, "instance"] == "IN03A001_T1_R"
         assert n.loc[10002, "type"] is None or pd.isna(n.loc[10002, "type"])
         assert set(n["status"]) == {"Traced"}
-        assert (n.loc[10000, "pre"], n.loc[10000, "post"]) == (7, 1)
-        assert (n.loc[10001, "pre"], n.loc[10001, "post"]) == (3, 7)
-        assert (n.loc[10002, "pre"], n.loc[10002, "post"]) == (1, 3)
+        # the export has no site totals: connections only (pre/post <NA>)
+        assert (n.loc[10000, "downstream"], n.loc[10000, "upstream"]) == (7, 1)
+        assert (n.loc[10001, "downstream"], n.loc[10001, "upstream"]) == (3, 7)
+        assert (n.loc[10002, "downstream"], n.loc[10002, "upstream"]) == (1, 3)
+        assert n["pre"].isna().all() and n["post"].isna().all()
         by_roi = ds.get_connectivity([10000, 10001, 10002], None, by_roi=True)
         assert rows(by_roi, ["pre", "post", "roi", "weight"]) == {
             (10000, 10001, "LegNp(T1)(R)", 5), (10000, 10001, "IntTct", 1), (10000, 10001, "NotPrimary", 1),
@@ -166,7 +168,9 @@ def test_male_cns_uses_the_complete_weights_and_imports_synapses(tmp_path):
         assert rows(by_roi, ["pre", "post", "roi", "weight"]) == {
             (101, 102, "GNG", 2), (101, 102, "NotPrimary", 1), (102, 103, "LO(R)", 1), (103, 101, "GNG", 1)}
         n = neuron_table(ds, [101, 102, 103])
-        assert {i: (n.loc[i, "pre"], n.loc[i, "post"]) for i in n.index} == {101: (3, 1), 102: (1, 3), 103: (1, 1)}
+        assert {i: (n.loc[i, "downstream"], n.loc[i, "post"]) for i in n.index} == {101: (3, 1), 102: (1, 3),
+                                                                                     103: (1, 1)}
+        assert n["pre"].isna().all() and (n["post"] == n["upstream"]).all()  # rows are connections, one PSD each
         assert n.loc[101, "superclass"] == "visual_projection" and n.loc[103, "status"] == "Orphan"
         assert n.loc[101, "nt"] == "acetylcholine" and n.loc[102, "nt"] == "gaba" and pd.isna(n.loc[103, "nt"])
         assert n.loc[102, "predicted_nt_confidence"] == pytest.approx(0.71)
@@ -252,7 +256,8 @@ def test_codex_synapse_coordinates_fill_down_and_annotations(tmp_path):
         conn = ds.get_connectivity([A, B, C], None)
         assert rows(conn, ["pre", "post", "weight"]) == {(A, B, 2), (A, C, 1), (B, C, 1), (B, A, 2)}
         n = neuron_table(ds, [A, B, C])
-        assert {i: (n.loc[i, "pre"], n.loc[i, "post"]) for i in n.index} == {A: (3, 2), B: (3, 2), C: (0, 2)}
+        assert {i: (n.loc[i, "downstream"], n.loc[i, "post"]) for i in n.index} == {A: (3, 2), B: (3, 2), C: (0, 2)}
+        assert n["pre"].isna().all()
         assert n.loc[A, "type"] == "DA1_lPN" and n.loc[B, "type"] == "Mi1" and pd.isna(n.loc[C, "type"])
         assert list(n.loc[[A, B, C], "superclass"]) == ["central", "optic", "sensory"]
         assert list(n.loc[[A, B, C], "side"]) == ["left", "right", "left"]
