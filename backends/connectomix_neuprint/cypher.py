@@ -147,7 +147,7 @@ def neurons_query(c: NeuronCriteria, *, properties: Mapping[str, str] | None = N
         values = getattr(c, field, None)
         if not values:
             continue
-        regex = c.regex and field != "status"
+        regex = c.regex  # every string field, status included (the contract; neuprint-python keeps status exact)
         if column in ("type", "instance", "status"):
             where.append(_in_or_eq(f"n.{column}", values, regex))
         elif column in native and not regex:

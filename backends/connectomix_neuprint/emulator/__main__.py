@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stall-seconds", type=float, default=5.0, help="length of a stall (default 5)")
     p.add_argument("--timeout-next", type=int, default=0, metavar="N",
                    help="then N Cypher queries answer neuPrint's 'Timeout experienced' error")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help=":Meta.postHighAccuracyThreshold, neuprint-python's default synapse confidence filter")
+    p.add_argument("--threshold", type=float, default=None,
+                   help=":Meta.postHighAccuracyThreshold, neuprint-python's default synapse confidence filter; "
+                        "weights of pairs with synapses are counted at it (default: the manifest's recommended "
+                        "score, release weights kept)")
     p.add_argument("--position-units", choices=("voxel", "nm"), default="voxel",
                    help="serve positions in voxels (default) or in nm with :Meta.voxelSize still set, "
                         "like the FlyWire/BANC mirrors")

@@ -57,8 +57,9 @@ What the graph holds
     ``ntSynapseProperties`` is absent (null), so neuprint-python asks the
     synapses for ``nt*`` keys, as it does on hemibrain. The release has no ROI
     hierarchy, so the hierarchy is flat and ``superLevelRois`` are the
-    primary ROIs. The confidence thresholds default to 0.0, so
-    neuprint-python applies no default confidence filter.
+    primary ROIs. ``postHighAccuracyThreshold`` is the manifest's
+    recommended score (as neuPrint's ``>`` threshold) unless given; the
+    other thresholds default to 0.0.
 
 Properties whose names start with ``__`` are internal keys and flags; the
 emulator never shows them to clients.
@@ -313,7 +314,7 @@ def _roi_info_json(frame: pd.DataFrame, key: str, rois: Sequence[str]) -> pd.Ser
 
 def build_model(release: str | os.PathLike, *, name: str | None = None,
                 voxel_size: Sequence[float] | None = None,
-                post_high_accuracy_threshold: float = 0.0,
+                post_high_accuracy_threshold: float | None = None,
                 pre_hp_threshold: float = 0.0, post_hp_threshold: float = 0.0,
                 position_units: str = "voxel", meta_voxel_size: bool = True,
                 side_values: Mapping[str, str] | None = None) -> GraphModel:
@@ -334,10 +335,14 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
         (neuprint-python 0.6.4 ``neuprint/queries/synapsecriteria.py:67-68,
         97-98``), which "include the same synapses that were counted in each
         neuron-neuron weight" (same file, lines 34-38). So with a threshold
-        above 0, the ``weight`` (and ``roiInfo``, ``upstream``,
-        ``downstream``) of a pair with synapses in the release counts the
-        connections whose presynaptic *and* postsynaptic confidences are
-        above it.
+        given here and above 0, the ``weight`` (and ``roiInfo``,
+        ``upstream``, ``downstream``) of a pair with synapses in the release
+        counts the connections whose presynaptic *and* postsynaptic
+        confidences are above it. ``None`` (default) publishes the
+        manifest's recommended score (``manifest.score.recommended``, a
+        ``>=`` value, as the largest float below it, so that ``> t`` keeps
+        the same synapses), else 0.0, and keeps the release's weights as
+        they are (a release's ``connections`` are its dataset's weights).
     position_units
         ``"voxel"`` (positions served in voxels = nm / voxel size, as on
         hemibrain, MANC, male CNS) or ``"nm"`` (served as nm while
@@ -412,7 +417,9 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
                     int((~ok).sum()))
         connections = connections[ok]
 
-    if synapses is not None and post_high_accuracy_threshold > 0:
+    if post_high_accuracy_threshold is None:
+        post_high_accuracy_threshold = _published_threshold(manifest)
+    elif synapses is not None and post_high_accuracy_threshold > 0:
         connections = _thresholded_connections(connections, synapses, float(post_high_accuracy_threshold))
     syn = _synapse_tables(synapses, primary, pos, dataset) if synapses is not None else None
     segment, segment_props = _segment_table(_neuprint_names(neurons, sides), connections, roi_counts, synapses,
@@ -502,6 +509,22 @@ def _neuprint_names(neurons: pd.DataFrame, sides: Mapping[str, str]) -> pd.DataF
             values = values.map(lambda v: sides.get(v, v) if isinstance(v, str) else None)
         out[prop] = values
     return out
+
+
+def _published_threshold(manifest: Mapping[str, Any]) -> float:
+    """The manifest's recommended score (connectomix ``>=``) as neuPrint's ``>`` threshold, else 0.0.
+
+    ``>= r`` is ``> t`` for the largest float ``t`` below ``r``.
+    """
+    score = manifest.get("score")
+    value = score.get("recommended") if isinstance(score, Mapping) else None
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    if not np.isfinite(r) or r <= 0:
+        return 0.0
+    return float(np.nextafter(r, -np.inf))
 
 
 def _thresholded_connections(connections: pd.DataFrame, synapses: pd.DataFrame, t: float) -> pd.DataFrame:

@@ -444,7 +444,10 @@ class NeuprintEmulator:
         nm per voxel, overriding the manifests.
     post_high_accuracy_threshold
         ``:Meta.postHighAccuracyThreshold`` (neuprint-python's default
-        synapse confidence filter); 0.0 means no default filter.
+        synapse confidence filter); 0.0 means no default filter. Given, pairs
+        with synapses get weights counted at it; None publishes the
+        manifest's recommended score and keeps the release's weights (see
+        :func:`~.model.build_model`).
     pool_size
         Queries that run at the same time per dataset.
     buffer_pool_mb
@@ -477,7 +480,7 @@ class NeuprintEmulator:
                  token: str | Secret | None = None, dataset: str | None = None, port: int = 0,
                  expired_tokens: Iterable[str] = (), forbidden_tokens: Mapping[str, Iterable[str]] | None = None,
                  latency_ms: float = 0.0, query_timeout_s: float | None = None,
-                 voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float = 0.0,
+                 voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float | None = None,
                  pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION,
                  arrow_batch_rows: int | None = None, position_units: str = "voxel", meta_voxel_size: bool = True,
                  side_values: Mapping[str, str] | None = None):
@@ -505,7 +508,7 @@ class NeuprintEmulator:
             raise InvalidArgumentError(f"arrow_batch_rows must be >= 1, got {arrow_batch_rows}")
         self.arrow_batch_rows = int(arrow_batch_rows) if arrow_batch_rows is not None else None
         self._voxel_size = tuple(voxel_size) if voxel_size is not None else None
-        self._threshold = float(post_high_accuracy_threshold)
+        self._threshold = None if post_high_accuracy_threshold is None else float(post_high_accuracy_threshold)
         self._model_options = {"position_units": position_units, "meta_voxel_size": bool(meta_voxel_size),
                                "side_values": side_values}
         self._pool_size = int(pool_size)

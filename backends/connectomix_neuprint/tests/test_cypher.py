@@ -96,7 +96,7 @@ def test_neurons_query_snapshot():
     assert q == (
         "MATCH (n:Neuron)\n"
         "WHERE (n.type =~ 'DA1_.*' OR n.type =~ 'DA2.*')\n"
-        "  AND n.status IN ['Traced', 'Anchor']\n"
+        "  AND (n.status =~ 'Traced' OR n.status =~ 'Anchor')\n"
         "  AND n.pre >= 10\n"
         "  AND (n.`AL(R)` OR n.`LH(R)`)\n"
         "  AND n.`CA(R)`\n"
@@ -181,7 +181,8 @@ def test_id_list_keeps_order_and_values():
     (NC(type="a", regex=True), "n.type =~ 'a'"),
     (NC(type=["a", "b"]), "n.type IN ['a', 'b']"),
     (NC(instance=["a", "b"], regex=True), "(n.instance =~ 'a' OR n.instance =~ 'b')"),
-    (NC(status=["S"], regex=True), "n.status = 'S'"),  # status is never a regex
+    (NC(status=["S"], regex=True), "n.status =~ 'S'"),  # regex=True applies to every string field
+    (NC(status=["S"]), "n.status = 'S'"),
     (NC(rois=["A", "B"]), "(n.`A` AND n.`B`)"),
     (NC(rois=["A", "B"], roi_req="all"), "(n.`A` AND n.`B`)"),
     (NC(rois=["A", "B"], roi_req="any"), "(n.`A` OR n.`B`)"),

@@ -186,6 +186,7 @@ def test_get_with_body_and_request_accounting(emu, http):
     body = {"cypher": "MATCH (n:Neuron) RETURN count(n) AS c", "dataset": emu.dataset}
     r = http.request("GET", f"{emu.url}/api/custom/custom", json=body)  # neuPrintHTTP routes GET too
     assert r.status_code == 200 and r.json()["data"] == [[10]]
+    emu.wait_idle()  # the server thread may still be finishing its accounting when the client has the body
     ep = emu.stats.snapshot()["endpoints"]["GET /api/custom/custom"]
     assert ep["requests"] == 1 and ep["bytes_in"] == len(r.request.body) and ep["bytes_out"] == len(r.content)
     assert emu.stats.snapshot()["queries"] == 1

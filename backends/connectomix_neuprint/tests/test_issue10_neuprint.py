@@ -462,3 +462,26 @@ def test_side_and_nt_vocabularies():
     assert normalise(nts, NT_VALUES).fillna("NA").tolist() == [
         "acetylcholine", "acetylcholine", "gaba", "glutamate", "glutamate", "dopamine", "serotonin", "serotonin",
         "octopamine", "histamine", "NA", "NA"]
+
+
+def test_manifest_recommended_score_is_published(tmp_path):
+    """A release's manifest 'score' (connectomix >= meaning) becomes :Meta.postHighAccuracyThreshold (neuPrint's
+    '>'), so the backend's recommended threshold is the manifest's value exactly; the weights stay the release's."""
+    folder = make_toy_release(tmp_path / "toy")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["score"] = {"column": "confidence", "scale": "0.0-1.0", "recommended": 0.5, "op": ">=",
+                         "source": "synthetic"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with running_emulator(folder, token=TOKEN, dataset="toy:v1") as emu:
+        backend = _backend(emu, "toy:v1")
+        try:
+            assert backend._meta["postHighAccuracyThreshold"] == np.nextafter(0.5, 0.0)
+            assert backend.recommended_min_score() == 0.5
+            from connectomix_neuprint import cypher
+
+            got = backend.run(cypher.connections_query([101, 104], None, include_autapses=True))
+            conn = pd.read_parquet(folder / "connections.parquet")
+            want = conn[conn["pre"].isin([101, 104])].groupby(["pre", "post"])["weight"].sum()
+            assert got.set_index(["pre", "post"])["weight"].sort_index().to_dict() == want.to_dict()
+        finally:
+            backend.close()
