@@ -35,7 +35,8 @@ def test_construction_and_server_versions(emulator, cave_client):
     assert str(cave_client.chunkedgraph.server_version) == "2.20.0"
     assert cave_client.chunkedgraph.table_name == "connectomix_emulator_v1"
     tables = cave_client.materialize.get_tables(version=1)
-    assert set(tables) == {"synapses_nt_v1", "cell_types", "neuron_information_v2"}
+    assert set(tables) == {"synapses_nt_v1", "cell_types", "neuron_information_v2", "proofread_neurons",
+                           "hierarchical_neuron_annotations"}  # the FlyWire annotation profile
     assert set(cave_client.materialize.get_views(1)) == {"valid_synapses_nt_np_v6", "valid_connection_v2"}
     assert cave_client.info.get_datastacks() == ["flywire_fafb_public", "flywire_fafb_production", "forbidden_stack"]
 
@@ -195,7 +196,7 @@ def test_cell_type_tables_follow_the_supervoxels(cave_client, emulator_release):
     v1 = cave_client.materialize.query_table("cell_types", materialization_version=1)
     assert dict(zip(v1["pt_root_id"], v1["cell_type"])) == dict(zip(typed["id"], typed["type"]))
     v4 = cave_client.materialize.query_table("neuron_information_v2", materialization_version=4)
-    assert len(v4) == len(typed) and "tag" in v4.columns
+    assert len(v4) == 2 * len(typed) and "tag" in v4.columns  # two free-text tags per typed neuron (long)
     v1_roots = dict(zip(v1["pt_supervoxel_id"], v1["pt_root_id"]))
     moved_to = dict(zip(v4["pt_supervoxel_id"], v4["pt_root_id"]))
     assert moved_to[next(sv for sv, r in v1_roots.items() if r == 104)] == AD  # 104 merged into AD

@@ -282,3 +282,43 @@ def test_fafbseg_is_latest_root_and_update_ids(layered, monkeypatch):
         ours = ds.update_ids(ids)
     sure = updated["confidence"].to_numpy() == 1
     assert ours["new_id"].to_numpy()[sure].tolist() == updated["new_id"].to_numpy()[sure].tolist()
+
+
+# -- every catalogue CAVE dataset against an emulator in its real shape --------------------------------
+
+def _cave_catalogue_stacks():
+    from connectomix import catalogue
+
+    return sorted({e.dataset for e in catalogue.load().datasets.values() if e.backend == "cave"})
+
+
+@pytest.mark.parametrize("stack", _cave_catalogue_stacks())
+def test_catalogue_settings_match_an_emulator_in_the_real_shape(release, stack):
+    """Table names, annotation shape (long/wide, reference target, key/value columns), units, live."""
+    s = settings_for(stack, {})
+    with CaveEmulator(release[0], token=TOKEN, **profile(stack).emulator_kwargs()) as emu:
+        mat = make_client(emu, stack).materialize
+        tables = mat.get_tables(version=1)
+        assert s.synapse_table in tables and s.neuron_table in tables
+        syn_meta = mat.get_table_metadata(s.synapse_table, version=1)
+        if s.synapse_unit is not None:
+            assert (list(map(float, syn_meta["voxel_resolution"])) == [1.0, 1.0, 1.0]) == (s.synapse_unit == "nm")
+        if s.score_column:
+            assert s.score_column in mat.query_table(s.synapse_table, limit=3, materialization_version=1).columns
+        meta = mat.get_table_metadata(s.neuron_table, version=1)
+        assert meta["reference_table"] == s.annotation_reference
+        raw = mat.query_table(s.neuron_table, merge_reference=False, materialization_version=1)
+        assert ("target_id" in raw.columns) == (s.annotation_reference is not None)
+        if s.annotation_shape == "long":
+            assert {s.annotation_key_column, s.annotation_value_column} <= set(raw.columns)
+            assert raw.groupby("target_id" if "target_id" in raw else "pt_root_id").size().max() > 1  # long
+            assert dict(s.annotation_map)["type"] in set(raw[s.annotation_key_column])
+        else:
+            assert {src for _, src in s.annotation_map} <= set(raw.columns)
+        with connectomix.open(f"cave://{stack}", server=emu.url, token=TOKEN, materialization=1,
+                              cache=False) as ds:
+            neurons = ds.fetch_neurons(omit_rois=True).neurons
+            assert neurons["type"].notna().all() and neurons["class"].notna().any()
+            if not s.live:
+                with pytest.raises(errors.UnsupportedOperation, match="live"):
+                    ds.get_synapses([101], materialization="live")
