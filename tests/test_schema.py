@@ -103,3 +103,14 @@ def test_provenance_records_everything_given():
                            synthetic={"x": "why"}, query={"min_score": 0.5})
     assert df.attrs == {"table": "t", "backend": "b", "dataset": "d", "version": "v1", "units": "nm",
                         "synthetic": {"x": "why"}, "query": {"min_score": 0.5}}
+
+
+def test_nullable_counts_keep_missing_values_and_refuse_fractions():
+    base = {"id": [1, 2], "type": ["KC", None], "instance": [None, None], "status": [None, None],
+            "side": [None, None], "class": [None, None], "superclass": [None, None], "nt": [None, None],
+            "upstream": [1, 2], "downstream": [3, 4]}
+    out = schema.NEURONS.validate(pd.DataFrame({**base, "pre": [2.0, None], "post": np.array([3, None], dtype=object)}))
+    assert str(out["pre"].dtype) == "Int64" and out["pre"].tolist()[0] == 2 and pd.isna(out["pre"].tolist()[1])
+    assert str(out["post"].dtype) == "Int64" and out["post"].tolist()[0] == 3 and pd.isna(out["post"].tolist()[1])
+    with pytest.raises(SchemaError, match=r"neurons\.pre cannot be converted to Int64: non-integral floats"):
+        schema.NEURONS.validate(pd.DataFrame({**base, "pre": [1.5, None], "post": [1, 2]}))
