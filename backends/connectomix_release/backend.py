@@ -312,8 +312,8 @@ class ReleaseBackend(Backend):
                 where.append(f"n.{quote_ident(column)} IN (" + ",".join("?" for _ in values) + ")")
             params.extend(values)
         for field_name, column in COUNT_FIELDS.items():
-            if getattr(criteria, field_name):
-                where.append(f"n.{column} >= ?")
+            if getattr(criteria, field_name):  # unknown counts (null) reach the core, which refuses the threshold
+                where.append(f"(n.{column} >= ? OR n.{column} IS NULL)")
                 params.append(getattr(criteria, field_name))
         roi_where, roi_params = self._roi_conditions(criteria)
         where += roi_where
