@@ -30,9 +30,18 @@ ROIs
     (per-ROI connectivity and ROI counts) use the bucket ``"NotPrimary"`` for
     those, so per-ROI weights always sum to the total weight.
 scores
-    ``score`` is the value ``min_score`` thresholds: FlyWire's
-    ``cleft_score``; for neuPrint the smaller of the pre- and postsynaptic
-    confidences (so ``score >= t`` means both sides pass ``t``).
+    ``score`` is the value ``min_score`` thresholds, in the dataset's own
+    unit: FlyWire's ``cleft_score``; for neuPrint the smaller of the pre- and
+    postsynaptic confidences (so ``score >= t`` means both sides pass ``t``).
+    ``min_score="recommended"`` applies the dataset's published threshold
+    (:class:`~connectomix.backend.ScoreInfo`), as ``>=``.
+neurons
+    The same core columns on every dataset (:data:`NEURONS`): ``side`` is one
+    of :data:`SIDES`, ``nt`` one of :data:`TRANSMITTERS` (lowercase), ``pre``/
+    ``post`` count synaptic *sites* (``<NA>`` where the dataset does not
+    identify them, e.g. CAVE fly synapse tables), ``upstream``/``downstream``
+    synaptic *connections*. Columns a dataset lacks are ``<NA>`` and criteria
+    on them are refused.
 versions
     ``df.attrs["version"]`` is the immutable version the rows came from (a
     neuPrint dataset tag, a CAVE materialization, a release version).
@@ -42,7 +51,7 @@ criteria
     ``None`` puts no condition on a field (a ``None`` side of
     ``get_connectivity`` is any segment; ``get_synapses``/``get_skeletons``
     need neurons and refuse ``None``); an empty list of alternatives
-    (``ids=[]``, ``type=[]``, ``instance=[]``, ``status=[]``) matches
+    (``ids=[]`` or any string field: ``type=[]``, ``side=[]``, ...) matches
     nothing and gives empty tables; an empty ROI list (``rois=[]``,
     ``input_rois=[]``, ``output_rois=[]``) is refused as ambiguous; ids the
     dataset does not have raise :class:`~connectomix.errors.IdsNotFoundError`
@@ -56,6 +65,14 @@ connectomix         neuprint-python                              fafbseg / cavec
 neurons.id          ``bodyId``                                   ``root_id``
 neurons.type        ``type``                                     ``cell_type`` / ``primary_type``
 neurons.instance    ``instance``                                 (annotation tables)
+neurons.side        ``somaSide`` (L/R/M, LHS/RHS/Midline)        ``side`` / ``soma side`` tags
+neurons.class       ``class``                                    ``cell_class``
+neurons.superclass  ``superclass``                               ``super_class``
+neurons.nt          ``predictedNt``                              ``top_nt`` / ``nt_type``
+neurons.pre         ``pre`` (T-bars)                             (none: rows are connections)
+neurons.post        ``post`` (PSDs)                              connection rows as post (one PSD each)
+neurons.upstream    ``upstream``                                 connection rows as post
+neurons.downstream  ``downstream``                               connection rows as pre
 roi_counts          ``roi_counts_df`` (``bodyId, roi,...``)      ``get_synapse_counts(by_neuropil=True)``
 connectivity.pre    ``bodyId_pre``                               ``pre`` / ``pre_pt_root_id``
 connectivity.post   ``bodyId_post``                              ``post`` / ``post_pt_root_id``

@@ -1041,6 +1041,19 @@ _CODEX_POINT_COLUMNS = ("pre_root_id", "post_root_id", "x", "y", "z")
 # murthylab/codex codex/data/catalog.py and codex/data/neurotransmitters.py) -> nt. classification's side
 # (left/right/center, codex/data/structured_search_filters.py) and class keep their names.
 _FW_CORE_COPIES = {"super_class": "superclass", "nt_type": "nt"}
+#: Codex's nt_type abbreviations (murthylab/codex codex/data/neurotransmitters.py, as cited above) to the
+#: lowercase full names of the core ``nt`` column; any other value is lowercased (the native column stays).
+_FW_NT_NAMES = {"ACH": "acetylcholine", "GABA": "gaba", "GLUT": "glutamate", "DA": "dopamine", "SER": "serotonin",
+                "OCT": "octopamine", "HIST": "histamine"}
+
+
+def _core_copy_sql(core: str, native: str) -> str:
+    """SQL for a core column copied from a native one (``nt`` spelled as the core spells transmitters)."""
+    value = f"CAST({quote_ident(native)} AS VARCHAR)"
+    if core != "nt":
+        return value
+    cases = " ".join(f"WHEN {quote_str(k)} THEN {quote_str(v)}" for k, v in _FW_NT_NAMES.items())
+    return f"CASE upper(trim({value})) {cases} ELSE nullif(lower(trim({value})), '') END"
 #: ``manifest.score`` of FlyWire releases with ``cleft_score`` (the Zenodo/CAVE synapse table's score), read
 #: as the dataset's ScoreInfo; values from the catalogue (connectomix/catalogue/flywire.toml,
 #: datasets.flywire.synapses). The Princeton table's score is not described there, so it gets none.
@@ -1327,7 +1340,7 @@ def _flywire_listed(con: duckdb.DuckDBPyConnection, rd: _Reader, files: Mapping[
     joins = " ".join(f"LEFT JOIN {t} USING (id)" for t, cols in parts if cols)
     con.execute(f"CREATE TABLE listed AS SELECT id, {type_sql} AS type"
                 + "".join(f", {quote_ident(c)}" for c in keep)
-                + "".join(f", {quote_ident(native)} AS {quote_ident(core)}" for core, native in copies.items())
+                + "".join(f", {_core_copy_sql(core, native)} AS {quote_ident(core)}" for core, native in copies.items())
                 + f" FROM ({union}) {joins}")
     if type_sources:
         notes.append(f"type from {' then '.join(type_sources)}")

@@ -262,7 +262,8 @@ def test_codex_synapse_coordinates_fill_down_and_annotations(tmp_path):
         assert list(n.loc[[A, B, C], "superclass"]) == ["central", "optic", "sensory"]
         assert list(n.loc[[A, B, C], "side"]) == ["left", "right", "left"]
         assert n.loc[A, "class"] == "ALPN" and n.loc[C, "class"] == "olfactory" and pd.isna(n.loc[B, "class"])
-        assert n.loc[A, "nt"] == "ACH" and n.loc[B, "nt"] == "GABA" and pd.isna(n.loc[C, "nt"])
+        assert n.loc[A, "nt"] == "acetylcholine" and n.loc[B, "nt"] == "gaba" and pd.isna(n.loc[C, "nt"])
+        assert n.loc[A, "nt_type"] == "ACH"  # the native column keeps Codex's spelling
         assert list(n.loc[[A, B, C], "name"]) == ["AL.LH.1", "ME.LO.2", "AL.3"]
         assert list(n.loc[[A, B, C], "group_names"]) == ["AL.LH", "ME.LO", "AL"]
 
