@@ -149,3 +149,11 @@ def test_all_rois_and_ids_only():
     assert c.all_rois == ("B", "A", "C", "D")
     assert NC(ids=[1]).is_ids_only and not NC(ids=[1], type="x").is_ids_only and not NC().is_ids_only
     assert not NC(ids=[1], label="neuron").is_ids_only
+
+
+def test_connection_count_defaults_and_unknown_fields():
+    c = NC()
+    assert (c.min_upstream, c.min_downstream) == (0, 0)
+    with pytest.raises(InvalidArgumentError, match=r"^unknown criteria field\(s\) \['foo', 'zap'\]; valid: "):
+        NC(**{"class": "KC", "zap": 1, "foo": 2})
+    assert NC(**{"class": "KC"}) == NC(class_="KC")
