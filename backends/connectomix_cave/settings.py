@@ -76,7 +76,9 @@ class CaveSettings:
         carry ``target_id``; root ids live in the target's ``neuron_id_column``).
     annotation_map
         ``(connectomix column, source)`` pairs: the long table's key, or the
-        wide table's column, that fills each core or cross-type column.
+        wide table's column, that fills each core or cross-type column; as an
+        option ``annotation_map="side=side,class=cell_class"`` (with a user's
+        own ``neuron_table``, on top of ``type_column`` and friends).
     catalogue
         The catalogue dataset these settings come from (``None``: not a catalogue dataset).
     """
@@ -263,6 +265,14 @@ def settings_for(datastack: str, options: dict[str, Any]) -> CaveSettings:
                 raise InvalidArgumentError(f"row_limit must be a positive integer; got {value!r}")
         elif key == "primary_rois":
             updates[key] = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+        elif key == "annotation_map":
+            updates[key] = _pairs(value)
+        elif key == "score_recommended":
+            try:
+                updates[key] = float(value)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"score_recommended must be a number; got {value!r}") from None
+            updates.setdefault("score_source", "configured by the user (option score_recommended; unverified)")
         else:
             updates[key] = value
     if "neuron_table" in updates:  # a user's own (wide) table replaces the catalogue's annotation source
@@ -273,6 +283,17 @@ def settings_for(datastack: str, options: dict[str, Any]) -> CaveSettings:
     if "synapse_view" in updates:
         updates.setdefault("view_versions", ())
     return replace(base, **updates)
+
+
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """``annotation_map`` from ``"side=side,class=cell_class"`` (URI/config) or pairs/a mapping."""
+    if isinstance(value, str):
+        items = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if not all(len(item) == 2 and item[0].strip() and item[1].strip() for item in items):
+            raise InvalidArgumentError(f"annotation_map must look like 'side=side,class=cell_class'; got {value!r}")
+        return tuple((a.strip(), b.strip()) for a, b in items)
+    pairs = value.items() if isinstance(value, dict) else value
+    return tuple((str(a), str(b)) for a, b in pairs)
 
 
 def _as_bool(name: str, value: Any) -> bool:

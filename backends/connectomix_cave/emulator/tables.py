@@ -288,6 +288,8 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
         root_columns=(), stored=pd.DataFrame(), aggregate_of=names.synapse_view)
     for table_name, type_col in names.cell_type_tables:
         tables[table_name] = _cell_type_table(release, layout, res, table_name, type_col, origin)
+        if type_col == "cell_type":  # a wide table: the release's other annotation columns too
+            _add_wide_columns(tables[table_name], release)
     if names.annotations is not None:
         for table in _profile_tables(names.annotations, release, layout, res, origin):
             tables[table.name] = table
@@ -296,6 +298,23 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
             table.stored = table.stored.rename(columns={"cleft_score": names.score_column})
             table.columns = [names.score_column if c == "cleft_score" else c for c in table.columns]
     return tables, res  # type: ignore[return-value]
+
+
+#: Release neuron columns copied into the wide ``cell_types`` table (as they are, where present).
+WIDE_COLUMNS = ("instance", "status", "side", "class", "superclass", "nt", "hemibrain_type", "flywire_type",
+                "manc_type", "malecns_type")
+
+
+def _add_wide_columns(table: EmulatedTable, release: ReleaseData) -> None:
+    neurons = release.neurons[release.neurons["type"].notna()].sort_values("id")
+    added = [c for c in WIDE_COLUMNS if c in neurons.columns]
+    for column in added:
+        values = neurons[column].astype(object)
+        table.stored[column] = values.where(values.notna(), None).to_numpy()
+    table.columns = table.columns + added
+    table.string_columns = table.string_columns + tuple(added)
+    if added:
+        table.description += f" Also the release's {', '.join(added)} (a wide table)."
 
 
 def _anchor(release: ReleaseData, layout: SupervoxelLayout, res, bodies: np.ndarray) -> dict[str, np.ndarray]:
@@ -351,13 +370,11 @@ def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout
         points = _point_table("proofread_neurons", release, layout, res, bodies, 1,
                               f"{origin} One row per typed release neuron (as FlyWire's proofread_neurons).")
         target = dict(zip(bodies.tolist(), points.stored["id"].tolist()))
-        long = _long_rows(typed.assign(hemibrain_type=typed["type"]),
-                          [("super_class", "superclass"), ("cell_class", "class"), ("cell_type", "type"),
-                           ("hemibrain_type", "hemibrain_type")], target)
+        long = _long_rows(typed, [("super_class", "superclass"), ("cell_class", "class"), ("cell_type", "type"),
+                                  ("hemibrain_type", "hemibrain_type")], target)
         ref = _reference("hierarchical_neuron_annotations", points.name, long, "classification_system", "cell_type",
                          f"{origin} Long reference table on proofread_neurons: one row per neuron and "
-                         "classification_system (values from the release; hemibrain_type SYNTHETIC = type).",
-                         "cell_type_reference")
+                         "classification_system (values from the release).", "cell_type_reference")
         tags = pd.concat([typed.assign(tag="community: " + typed["type"].astype(str) + "-like"),
                           typed.assign(tag="seen by proofreader")], ignore_index=True).sort_values("id", kind="stable")
         info = _cell_type_table(release, layout, res, "neuron_information_v2", "tag", origin, rows=tags)

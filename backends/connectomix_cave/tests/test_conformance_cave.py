@@ -12,7 +12,9 @@ def open_toy(emu, **options):
     settings = dict(
         server=emu.url, token=TOKEN, materialization=1, filtered=False, connection_view=None,
         score_column="cleft_score", neuropil_column="neuropil", neuron_table="cell_types",
-        type_column="cell_type", primary_rois="A,B,C(R)", cache=False,
+        type_column="cell_type", instance_column="instance",  # status: only typed neurons have rows here
+        annotation_map="side=side,class=class,superclass=superclass,nt=nt,hemibrain_type=hemibrain_type",
+        primary_rois="A,B,C(R)", live=True, cache=False,
     )
     settings.update(options)
     return connectomix.open(f"cave://{emu.datastack}", **settings)

@@ -77,6 +77,22 @@ def test_fanc_and_banc_defaults():
     assert micro.synapse_table == "synapses_pni_2" and micro.live is False
 
 
+def test_a_users_own_wide_table_and_threshold(release):
+    truth = typed(release[1])
+    with CaveEmulator(release[0], token=TOKEN, datastack="my_stack") as emu:  # serves a wide cell_types table
+        with pytest.warns(UserWarning, match="not in the connectomix catalogue"):
+            ds = connectomix.open("cave://my_stack", server=emu.url, token=TOKEN, materialization=1, cache=False,
+                                  neuron_table="cell_types", type_column="cell_type", score_column="cleft_score",
+                                  annotation_map="side=side,class=class,nt=nt,hemibrain_type=hemibrain_type",
+                                  score_recommended="7")
+        with ds:
+            neurons = ds.fetch_neurons(nt="acetylcholine", omit_rois=True).neurons
+            assert ds.info.score.recommended == 7.0 and "unverified" in ds.info.score.source
+    expected = truth[truth["nt"] == "acetylcholine"]
+    assert neurons["id"].tolist() == expected["id"].tolist()
+    assert neurons["hemibrain_type"].tolist() == expected["hemibrain_type"].tolist()
+
+
 def test_unknown_datastack_warns_and_allows_no_live():
     with pytest.warns(UserWarning, match="not in the connectomix catalogue.*unverified"):
         s = settings_for("somebody_elses_stack", {})
@@ -94,7 +110,7 @@ def test_flywire_type_is_the_cell_type_not_the_tag(emulators, release):
     assert neurons["type"].tolist() == truth["type"].tolist()
     assert not set(neurons["type"]) & set(tags["tag"])  # the emulator's tags differ from the types
     assert neurons["class"].tolist() == truth["class"].tolist()
-    assert neurons["hemibrain_type"].tolist() == truth["type"].tolist()
+    assert neurons["hemibrain_type"].tolist() == truth["hemibrain_type"].tolist()
 
 
 def test_microns_fetch_neurons_through_the_reference_table(emulators, release):
