@@ -325,7 +325,7 @@ class Dataset:
             raise UnsupportedOperation(
                 f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts, so the ROI "
                 f"criteria {list(crit.all_rois)} cannot be applied")
-        if self._info.neuron_columns is not None:
+        if self._info.neuron_columns is not None and not crit.matches_nothing:  # nothing matches [] anywhere
             self._check_criteria_columns(crit, self._info.neuron_columns)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
@@ -672,7 +672,7 @@ class Dataset:
     def _check_criteria_columns(self, crit: NeuronCriteria, columns: Iterable[str]) -> None:
         """Refuse criteria on neuron columns the dataset does not have (naming the ones it has)."""
         columns = tuple(columns)
-        asked = [(f, c) for f, c in STRING_FIELDS.items() if getattr(crit, f) is not None]
+        asked = [(f, c) for f, c in STRING_FIELDS.items() if getattr(crit, f)]  # [] matches nothing anywhere
         asked += [(f, c) for f, c in COUNT_FIELDS.items() if getattr(crit, f) > 0]
         for field_name, column in asked:
             if column in columns:

@@ -175,7 +175,7 @@ _FIELD_COLUMNS = {**{f: ("class" if f == "class_" else f) for f in STRING_VALUES
 def _undeclared(ds, crit: NC) -> list[str]:
     """Columns ``crit`` filters that ``ds`` declares it lacks (its criteria must raise UnsupportedOperation)."""
     declared = ds.info.neuron_columns
-    if declared is None:
+    if declared is None or crit.matches_nothing:  # [] matches nothing on every dataset, asked or not
         return []
     used = [c for f, c in _FIELD_COLUMNS.items() if getattr(crit, f) not in (None, 0)]
     return [c for c in used if c not in declared]
