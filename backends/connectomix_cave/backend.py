@@ -12,6 +12,31 @@ complete; positions are converted to nm with the table's own voxel resolution.
 Every request caveclient makes goes through :mod:`.transport`: a timeout
 (option ``timeout``, seconds per request, default 60), whole-body checks and
 retries of transient failures on every endpoint.
+
+Settings come from the dataset catalogue (:mod:`.settings`). Units: positions
+are converted with the table metadata's ``voxel_resolution`` (what caveclient's
+``desired_resolution`` relies on: BANC ``synapses_v2`` reports 1, 1, 1 because it
+stores nm, the other tables their voxel size); where the catalogue names the
+synapse table's unit, metadata that disagrees raises :class:`DataFormatError`
+rather than guessing.
+
+Neurons (:meth:`CaveBackend.fetch_neurons`) come from the datastack's annotation
+table, in its real shape: a *long* table (one row per neuron and key: FlyWire
+``hierarchical_neuron_annotations``, BANC ``codex_annotations``, FANC
+``neuron_information``) is pivoted to one row per neuron; a *reference table*
+(FlyWire, BANC, MICrONS ``aibs_metamodel_celltypes_v661``) has ``target_id``
+instead of root ids, which are taken from its target table (``proofread_neurons``,
+``cell_representative_point``, ``nucleus_detection_v0``) -- the same rows
+``merge_reference=True`` gives, asked as two plain queries so both can be split
+under the row cap. Several values of one key for one neuron (several rows) are
+joined, sorted and unique, with ``";"``: nothing is dropped and the answer does
+not depend on row order (a criterion ``type="A"`` then does not match ``"A;B"``).
+Sides are mapped to left/right/center (:data:`SIDE_VALUES`), transmitters to full
+lowercase names (:data:`NT_VALUES`); unknown spellings become ``<NA>`` while the
+native column keeps them. Each key (long) or column (wide) is also kept as a
+native extra column under its own name. ``pre`` is ``<NA>`` (CAVE fly synapse
+tables list connections, not T-bars); ``downstream``/``upstream`` count the rows
+with the neuron as pre/post, and ``post`` = ``upstream`` (one PSD per row).
 """
 
 from __future__ import annotations
@@ -62,7 +87,7 @@ __all__ = ["CaveBackend"]
 DEFAULT_SERVER = "https://global.daf-apis.com"
 #: Row caps of deployed MaterializationEngines: QUERY_LIMIT_SIZE of ME's default config (200,000;
 #: github.com/CAVEconnectome/MaterializationEngine, materializationengine/config.py) and
-#: FlyWire's 500,000 (the row_limit of settings.py's FlyWire defaults; unverified). A page of exactly that
+#: FlyWire's 500,000 (the catalogue's row_cap, from the FlyConnectome CAVE tutorial). A page of exactly that
 #: many rows is split even if our own row_limit is higher and the server did not say it capped.
 KNOWN_SERVER_CAPS = frozenset({200_000, 500_000})
 DEFAULT_BATCH = {"synapses": 10, "connectivity": 30, "neurons": 1000}
