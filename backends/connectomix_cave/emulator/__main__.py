@@ -3,6 +3,9 @@
 Prints the URL, datastack and token, then serves until interrupted (Ctrl-C).
 ``--write-default-edits FILE`` writes the default edit script for the release
 and exits; ``--describe`` prints versions and concrete edit ids as JSON.
+``--profile DATASTACK`` serves the release in the real shape of a catalogue
+datastack (its name, tables, annotation shape, units and live policy; see
+:func:`connectomix_cave.emulator.profile`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from connectomix.errors import ConnectomixError
 
 from .dataset import default_script_for_release
 from .emulator import DEFAULT_DATASTACK, CaveEmulator
+from .profiles import profile
 from .release import read_release
 
 
@@ -29,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--token", default=None, help="accepted token (default: random, printed at start)")
     p.add_argument("--datastack", default=DEFAULT_DATASTACK, help=f"datastack name (default {DEFAULT_DATASTACK})")
+    p.add_argument("--profile", default=None, metavar="DATASTACK",
+                   help="serve in the real shape of this catalogue datastack (e.g. minnie65_public); "
+                        "replaces --datastack")
     p.add_argument("--alias", action="append", default=[], help="another datastack name for the same data")
     p.add_argument("--forbidden-datastack", action="append", default=[], help="a datastack name that answers 403")
     p.add_argument("--row-limit", type=int, default=200_000, help="QUERY_LIMIT_SIZE (default 200000)")
@@ -52,9 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = default_script_for_release(read_release(args.release)).dump(args.write_default_edits)
             print(f"wrote the default (SYNTHETIC) edit script to {path}")
             return 0
+        shape = profile(args.profile).emulator_kwargs() if args.profile else {"datastack": args.datastack}
         emu = CaveEmulator(args.release, edits=args.edits, port=args.port, host=args.host, token=args.token,
-                           datastack=args.datastack, aliases=args.alias, forbidden_datastacks=args.forbidden_datastack,
-                           row_limit=args.row_limit, latency_ms=args.latency_ms)
+                           aliases=args.alias, forbidden_datastacks=args.forbidden_datastack,
+                           row_limit=args.row_limit, latency_ms=args.latency_ms, **shape)
         if args.describe:
             print(json.dumps(emu.dataset.describe(), indent=2))
             return 0

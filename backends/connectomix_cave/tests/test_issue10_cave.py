@@ -338,3 +338,15 @@ def test_catalogue_settings_match_an_emulator_in_the_real_shape(release, stack):
             if not s.live:
                 with pytest.raises(errors.UnsupportedOperation, match="live"):
                     ds.get_synapses([101], materialization="live")
+
+
+def test_command_line_profile(release, capsys):
+    import json
+
+    from connectomix_cave.emulator.__main__ import main
+
+    assert main(["--release", str(release[0]), "--profile", "brain_and_nerve_cord_public", "--describe"]) == 0
+    tables = json.loads(capsys.readouterr().out)["tables"]
+    assert {"synapses_v2", "codex_annotations", "cell_representative_point"} <= set(tables)
+    assert main(["--release", str(release[0]), "--profile", "no_such_stack", "--describe"]) == 2
+    assert "not a CAVE datastack of the connectomix catalogue" in capsys.readouterr().err
