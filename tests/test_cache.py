@@ -265,6 +265,16 @@ CRITERIA_VARIANTS = {
     "min_roi_outputs": ({"output_rois": "A"}, {"output_rois": "A", "min_roi_outputs": 5}),
     "min_pre": ({}, {"min_pre": 5}),
     "min_post": ({}, {"min_post": 5}),
+    "min_upstream": ({}, {"min_upstream": 5}),
+    "min_downstream": ({}, {"min_downstream": 5}),
+    "side": ({"side": "left"}, {"side": "right"}),
+    "class_": ({"class_": "KC"}, {"class_": "ALPN"}),
+    "superclass": ({"superclass": "local"}, {"superclass": "output"}),
+    "nt": ({"nt": "gaba"}, {"nt": "glutamate"}),
+    "flywire_type": ({"flywire_type": "a"}, {"flywire_type": "b"}),
+    "hemibrain_type": ({"hemibrain_type": "a"}, {"hemibrain_type": "b"}),
+    "manc_type": ({"manc_type": "a"}, {"manc_type": "b"}),
+    "malecns_type": ({"malecns_type": "a"}, {"malecns_type": "b"}),
     "label": ({"ids": [101]}, {"ids": [101], "label": "neuron"}),
 }
 IDENTITY = {"server": "h", "dataset": "d", "last-mod": "2024-01-01"}
