@@ -295,7 +295,11 @@ class Dataset:
         criteria
             A :class:`NeuronCriteria`, or ids. Alternatively give the criteria
             fields as keyword arguments (``type=``, ``instance=``, ``regex=``,
-            ``status=``, ``rois=``, ``min_pre=``, ...).
+            ``status=``, ``side=``, ``class_=`` or ``**{"class": ...}``,
+            ``superclass=``, ``nt=``, ``hemibrain_type=``, ``rois=``,
+            ``min_pre=``, ``min_upstream=``, ...). A criterion on a column the
+            dataset does not have (see :attr:`info`\ ``.neuron_columns``)
+            raises :class:`~connectomix.errors.UnsupportedOperation`.
         omit_rois
             Skip the per-ROI counts (faster on remote backends).
         materialization
@@ -305,7 +309,9 @@ class Dataset:
         -------
         NeuronTables
             ``(neurons, roi_counts)``; see :data:`connectomix.schema.NEURONS`
-            and :data:`connectomix.schema.ROI_COUNTS`.
+            (the same core columns on every dataset: ``pre``/``post`` are
+            synaptic sites, ``upstream``/``downstream`` connections; native
+            columns follow) and :data:`connectomix.schema.ROI_COUNTS`.
 
         Examples
         --------
