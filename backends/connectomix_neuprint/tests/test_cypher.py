@@ -199,3 +199,39 @@ def test_neurons_query_conditions(criteria, where):
 
 def test_neurons_query_without_conditions():
     assert cypher.neurons_query(NC()).startswith("MATCH (n:Neuron)\nRETURN n.bodyId AS bodyId,")
+
+
+PROPS = {"side": "somaSide", "nt": "predictedNt", "class": "class", "superclass": "superclass"}
+
+
+def test_annotation_criteria_use_the_dataset_properties_and_spellings():
+    q = cypher.neurons_query(
+        NC(side="left", nt="gaba", class_="KC", superclass=["a", "b"], min_upstream=2, min_downstream=3),
+        properties=PROPS, native={"side": ["L", "l", "Left"], "nt": []}, extras=("cellBodyFiber", "somaSide", "type"),
+    )
+    assert q == (
+        "MATCH (n:Neuron)\n"
+        "WHERE toLower(n.`somaSide`) IN ['l', 'left']\n"
+        "  AND n.`class` = 'KC'\n"
+        "  AND n.`superclass` IN ['a', 'b']\n"
+        "  AND false\n"  # no stored spelling of 'gaba': nothing matches
+        "  AND n.upstream >= 2\n"
+        "  AND n.downstream >= 3\n"
+        "RETURN n.bodyId AS bodyId, n.type AS type, n.instance AS instance, n.status AS status,\n"
+        "       n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream, n.roiInfo AS roiInfo, "
+        "n.`somaSide` AS `somaSide`, n.`predictedNt` AS `predictedNt`, n.`class` AS `class`, "
+        "n.`superclass` AS `superclass`, n.`cellBodyFiber` AS `cellBodyFiber`\n"
+        "ORDER BY n.bodyId"
+    )
+
+
+def test_annotation_criteria_not_pushed_down_are_left_to_the_caller():
+    # a regex on a normalised column, or a column the dataset does not store, adds no condition
+    q = cypher.neurons_query(NC(side="l.*", regex=True, hemibrain_type="KCg"), properties=PROPS,
+                             native={"side": ["L"]})
+    assert "WHERE" not in q
+    # a property without native spellings is compared as stored, regex or not
+    q = cypher.neurons_query(NC(class_=["K.*", "L"], regex=True), properties=PROPS)
+    assert "WHERE (n.`class` =~ 'K.*' OR n.`class` =~ 'L')\n" in q
+    assert cypher.neurons_query(NC(side="left"), properties=PROPS).startswith(
+        "MATCH (n:Neuron)\nWHERE n.`somaSide` = 'left'\nRETURN")
