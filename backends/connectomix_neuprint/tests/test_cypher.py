@@ -207,7 +207,9 @@ PROPS = {"side": "somaSide", "nt": "predictedNt", "class": "class", "superclass"
 def test_annotation_criteria_use_the_dataset_properties_and_spellings():
     q = cypher.neurons_query(
         NC(side="left", nt="gaba", class_="KC", superclass=["a", "b"], min_upstream=2, min_downstream=3),
-        properties=PROPS, native={"side": ["L", "l", "Left"], "nt": []}, extras=("cellBodyFiber", "somaSide", "type"),
+        properties=PROPS, native={"side": ["L", "l", "Left"], "nt": []},
+        extras=("cellBodyFiber", "somaSide", "bodyId", "type", "instance", "status", "pre", "post", "upstream",
+                "downstream", "roiInfo"),  # the always-returned ones are not returned twice
     )
     assert q == (
         "MATCH (n:Neuron)\n"
