@@ -17,8 +17,8 @@ everywhere"):
     ``post`` = ``upstream`` (one PSD per row), equal to the toy's ``post``.
 ``UNDECLARED``
     A neuron column a dataset does not declare (``DatasetInfo.neuron_columns``;
-    on the toy's CAVE configuration ``instance`` and ``status``, which it has no
-    column for) is ``<NA>``, and a criterion on it raises UnsupportedOperation.
+    on the toy's CAVE configuration ``status``, which it has no column for) is
+    ``<NA>``, and a criterion on it raises UnsupportedOperation.
 ``CAVE_CLEFT_SCORE``
     The CAVE emulator serves FlyWire's integer ``cleft_score``, made from the
     release's 0-1 confidence as ``round(100 * score)``: ``score`` and
@@ -102,8 +102,9 @@ def backends(toy):
             cave = connectomix.open(
                 f"cave://{cave_emu.datastack}", server=cave_emu.url, token=CAVE_TOKEN, materialization=1,
                 filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
-                neuron_table="cell_types", type_column="cell_type", primary_rois=",".join(TOY_PRIMARY_ROIS),
-                cache=False)
+                neuron_table="cell_types", type_column="cell_type", instance_column="instance",
+                annotation_map="side=side,class=class,superclass=superclass,nt=nt,hemibrain_type=hemibrain_type",
+                primary_rois=",".join(TOY_PRIMARY_ROIS), cache=False)
         with connectomix.open(f"release://{toy}", cache=False) as release, \
                 connectomix.open(f"neuprint://{host}/toy:v1", token=NEUPRINT_TOKEN, verify=str(np_emu.cert_path),
                                  cache=False) as neuprint, cave:
@@ -208,6 +209,8 @@ def test_fetch_neurons_agree(backends, crit):
         if expected[0] == "error":
             _same_error(name, got, expected)
             continue
+        if name == "cave" and crit.all_rois and expected[1].neurons.empty:
+            continue  # pending: test_pending_cave_roi_criteria_with_no_candidates
         assert got[0] == "ok", f"{name} raised {got[1]!r} for {crit!r}"
         _neurons_equal(backends[name], name, got[1].neurons, expected[1].neurons)
         cols = ["id", "roi", "pre", "post"]
@@ -338,11 +341,11 @@ def test_missing_ids_raise_on_every_backend(backends):
 # -- known pending differences (strict: remove the mark when the work lands) ----------------------
 
 
-@pytest.mark.xfail(strict=True, reason="CAVE emulator/backend do not yet serve the toy's side/class/superclass/nt/"
-                                       "hemibrain_type annotation columns (CAVE engineer, issue 10 item 2)")
-def test_pending_cave_serves_annotation_columns(backends):
+def test_cave_serves_the_annotation_columns(backends):
+    """The CAVE backend maps the toy's annotation table onto the core columns (annotation_map)."""
     declared = set(backends["cave"].info.neuron_columns or ())
-    assert {"side", "class", "superclass", "nt", "hemibrain_type"} <= declared
+    assert {"instance", "side", "class", "superclass", "nt", "hemibrain_type"} <= declared
+    assert "status" not in declared  # UNDECLARED: the toy's CAVE table has no status column
 
 
 def test_status_regex_on_every_backend_that_has_status(backends):
@@ -358,6 +361,15 @@ def test_neuprint_publishes_the_release_recommended_score(backends):
     a = backends["release"].get_synapses([101, 102], min_score="recommended", progress=False)
     b = backends["neuprint"].get_synapses([101, 102], min_score="recommended", progress=False)
     assert _synapse_rows(a) == _synapse_rows(b) and len(a)
+
+
+@pytest.mark.xfail(strict=True, reason="CAVE backend: ROI criteria over an empty candidate set crash in "
+                                       "_roi_match (AttributeError: no 'roi' column) instead of giving an empty "
+                                       "table (CAVE engineer; found by test_fetch_neurons_agree)")
+def test_pending_cave_roi_criteria_with_no_candidates(backends):
+    crit = NC(class_="ALPN", hemibrain_type="KCg-m", rois=["A"])
+    assert backends["release"].fetch_neurons(crit).neurons.empty
+    assert backends["cave"].fetch_neurons(crit).neurons.empty
 
 
 @pytest.mark.xfail(strict=True, reason="the toy's CAVE datastack is not in the catalogue and its ScoreInfo has no "
@@ -400,7 +412,8 @@ def sample_backends():
             cave = connectomix.open(
                 f"cave://{cave_emu.datastack}", server=cave_emu.url, token=CAVE_TOKEN, materialization=1,
                 filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
-                neuron_table="cell_types", type_column="cell_type", primary_rois=",".join(primary), cache=False)
+                neuron_table="cell_types", type_column="cell_type", instance_column="instance",
+                annotation_map="side=side,class=class", primary_rois=",".join(primary), cache=False)
         with connectomix.open("sample", cache=False) as release, \
                 connectomix.open(f"neuprint://{host}/hemibrain:v1.2.1", token=NEUPRINT_TOKEN,
                                  verify=str(np_emu.cert_path), cache=False) as neuprint, cave:
