@@ -609,6 +609,19 @@ _NP_PRE = ("bodyId_pre", "body_pre", "bodyid_pre")
 _NP_POST = ("bodyId_post", "body_post", "bodyid_post")
 
 
+#: ``manifest.score`` of neuPrint exports with synapses: the confidence, but no recommended threshold -- the
+#: dataset's :Meta.postHighAccuracyThreshold is not in the export (and the male CNS value is unverified in the
+#: catalogue, connectomix/catalogue/male-cns.toml), so min_score="recommended" is refused, never guessed.
+NEUPRINT_SCORE = {
+    "column": "confidence",
+    "scale": "0.0-1.0 per synapse site (T-bar and PSD separately); score = the smaller of the two",
+    "recommended": None,
+    "op": ">",
+    "source": ("connectome-neuprint/neuprint-python neuprint/queries/synapsecriteria.py: confidence > "
+               ":Meta.postHighAccuracyThreshold; the export carries no :Meta, so no threshold is recorded"),
+}
+
+
 def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None = None, version: str | None = None,
                         overwrite: bool = False, primary_rois: Any = None, neurons: str | Path | None = None,
                         connections: str | Path | None = None, roi_connections: str | Path | None = None,
@@ -833,6 +846,7 @@ def import_neuprint_csv(src: str | Path, dest: str | Path, *, name: str | None =
             source=source or f"neuPrint export {src.name}", license=license, citation=citation,
             voxel_size_nm=voxel_size_nm, rois=sorted(set(all_rois) | set(primary)), primary_rois=primary,
             score_name="confidence" if f_syn else None, synthetic=dict(synthetic or {}), notes=notes,
+            **({"score": NEUPRINT_SCORE} if f_syn else {}),
         ))
         rb.add_table("neurons", _neurons_sql("listed", listed_cols, "counts", "ids", status_default,
                                              post_from_totals=f_syn is not None))

@@ -162,8 +162,11 @@ def test_male_cns_uses_the_complete_weights_and_imports_synapses(tmp_path):
     dest = import_neuprint_csv(src, tmp_path / "mcns")
     m = read_manifest(dest)
     assert m["version"] == "v0.9" and m["score_name"] == "confidence" and m["voxel_size_nm"] == [8, 8, 8]
+    assert m["score"]["column"] == "confidence" and m["score"]["recommended"] is None  # not guessed
     assert m["primary_rois"] == ["GNG", "LO(R)"]
     with open_release(dest) as ds:
+        with pytest.raises(connectomix.errors.UnsupportedOperation, match="recommended"):
+            ds.get_synapses([101], min_score="recommended")
         by_roi = ds.get_connectivity([101, 102, 103], None, by_roi=True)
         assert rows(by_roi, ["pre", "post", "roi", "weight"]) == {
             (101, 102, "GNG", 2), (101, 102, "NotPrimary", 1), (102, 103, "LO(R)", 1), (103, 101, "GNG", 1)}

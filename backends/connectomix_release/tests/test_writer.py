@@ -167,6 +167,19 @@ def test_scores_need_a_score_name(tmp_path):
     assert pd.read_parquet(dest / "synapses.parquet")["score"].isna().all()
 
 
+def test_score_metadata_is_checked_and_read_as_score_info(tmp_path):
+    good = {"column": "cleft_score", "scale": "integer", "recommended": 51, "op": ">", "source": "FlyWire > 50"}
+    with pytest.raises(ReleaseValidationError, match="op '>' or '>='"):
+        write_release(tmp_path / "a", manifest=manifest(score={**good, "op": "=>"}), **tables())
+    with pytest.raises(ReleaseValidationError, match="exactly the keys"):
+        write_release(tmp_path / "b", manifest=manifest(score={"column": "c"}), **tables())
+    dest = write_release(tmp_path / "c", manifest=manifest(score=good), **tables())
+    import connectomix
+
+    with connectomix.open(f"release://{dest}", cache=False) as ds:
+        assert ds.info.score.recommended == 51 and ds.info.score.op == ">"
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(version=""), "version"),
     (dict(primary_rois=["AL(R)", "NotPrimary"]), "must not contain 'NotPrimary'"),
