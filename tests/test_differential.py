@@ -43,9 +43,9 @@ On the embedded sample (real hemibrain parts with SYNTHETIC partners):
     catalogue, which does not know the toy's datastack, so
     ``min_score="recommended"`` is refused there.
 
-Known pending differences (work of the neuPrint and CAVE engineers in
-progress) are separate tests marked ``xfail(strict=True)``: when the work
-lands they pass, the strict mark fails, and the mark must be removed.
+Differences this test found and that were fixed keep a regression test of
+their own (e.g. ROI criteria over an empty CAVE candidate set; the neuPrint
+emulator serving the release's connection totals).
 
 Bounded: one emulator of each kind for the module, 30 examples per property.
 """
@@ -214,8 +214,6 @@ def test_fetch_neurons_agree(backends, crit):
         if expected[0] == "error":
             _same_error(name, got, expected)
             continue
-        if name == "cave" and crit.all_rois and expected[1].neurons.empty:
-            continue  # pending: test_pending_cave_roi_criteria_with_no_candidates
         assert got[0] == "ok", f"{name} raised {got[1]!r} for {crit!r}"
         _neurons_equal(backends[name], name, got[1].neurons, expected[1].neurons)
         cols = ["id", "roi", "pre", "post"]
@@ -343,7 +341,7 @@ def test_missing_ids_raise_on_every_backend(backends):
                 call()
 
 
-# -- known pending differences (strict: remove the mark when the work lands) ----------------------
+# -- differences found by the properties above, fixed, kept as regression tests ----------------------
 
 
 def test_cave_serves_the_annotation_columns(backends):
@@ -368,10 +366,9 @@ def test_neuprint_publishes_the_release_recommended_score(backends):
     assert _synapse_rows(a) == _synapse_rows(b) and len(a)
 
 
-@pytest.mark.xfail(strict=True, reason="CAVE backend: ROI criteria over an empty candidate set crash in "
-                                       "_roi_match (AttributeError: no 'roi' column) instead of giving an empty "
-                                       "table (CAVE engineer; found by test_fetch_neurons_agree)")
-def test_pending_cave_roi_criteria_with_no_candidates(backends):
+def test_cave_roi_criteria_with_no_candidates(backends):
+    """ROI criteria over an empty candidate set give an empty table (the CAVE backend crashed; found by
+    test_fetch_neurons_agree)."""
     crit = NC(class_="ALPN", hemibrain_type="KCg-m", rois=["A"])
     assert backends["release"].fetch_neurons(crit).neurons.empty
     assert backends["cave"].fetch_neurons(crit).neurons.empty
@@ -469,10 +466,9 @@ def test_sample_cave_counts_what_its_synapse_table_holds(sample_backends):
         assert got.loc[i, "upstream"] == int((syn["post"] == i).sum()) < rel.loc[i, "upstream"]
 
 
-@pytest.mark.xfail(strict=True, reason="the neuPrint emulator computes upstream/downstream from the release's "
-                                       "connections instead of serving neurons.parquet's values (the sample's "
-                                       "real totals for PNs with partial connectivity; neuPrint engineer)")
-def test_pending_neuprint_serves_release_connection_totals(sample_backends):
+def test_neuprint_serves_release_connection_totals(sample_backends):
+    """The neuPrint emulator serves neurons.parquet's upstream/downstream (the sample's real totals for PNs whose
+    connections it holds only in part), not sums over the connections it holds."""
     ids = [1765040289, 5813039315]
     rel = sample_backends["release"].fetch_neurons(ids).neurons
     got = sample_backends["neuprint"].fetch_neurons(ids).neurons

@@ -738,8 +738,10 @@ class CaveBackend(Backend):
         return neurons[core + extras].sort_values("id").reset_index(drop=True)
 
     def _synapse_counts(self, ids: np.ndarray, version: Any, *, by_roi: bool) -> pd.DataFrame:
-        if not len(ids):
-            return pd.DataFrame({"id": pd.Series([], dtype="int64"), "pre": [], "post": []})
+        if not len(ids):  # the same columns as a non-empty answer, so ROI criteria see no rows, not no column
+            empty = {"id": pd.Series([], dtype="int64"), "roi": pd.Series([], dtype="object"),
+                     "pre": pd.Series([], dtype="int64"), "post": pd.Series([], dtype="int64")}
+            return pd.DataFrame({k: v for k, v in empty.items() if by_roi or k != "roi"})
         raw = self._synapse_rows(ids, ["pre", "post"], version, positions=False,
                                  batch_size=self.batch_size or DEFAULT_BATCH["synapses"], max_workers=8,
                                  progress=False, desc="CAVE synapse counts")

@@ -17,7 +17,8 @@ What the graph holds
     in neuPrint) and every extra column of ``neurons.parquet`` (``class``,
     ``cellBodyFiber``, ...). ``size``, ``cropped``, ``somaLocation`` and
     ``somaRadius`` are null unless ``neurons.parquet`` has ``size``,
-    ``cropped``, ``soma_x/soma_y/soma_z`` (nm) and ``soma_radius`` (nm). ``upstream``/``downstream`` are the sums of the
+    ``cropped``, ``soma_x/soma_y/soma_z`` (nm) and ``soma_radius`` (nm). ``upstream``/``downstream`` come from
+    ``neurons.parquet`` where it has them, else they are the sums of the
     body's incoming/outgoing connection weights. ``roiInfo`` is a JSON string
     ``{roi: {"pre": n, "post": n}}`` from ``roi_counts.parquet`` (or, without
     it, counted from the synapses); ``NotPrimary`` is not an ROI and is left
@@ -421,6 +422,8 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
         post_high_accuracy_threshold = _published_threshold(manifest)
     elif synapses is not None and post_high_accuracy_threshold > 0:
         connections = _thresholded_connections(connections, synapses, float(post_high_accuracy_threshold))
+        # the release's own totals count every connection; at an explicit threshold they are recounted
+        neurons = neurons.drop(columns=["upstream", "downstream"], errors="ignore")
     syn = _synapse_tables(synapses, primary, pos, dataset) if synapses is not None else None
     segment, segment_props = _segment_table(_neuprint_names(neurons, sides), connections, roi_counts, synapses,
                                             rois, primary, pos)
@@ -604,10 +607,15 @@ def _segment_table(neurons: pd.DataFrame, connections: pd.DataFrame, roi_counts:
     df["statusLabel"] = df["status"]
     df["pre"] = neurons["pre"].astype("int64").to_numpy()
     df["post"] = neurons["post"].astype("int64").to_numpy()
-    down = connections.groupby("pre")["weight"].sum()
-    up = connections.groupby("post")["weight"].sum()
-    df["upstream"] = pd.Series(ids).map(up).fillna(0).astype("int64").to_numpy()
-    df["downstream"] = pd.Series(ids).map(down).fillna(0).astype("int64").to_numpy()
+    # upstream/downstream: the release's own totals where neurons.parquet has them (a partial release, such as
+    # the sample, keeps a neuron's real totals while holding only some of its connections), else the sums of
+    # the connection weights the graph holds
+    summed = {"upstream": connections.groupby("post")["weight"].sum(),
+              "downstream": connections.groupby("pre")["weight"].sum()}
+    for col, sums in summed.items():
+        computed = pd.Series(ids).map(sums).fillna(0).astype("int64")
+        given = neurons[col].reset_index(drop=True) if col in neurons else None
+        df[col] = (computed if given is None else given.fillna(computed).astype("int64")).to_numpy()
 
     # roiInfo: roi_counts.parquet for the bodies it covers, else counted from the synapses the graph holds,
     # so that a body's roiInfo and ROI flags cover the Synapse nodes it contains

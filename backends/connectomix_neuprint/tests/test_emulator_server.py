@@ -303,6 +303,7 @@ def test_fail_next_then_success_and_stats(emu, http):
     emu.faults.fail_next(3, status=503)
     statuses = [http.get(f"{emu.url}/api/dbmeta/datasets").status_code for _ in range(4)]
     assert statuses == [503, 503, 503, 200]
+    emu.wait_idle()  # the server thread may still be finishing its accounting when the client has the body
     snap = emu.stats.snapshot()
     ep = snap["endpoints"]["GET /api/dbmeta/datasets"]
     assert ep["requests"] == 4 and ep["status"] == {503: 3, 200: 1} and ep["bytes_out"] > 0
