@@ -583,35 +583,30 @@ class NeuprintBackend(Backend):
 
     # -- neurons ---------------------------------------------------------------------------------
 
-    def neuron_properties(self) -> set[str] | None:
-        """The dataset's ``:Meta.neuronProperties`` names, or None if the server does not list them."""
+    def _neuron_properties_meta(self) -> dict | list | None:
+        """``:Meta.neuronProperties`` decoded (servers send a JSON string or a map), or None if unreadable."""
         raw = self._meta.get("neuronProperties")
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw)
             except ValueError:
                 return None
-        return set(raw) if isinstance(raw, (dict, list)) and raw else None
+        return raw if isinstance(raw, (dict, list)) else None
+
+    def neuron_properties(self) -> set[str] | None:
+        """The dataset's ``:Meta.neuronProperties`` names, or None if the server does not list them."""
+        raw = self._neuron_properties_meta()
+        return set(raw) if raw else None
 
     def _property_types(self) -> dict[str, str]:
         """``{property: declared type}`` from ``:Meta.neuronProperties`` (lower case; empty if untyped)."""
-        raw = self._meta.get("neuronProperties")
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                return {}
+        raw = self._neuron_properties_meta()
         return {str(k): str(v).lower() for k, v in raw.items()} if isinstance(raw, dict) else {}
 
     def _scalar_properties(self) -> set[str] | None:
         """Properties ``:Meta.neuronProperties`` types as scalars (points and lists are left out: over
         Arrow neuPrintHTTP renders them as Go text); None when it gives no types."""
-        raw = self._meta.get("neuronProperties")
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                return None
+        raw = self._neuron_properties_meta()
         if not isinstance(raw, dict):
             return None
         scalar = {"string", "int", "integer", "long", "float", "double", "bool", "boolean"}
