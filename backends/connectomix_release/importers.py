@@ -955,6 +955,17 @@ def _neuprint_transmitters(rd: _Reader, path: Path, listed_cols: Sequence[str], 
     return added
 
 
+def _primary_rois(given: list[str] | None, labels: set[str], where: str) -> list[str]:
+    """The primary ROIs: ``given`` (each must occur among ``labels``), else every label, sorted."""
+    if given is None:
+        return sorted(labels)
+    unknown = [r for r in given if r not in labels]
+    if unknown:
+        raise InvalidArgumentError(f"primary ROI(s) {unknown[:5]} do not occur in {where}; "
+                                   f"{suggest(unknown[0], labels)}")
+    return given
+
+
 def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file: Path, voxel: Sequence[float],
                        primary_given: list[str] | None, notes: list[str],
                        manifest: Mapping[str, Any]) -> tuple[list[str], list[str]]:
@@ -980,16 +991,9 @@ def _neuprint_synapses(rb: ReleaseBuilder, rd: _Reader, path: Path, totals_file:
     label = f"trim(CAST({quote_ident(picked['roi'])} AS VARCHAR))"
     labels = {r[0] for r in rd._sql(f"SELECT DISTINCT {label} FROM {s.rel}", s) if r[0] is not None}
     labels -= set(NEUPRINT_UNASSIGNED)
-    if primary_given is not None:
-        unknown = [r for r in primary_given if r not in labels]
-        if unknown:
-            raise InvalidArgumentError(f"primary ROI(s) {unknown[:5]} do not occur in {path.name}, column "
-                                       f"{picked['roi']!r}; {suggest(unknown[0], labels)}")
-        primary = primary_given
-    else:
-        # the export labels each synapse with the one primary ROI holding its PSD ("roi-set": "primary"),
-        # so these labels do not overlap
-        primary = sorted(labels)
+    # without primary_given: the export labels each synapse with the one primary ROI holding its PSD
+    # ("roi-set": "primary"), so these labels do not overlap
+    primary = _primary_rois(primary_given, labels, f"{path.name}, column {picked['roi']!r}")
     roi = _roi_case(label, NEUPRINT_UNASSIGNED, primary if primary_given is not None else None, "NULL")
     n_zero = _scalar(con, f"SELECT count(*) FROM {s.rel} WHERE {pre} = 0 OR {post} = 0")
     if n_zero:
@@ -1241,14 +1245,7 @@ def import_flywire(src: str | Path, dest: str | Path, *, name: str | None = None
                     f"SELECT DISTINCT trim(CAST({part['neuropil']} AS VARCHAR)) FROM {part['rel']}").fetchall()
                     if r[0] is not None}
         neuropils -= set(unassigned)
-        if primary_given is not None:
-            unknown = [r for r in primary_given if r not in neuropils]
-            if unknown:
-                raise InvalidArgumentError(f"primary ROI(s) {unknown[:5]} do not occur in the data; "
-                                           f"{suggest(unknown[0], neuropils)}")
-            primary = primary_given
-        else:
-            primary = sorted(neuropils)
+        primary = _primary_rois(primary_given, neuropils, "the data")
         restrict = primary if primary_given is not None else None
 
         rb.set_manifest(make_manifest(
