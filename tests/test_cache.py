@@ -336,6 +336,25 @@ def test_identity_method_and_values_change_the_key():
     assert query_key(IDENTITY, "m", {"x": []}) != query_key(IDENTITY, "m", {"x": None})
 
 
+def test_numpy_values_key_like_the_python_values_they_hold():
+    # the same value as a numpy scalar or array and as a Python value: one key
+    for np_value, py_value in [(np.int64(3), 3), (np.float64(0.5), 0.5), (np.bool_(True), True),
+                               (np.array([1, 2], dtype="int64"), [1, 2]), (np.array([0.5, 2.25]), [0.5, 2.25])]:
+        assert query_key(IDENTITY, "m", {"x": np_value}) == query_key(IDENTITY, "m", {"x": py_value}), np_value
+    # float arrays keep their fractions: 0.5 and 0.75 are different thresholds, 1.0 and 1.5 too
+    assert query_key(IDENTITY, "m", {"x": np.array([0.5])}) != query_key(IDENTITY, "m", {"x": np.array([0.75])})
+    assert query_key(IDENTITY, "m", {"x": np.array([1.0])}) != query_key(IDENTITY, "m", {"x": np.array([1.5])})
+
+
+def test_values_json_cannot_encode_still_get_distinct_keys():
+    # e.g. a timestamp as the materialization (the query field is typed Any)
+    import datetime
+
+    a = _base_synapse_query(materialization=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc))
+    b = _base_synapse_query(materialization=datetime.datetime(2024, 1, 2, tzinfo=datetime.timezone.utc))
+    assert query_key(IDENTITY, "get_synapses", a) != query_key(IDENTITY, "get_synapses", b)
+
+
 # The same queries end to end: the narrower answer is cached first, so a key that forgot the field
 # would serve it for the wider question.
 END_TO_END = [

@@ -97,15 +97,22 @@ TARGETS = [
         "x_string_literal", "x_identifier", "x_id_list", "x__in_or_eq", "x_neurons_query",
     ], ["connectomix_neuprint/tests/test_cypher.py"], skip_lines=[]),
     Target("neuprint-units", "connectomix_neuprint/backend.py", [
-        "x_synapse_ids", "xǁNeuprintBackendǁvoxel_size", "xǁNeuprintBackendǁto_nm", "xǁNeuprintBackendǁ_synapse_table",
-    ], ["connectomix_neuprint/tests/test_voxel_units.py", "connectomix_neuprint/tests/test_conformance_neuprint.py"]),
+        "x_synapse_ids", "xǁNeuprintBackendǁ_units", "xǁNeuprintBackendǁvoxel_size", "xǁNeuprintBackendǁto_nm",
+        "xǁNeuprintBackendǁ_synapse_table", "xǁNeuprintBackendǁ_radius_scale",
+    ], ["connectomix_neuprint/tests/test_voxel_units.py", "connectomix_neuprint/tests/test_conformance_neuprint.py"]
+       + [f"connectomix_neuprint/tests/test_issue10_neuprint.py::{t}" for t in (
+           "test_nm_dataset_positions_are_not_multiplied", "test_voxel_dataset_positions_are_multiplied",
+           "test_missing_voxel_size_is_an_error_not_8nm", "test_units_option_is_checked")]),
     Target("cave-units-and-row-caps", "connectomix_cave/backend.py", [
         "xǁCaveBackendǁ_resolution_of", "xǁCaveBackendǁ_query", "xǁCaveBackendǁ_request",
-        "xǁCaveBackendǁ_may_be_capped", "xǁCaveBackendǁ_split_by_range", "xǁCaveBackendǁ_split_by_id",
-        "xǁ_CapRecorderǁ*", "xǁCaveBackendǁget_synapses",
+        "xǁCaveBackendǁ_may_be_capped", "xǁCaveBackendǁ_split_by_range", "xǁ_CapRecorderǁ*",
+        "xǁCaveBackendǁget_synapses",
     ], ["connectomix_cave/tests/test_cave_caps_resolution.py", "connectomix_cave/tests/test_conformance_cave.py",
         "connectomix_cave/tests/test_cave_backend.py::test_row_cap_is_detected_and_split_until_complete",
-        "connectomix_cave/tests/test_cave_backend.py::test_server_cap_below_ours_is_detected_from_the_warning_header"]),
+        "connectomix_cave/tests/test_cave_backend.py::test_server_cap_below_ours_is_detected_from_the_warning_header"]
+       + [f"connectomix_cave/tests/test_issue10_cave.py::{t}" for t in (
+           "test_banc_nm_table_and_microns_voxel_table_give_the_same_nm",
+           "test_catalogue_unit_disagreeing_with_table_metadata_is_refused")]),
     Target("cave-versions", "connectomix_cave/versions.py", ["*"], [
         "connectomix_cave/tests/test_versions.py", "connectomix_cave/tests/test_cave_backend.py",
     ]),
