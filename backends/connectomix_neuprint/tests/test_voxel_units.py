@@ -91,3 +91,41 @@ def test_skeleton_nodes_come_back_in_nm_axis_by_axis(ds, release):
         have = neuron.nodes.sort_values("node_id")[["x", "y", "z"]].to_numpy(dtype="float64")
         np.testing.assert_allclose(have, want, rtol=0, atol=1e-6)
         assert neuron.nodes.sort_values("node_id")["parent_id"].tolist() == [int(r[6]) for r in rows]
+
+
+def _splitmix_ids(rows):
+    """The documented synapse id, in plain Python integers: start from splitmix64's golden gamma; per
+    coordinate, xor it in (two's complement), add the gamma and apply splitmix64's finaliser (Steele,
+    Lea & Flood 2014; constants from Vigna's reference splitmix64.c); keep the top 63 bits."""
+    gamma, mask = 0x9E3779B97F4A7C15, (1 << 64) - 1
+    out = []
+    for row in rows:
+        h = gamma
+        for c in row:
+            h = ((h ^ (c & mask)) + gamma) & mask
+            h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & mask
+            h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & mask
+            h ^= h >> 31
+        out.append(h >> 1)
+    return out
+
+
+def test_synapse_ids_are_the_documented_splitmix_hash_and_stay_put():
+    # The ids must not change between releases of connectomix (cached and fresh tables are joined on them).
+    from connectomix_neuprint.backend import synapse_ids
+
+    rows = [[0, 0, 0, 0, 0, 0], [1000, 3000, 100, 1001, 3002, 103], [1001, 3000, 100, 1000, 3002, 103],
+            [2**31, 5, 2**40, 7, 0, 1], [-1, 0, 3, 0, 0, 0]]
+    got = synapse_ids(np.array(rows, dtype="int64"))
+    assert got.dtype == np.int64
+    assert got.tolist() == _splitmix_ids(rows)
+    assert all(0 <= v < 2**63 for v in got.tolist())
+
+
+def test_synapse_ids_of_distinct_sites_are_distinct():
+    # every pair of sites on a small grid (4**6 = 4096 connections): one id each, so de-duplicating by
+    # synapse id never merges two synapses
+    grid = np.array(np.meshgrid(*[np.arange(4)] * 6, indexing="ij")).reshape(6, -1).T
+    from connectomix_neuprint.backend import synapse_ids
+
+    assert len(np.unique(synapse_ids(grid.astype("int64")))) == len(grid) == 4096
