@@ -15,27 +15,10 @@ from connectomix import errors
 from connectomix.backend import ConnectivityQuery, SynapseQuery
 from connectomix.cache import _IGNORED, ResultCache, query_key
 from connectomix.criteria import NeuronCriteria
-from connectomix.dataset import Dataset
 from connectomix.testing import make_toy_release
 from connectomix_release.backend import ReleaseBackend
 
-
-class CountingRelease(ReleaseBackend):
-    """The real release backend (with its real cache identity), counting the calls that reach it."""
-
-    calls = 0
-
-    def fetch_neurons(self, criteria, materialization=None):
-        type(self).calls += 1
-        return super().fetch_neurons(criteria, materialization)
-
-    def get_connectivity(self, query):
-        type(self).calls += 1
-        return super().get_connectivity(query)
-
-    def get_synapses(self, query):
-        type(self).calls += 1
-        return super().get_synapses(query)
+from cache_support import CountingRelease, make, recorded_cache_warnings, uncached
 
 
 class UnidentifiedRelease(CountingRelease):
@@ -48,19 +31,6 @@ class UnidentifiedRelease(CountingRelease):
 @pytest.fixture
 def cache(tmp_path):
     return ResultCache(tmp_path / "cache", size_limit=50 * 1024**2)
-
-
-def make(release, cache, cls=CountingRelease):
-    cls.calls = 0
-    return Dataset(cls(release), cache=cache)
-
-
-def uncached(release):
-    return Dataset(ReleaseBackend(release), cache=False)
-
-
-def recorded_cache_warnings(record):
-    return [w for w in record if issubclass(w.category, errors.CacheWarning)]
 
 
 # --- hits -----------------------------------------------------------------------------------------------

@@ -18,25 +18,15 @@ from connectomix.cache import ResultCache
 from connectomix.dataset import Dataset
 from connectomix_release.backend import ReleaseBackend
 
+import cache_support
 
-class CountingRelease(ReleaseBackend):
-    calls = 0
 
-    def fetch_neurons(self, criteria, materialization=None):
-        type(self).calls += 1
-        return super().fetch_neurons(criteria, materialization)
+class CountingRelease(cache_support.CountingRelease):
+    """Counts the per-ROI count fetches too (fetch_neurons' second cached table)."""
 
     def fetch_roi_counts(self, ids, materialization=None):
         type(self).calls += 1
         return super().fetch_roi_counts(ids, materialization)
-
-    def get_connectivity(self, query):
-        type(self).calls += 1
-        return super().get_connectivity(query)
-
-    def get_synapses(self, query):
-        type(self).calls += 1
-        return super().get_synapses(query)
 
 
 QUERIES = {

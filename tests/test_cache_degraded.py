@@ -13,39 +13,9 @@ import warnings
 import pandas as pd
 import pytest
 
-from connectomix import errors
 from connectomix.cache import ResultCache
-from connectomix.dataset import Dataset
-from connectomix_release.backend import ReleaseBackend
 
-
-class CountingRelease(ReleaseBackend):
-    calls = 0
-
-    def fetch_neurons(self, criteria, materialization=None):
-        type(self).calls += 1
-        return super().fetch_neurons(criteria, materialization)
-
-    def get_connectivity(self, query):
-        type(self).calls += 1
-        return super().get_connectivity(query)
-
-    def get_synapses(self, query):
-        type(self).calls += 1
-        return super().get_synapses(query)
-
-
-def make(release, cache):
-    CountingRelease.calls = 0
-    return Dataset(CountingRelease(release), cache=cache)
-
-
-def uncached(release):
-    return Dataset(ReleaseBackend(release), cache=False)
-
-
-def recorded_cache_warnings(record):
-    return [w for w in record if issubclass(w.category, errors.CacheWarning)]
+from cache_support import CountingRelease, make, recorded_cache_warnings, uncached
 
 
 def _queries_and_warnings(ds):
