@@ -129,3 +129,30 @@ def test_synapse_ids_of_distinct_sites_are_distinct():
     from connectomix_neuprint.backend import synapse_ids
 
     assert len(np.unique(synapse_ids(grid.astype("int64")))) == len(grid) == 4096
+
+
+def test_skeleton_radii_come_back_in_nm(ds, release):
+    # the release's SWC radii are 16 nm; the server keeps them in x voxels (4 nm), so 16 nm again, not 4 or 32
+    for neuron in ds.get_skeletons([101, 102]):
+        assert neuron.nodes["radius"].tolist() == [16.0] * 10
+
+
+def test_synapse_table_rows_scores_and_roi_from_one_server_answer(ds):
+    # one hand-written answer of the synapse query (voxels; primary ROIs A, B, C(R); AB is not primary)
+    backend = ds._backend
+    raw = pd.DataFrame({
+        "pre": [101, 102], "post": [102, 103],
+        "ux": [10, 11], "uy": [20, 21], "uz": [3, 4], "dx": [12, 13], "dy": [22, 23], "dz": [5, 6],
+        "pre_score": [0.9, 0.4], "post_score": [0.6, 0.8],
+        "post_info": [{"AB": True, "B": True}, {"A": False, "C(R)": True}],
+    })
+    got = backend._synapse_table(raw)
+    assert got["pre"].tolist() == [101, 102] and got["post"].tolist() == [102, 103]
+    assert got[["pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]].to_numpy().tolist() == [
+        [40.0, 160.0, 120.0, 48.0, 176.0, 200.0], [44.0, 168.0, 160.0, 52.0, 184.0, 240.0]]
+    assert got["score"].tolist() == [0.6, 0.4]  # the smaller of the two sides
+    assert got["pre_score"].tolist() == [0.9, 0.4] and got["post_score"].tolist() == [0.6, 0.8]
+    assert got["roi"].tolist() == ["B", "C(R)"]  # the non-primary AB and the false A are not the ROI
+    empty = backend._synapse_table(raw.iloc[:0])
+    assert len(empty) == 0
+    assert str(empty["pre_score"].dtype) == "float64" and str(empty["post_score"].dtype) == "float64"
