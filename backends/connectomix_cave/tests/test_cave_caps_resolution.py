@@ -187,3 +187,18 @@ def test_positions_come_back_in_nm_axis_by_axis_at_an_anisotropic_resolution(ani
                                           err_msg=f"{side}_{axis}")
     # the voxels really differ per axis in this data (so the check above can see a mix-up)
     assert not np.array_equal(np.floor(nm / res[0] + 0.5) * res[0], expected)
+
+
+@pytest.mark.parametrize("rows", [2, 3])
+def test_a_single_key_value_with_several_rows_is_an_error_not_a_result(rows):
+    # split down to one value of a key that should be unique among the rows: more than one row means the
+    # key is not unique after all, so the rows cannot be told complete; the range branch never needs the
+    # backend object itself (no request is made)
+    from connectomix.errors import TruncatedResultError
+    from connectomix_cave.backend import CaveBackend
+
+    capped = pd.DataFrame({"id": [7] * rows, "pre_pt_root_id": np.arange(rows, dtype="int64")})
+    with pytest.raises(TruncatedResultError, match=f"{rows} rows"):
+        CaveBackend._split_by_range(None, "synapses", False, 1, {}, ["id"], "testing", "id", 7, 8, capped)
+    one = capped.iloc[:1]
+    assert CaveBackend._split_by_range(None, "synapses", False, 1, {}, ["id"], "testing", "id", 7, 8, one) is one
