@@ -52,6 +52,8 @@ Bounded: one emulator of each kind for the module, 30 examples per property.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,25 +97,33 @@ def truth(toy):
     }
 
 
-@pytest.fixture(scope="module")
-def backends(toy):
+@contextlib.contextmanager
+def _served_three_ways(folder, release_uri: str, dataset: str, datastack: str, primary_rois, annotation_map: str):
+    """``{"release", "neuprint", "cave"}`` datasets over one release folder: the release backend, and the
+    neuPrint and CAVE emulators serving that folder (the CAVE side mapped onto the folder's own columns)."""
     from connectomix_cave.emulator import CaveEmulator
     from connectomix_neuprint.emulator import NeuprintEmulator
 
-    with NeuprintEmulator(toy, token=NEUPRINT_TOKEN, dataset="toy:v1") as np_emu, \
-            CaveEmulator(toy, token=CAVE_TOKEN, datastack="toy_stack") as cave_emu:
+    with NeuprintEmulator(folder, token=NEUPRINT_TOKEN, dataset=dataset) as np_emu, \
+            CaveEmulator(folder, token=CAVE_TOKEN, datastack=datastack) as cave_emu:
         host = np_emu.url.split("://", 1)[1]
         with pytest.warns(UserWarning, match="not in the connectomix catalogue"):
             cave = connectomix.open(
                 f"cave://{cave_emu.datastack}", server=cave_emu.url, token=CAVE_TOKEN, materialization=1,
                 filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
                 neuron_table="cell_types", type_column="cell_type", instance_column="instance",
-                annotation_map="side=side,class=class,superclass=superclass,nt=nt,hemibrain_type=hemibrain_type",
-                primary_rois=",".join(TOY_PRIMARY_ROIS), cache=False)
-        with connectomix.open(f"release://{toy}", cache=False) as release, \
-                connectomix.open(f"neuprint://{host}/toy:v1", token=NEUPRINT_TOKEN, verify=str(np_emu.cert_path),
-                                 cache=False) as neuprint, cave:
+                annotation_map=annotation_map, primary_rois=",".join(primary_rois), cache=False)
+        with connectomix.open(release_uri, cache=False) as release, \
+                connectomix.open(f"neuprint://{host}/{dataset}", token=NEUPRINT_TOKEN,
+                                 verify=str(np_emu.cert_path), cache=False) as neuprint, cave:
             yield {"release": release, "neuprint": neuprint, "cave": cave}
+
+
+@pytest.fixture(scope="module")
+def backends(toy):
+    with _served_three_ways(toy, f"release://{toy}", "toy:v1", "toy_stack", TOY_PRIMARY_ROIS,
+                            "side=side,class=class,superclass=superclass,nt=nt,hemibrain_type=hemibrain_type") as b:
+        yield b
 
 
 def _answer(call):
@@ -399,24 +409,12 @@ def sample_backends():
     from pathlib import Path
 
     import connectomix_release
-    from connectomix_cave.emulator import CaveEmulator
-    from connectomix_neuprint.emulator import NeuprintEmulator
 
     sample = Path(connectomix_release.__file__).parent / "data" / "sample"
     primary = json.loads((sample / "manifest.json").read_text())["primary_rois"]
-    with NeuprintEmulator(sample, token=NEUPRINT_TOKEN, dataset="hemibrain:v1.2.1") as np_emu, \
-            CaveEmulator(sample, token=CAVE_TOKEN, datastack="sample_stack") as cave_emu:
-        host = np_emu.url.split("://", 1)[1]
-        with pytest.warns(UserWarning, match="not in the connectomix catalogue"):
-            cave = connectomix.open(
-                f"cave://{cave_emu.datastack}", server=cave_emu.url, token=CAVE_TOKEN, materialization=1,
-                filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
-                neuron_table="cell_types", type_column="cell_type", instance_column="instance",
-                annotation_map="side=side,class=class", primary_rois=",".join(primary), cache=False)
-        with connectomix.open("sample", cache=False) as release, \
-                connectomix.open(f"neuprint://{host}/hemibrain:v1.2.1", token=NEUPRINT_TOKEN,
-                                 verify=str(np_emu.cert_path), cache=False) as neuprint, cave:
-            yield {"release": release, "neuprint": neuprint, "cave": cave}
+    with _served_three_ways(sample, "sample", "hemibrain:v1.2.1", "sample_stack", primary,
+                            "side=side,class=class") as b:
+        yield b
 
 
 def test_sample_neurons_connectivity_and_synapses_agree(sample_backends):
