@@ -519,8 +519,11 @@ class Dataset:
         include_autapses, materialization, batch_size, progress
             As in :meth:`get_connectivity`.
         attach
-            If ``x`` are navis neurons, also set their ``.connectors``, mapped
-            to the nearest node/vertex (see :func:`connectomix.morphology.attach_synapses`).
+            If ``x`` are navis neurons, also return copies of them with
+            ``.connectors``: one row per synaptic site (T-bar ``"pre"``, PSD
+            ``"post"``) with its partners, mapped to the nearest node/vertex
+            (see :func:`connectomix.morphology.attach_synapses`). The neurons
+            passed in are not modified.
         max_distance, clean
             With ``attach``: drop connectors farther than ``max_distance`` nm
             from the neuron when ``clean`` (the returned table keeps them).
@@ -529,6 +532,9 @@ class Dataset:
         -------
         pandas.DataFrame
             :data:`connectomix.schema.SYNAPSES`; each synaptic connection once.
+            With ``attach=True`` an :class:`~connectomix.morphology.AttachedSynapses`
+            ``(synapses, neurons)`` instead: ``syn, neurons = ds.get_synapses(neurons,
+            attach=True)``.
 
         Examples
         --------
@@ -593,11 +599,12 @@ class Dataset:
         df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
         df.attrs["score"] = score_attrs or self._score_attrs(None, recommended=False)
         if attach:
-            from .morphology import attach_synapses
+            from .morphology import AttachedSynapses, attach_synapses
 
             if not hasattr(x, "nodes") and not hasattr(x, "vertices") and not hasattr(x, "neurons"):
                 raise InvalidArgumentError("attach=True needs navis neurons (TreeNeuron, MeshNeuron or NeuronList)")
-            attach_synapses(x, df, max_distance=max_distance, clean=clean)
+            return AttachedSynapses(df, attach_synapses(x, df, max_distance=max_distance, clean=clean,
+                                                        pre=pre, post=post))
         return df
 
     # -- skeletons -------------------------------------------------------------------

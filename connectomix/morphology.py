@@ -1,16 +1,19 @@
 """navis integration: attach synapse tables to neurons as ``.connectors``.
 
-Synapse tables are in nm; navis neurons carry their own units (hemibrain
-skeletons are often in 8 nm voxels). :func:`attach_synapses` converts the
-synapse positions into each neuron's units, maps every synapse to its nearest
-skeleton node (or mesh vertex) with one vectorised k-d tree query per neuron,
-and, with ``clean=True``, drops synapses farther than ``max_distance`` nm from
-the neuron -- fafbseg's 10 µm rule.
+Synapse tables are in nm and list connections; navis neurons carry their own
+units (hemibrain skeletons are often in 8 nm voxels) and, in navis's and
+neuPrint's convention, one connector per synaptic *site* (T-bar or PSD).
+:func:`attach_synapses` returns copies of the neurons whose ``.connectors``
+have one row per site of the neuron with the site's partners as columns,
+positions in the neuron's units, the nearest skeleton node (or mesh vertex)
+from one vectorised k-d tree query per neuron and, with ``clean=True``,
+without sites farther than ``max_distance`` nm from the neuron -- fafbseg's
+10 µm rule.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InvalidArgumentError
 
-__all__ = ["attach_synapses", "nm_per_unit"]
+__all__ = ["AttachedSynapses", "attach_synapses", "nm_per_unit"]
 
 def nm_per_unit(neuron: Any) -> float:
     """How many nm one coordinate unit of a navis neuron is (e.g. 8 for '8 nanometer').
@@ -47,40 +50,111 @@ def nm_per_unit(neuron: Any) -> float:
     return value
 
 
+class AttachedSynapses(NamedTuple):
+    """What ``Dataset.get_synapses(..., attach=True)`` returns: the table and new neurons.
+
+    Unpack it: ``syn, neurons = ds.get_synapses(neurons, attach=True)``.
+    """
+
+    synapses: pd.DataFrame
+    """The synapse table (:data:`connectomix.schema.SYNAPSES`), one row per connection, never cleaned."""
+    neurons: Any
+    """Copies of the neurons passed in, with ``.connectors`` (see :func:`attach_synapses`)."""
+
+
+def _site_groups(xyz: np.ndarray) -> tuple[np.ndarray, int]:
+    """Site index of each row: rows at the same position are one site; sites numbered by first row."""
+    if not len(xyz):
+        return np.zeros(0, dtype="int64"), 0
+    _, first, inverse = np.unique(xyz, axis=0, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype="int64")
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return rank[inverse.ravel()], len(first)
+
+
+def _most_common(values: np.ndarray) -> Any:
+    """The most frequent non-missing value (the first of equals), or ``<NA>``."""
+    present = [v for v in values if not pd.isna(v)]
+    if not present:
+        return pd.NA
+    names, counts = np.unique(np.asarray(present, dtype=object).astype(str), return_counts=True)
+    best = set(names[counts == counts.max()])
+    return next(v for v in present if str(v) in best)
+
+
 class _SynapseIndex:
     """Numpy views of a synapse table, grouped by pre and post id for fast per-neuron lookup."""
 
     def __init__(self, synapses: pd.DataFrame):
         self.cols = {c: synapses[c].to_numpy() for c in
-                     ("synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z", "score")}
+                     ("synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z")}
+        score = synapses["score"].to_numpy(dtype="float64")
+        # a site's own confidence where the table has per-side scores (neuPrint, the sample), else the connection's
+        self.site_score = {side: synapses[f"{side}_score"].to_numpy(dtype="float64")
+                           if f"{side}_score" in synapses.columns else score for side in ("pre", "post")}
         self.roi = synapses["roi"].to_numpy()
         self.order = {side: np.argsort(self.cols[side], kind="stable") for side in ("pre", "post")}
         self.sorted = {side: self.cols[side][self.order[side]] for side in ("pre", "post")}
 
     def rows(self, side: str, neuron_id: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.sorted[side], [neuron_id, neuron_id + 1])
-        return self.order[side][lo:hi]
+        return np.sort(self.order[side][lo:hi])  # table order
 
-    def connectors(self, neuron_id: int) -> dict[str, np.ndarray]:
-        """Positions (nm) and attributes of the neuron's own sites, presynaptic first."""
-        pre_rows, post_rows = self.rows("pre", neuron_id), self.rows("post", neuron_id)
+    def sites(self, neuron_id: int, sides: tuple[str, ...]) -> dict[str, Any]:
+        """The neuron's own synaptic sites (nm), presynaptic first, each site once with all its connections."""
         c = self.cols
-        out = {
-            "synapse_id": np.concatenate([c["synapse_id"][pre_rows], c["synapse_id"][post_rows]]),
-            "score": np.concatenate([c["score"][pre_rows], c["score"][post_rows]]).astype("float64"),
-            "partner_id": np.concatenate([c["post"][pre_rows], c["pre"][post_rows]]).astype("int64"),
-            "type": np.repeat(np.array([0, 1], dtype="int8"), [len(pre_rows), len(post_rows)]),
-            "roi": np.concatenate([self.roi[pre_rows], self.roi[post_rows]]),
-        }
-        out["xyz"] = np.column_stack([
-            np.concatenate([c[f"pre_{a}"][pre_rows], c[f"post_{a}"][post_rows]]).astype("float64") for a in "xyz"
-        ]) if len(pre_rows) + len(post_rows) else np.empty((0, 3))
+        parts = []
+        for code, side in enumerate(("pre", "post")):
+            if side not in sides:
+                continue
+            rows = self.rows(side, neuron_id)
+            xyz = np.column_stack([c[f"{side}_{a}"][rows] for a in "xyz"]).astype("float64") if len(rows) \
+                else np.empty((0, 3))
+            site, n_sites = _site_groups(xyz)
+            by_site = np.argsort(site, kind="stable")  # rows of each site together, in table order
+            bounds = np.searchsorted(site[by_site], np.arange(n_sites + 1))
+            partner = c["post" if side == "pre" else "pre"][rows].astype("int64")
+            synapse_id = c["synapse_id"][rows].astype("int64")
+            score = self.site_score[side][rows]
+            first = by_site[bounds[:-1]] if n_sites else np.zeros(0, dtype="int64")
+            groups = [by_site[bounds[i]:bounds[i + 1]] for i in range(n_sites)]
+            parts.append({
+                "xyz": xyz[first],
+                "type": np.full(n_sites, code, dtype="int8"),
+                "roi": [_most_common(self.roi[rows[g]]) for g in groups],
+                "score": np.array([np.nan if np.isnan(score[g]).all() else np.nanmax(score[g]) for g in groups],
+                                  dtype="float64"),
+                "n_partners": np.array([len(g) for g in groups], dtype="int64"),
+                "partner_ids": [tuple(int(v) for v in partner[g]) for g in groups],
+                "synapse_ids": [tuple(int(v) for v in synapse_id[g]) for g in groups],
+            })
+        out: dict[str, Any] = {}
+        for key in ("xyz", "type", "score", "n_partners"):
+            out[key] = np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
+        for key in ("roi", "partner_ids", "synapse_ids"):
+            out[key] = [v for p in parts for v in p[key]]
         return out
 
 
 def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float | None = 10_000,
-                    clean: bool = True) -> Any:
-    """Set ``.connectors`` of navis neurons from a connectomix synapse table.
+                    clean: bool = True, pre: bool = True, post: bool = True) -> Any:
+    """New navis neurons with ``.connectors`` made from a connectomix synapse table.
+
+    The neurons passed in are not modified: each is copied (``neuron.copy()``)
+    and the copy gets the connectors, as navis's own functions do unless
+    ``inplace=True``.
+
+    Connectors follow navis's conventions for neuPrint data
+    (``navis.interfaces.neuprint.fetch_skeletons(with_synapses=True)``) and
+    fafbseg's column names: **one row per synaptic site** of the neuron -- a
+    presynaptic T-bar (``type == "pre"``) or a postsynaptic density
+    (``type == "post"``) -- so ``neuron.presynapses`` counts T-bars and
+    ``neuron.postsynapses`` PSDs, like neuPrint's ``pre``/``post``. The
+    connections of a site are the table's rows that share the neuron's side
+    position (neuPrint: every connection of a T-bar starts at the T-bar's
+    position). Datasets that list connections without identifying sites (CAVE
+    fly synapse tables) give each connection its own position, hence one
+    connector per connection there -- the same rows as fafbseg's.
 
     Parameters
     ----------
@@ -88,19 +162,49 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
         A navis ``TreeNeuron``/``MeshNeuron`` or a ``NeuronList``; each
         neuron's ``.id`` must be its id in the synapse table.
     synapses
-        A :data:`connectomix.schema.SYNAPSES` table (nm).
+        A :data:`connectomix.schema.SYNAPSES` table (nm); optional
+        ``pre_score``/``post_score`` columns give each site its own score.
     max_distance
-        Distance in nm beyond which a synapse counts as not on the neuron.
+        Distance in nm beyond which a site counts as not on the neuron.
     clean
-        Drop such distant synapses from ``.connectors`` (the returned synapse
-        table is never modified).
+        Drop such distant sites from ``.connectors`` (fafbseg's 10 µm rule;
+        the synapse table is never modified).
+    pre, post
+        Make connectors of the neuron's presynaptic / postsynaptic sites.
 
     Returns
     -------
-    The same neuron object(s). Each gets ``.connectors`` with columns
-    ``connector_id, x, y, z, score, partner_id, type, node_id`` (``vertex_id``
-    for meshes), ``synapse_id, roi, distance``; positions in the neuron's
-    units, ``distance`` in nm.
+    A new ``TreeNeuron``/``MeshNeuron`` (for one neuron) or ``NeuronList``.
+    Each has ``.connectors`` with columns:
+
+    ``connector_id``
+        0, 1, ... (presynaptic sites first, each side in synapse-table order).
+    ``x, y, z``
+        The site's position in the neuron's units (e.g. 8 nm voxels).
+    ``type``
+        ``"pre"`` (T-bar) or ``"post"`` (PSD), categorical.
+    ``node_id`` (``vertex_id`` for meshes)
+        The nearest node (vertex); ``-1`` if the neuron has none.
+    ``roi``
+        ROI of the site's postsynaptic side as in the synapse table: a PSD's
+        own ROI; for a T-bar the ROI most of its PSDs are in.
+    ``score``
+        The site's own score (``pre_score``/``post_score``) where the table
+        has them, else the largest score of its connections.
+    ``n_partners``
+        Connections of the site (PSDs a T-bar connects to; 1 for a PSD).
+    ``partner_ids``, ``synapse_ids``
+        Tuples, one entry per connection: the partner neuron and the
+        ``synapse_id`` of that connection. ``connectors.explode(["partner_ids",
+        "synapse_ids"])`` gives fafbseg's one row per connection.
+    ``distance``
+        From the site to its node/vertex, in nm.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For neurons that are not TreeNeurons/MeshNeurons, have no length
+        units, or a bad ``max_distance``.
 
     Examples
     --------
@@ -108,28 +212,36 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
     >>> ds = connectomix.open("sample")
     >>> n = navis.example_neurons(1)                  # 8 nm voxel units
     >>> syn = ds.get_synapses(n, progress=False)
-    >>> _ = attach_synapses(n, syn)
-    >>> n.connectors[["connector_id", "partner_id", "synapse_id"]].dtypes.tolist()
-    [dtype('int64'), dtype('int64'), dtype('int64')]
-    >>> n.connectors["type"].cat.categories.tolist()
+    >>> new = attach_synapses(n, syn)
+    >>> new is n, len(new.presynapses), len(n.presynapses)   # T-bars, as in navis's neuPrint data
+    (False, 621, 621)
+    >>> new.connectors["type"].cat.categories.tolist()
     ['pre', 'post']
+    >>> int(new.presynapses["n_partners"].sum()) == int((syn["pre"] == n.id).sum())
+    True
     """
     import navis
 
     if max_distance is not None and (not np.isfinite(max_distance) or max_distance < 0):
         raise InvalidArgumentError(f"max_distance must be a non-negative number of nm or None; got {max_distance!r}")
-    items = list(neurons) if isinstance(neurons, navis.NeuronList) else [neurons]
-    index = _SynapseIndex(synapses)
+    single = not isinstance(neurons, navis.NeuronList)
+    items = [neurons] if single else list(neurons)
     for n in items:
+        if not isinstance(n, (navis.TreeNeuron, navis.MeshNeuron)):
+            raise InvalidArgumentError(f"cannot attach synapses to a {type(n).__name__}; use a TreeNeuron or MeshNeuron")
+        nm_per_unit(n)  # refuse neurons without length units before copying any
+    sides = tuple(s for s, on in (("pre", pre), ("post", post)) if on)
+    index = _SynapseIndex(synapses)
+    out = []
+    for original in items:
+        n = original.copy()
         scale = nm_per_unit(n)
-        con = index.connectors(int(n.id))
+        site = index.sites(int(n.id), sides)
         if isinstance(n, navis.TreeNeuron):
             points, ids, id_col = n.nodes[["x", "y", "z"]].to_numpy(dtype="float64"), n.nodes["node_id"], "node_id"
-        elif isinstance(n, navis.MeshNeuron):
-            points, ids, id_col = np.asarray(n.vertices, dtype="float64"), pd.Series(np.arange(len(n.vertices))), "vertex_id"
         else:
-            raise InvalidArgumentError(f"cannot attach synapses to a {type(n).__name__}; use a TreeNeuron or MeshNeuron")
-        xyz_nm = con.pop("xyz")
+            points, ids, id_col = np.asarray(n.vertices, dtype="float64"), pd.Series(np.arange(len(n.vertices))), "vertex_id"
+        xyz_nm = site["xyz"]
         if len(points) and len(xyz_nm):
             dist, ix = cKDTree(points * scale).query(xyz_nm, workers=-1)
             nearest = ids.to_numpy()[ix]
@@ -137,15 +249,18 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
             dist, nearest = np.full(len(xyz_nm), np.inf), np.full(len(xyz_nm), -1)
         keep = dist <= max_distance if (clean and max_distance is not None) else np.ones(len(dist), dtype=bool)
         xyz = xyz_nm[keep] / scale
+        kept = np.flatnonzero(keep)
         n.connectors = pd.DataFrame({
-            "connector_id": np.arange(int(keep.sum()), dtype="int64"),
+            "connector_id": np.arange(len(kept), dtype="int64"),
             "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-            "score": con["score"][keep],
-            "partner_id": con["partner_id"][keep],
-            "type": pd.Categorical.from_codes(con["type"][keep], categories=["pre", "post"]),
-            id_col: nearest[keep],
-            "synapse_id": con["synapse_id"][keep],
-            "roi": con["roi"][keep],
+            "type": pd.Categorical.from_codes(site["type"][keep].astype("int8"), categories=["pre", "post"]),
+            id_col: nearest[keep].astype("int64"),
+            "roi": pd.array([site["roi"][i] for i in kept], dtype="string"),
+            "score": site["score"][keep].astype("float64"),
+            "n_partners": site["n_partners"][keep].astype("int64"),
+            "partner_ids": pd.Series([site["partner_ids"][i] for i in kept], dtype=object),
+            "synapse_ids": pd.Series([site["synapse_ids"][i] for i in kept], dtype=object),
             "distance": dist[keep],
         })
-    return neurons
+        out.append(n)
+    return out[0] if single else navis.NeuronList(out)

@@ -34,9 +34,8 @@ def test_each_synapse_lands_on_the_node_the_real_data_says(da1):
     for neuron in da1:
         expected = neuron.connectors.set_index("connector_id")["node_id"]
         syn = synapses_from_navis_connectors(neuron)
-        n = neuron.copy()
-        attach_synapses(n, syn, clean=False)
-        got = n.connectors.set_index("synapse_id")["node_id"]
+        n = attach_synapses(neuron, syn, clean=False)
+        got = n.connectors.assign(sid=n.connectors["synapse_ids"].str[0]).set_index("sid")["node_id"]
         agree += int((got.loc[expected.index] == expected).sum())
         total += len(expected)
     rate = agree / total
@@ -49,12 +48,11 @@ def test_units_are_respected(da1):
     """The same synapses (nm) attach identically to a voxel-unit and a nm-unit copy."""
     neuron = da1[0]
     syn = synapses_from_navis_connectors(neuron)
-    in_voxels = neuron.copy()
     in_nm = neuron.copy()
     in_nm.nodes[["x", "y", "z"]] = in_nm.nodes[["x", "y", "z"]] * 8
     in_nm.units = "1 nm"
-    attach_synapses(in_voxels, syn)
-    attach_synapses(in_nm, syn)
+    in_voxels = attach_synapses(neuron, syn)
+    in_nm = attach_synapses(in_nm, syn)
     assert (in_voxels.connectors["node_id"].to_numpy() == in_nm.connectors["node_id"].to_numpy()).all()
     np.testing.assert_allclose(in_voxels.connectors["x"] * 8, in_nm.connectors["x"])
     assert in_voxels.connectors["distance"].max() < 10_000
@@ -67,20 +65,20 @@ def test_clean_drops_distant_synapses_only_from_connectors(da1):
     far[["pre_x", "post_x"]] += 50_000  # 50 um away
     far["synapse_id"] += 10**9
     table = pd.concat([syn, far], ignore_index=True)
-    attach_synapses(neuron, table, max_distance=10_000, clean=True)
-    assert len(neuron.connectors) == len(syn)
-    assert not neuron.connectors["synapse_id"].isin(far["synapse_id"]).any()
-    kept = neuron.copy()
-    attach_synapses(kept, table, clean=False)
+    cleaned = attach_synapses(neuron, table, max_distance=10_000, clean=True)
+    assert len(cleaned.connectors) == len(syn)
+    assert not cleaned.connectors["synapse_ids"].explode().isin(far["synapse_id"]).any()
+    kept = attach_synapses(neuron, table, clean=False)
     assert len(kept.connectors) == len(table)
-    assert list(kept.connectors.columns[:8]) == ["connector_id", "x", "y", "z", "score", "partner_id", "type", "node_id"]
+    assert list(kept.connectors.columns) == ["connector_id", "x", "y", "z", "type", "node_id", "roi", "score",
+                                             "n_partners", "partner_ids", "synapse_ids", "distance"]
 
 
 def test_mesh_neurons_get_vertex_ids():
     mesh = navis.example_neurons(1, kind="mesh")
     sk = navis.example_neurons(1)
     syn = synapses_from_navis_connectors(sk)
-    attach_synapses(mesh, syn)
+    mesh = attach_synapses(mesh, syn)
     assert "vertex_id" in mesh.connectors and mesh.connectors["vertex_id"].between(0, len(mesh.vertices) - 1).all()
 
 
@@ -116,12 +114,11 @@ def test_hand_made_neuron_gets_exact_connectors():
         (20, 6, 9, 0.0, 0.0, 0.5, "B"),  # not neuron 5's: ignored
         (40, 4, 5, 0.0, 160.0 + 200.0, 0.7, "B"),  # 5 is post, 200 nm beyond node 13
     ])
-    attach_synapses(n, syn, max_distance=200)
-    c = n.connectors
-    assert c["synapse_id"].tolist() == [30, 10, 40]  # presynaptic sites first
+    c = attach_synapses(n, syn, max_distance=200).connectors
+    assert c["synapse_ids"].tolist() == [(30,), (10,), (40,)]  # presynaptic sites first
     assert c["connector_id"].tolist() == [0, 1, 2]
     assert c["type"].astype(str).tolist() == ["pre", "post", "post"]
-    assert c["partner_id"].tolist() == [7, 8, 4]
+    assert c["partner_ids"].tolist() == [(7,), (8,), (4,)] and c["n_partners"].tolist() == [1, 1, 1]
     assert c["node_id"].tolist() == [12, 13, 13]
     np.testing.assert_allclose(c["x"], [85 / 8, 150 / 8, 360 / 8])  # in the neuron's units
     np.testing.assert_allclose(c["distance"], [5.0, 10.0, 200.0])  # in nm; 200 <= max_distance is kept
@@ -129,31 +126,27 @@ def test_hand_made_neuron_gets_exact_connectors():
     assert c["roi"].tolist()[0] == "A" and pd.isna(c["roi"].tolist()[1])
     assert c["y"].tolist() == [0.0, 0.0, 0.0] and c["z"].tolist() == [0.0, 0.0, 0.0]
     # one nm further than max_distance is dropped when cleaning; kept (with its distance) otherwise
-    attach_synapses(n, syn, max_distance=199.5)
-    assert n.connectors["synapse_id"].tolist() == [30, 10]
-    attach_synapses(n, syn, max_distance=199.5, clean=False)
-    assert n.connectors["synapse_id"].tolist() == [30, 10, 40]
-    attach_synapses(n, syn, max_distance=None)
-    assert n.connectors["synapse_id"].tolist() == [30, 10, 40]
-    attach_synapses(n, syn, max_distance=0)
-    assert n.connectors.empty and list(n.connectors.columns)[:3] == ["connector_id", "x", "y"]
+    assert attach_synapses(n, syn, max_distance=199.5).connectors["synapse_ids"].tolist() == [(30,), (10,)]
+    assert attach_synapses(n, syn, max_distance=199.5, clean=False).connectors["synapse_ids"].tolist() == [
+        (30,), (10,), (40,)]
+    assert attach_synapses(n, syn, max_distance=None).connectors["synapse_ids"].tolist() == [(30,), (10,), (40,)]
+    empty = attach_synapses(n, syn, max_distance=0).connectors
+    assert empty.empty and list(empty.columns)[:3] == ["connector_id", "x", "y"]
 
 
 def test_neighbouring_ids_are_not_mixed_up():
     a, b = _line_neuron(nid=5), _line_neuron(nid=6)
     syn = _table([(1, 5, 6, 0.0, 160.0, 1.0, "A"), (2, 6, 5, 80.0, 80.0, 1.0, "A"), (3, 4, 6, 0.0, 0.0, 1.0, "A")])
-    attach_synapses(navis.NeuronList([a, b]), syn, clean=False)
-    assert a.connectors["synapse_id"].tolist() == [1, 2] and a.connectors["node_id"].tolist() == [11, 12]
-    assert b.connectors["synapse_id"].tolist() == [2, 1, 3] and b.connectors["node_id"].tolist() == [12, 13, 11]
-    lonely = _line_neuron(nid=99)
-    attach_synapses(lonely, syn)
-    assert lonely.connectors.empty
+    a, b = attach_synapses(navis.NeuronList([a, b]), syn, clean=False)
+    assert a.connectors["synapse_ids"].tolist() == [(1,), (2,)] and a.connectors["node_id"].tolist() == [11, 12]
+    assert b.connectors["synapse_ids"].tolist() == [(2,), (1,), (3,)]
+    assert b.connectors["node_id"].tolist() == [12, 13, 11]
+    assert attach_synapses(_line_neuron(nid=99), syn).connectors.empty
 
 
 def test_units_of_nm_and_microns():
     syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A")])
-    in_nm = _line_neuron(units="1 nm")  # nodes at 0, 10, 20 nm: the site (80 nm) is 60 nm from node 13
-    attach_synapses(in_nm, syn)
+    in_nm = attach_synapses(_line_neuron(units="1 nm"), syn)  # nodes at 0, 10, 20 nm: the site is 60 nm from 13
     assert in_nm.connectors["node_id"].tolist() == [13] and in_nm.connectors["distance"].tolist() == [60.0]
     assert nm_per_unit(_line_neuron(units="1 micrometer")) == pytest.approx(1000.0, rel=1e-12)
     assert nm_per_unit(_line_neuron(units="8 nm")) == 8.0
@@ -176,8 +169,7 @@ def test_all_three_axes_are_kept_apart():
     n = _line_neuron()
     syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A")])
     syn[["pre_y", "pre_z"]] = [[3.0, 4.0]]
-    attach_synapses(n, syn)
-    c = n.connectors
+    c = attach_synapses(n, syn).connectors
     np.testing.assert_allclose(c[["x", "y", "z"]].to_numpy(), [[10.0, 3 / 8, 4 / 8]])
     np.testing.assert_allclose(c["distance"], [5.0])  # sqrt(3^2 + 4^2) nm from node 12
 
@@ -185,8 +177,7 @@ def test_all_three_axes_are_kept_apart():
 def test_defaults_drop_synapses_beyond_10_um():
     n = _line_neuron()
     syn = _table([(1, 5, 7, 160.0 + 10_000.0, 0.0, 1.0, "A"), (2, 5, 7, 160.0 + 10_000.5, 0.0, 1.0, "A")])
-    attach_synapses(n, syn)
-    assert n.connectors["synapse_id"].tolist() == [1]
+    assert attach_synapses(n, syn).connectors["synapse_ids"].tolist() == [(1,)]
 
 
 def test_a_neuron_without_nodes_gets_no_node_and_infinite_distance():
@@ -195,11 +186,10 @@ def test_a_neuron_without_nodes_gets_no_node_and_infinite_distance():
     empty.insert(1, "parent_id", pd.Series([], dtype="int64"))
     n = navis.TreeNeuron(empty, units="8 nm", id=5)
     syn = _table([(1, 5, 7, 80.0, 0.0, 1.0, "A"), (2, 7, 5, 0.0, 8.0, 1.0, "A")])
-    attach_synapses(n, syn, clean=False)
-    assert n.connectors["node_id"].tolist() == [-1, -1]
-    assert np.isinf(n.connectors["distance"]).all()
-    attach_synapses(n, syn)
-    assert n.connectors.empty
+    kept = attach_synapses(n, syn, clean=False)
+    assert kept.connectors["node_id"].tolist() == [-1, -1]
+    assert np.isinf(kept.connectors["distance"]).all()
+    assert attach_synapses(n, syn).connectors.empty
 
 
 def test_connectors_keep_the_table_order_of_many_sites():
@@ -209,8 +199,9 @@ def test_connectors_keep_the_table_order_of_many_sites():
     rows = [(int(i), 6, int(post), 0.0, float(x), 1.0, "A")
             for i, post, x in zip(rng.permutation(600) + 1000, posts, rng.uniform(0, 160, 600))]
     syn = _table(rows)
-    attach_synapses(n, syn)
-    assert n.connectors["synapse_id"].tolist() == [r[0] for r in rows if r[2] == 5]
+    got = attach_synapses(n, syn).connectors["synapse_ids"].str[0].tolist()
+    assert sorted(got) == sorted(r[0] for r in rows if r[2] == 5)  # every connection once
+    assert got == [sid for sid in syn["synapse_id"] if sid in set(got)]  # in table order
 
 
 def test_zero_or_missing_units_are_refused():
