@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from . import hints
 from .errors import InvalidArgumentError, InvalidIdError, InvalidRegexError
 
 __all__ = ["NeuronCriteria", "parse_ids", "to_criteria", "STRING_FIELDS", "COUNT_FIELDS"]
@@ -65,6 +66,13 @@ def parse_ids(x: Any, *, what: str = "ids") -> np.ndarray:
         items = list(x.tolist() if hasattr(x, "tolist") else x)
     else:
         raise InvalidIdError(f"{what} must be integers or a list of integers; got {type(x).__name__} {x!r}")
+    if all(type(v) is int for v in items):  # plain ints (what integer arrays' tolist() gives): vectorised
+        try:
+            out = np.array(items, dtype="int64")
+        except OverflowError:  # beyond int64: the loop below names the value
+            out = None
+        if out is not None and not (out < 0).any():
+            return np.unique(out)
     out = np.empty(len(items), dtype="int64")
     for i, v in enumerate(items):
         out[i] = _one_id(v, what)
@@ -109,15 +117,20 @@ def _one_id(v: Any, what: str) -> int:
 _NOT_PORTABLE = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|(?<!\\)\{,|(?<!\\)\[:")
 
 
-def _check_pattern(name: str, pattern: str) -> None:
-    """Reject patterns that do not compile or that not every backend's engine supports."""
+def _check_pattern(name: str, pattern: str, guessed: str | None = None) -> None:
+    """Reject patterns that do not compile or that not every backend's engine supports.
+
+    ``guessed``: the character that made ``regex=None`` read the value as a pattern (said in the error).
+    """
     try:
         with warnings.catch_warnings():  # Python's "possible nested set" etc.: said below, as an error
             warnings.simplefilter("ignore", FutureWarning)
             re.compile(pattern)
     except re.error as exc:
+        why = (f" (read as one because it contains {guessed!r}: regex=None guesses like neuprint-python)"
+               if guessed else "")
         raise InvalidRegexError(
-            f"{name}={pattern!r} is not a valid regular expression ({exc}); "
+            f"{name}={pattern!r} is not a valid regular expression{why} ({exc}); "
             "pass regex=False to match the text exactly"
         ) from None
     if _NOT_PORTABLE.search(pattern):
@@ -155,6 +168,10 @@ STRING_FIELDS = {"type": "type", "instance": "instance", "status": "status", "si
                  "hemibrain_type": "hemibrain_type", "manc_type": "manc_type", "malecns_type": "malecns_type"}
 #: Count criteria fields and the ``neurons`` column each one thresholds (``>=``).
 COUNT_FIELDS = {"min_pre": "pre", "min_post": "post", "min_upstream": "upstream", "min_downstream": "downstream"}
+#: String fields whose values decide the ``regex=None`` guess: neuprint-python's regex-optional fields
+#: (``type``, ``instance``, ``flywireType``, ``hemibrainType``, ``mancType``) plus ``malecns_type``,
+#: connectomix's fourth cross-dataset type column. The other string fields stay exact under a guess.
+GUESSED_FIELDS = ("type", "instance", "flywire_type", "hemibrain_type", "manc_type", "malecns_type")
 #: Criteria fields that list alternatives: an empty list matches nothing.
 _ALTERNATIVE_FIELDS = ("ids",) + tuple(STRING_FIELDS)
 #: The values ``side`` may take (``neurons.side`` is normalised to these on every backend).
@@ -171,9 +188,18 @@ class NeuronCriteria:
     ``side=[]``, ...) matches nothing, on every backend and in every method;
     an empty ROI list (``rois=[]``, ``input_rois=[]``, ``output_rois=[]``) is
     ambiguous and raises :class:`~connectomix.errors.InvalidArgumentError`.
-    String fields match exactly unless ``regex=True``, in which case the
-    whole value must match the pattern (like Cypher's ``=~``); a missing
-    value (``<NA>``) never matches. Each string field filters the
+    String fields match exactly with ``regex=False`` and as patterns with
+    ``regex=True``, in which case the whole value must match the pattern
+    (like Cypher's ``=~``); a missing value (``<NA>``) never matches. The
+    default ``regex=None`` guesses as neuprint-python does: a value of
+    ``type``, ``instance`` or a cross-dataset type containing one of
+    ``\\ . ? [ ] + ^ $ *`` makes them all patterns (the other string fields
+    still match exactly), and the guess is visible in :attr:`regex` and the
+    repr. neuprint-python's spellings ``bodyId``, ``inputRois``,
+    ``outputRois``, ``flywireType``, ``hemibrainType``, ``mancType`` and
+    ``label='Neuron'`` are accepted; its other fields raise
+    :class:`~connectomix.errors.InvalidArgumentError` saying what to write
+    instead (see :mod:`connectomix.hints`). Each string field filters the
     :data:`~connectomix.schema.NEURONS` column of the same name (``class_``
     filters ``class``; ``NeuronCriteria(**{"class": ...})`` works too). A
     field whose column the dataset does not have raises
@@ -187,7 +213,10 @@ class NeuronCriteria:
     type, instance
         Cell type / instance name, or a list of them.
     regex
-        Treat every string field as a regular expression (full match).
+        ``True``: every string field is a regular expression (full match);
+        ``False``: every string field matches exactly; ``None`` (default, or
+        ``"guess"``): neuprint-python's guess, see above. After construction
+        :attr:`regex` is ``True`` or ``False``.
     status
         Proofreading status, e.g. ``"Traced"``, or a list.
     side
@@ -226,6 +255,10 @@ class NeuronCriteria:
     (3, 5)
     >>> NeuronCriteria(side="left", **{"class": "ALPN"})
     NeuronCriteria(side=('left',), class_=('ALPN',))
+    >>> NeuronCriteria(type="DA1_lPN.*")  # '.' and '*': guessed to be a pattern, as neuprint-python does
+    NeuronCriteria(type=('DA1_lPN.*',), regex=True)
+    >>> NeuronCriteria(bodyId=[5813027016]).ids  # neuprint-python's spelling of ids
+    (5813027016,)
     """
 
     ids: tuple[int, ...] | None
@@ -259,7 +292,7 @@ class NeuronCriteria:
         *,
         type: StrOrList = None,
         instance: StrOrList = None,
-        regex: bool = False,
+        regex: bool | str | None = None,
         status: StrOrList = None,
         side: StrOrList = None,
         class_: StrOrList = None,
@@ -280,36 +313,48 @@ class NeuronCriteria:
         min_upstream: int = 0,
         min_downstream: int = 0,
         label: Literal["neuron", "segment"] | None = None,
-        **class_keyword: StrOrList,
+        **other: Any,
     ):
         set_ = object.__setattr__
-        if set(class_keyword) - {"class"}:
-            unknown = sorted(set(class_keyword) - {"class"})
-            raise InvalidArgumentError(f"unknown criteria field(s) {unknown}; valid: {list(_FIELD_NAMES)}")
-        if "class" in class_keyword:
-            if class_ is not None:
-                raise InvalidArgumentError("give class_ or 'class', not both (they are the same field)")
-            class_ = class_keyword["class"]
+        given = {"ids": ids, "type": type, "instance": instance, "status": status, "side": side, "class_": class_,
+                 "superclass": superclass, "nt": nt, "flywire_type": flywire_type, "hemibrain_type": hemibrain_type,
+                 "manc_type": manc_type, "malecns_type": malecns_type, "rois": rois, "input_rois": input_rois,
+                 "output_rois": output_rois, "label": label}
+        spelled = {hints.CRITERIA_ALIASES.get(k): k for k in other}
+        for name, value in hints.criteria_aliases(other, list(_FIELD_NAMES)).items():  # 'class', neuprint spellings
+            if given[name] is not None:
+                raise InvalidArgumentError(f"give {name} or {spelled[name]!r}, not both (they are the same field)")
+            given[name] = value
+        ids, class_, rois, input_rois, output_rois, label = (given[k] for k in (
+            "ids", "class_", "rois", "input_rois", "output_rois", "label"))
         set_(self, "ids", None if ids is None else tuple(int(i) for i in parse_ids(ids)))
-        strings = {"type": type, "instance": instance, "status": status, "side": side, "class_": class_,
-                   "superclass": superclass, "nt": nt, "flywire_type": flywire_type,
-                   "hemibrain_type": hemibrain_type, "manc_type": manc_type, "malecns_type": malecns_type}
+        strings = {name: given[name] for name in STRING_FIELDS}
         for name, value in (*strings.items(), ("rois", rois), ("input_rois", input_rois),
                             ("output_rois", output_rois)):
             set_(self, name, _as_tuple(value, name))
-        if not isinstance(regex, bool):
-            raise InvalidArgumentError(f"regex must be True or False; got {regex!r}")
+        if regex is not None and not isinstance(regex, (bool, np.bool_)) and regex != "guess":
+            raise InvalidArgumentError(f"regex must be True or False (or None: guess as neuprint-python does); got {regex!r}")
+        guessed = None
+        if regex is None or regex == "guess":  # neuprint-python's rule, on the same fields
+            guessed = hints.guess_regex(v for name in GUESSED_FIELDS for v in getattr(self, name) or ())
+            regex = guessed is not None
+        regex = bool(regex)
         set_(self, "regex", regex)
-        if regex:
-            for name in STRING_FIELDS:
-                for pattern in getattr(self, name) or ():
-                    _check_pattern(name, pattern)
-        elif self.side:
-            for value in self.side:
+        set_(self, "_regex_guessed", guessed)
+        if not regex or guessed:
+            for value in self.side or ():
                 if value not in _SIDES:
                     raise InvalidArgumentError(
                         f"side={value!r} is not a side; valid: {list(_SIDES)} (every dataset's spelling, "
                         "e.g. 'L', 'RHS' or 'left soma', is mapped to these)")
+        if guessed:  # fields neuprint-python never reads as patterns stay exact: their values are escaped
+            for name in set(STRING_FIELDS) - set(GUESSED_FIELDS):
+                if getattr(self, name) is not None:
+                    set_(self, name, tuple(hints.literal_pattern(v) for v in getattr(self, name)))
+        if regex:
+            for name in STRING_FIELDS:
+                for pattern in getattr(self, name) or ():
+                    _check_pattern(name, pattern, guessed if name in GUESSED_FIELDS else None)
         if not isinstance(roi_req, str) or roi_req not in ("all", "any"):
             raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
         set_(self, "roi_req", roi_req)
@@ -322,6 +367,8 @@ class NeuronCriteria:
             set_(self, name, int(value))
         if label is None:
             label = "segment" if self.ids is not None else "neuron"
+        if label in ("Neuron", "Segment"):  # neuprint-python's node labels
+            label = label.lower()
         if not isinstance(label, str) or label not in ("neuron", "segment"):
             raise InvalidArgumentError(f"label must be 'neuron' or 'segment'; got {label!r}")
         set_(self, "label", label)
@@ -364,8 +411,20 @@ class NeuronCriteria:
         new = NeuronCriteria.__new__(NeuronCriteria)
         for f in fields(self):
             object.__setattr__(new, f.name, getattr(self, f.name))
+        object.__setattr__(new, "_regex_guessed", self.regex_guessed)
         object.__setattr__(new, "ids", tuple(int(i) for i in parse_ids(ids)))
         return new
+
+    @property
+    def regex_guessed(self) -> str | None:
+        """The character that made ``regex=None`` guess a pattern (neuprint-python's rule), else ``None``.
+
+        Examples
+        --------
+        >>> NeuronCriteria(type="DA1_.*").regex_guessed, NeuronCriteria(type="DA1_.*", regex=True).regex_guessed
+        ('.', None)
+        """
+        return getattr(self, "_regex_guessed", None)
 
 
 #: Every field name :class:`NeuronCriteria` accepts as a keyword (``class`` is ``class_``).

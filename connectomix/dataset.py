@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from . import frames, schema
+from . import frames, hints, schema
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from .cache import ResultCache, default_cache_dir, query_key
 from .config import configured_dataset, parse_uri, protect_options, scrub_exception
@@ -57,6 +57,8 @@ def _scrubbed(func):
             return func(*args, **kwargs)
         except Exception as exc:
             scrub_exception(exc)
+            if isinstance(exc, TypeError):  # a wrong keyword (often another client's): a precise hint instead
+                hints.raise_for_call(func, args, kwargs)
             raise
 
     return wrapper
@@ -349,6 +351,7 @@ class Dataset:
             self._raise_missing(np.setdiff1d(np.asarray(crit.ids, dtype="int64"), neurons["id"].to_numpy()),
                                 "ids", version, checked=crit.is_ids_only)
         neurons = neurons[keep].sort_values("id", kind="stable").reset_index(drop=True)
+        hints.warn_unmatched(self, crit, neurons, version)  # misspelled types, patterns read literally, ...
         if not omit_rois and Capability.ROIS not in self.capabilities:
             warnings.warn(f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts; "
                           "roi_counts is empty (pass omit_rois=True to skip this warning)", UserWarning, stacklevel=3)
@@ -929,12 +932,10 @@ def _check_materialization(value: Any) -> Any:
 
 
 def _criteria_from_fields(fields: dict[str, Any]) -> NeuronCriteria:
-    """``NeuronCriteria(**fields)``, refusing unknown field names with the valid ones."""
-    valid = [f for f in NeuronCriteria.__dataclass_fields__ if f != "ids"] + ["class"]
-    unknown = sorted(set(fields) - set(valid))
-    if unknown:
-        raise InvalidArgumentError(
-            f"unknown criteria field(s) {unknown}; {suggest(unknown[0], valid)} (or pass ids as the first argument)")
+    """``NeuronCriteria(**fields)``; unknown names are refused there, other clients' spellings hinted at."""
+    if "ids" in fields:
+        raise InvalidArgumentError("ids= is not a keyword criterion: pass the ids (or a NeuronCriteria) as the "
+                                   "first argument")
     return NeuronCriteria(**fields)
 
 

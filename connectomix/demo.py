@@ -41,7 +41,7 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
                 print(textwrap.fill(f"- {table}: {what}", 100, subsequent_indent="    "))
 
         _section(f"{cell_type} neurons and their synapses per ROI")
-        neurons, roi_counts = ds.fetch_neurons(type=cell_type)
+        neurons, roi_counts = ds.fetch_neurons(type=cell_type, regex=False)
         if neurons.empty:
             print(f"no neurons of type {cell_type!r} in {name!r}")
             return

@@ -40,6 +40,7 @@ __all__ = [
     "IdsNotFoundError",
     "ConnectomixWarning",
     "CacheWarning",
+    "EmptyResultWarning",
 ]
 
 
@@ -84,9 +85,13 @@ class UnknownROIError(InvalidArgumentError, LookupError):
     """An ROI name the dataset does not have."""
 
     def __init__(self, roi: str, valid: Iterable[str], dataset: str | None = None):
+        from .hints import close_matches, unknown_roi_message
+
         self.roi = roi
-        where = f" in dataset {dataset!r}" if dataset else ""
-        super().__init__(f"Unknown ROI {roi!r}{where}; {suggest(roi, valid)}")
+        #: Every valid ROI name (sorted) and the closest ones to ``roi`` (for programs such as the CLI).
+        self.valid = sorted(set(map(str, valid)))
+        self.suggestions = close_matches(roi, self.valid)
+        super().__init__(unknown_roi_message(roi, self.valid, dataset))
 
 
 class InvalidURIError(InvalidArgumentError):
@@ -221,3 +226,29 @@ class CacheWarning(ConnectomixWarning):
     Queries still return correct answers: a discarded entry is fetched again,
     and an unusable cache is bypassed.
     """
+
+
+class EmptyResultWarning(ConnectomixWarning):
+    """A ``type``/``instance`` value of a query matched no neuron the dataset has.
+
+    The answer is still right (no neuron has that value); the warning says why it may not be what
+    was meant: a misspelling (with the closest values the dataset has), or a value read as a
+    regular expression (or not) against the intention. Filter it like any warning
+    (``warnings.simplefilter("ignore", EmptyResultWarning)``).
+
+    Attributes
+    ----------
+    field : str
+        The criteria field (``"type"``, ``"instance"``).
+    value : str
+        The value that matched nothing.
+    suggestions : list of str
+        The dataset's closest values (may be empty).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, value: str | None = None,
+                 suggestions: Iterable[str] = ()):
+        self.field = field
+        self.value = value
+        self.suggestions = list(suggestions)
+        super().__init__(message)

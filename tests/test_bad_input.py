@@ -32,6 +32,7 @@ from connectomix import NeuronCriteria as NC
 from connectomix import errors
 from connectomix.cli import main
 from connectomix.criteria import parse_ids
+from connectomix.hints import guess_regex
 
 INT64_MAX = 2**63 - 1
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -334,6 +335,8 @@ def neuron_oracle(neurons: pd.DataFrame, kwargs: dict) -> list[int] | None:
         if key in ("type", "instance", "status"):
             values = [value] if isinstance(value, str) else value
             if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+                return None
+            if key != "status" and any(guess_regex([v]) for v in values):  # regex=None reads these as patterns
                 return None
             n = n[n[key].isin(values)]
         elif key in ("min_pre", "min_post") and type(value) is int and 0 <= value <= INT64_MAX:

@@ -225,7 +225,7 @@ CRITERIA_VARIANTS = {
     "ids": ({"ids": [101]}, {"ids": [102]}),
     "type": ({"type": "KC"}, {"type": "LN"}),
     "instance": ({"instance": "KC_R"}, {"instance": "KC_L"}),
-    "regex": ({"type": "K.*"}, {"type": "K.*", "regex": True}),
+    "regex": ({"type": "K.*", "regex": False}, {"type": "K.*", "regex": True}),
     "status": ({"status": "Traced"}, {"status": "Anchor"}),
     "rois": ({"rois": "A"}, {"rois": "B"}),
     "input_rois": ({"input_rois": "A"}, {"input_rois": "B"}),
