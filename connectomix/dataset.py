@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import frames, hints, schema
+from . import gaps
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from .cache import ResultCache, default_cache_dir, query_key
 from .config import configured_dataset, parse_uri, protect_options, scrub_exception
@@ -364,6 +365,7 @@ class Dataset:
             roi_counts = roi_counts.sort_values(["id", "roi"], kind="stable").reset_index(drop=True)
         self._label(neurons, "neurons", version, criteria=repr(crit))
         self._label(roi_counts, "roi_counts", version, criteria=repr(crit))
+        gaps.warn_roi_gaps(self, crit, neurons, version, omit_rois=omit_rois)  # neurons a release cannot place in ROIs
         return NeuronTables(neurons, roi_counts)
 
     # -- connectivity -----------------------------------------------------------------
@@ -613,8 +615,21 @@ class Dataset:
     # -- skeletons -------------------------------------------------------------------
 
     @_scrubbed
-    def get_skeletons(self, x: Any) -> Any:
+    def get_skeletons(self, x: Any, *, missing: str = "raise") -> Any:
         """Skeletons as a navis ``NeuronList`` of ``TreeNeuron`` s in nm.
+
+        Parameters
+        ----------
+        x
+            Neurons: ids, a :class:`NeuronCriteria`, or navis neurons.
+        missing
+            What to do with neurons the dataset has but holds no skeleton for
+            (as navis's ``fetch_skeletons(missing_swc=...)``): ``"raise"``
+            (default) an :class:`~connectomix.errors.IdsNotFoundError` naming
+            them; ``"warn"`` leave them out with a
+            :class:`~connectomix.errors.MissingDataWarning` naming them;
+            ``"skip"`` leave them out silently. Ids the dataset does not have
+            at all always raise.
 
         Examples
         --------
@@ -623,11 +638,15 @@ class Dataset:
         >>> str(sk[0].units)
         '1 nanometer'
         """
+        from .gaps import check_missing, skeletons_with_gaps
+
+        missing = check_missing(missing)
         if Capability.SKELETONS not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no skeletons")
         crit = to_criteria(x)
         ids = np.asarray(crit.ids, dtype="int64") if crit.is_ids_only else self._resolve_ids(crit, "x", None)
-        return self._backend.get_skeletons(ids)
+        return skeletons_with_gaps(self._backend.get_skeletons, ids, missing, dataset=self.name,
+                                   not_in_dataset=lambda gone: self._backend.missing_ids(gone, None))
 
     # -- ids that change -----------------------------------------------------------
 

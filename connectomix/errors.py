@@ -40,6 +40,7 @@ __all__ = [
     "IdsNotFoundError",
     "ConnectomixWarning",
     "CacheWarning",
+    "MissingDataWarning",
     "EmptyResultWarning",
 ]
 
@@ -251,4 +252,28 @@ class EmptyResultWarning(ConnectomixWarning):
         self.field = field
         self.value = value
         self.suggestions = list(suggestions)
+        super().__init__(message)
+
+
+class MissingDataWarning(ConnectomixWarning):
+    """Some of the asked neurons lack a kind of data the dataset has for others, and were left out.
+
+    Emitted only where the caller chose it, e.g. ``get_skeletons(ids, missing="warn")`` (the default,
+    ``missing="raise"``, raises :class:`IdsNotFoundError`); or to report what a release folder
+    declares partial (its ``manifest.json`` ``"partial"``), such as neurons without per-ROI counts,
+    which ROI criteria therefore cannot match.
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        The neurons left out (int64).
+    what : str
+        The kind of data they lack (``"skeleton"``, ``"roi_counts"``).
+    """
+
+    def __init__(self, message: str, *, ids: Iterable[int] = (), what: str = ""):
+        import numpy as np
+
+        self.ids = np.asarray(list(ids), dtype="int64")
+        self.what = what
         super().__init__(message)

@@ -237,7 +237,7 @@ class ReleaseBackend(Backend):
             voxel_size_nm=tuple(m["voxel_size_nm"]) if m.get("voxel_size_nm") else None,
             description=m.get("description", ""),
             synthetic=m.get("synthetic", {}),
-            extra={k: m[k] for k in ("source", "license", "citation", "score_name") if k in m},
+            extra={k: m[k] for k in ("source", "license", "citation", "score_name", "partial") if k in m},
             score=ScoreInfo(**m["score"]) if m.get("score_name") and m.get("score") else None,
             neuron_columns=self._declared_neuron_columns(),
         )

@@ -422,7 +422,29 @@ SCORE = {
 }
 
 
-def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame) -> dict[str, Any]:
+def partial(neurons: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """``manifest.partial``: the neurons the sample has without some kind of data, and why (FORMAT.md).
+
+    Only the five DA1 lPNs have everything. The other real PNs have their real totals only: no per-ROI
+    counts, no skeleton, and synapse rows only where they were drawn as synthetic partners. The synthetic
+    bodies have no skeletons (their per-ROI counts and synapses are complete within the sample).
+    """
+    real = neurons.loc[~neurons["synthetic"] & ~neurons["id"].isin(DA1_IDS), "id"].astype("int64").tolist()
+    fake = neurons.loc[neurons["synthetic"], "id"].astype("int64").tolist()
+    totals_only = (f"real hemibrain olfactory PNs other than the five DA1 lPNs: the sample has only their totals "
+                   f"(pre, post, upstream, downstream) from {PN_TABLE.name}")
+    return {
+        "roi_counts": {"ids": real, "reason": f"{totals_only}, not their per-ROI counts; ROI criteria cannot "
+                                              "match them"},
+        "synapses": {"ids": real, "reason": f"{totals_only}; their rows in synapses.parquet and "
+                                            "connections.parquet are only the synthetic connections in which "
+                                            "they were drawn as partners of the five DA1 lPNs"},
+        "skeletons": {"ids": sorted(real + fake), "reason": "only the five DA1 lPNs have skeletons (navis's "
+                                                            "example neurons)"},
+    }
+
+
+def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame, neurons: pd.DataFrame) -> dict[str, Any]:
     """``manifest.json`` content; ROIs are those of the real sites (hemibrain primary ROIs)."""
     rois = sorted(set(sites["roi"].dropna()))
     return {
@@ -463,6 +485,7 @@ def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame) -> dict[str, Any]:
                 "PNs have no rows"
             ),
         },
+        "partial": partial(neurons),
     }
 
 
@@ -519,6 +542,9 @@ def render_readme(manifest: dict[str, Any], tables: dict[str, pd.DataFrame], sit
     )
     other_pns = neurons.loc[~neurons["synthetic"] & ~neurons["id"].isin(DA1_IDS), "id"]
     pn_rows = pd.concat([syn["pre"], syn["post"]]).value_counts().reindex(other_pns).dropna()
+    da1_others = neurons.loc[~neurons["synthetic"] & ~neurons["id"].isin(DA1_IDS)
+                             & (neurons["type"] == "DA1_lPN"), "id"].tolist()
+    da1_other_rows = int((syn["pre"].isin(da1_others) | syn["post"].isin(da1_others)).sum())
     return f"""# {manifest['name']} ({manifest['version']})
 
 The embedded default dataset of connectomix: `connectomix.open("sample")`, offline. Built by
@@ -562,6 +588,24 @@ hemibrain ships the example neurons' synapse sites without their partners. The p
 * `connections.parquet` is derived from `synapses.parquet`, so every weight includes synthetic partner
   assignments. **Connectivity is only complete for the five DA1 lPNs**; the other 374 real PNs have only
   their real totals and the few synthetic connections in which they were drawn as partners.
+
+## What is partial, and how connectomix reports it
+
+Only the five DA1 lPNs have everything (skeleton, every synapse site, per-ROI counts). `manifest.json`
+`partial` lists, per kind of data, the neurons the sample has without it:
+
+* **Per-ROI counts** (`partial.roi_counts`, {len(other_pns)} ids): the other real PNs. `fetch_neurons` warns
+  (`MissingDataWarning`, naming them) when it returns such neurons without `roi_counts` rows, and when ROI
+  criteria leave out neurons that meet every other criterion -- e.g. `fetch_neurons(type="DA1_lPN")` returns
+  seven DA1 lPNs: the five above and {', '.join(map(str, sorted(set(da1_others))))}, which are real (real
+  totals) but have no per-ROI counts, so `fetch_neurons(type="DA1_lPN", rois="AL(R)")` returns five and says
+  which two it could not place.
+* **Synapses** (`partial.synapses`, the same ids): their rows are only the synthetic connections in which they
+  were drawn as partners of the five (e.g. {da1_other_rows} rows for the two other DA1 lPNs together), far
+  fewer than their real totals in `neurons.parquet`.
+* **Skeletons** (`partial.skeletons`, every body but the five): `get_skeletons(ids)` raises
+  `IdsNotFoundError` naming them; `get_skeletons(ids, missing="warn")` returns the others with a
+  `MissingDataWarning` naming them, `missing="skip"` returns the others silently.
 
 ## Columns and counting conventions
 
@@ -621,7 +665,7 @@ def build(dest: Path = DEFAULT_DEST, *, pn_table: Path = PN_TABLE) -> Path:
         "roi_counts": build_roi_counts(sites, syn),
         "synapses": syn,
     }
-    manifest = build_manifest(syn, sites)
+    manifest = build_manifest(syn, sites, tables["neurons"])
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
