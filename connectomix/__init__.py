@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version as _version
 from . import errors, schema
 from .backend import Backend, Capability
 from .compare import compare
+from .comparative import TypeComparison, compare_types, match_types, parse_keys
 from .criteria import NeuronCriteria
 from .dataset import Dataset, NeuronTables, open
 from .errors import ConnectomixError
@@ -31,6 +32,10 @@ NC = NeuronCriteria  # the short name neuprint-python users type
 __all__ = [
     "open",
     "compare",
+    "compare_types",
+    "match_types",
+    "parse_keys",
+    "TypeComparison",
     "datasets",
     "backends",
     "Dataset",

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from .dataset import Dataset, NeuronTables
@@ -110,25 +109,39 @@ def compare(datasets: Iterable[str | Dataset] | Mapping[str, str | Dataset], met
 
 
 def _nullable_where_missing(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
-    """Integer/bool columns that some frames lack become nullable (``Int64``/``boolean``).
+    """Integer/bool columns that some frames lack or hold no value in become nullable (``Int64``/``boolean``).
 
-    Datasets keep different native columns; concatenating them would
-    otherwise turn a dataset's integer column into floats (NaN for the rows of
-    datasets without it).
+    Datasets keep different native columns, and a column with no value at all
+    comes back from DuckDB/Arrow as ``float64`` (or ``object``) ``NaN``s;
+    concatenating would otherwise turn another dataset's integer column into
+    floats. A column is cast only when every frame that holds a value in it
+    holds integers (resp. booleans), so real float columns stay floats.
     """
-    columns = {c for df in frames for c in df.columns}
-    partial = {c for c in columns if not all(c in df.columns for df in frames)}
+    columns = list(dict.fromkeys(c for df in frames for c in df.columns))
+    casts: list[dict[str, str]] = [{} for _ in frames]
+    for c in columns:
+        kinds = {_kind(df[c]) for df in frames if c in df.columns and df[c].notna().any()}
+        if kinds not in ({"i"}, {"b"}):
+            continue
+        target = "Int64" if kinds == {"i"} else "boolean"
+        if all(c in df.columns and df[c].dtype == frames[0][c].dtype for df in frames):
+            continue  # concatenation keeps the dtype as it is
+        for i, df in enumerate(frames):
+            if c in df.columns:
+                casts[i][c] = target
     out = []
-    for df in frames:
-        cast = {}
-        for c in partial & set(df.columns):
-            kind = df[c].dtype.kind if isinstance(df[c].dtype, np.dtype) else ""
-            if kind and kind in "iu":
-                cast[c] = "Int64"
-            elif kind == "b":
-                cast[c] = "boolean"
-        out.append(df.astype(cast) if cast else df)
+    for df, cast in zip(frames, casts):
+        if cast:
+            df = df.assign(**{c: (df[c].astype(t) if df[c].notna().any() else pd.array([pd.NA] * len(df), dtype=t))
+                              for c, t in cast.items()})
+        out.append(df)
     return out
+
+
+def _kind(s: pd.Series) -> str:
+    """``"i"`` for integer columns (numpy or nullable), ``"b"`` for boolean ones, else ``""``."""
+    kind = getattr(s.dtype, "kind", "")
+    return "i" if kind in ("i", "u") else "b" if kind == "b" else ""
 
 
 def connectomix_open(name: str) -> Dataset:
