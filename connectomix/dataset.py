@@ -384,6 +384,7 @@ class Dataset:
         batch_size: int | None = None,
         progress: bool = True,
         by: str = "neuron",
+        partner_types: bool = True,
     ) -> pd.DataFrame:
         """Neuron-to-neuron (or type-to-type) connection weights.
 
@@ -410,12 +411,19 @@ class Dataset:
             ``"neuron"`` (default) or ``"type"``: sum the neuron-level weights
             (each pair already ``>= min_weight``) over cell types, so datasets
             can be compared type by type.
+        partner_types
+            Append ``pre_type, pre_instance, post_type, post_instance``
+            (``string``; ``<NA>`` for ids without a type or instance, such as
+            fragments) from the dataset's neuron table at the same version:
+            one extra (cached) neuron query for the ids in the result. Ignored
+            with ``by="type"``.
 
         Returns
         -------
         pandas.DataFrame
             :data:`connectomix.schema.CONNECTIVITY` (or ``CONNECTIVITY_BY_ROI``,
-            or ``TYPE_CONNECTIVITY`` with ``by="type"``, plus ``roi`` if ``by_roi``).
+            or ``TYPE_CONNECTIVITY`` with ``by="type"``, plus ``roi`` if ``by_roi``),
+            then the partner columns (:data:`connectomix.partners.PARTNER_COLUMNS`).
 
         Examples
         --------
@@ -423,13 +431,14 @@ class Dataset:
         >>> ds = connectomix.open("sample")
         >>> edges = ds.get_connectivity(sources=1734350788, min_weight=5)
         >>> list(edges.columns), bool((edges["weight"] >= 5).all())
-        (['pre', 'post', 'weight'], True)
+        (['pre', 'post', 'weight', 'pre_type', 'pre_instance', 'post_type', 'post_instance'], True)
         """
         if sources is None and targets is None:
             raise InvalidArgumentError("give sources or targets (or both); None/None would fetch the whole graph")
         if not isinstance(by, str) or by not in ("neuron", "type"):
             raise InvalidArgumentError(f"by must be 'neuron' or 'type'; got {by!r}")
-        for flag, name in ((by_roi, "by_roi"), (include_autapses, "include_autapses"), (progress, "progress")):
+        for flag, name in ((by_roi, "by_roi"), (include_autapses, "include_autapses"), (progress, "progress"),
+                           (partner_types, "partner_types")):
             _check_bool(flag, name)
         materialization = _check_materialization(materialization)
         roi_list = self._roi_list(rois)
@@ -461,6 +470,10 @@ class Dataset:
         sort = ["weight", "pre", "post"] + (["roi"] if "roi" in df.columns else [])
         df = df.sort_values(sort, ascending=[False] + [True] * (len(sort) - 1), kind="stable").reset_index(drop=True)
         table_name = "connectivity_by_roi" if by_roi else "connectivity"
+        if partner_types and by == "neuron":
+            from .partners import add_partner_columns, neuron_lookup
+
+            df = add_partner_columns(df, neuron_lookup(self, version))
         if by == "type":
             df, table_name = self._by_type(df, version), "type_connectivity"
         return self._label(df, table_name, version, min_weight=min_weight,
@@ -502,6 +515,7 @@ class Dataset:
         attach: bool = False,
         max_distance: float | None = 10_000,
         clean: bool = True,
+        partner_types: bool = True,
     ) -> pd.DataFrame:
         """Synaptic connections of neurons, with positions (nm) and scores.
 
@@ -532,11 +546,15 @@ class Dataset:
         max_distance, clean
             With ``attach``: drop connectors farther than ``max_distance`` nm
             from the neuron when ``clean`` (the returned table keeps them).
+        partner_types
+            Append ``pre_type, pre_instance, post_type, post_instance``, as in
+            :meth:`get_connectivity`.
 
         Returns
         -------
         pandas.DataFrame
-            :data:`connectomix.schema.SYNAPSES`; each synaptic connection once.
+            :data:`connectomix.schema.SYNAPSES`, then the partner columns;
+            each synaptic connection once.
             With ``attach=True`` an :class:`~connectomix.morphology.AttachedSynapses`
             ``(synapses, neurons)`` instead: ``syn, neurons = ds.get_synapses(neurons,
             attach=True)``.
@@ -550,7 +568,8 @@ class Dataset:
         (True, 'nm')
         """
         for flag, name in ((pre, "pre"), (post, "post"), (include_autapses, "include_autapses"),
-                           (progress, "progress"), (attach, "attach"), (clean, "clean")):
+                           (progress, "progress"), (attach, "attach"), (clean, "clean"),
+                           (partner_types, "partner_types")):
             _check_bool(flag, name)
         if not (pre or post):
             raise InvalidArgumentError("pre and post are both False: nothing to fetch; set at least one to True")
@@ -601,6 +620,10 @@ class Dataset:
         rows = np.flatnonzero(keep)
         _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
         df = frames.take(df, rows[first])
+        if partner_types:
+            from .partners import add_partner_columns, neuron_lookup
+
+            df = add_partner_columns(df, neuron_lookup(self, version))
         df = self._label(df, "synapses", version, min_score=min_score, rois=list(roi_list) if roi_list else None)
         df.attrs["score"] = score_attrs or self._score_attrs(None, recommended=False)
         if attach:

@@ -37,16 +37,18 @@ def cache(tmp_path):
 
 
 def test_repeated_queries_are_served_from_disk(toy_release, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     ds = make(toy_release, cache)
-    first = ds.get_connectivity(sources=[101, 102], by_roi=True)
-    again = ds.get_connectivity(sources=[101, 102], by_roi=True, progress=False, batch_size=1)
+    first = ds.get_connectivity(sources=[101, 102], by_roi=True, partner_types=False)
+    again = ds.get_connectivity(sources=[101, 102], by_roi=True, progress=False, batch_size=1, partner_types=False)
     assert CountingRelease.calls == 1
     pd.testing.assert_frame_equal(first, again)
     assert again.attrs["version"] == first.attrs["version"]
-    ds.get_connectivity(sources=[101, 103], by_roi=True)
+    ds.get_connectivity(sources=[101, 103], by_roi=True, partner_types=False)
     assert CountingRelease.calls == 2  # other ids: a miss
-    syn1 = ds.get_synapses([101])
-    syn2 = ds.get_synapses([101])
+    syn1 = ds.get_synapses([101], partner_types=False)
+    syn2 = ds.get_synapses([101], partner_types=False)
     assert CountingRelease.calls == 3 and syn1.equals(syn2)
     n1, r1 = ds.fetch_neurons(type="KC")
     n2, r2 = ds.fetch_neurons(type="KC")
@@ -62,21 +64,25 @@ def test_cache_survives_a_new_process_worth_of_objects(toy_release, tmp_path):
 
 
 def test_data_without_identity_is_never_cached(toy_release, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     ds = make(toy_release, cache, UnidentifiedRelease)
-    ds.get_synapses([101])
-    ds.get_synapses([101])
+    ds.get_synapses([101], partner_types=False)
+    ds.get_synapses([101], partner_types=False)
     assert UnidentifiedRelease.calls == 2 and len(cache) == 0
 
 
 def test_cache_can_be_disabled_and_cleared(toy_release, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     ds = make(toy_release, cache=False)
-    ds.get_synapses([101])
-    ds.get_synapses([101])
+    ds.get_synapses([101], partner_types=False)
+    ds.get_synapses([101], partner_types=False)
     assert CountingRelease.calls == 2
     ds = make(toy_release, cache)
-    ds.get_synapses([101])
+    ds.get_synapses([101], partner_types=False)
     assert cache.clear() >= 1 and len(cache) == 0
-    ds.get_synapses([101])
+    ds.get_synapses([101], partner_types=False)
     assert CountingRelease.calls == 2
 
 
@@ -147,9 +153,11 @@ def test_every_kind_of_damage_is_refused(toy_release, damage, message):
 
 
 def test_a_corrupt_file_on_disk_is_deleted_refetched_and_warned_once(toy_release, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     ds = make(toy_release, cache)
-    expected = uncached(toy_release).get_synapses([101, 102, 103, 104])
-    ds.get_synapses([101, 102, 103, 104])
+    expected = uncached(toy_release).get_synapses([101, 102, 103, 104], partner_types=False)
+    ds.get_synapses([101, 102, 103, 104], partner_types=False)
     files = [p for p in cache.directory.rglob("*.val")]
     assert len(files) == 1  # large enough to live in its own file
     raw = bytearray(files[0].read_bytes())
@@ -157,29 +165,31 @@ def test_a_corrupt_file_on_disk_is_deleted_refetched_and_warned_once(toy_release
     files[0].write_bytes(bytes(raw))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        got = ds.get_synapses([101, 102, 103, 104])
+        got = ds.get_synapses([101, 102, 103, 104], partner_types=False)
     pd.testing.assert_frame_equal(got, expected)
     assert CountingRelease.calls == 2  # refetched
     [warning] = recorded_cache_warnings(record)
     assert "corrupt entry" in str(warning.message) and "digest mismatch" in str(warning.message)
-    again = ds.get_synapses([101, 102, 103, 104])  # the refetched answer was stored again, intact
+    again = ds.get_synapses([101, 102, 103, 104], partner_types=False)  # the refetched answer was stored again, intact
     assert CountingRelease.calls == 2
     pd.testing.assert_frame_equal(again, expected)
 
 
 def test_an_entry_moved_to_another_key_is_refused(toy_release, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     ds = make(toy_release, cache)
-    ds.get_synapses([101])
-    ds.get_synapses([102])
+    ds.get_synapses([101], partner_types=False)
+    ds.get_synapses([102], partner_types=False)
     store = cache._store
     k101, k102 = list(store)
     store.set(k102, store.get(k101))  # e.g. a damaged index pointing at the wrong value
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        got = [ds.get_synapses([101]), ds.get_synapses([102])]
+        got = [ds.get_synapses([101], partner_types=False), ds.get_synapses([102], partner_types=False)]
     expected = uncached(toy_release)
-    pd.testing.assert_frame_equal(got[0], expected.get_synapses([101]))
-    pd.testing.assert_frame_equal(got[1], expected.get_synapses([102]))
+    pd.testing.assert_frame_equal(got[0], expected.get_synapses([101], partner_types=False))
+    pd.testing.assert_frame_equal(got[1], expected.get_synapses([102], partner_types=False))
     assert "another key" in str(recorded_cache_warnings(record)[0].message)
 
 
@@ -380,15 +390,18 @@ def _shift_synapses(folder, dx=8.0):
 
 
 def test_release_files_changed_in_place_give_the_new_answer(tmp_path, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     folder = make_toy_release(tmp_path / "rel")
     ds = make(folder, cache)
-    before = ds.get_synapses([101])
+    before = ds.get_synapses([101], partner_types=False)
     _shift_synapses(folder)
-    after_expected = uncached(folder).get_synapses([101])
+    after_expected = uncached(folder).get_synapses([101], partner_types=False)
     assert not after_expected["pre_x"].equals(before["pre_x"])
-    pd.testing.assert_frame_equal(ds.get_synapses([101]), after_expected)  # the same Dataset
+    pd.testing.assert_frame_equal(ds.get_synapses([101], partner_types=False), after_expected)  # the same Dataset
     assert CountingRelease.calls == 2  # a miss: the files changed
-    pd.testing.assert_frame_equal(make(folder, cache).get_synapses([101]), after_expected)  # a new one
+    again = make(folder, cache).get_synapses([101], partner_types=False)  # a new Dataset
+    pd.testing.assert_frame_equal(again, after_expected)
     assert CountingRelease.calls == 0  # ... hit the entry stored for the new files
 
 
@@ -424,6 +437,8 @@ def test_a_manifest_change_gives_new_keys(tmp_path, cache):
 
 
 def test_an_answer_fetched_while_the_files_changed_is_not_stored(tmp_path, cache):
+    # partner_types=False: the counts below are of the table's own backend call (the partner
+    # columns' neuron lookup is another call and entry, tested in tests/test_partners.py)
     folder = make_toy_release(tmp_path / "rel")
 
     class ChangingRelease(CountingRelease):
@@ -434,6 +449,7 @@ def test_an_answer_fetched_while_the_files_changed_is_not_stored(tmp_path, cache
             return out
 
     ds = make(folder, cache, ChangingRelease)
-    ds.get_synapses([101])
+    ds.get_synapses([101], partner_types=False)
     assert len(cache) == 0
-    pd.testing.assert_frame_equal(ds.get_synapses([101]), uncached(folder).get_synapses([101]))
+    pd.testing.assert_frame_equal(ds.get_synapses([101], partner_types=False),
+                                  uncached(folder).get_synapses([101], partner_types=False))

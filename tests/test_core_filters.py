@@ -120,7 +120,7 @@ def test_connectivity_applies_sides_autapses_background_and_thresholds(ds, truth
 
 def test_connectivity_rois_restrict_and_by_roi_partitions(ds, truth):
     got = ds.get_connectivity(sources=[101, 102, 103], rois=["A", "C(R)"], min_weight=2)
-    assert list(got.columns) == ["pre", "post", "weight"]
+    assert list(got.columns) == ["pre", "post", "weight", "pre_type", "pre_instance", "post_type", "post_instance"]
     assert triples(got) == triples(truth.edges([101, 102, 103], rois=["A", "C(R)"], min_weight=2))
     by_roi = ds.get_connectivity(sources=[101, 102], by_roi=True)
     c = truth.connections

@@ -31,6 +31,8 @@ from .toy import BACKGROUND_TYPE, HOSTILE_TYPE, make_toy_release
 
 __all__ = ["ConformanceTests", "ToyTruth"]
 
+PARTNER_COLUMNS = ("pre_type", "pre_instance", "post_type", "post_instance")  # written out, not imported
+
 _POS = ["pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
 
 
@@ -361,10 +363,11 @@ class ConformanceTests:
 
     def test_connectivity_weights(self, dataset, truth):
         got = dataset.get_connectivity(sources=[101, 102, 103])
-        assert list(got.columns) == ["pre", "post", "weight"]
+        assert list(got.columns) == ["pre", "post", "weight", *PARTNER_COLUMNS]
         expected = truth.edges([101, 102, 103])
         pd.testing.assert_frame_equal(
-            got.sort_values(["pre", "post"]).reset_index(drop=True), expected, check_dtype=False
+            got[["pre", "post", "weight"]].sort_values(["pre", "post"]).reset_index(drop=True), expected,
+            check_dtype=False
         )
         assert got["weight"].is_monotonic_decreasing
         assert got.attrs["version"] is not None
@@ -398,7 +401,7 @@ class ConformanceTests:
     def test_by_roi_partitions_total(self, dataset, truth):
         self._require(dataset, Capability.ROIS)
         by_roi = dataset.get_connectivity(sources=[101, 102], by_roi=True)
-        assert list(by_roi.columns) == ["pre", "post", "roi", "weight"]
+        assert list(by_roi.columns) == ["pre", "post", "roi", "weight", *PARTNER_COLUMNS]
         total = dataset.get_connectivity(sources=[101, 102])
         summed = by_roi.groupby(["pre", "post"], as_index=False)["weight"].sum()
         merged = total.merge(summed, on=["pre", "post"], suffixes=("", "_sum"))
@@ -474,6 +477,36 @@ class ConformanceTests:
         got = dataset.get_synapses([101, 102], rois=["B"])
         exp = truth.synapse_rows([101, 102])
         assert _keys(got) == _keys(exp[exp.roi == "B"])
+
+    def test_partner_columns_come_from_the_neuron_table(self, dataset, truth):
+        """pre/post type and instance on every row, from the release files; <NA> for unlabelled ids, no row lost."""
+        declared = dataset.info.neuron_columns
+
+        def expected(ids, label):
+            if declared is not None and label not in declared:  # a column the dataset lacks is <NA>
+                return [None] * len(ids)
+            table = truth.neurons.set_index("id")[label]
+            return [None if i not in table.index or pd.isna(table[i]) else table[i] for i in ids]
+
+        edges = dataset.get_connectivity(sources=[101, 102, 103, 104], include_autapses=True)
+        plain = dataset.get_connectivity(sources=[101, 102, 103, 104], include_autapses=True, partner_types=False)
+        assert list(plain.columns) == ["pre", "post", "weight"]
+        pd.testing.assert_frame_equal(edges[["pre", "post", "weight"]], plain)
+        tables = [edges]
+        if Capability.SYNAPSES in dataset.capabilities:
+            tables.append(dataset.get_synapses([101, 104]))
+        for got in tables:
+            unlabelled = set(got.pre) | set(got.post)
+            assert unlabelled - set(truth.neurons["id"][truth.neurons["type"].notna()]), "a partner without type"
+            for side in ("pre", "post"):
+                for label in ("type", "instance"):
+                    column = got[f"{side}_{label}"]
+                    assert column.dtype == "string"
+                    values = [None if pd.isna(v) else v for v in column]
+                    assert values == expected(got[side].tolist(), label), (side, label)
+        assert dataset.get_connectivity(sources=[101], by="type").columns[0] == "pre_type"
+        with pytest.raises(errors.InvalidArgumentError, match="partner_types"):
+            dataset.get_connectivity(sources=[101], partner_types="no")
 
     def test_connectivity_matches_synapse_counts(self, dataset):
         self._require(dataset, Capability.SYNAPSES)
