@@ -218,6 +218,15 @@ class Backend:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: Option names :meth:`from_uri` accepts (see :meth:`check_options`).
     OPTIONS: ClassVar[tuple[str, ...]] = ()
+    #: Whether :meth:`fetch_neurons` takes ``counts`` (``None``/``True``/``False``) because counting is
+    #: expensive on its datasets (CAVE: every synapse row). Backends that hold counts cheaply (release
+    #: files, neuPrint properties) leave this ``False``: they are called without ``counts`` and always
+    #: return them, so ``counts=False`` skips nothing there.
+    optional_counts: ClassVar[bool] = False
+    #: The :class:`~connectomix.cache.ResultCache` of the dataset using this backend (set by
+    #: :class:`~connectomix.Dataset`; ``None``: caching is off). A backend may keep its own immutable
+    #: intermediate tables there (CAVE: annotation tables per materialization).
+    result_cache: Any = None
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -268,6 +277,10 @@ class Backend:
 
         ``materialization`` is the concrete version from
         :meth:`resolve_materialization` (``None`` for unversioned backends).
+        A backend with :attr:`optional_counts` also takes ``counts``: ``None``
+        computes the count columns only where they are cheap or a criterion
+        needs them, ``True`` always, ``False`` only for criteria; counts it did
+        not compute are ``<NA>`` and ``df.attrs["counts"]`` says so.
         """
         raise NotImplementedError
 

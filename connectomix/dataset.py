@@ -25,6 +25,7 @@ import pandas as pd
 from . import frames, hints, schema
 from . import gaps
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
+from . import counts as _counts
 from .cache import ResultCache, default_cache_dir, query_key
 from .config import configured_dataset, parse_uri, protect_options, scrub_exception
 from .criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria, parse_ids, to_criteria
@@ -290,7 +291,7 @@ class Dataset:
 
     @_scrubbed
     def fetch_neurons(self, criteria: Any = None, /, *, omit_rois: bool = False, materialization: Any = None,
-                      **fields: Any) -> NeuronTables:
+                      counts: bool | None = None, **fields: Any) -> NeuronTables:
         """Find neurons and their per-ROI synapse counts.
 
         Parameters
@@ -307,6 +308,15 @@ class Dataset:
             Skip the per-ROI counts (faster on remote backends).
         materialization
             Version to query, for versioned backends (see :meth:`get_connectivity`).
+        counts
+            Per-neuron synapse counts (``pre``/``post``/``upstream``/``downstream``
+            and ``roi_counts``). ``None`` (default): where the dataset holds
+            them (release files, neuPrint: always); on CAVE, which has no such
+            table, only what a criterion needs (``min_upstream``, ``rois``, ...),
+            the rest ``<NA>`` with ``attrs["counts"]`` saying so and one warning
+            per dataset. ``True``: always, however expensive (CAVE pulls every
+            synapse row). ``False``: as ``None`` without the warning (datasets
+            that hold counts return them anyway).
 
         Returns
         -------
@@ -327,6 +337,7 @@ class Dataset:
         if criteria is not None and fields:
             raise InvalidArgumentError("give either a NeuronCriteria/ids or keyword criteria, not both")
         _check_bool(omit_rois, "omit_rois")
+        counts = _counts.check_counts(counts)
         materialization = _check_materialization(materialization)
         crit = to_criteria(criteria) if criteria is not None else _criteria_from_fields(fields)
         self._check_rois(crit.all_rois)
@@ -338,6 +349,7 @@ class Dataset:
             self._check_criteria_columns(crit, self._info.neuron_columns)
         version = self._backend.resolve_materialization(
             np.asarray(crit.ids, dtype="int64") if crit.ids is not None else None, materialization)
+        note = None
         if crit.matches_nothing:  # no query; the columns the dataset's tables have (optional ones included)
             neurons = schema.NEURONS.empty()
             declared = self._info.neuron_columns or ()
@@ -345,8 +357,10 @@ class Dataset:
                 if col.name in declared:
                     neurons[col.name] = pd.Series([], dtype=col.dtype)
         else:
-            neurons = self._neuron_table(self._cached(
-                "fetch_neurons", version, crit, lambda: self._backend.fetch_neurons(crit, version)), crit)
+            raw = self._cached("fetch_neurons", version, _counts.query_of(self._backend, crit, counts),
+                               lambda: _counts.fetch(self._backend, self.cache, crit, version, counts))
+            note = _counts.note_of(raw)  # counts the backend did not compute
+            neurons = self._neuron_table(raw, crit)
         keep = _criteria_mask(neurons, crit, self.name)
         if crit.ids is not None:
             self._raise_missing(np.setdiff1d(np.asarray(crit.ids, dtype="int64"), neurons["id"].to_numpy()),
@@ -356,7 +370,7 @@ class Dataset:
         if not omit_rois and Capability.ROIS not in self.capabilities:
             warnings.warn(f"dataset {self.name!r} ({self.backend_name}) has no per-ROI synapse counts; "
                           "roi_counts is empty (pass omit_rois=True to skip this warning)", UserWarning, stacklevel=3)
-        if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty:
+        if omit_rois or Capability.ROIS not in self.capabilities or neurons.empty or (note and not crit.all_rois):
             roi_counts = schema.ROI_COUNTS.empty()
         else:
             ids = neurons["id"].to_numpy()
@@ -365,6 +379,7 @@ class Dataset:
             roi_counts = roi_counts.sort_values(["id", "roi"], kind="stable").reset_index(drop=True)
         self._label(neurons, "neurons", version, criteria=repr(crit))
         self._label(roi_counts, "roi_counts", version, criteria=repr(crit))
+        _counts.mark(self, neurons, roi_counts, note, counts)
         gaps.warn_roi_gaps(self, crit, neurons, version, omit_rois=omit_rois)  # neurons a release cannot place in ROIs
         return NeuronTables(neurons, roi_counts)
 

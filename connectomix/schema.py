@@ -41,7 +41,11 @@ neurons
     ``post`` count synaptic *sites* (``<NA>`` where the dataset does not
     identify them, e.g. CAVE fly synapse tables), ``upstream``/``downstream``
     synaptic *connections*. Columns a dataset lacks are ``<NA>`` and criteria
-    on them are refused.
+    on them are refused. All four are nullable ``Int64``: where counting
+    needs every synapse row (CAVE) they are ``<NA>`` unless a criterion
+    needs them or ``fetch_neurons(counts=True)`` asks, and
+    ``df.attrs["counts"]`` then says what was not computed (``<NA>`` is
+    never a zero count).
 versions
     ``df.attrs["version"]`` is the immutable version the rows came from (a
     neuPrint dataset tag, a CAVE materialization, a release version).
@@ -242,8 +246,10 @@ NEURONS = TableSchema(
         Column("pre", _NCOUNT, "Presynaptic sites (T-bars); <NA> where the dataset does not identify them "
                "(CAVE fly synapse tables list connections).", nullable=True),
         Column("post", _NCOUNT, "Postsynaptic sites (PSDs); <NA> where unknown.", nullable=True),
-        Column("upstream", _COUNT, "Incoming synaptic connections (one per PSD of a connection)."),
-        Column("downstream", _COUNT, "Outgoing synaptic connections (one per PSD a T-bar connects to)."),
+        Column("upstream", _NCOUNT, "Incoming synaptic connections (one per PSD of a connection); <NA> where "
+               "not computed (CAVE fetch_neurons without counts=True, see attrs['counts']).", nullable=True),
+        Column("downstream", _NCOUNT, "Outgoing synaptic connections (one per PSD a T-bar connects to); <NA> "
+               "where not computed.", nullable=True),
     ),
     "One row per neuron matching the criteria, ordered by id; dataset-native columns follow the core ones.",
     optional=tuple(Column(c, _STR, f"Cell type of the neuron in the {c[:-5]} dataset, where published.",

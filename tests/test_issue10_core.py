@@ -55,7 +55,7 @@ def test_core_columns_order_and_dtypes(ds):
     neurons, _ = ds.fetch_neurons(type="KC")
     assert list(neurons.columns[:12]) == ["id", "type", "instance", "status", "side", "class", "superclass", "nt",
                                           "pre", "post", "upstream", "downstream"]
-    assert str(neurons["pre"].dtype) == "Int64" and neurons["upstream"].dtype == "int64"
+    assert str(neurons["pre"].dtype) == "Int64" and str(neurons["upstream"].dtype) == "Int64"
     assert neurons["side"].dtype == "string" and neurons["lineage"].dtype == "string"  # native text too
 
 
@@ -140,7 +140,7 @@ def test_flywire_style_score_is_strictly_greater(toy, tmp_path):
 def test_compare_keeps_integer_columns(toy, tmp_path):
     folder = _variant(toy, tmp_path, neurons=lambda n: n.assign(size=np.arange(len(n), dtype="int64")))
     out = connectomix.compare({"a": f"release://{folder}", "b": f"release://{toy}"}, "fetch_neurons", type="KC")
-    assert str(out["size"].dtype) == "Int64" and out["upstream"].dtype == "int64"
+    assert str(out["size"].dtype) == "Int64" and str(out["upstream"].dtype) == "Int64"
     assert out.loc[out.dataset == "b", "size"].isna().all()
     assert str(out["pre"].dtype) == "Int64"
 

@@ -79,9 +79,9 @@ def test_strings_floats_and_bools_are_coerced():
     assert out["is_neuron"].dtype == bool and out["is_neuron"].tolist() == [True]
     assert list(out.columns) == ["id", "type", "instance", "status", "side", "class", "superclass", "nt", "pre",
                                  "post", "upstream", "downstream", "hemibrain_type", "is_neuron", "extra"]
-    # sites are nullable integers (not floats), connections plain int64
+    # sites and connections are nullable integers (not floats): <NA> where not counted
     assert str(out["pre"].dtype) == "Int64" and out["pre"].tolist()[0] == 1 and out["post"].isna().all()
-    assert out["upstream"].dtype == "int64" and out["hemibrain_type"].dtype == "string"
+    assert str(out["upstream"].dtype) == "Int64" and out["hemibrain_type"].dtype == "string"
     assert out["extra"].tolist() == ["kept"]  # extra columns keep their values
     assert "synthetic" not in out.columns  # optional columns are not invented
 
@@ -91,8 +91,10 @@ def test_validate_refuses_what_is_not_a_table_and_names_the_table():
         schema.SYNAPSES.validate([1, 2])
     core = {"id": [1], "type": ["KC"], "instance": ["i"], "status": ["s"], "side": [None], "class": [None],
             "superclass": [None], "nt": [None], "pre": [None], "post": [2], "downstream": [2]}
-    with pytest.raises(SchemaError, match=r"neurons.upstream must not contain missing values"):
-        schema.validate(pd.DataFrame({**core, "upstream": [None]}), "neurons")
+    with pytest.raises(SchemaError, match=r"neurons.id must not contain missing values"):
+        schema.validate(pd.DataFrame({**core, "upstream": [1], "id": [None]}), "neurons")
+    # counts are nullable: <NA> where a backend did not compute them (CAVE without counts=True)
+    assert schema.validate(pd.DataFrame({**core, "upstream": [None]}), "neurons")["upstream"].isna().all()
     with pytest.raises(SchemaError, match=r"neurons.pre cannot be converted to Int64"):
         schema.validate(pd.DataFrame({**core, "upstream": [1], "pre": [1.5]}), "neurons")
     assert schema.validate(pd.DataFrame({"pre": [1], "post": [2], "weight": [3]}), schema.CONNECTIVITY)["weight"].tolist() == [3]

@@ -127,7 +127,7 @@ class ConformanceTests:
 
     def test_neurons_by_ids_include_segments(self, dataset, truth):
         ids = [101, 104, 901]
-        neurons, _ = dataset.fetch_neurons(ids)
+        neurons, _ = dataset.fetch_neurons(ids, counts=True)  # counts even where they are expensive (CAVE)
         assert neurons["id"].tolist() == ids
         assert list(neurons.columns[: len(schema.NEURONS.names)]) == list(schema.NEURONS.names)
         assert neurons["id"].dtype == "int64"
@@ -215,7 +215,7 @@ class ConformanceTests:
 
     def test_roi_counts_sum_to_totals(self, dataset, truth):
         self._require(dataset, Capability.ROIS)
-        neurons, roi_counts = dataset.fetch_neurons(type="PN_a")
+        neurons, roi_counts = dataset.fetch_neurons(type="PN_a", counts=True)
         sums = roi_counts.groupby("id")[["pre", "post"]].sum()
         n = neurons.set_index("id")
         # no site counts (CAVE pre): per-ROI counts count connections there
@@ -241,7 +241,7 @@ class ConformanceTests:
         return False
 
     def test_core_columns_dtypes_and_counts(self, dataset, truth):
-        neurons, _ = dataset.fetch_neurons(type=".*", regex=True, omit_rois=True)
+        neurons, _ = dataset.fetch_neurons(type=".*", regex=True, omit_rois=True, counts=True)
         assert list(neurons.columns[: len(schema.NEURONS.names)]) == list(schema.NEURONS.names)
         for col in schema.NEURONS.columns:
             assert str(neurons[col.name].dtype) == ("string" if col.dtype == "string" else col.dtype), col.name
