@@ -46,6 +46,14 @@ neurons
     needs them or ``fetch_neurons(counts=True)`` asks, and
     ``df.attrs["counts"]`` then says what was not computed (``<NA>`` is
     never a zero count).
+partners
+    Connectivity and synapse tables name the partners' cell types:
+    ``pre_type, pre_instance, post_type, post_instance`` (optional columns,
+    ``string``; ``partner_types=True`` by default), from the same dataset's
+    neuron table at the same version (:mod:`connectomix.partners`). An id
+    without a type or instance there (a fragment, an unannotated segment) is
+    ``<NA>``; no row is dropped for it. Type-level tables (``by="type"``) use
+    ``pre_type``/``post_type`` as keys, with ``'(untyped)'`` instead of ``<NA>``.
 versions
     ``df.attrs["version"]`` is the immutable version the rows came from (a
     neuPrint dataset tag, a CAVE materialization, a release version).
@@ -82,6 +90,9 @@ connectivity.pre    ``bodyId_pre``                               ``pre`` / ``pre
 connectivity.post   ``bodyId_post``                              ``post`` / ``post_pt_root_id``
 connectivity.weight ``weight``                                   ``weight`` / ``syn_count``
 connectivity.roi    ``roi`` (``fetch_adjacencies``)              ``neuropil``
+pre_type, post_type ``type_pre``, ``type_post`` (added by        (merge the annotation table by hand)
+                    ``merge_neuron_properties``)
+pre_instance, ...   ``instance_pre``, ``instance_post`` (same)   (merge the annotation table by hand)
 synapses.pre_x      ``x_pre`` × voxel size                       ``pre_x`` (``pre_pt_position_x`` × res.)
 synapses.post_x     ``x_post`` × voxel size                      ``post_x``
 synapses.score      min(``confidence_pre``, ``confidence_post``) ``cleft_score``
@@ -110,6 +121,7 @@ __all__ = [
     "CONNECTIVITY_BY_ROI",
     "TYPE_CONNECTIVITY",
     "SYNAPSES",
+    "PARTNERS",
     "UNTYPED",
     "TABLES",
     "NOT_PRIMARY",
@@ -270,6 +282,13 @@ ROI_COUNTS = TableSchema(
     "Per-ROI synapse counts; per neuron the rows sum to the neuron's pre/post totals.",
 )
 
+#: Optional partner columns of connectivity and synapse tables (see "partners" above).
+PARTNERS = tuple(
+    Column(f"{side}_{label}", _STR, f"{label.capitalize()} of the {side}synaptic neuron (its neurons row); "
+           "<NA> if it has none.", nullable=True)
+    for side in ("pre", "post") for label in ("type", "instance")
+)
+
 CONNECTIVITY = TableSchema(
     "connectivity",
     (
@@ -278,6 +297,7 @@ CONNECTIVITY = TableSchema(
         Column("weight", _COUNT, "Number of synaptic connections (PSDs) from pre to post."),
     ),
     "One row per connected pair, ordered by weight (descending), pre, post.",
+    optional=PARTNERS,
 )
 
 CONNECTIVITY_BY_ROI = TableSchema(
@@ -288,6 +308,7 @@ CONNECTIVITY_BY_ROI = TableSchema(
         Column("weight", _COUNT, "Connections from pre to post inside the ROI."),
     ),
     "One row per (pre, post, roi); the rows of a pair sum to its total weight.",
+    optional=PARTNERS,
 )
 
 TYPE_CONNECTIVITY = TableSchema(
@@ -319,6 +340,7 @@ SYNAPSES = TableSchema(
         Column("roi", _STR, "Primary ROI of the postsynaptic site; <NA> outside all.", nullable=True),
     ),
     "One row per synaptic connection (pre site -> post site), ordered by synapse_id.",
+    optional=PARTNERS,
 )
 
 #: Label of neurons without a cell type in type-level tables.
