@@ -26,13 +26,15 @@ Differences, on purpose: partner types seen in only one dataset are *kept* in th
 profiles and reported (``matched`` is False, :attr:`TypeComparison.unmatched`),
 and only left out of the similarity, with the weight left out recorded in
 ``similarity.attrs["left_out"]``; fractions are of the query's total input
-(``upstream``) or output (``downstream``) connections, every connection counted,
-so they do not depend on the threshold; sides are explicit (``partner_side``
-is ``ipsi``, ``contra`` or ``unknown``).
+or output connections, from partner pairs of any weight (autapses excluded,
+as everywhere in connectomix), so the denominator does not depend on the
+threshold (coconatfly's ``normalise`` divides by the thresholded sum); sides
+are explicit (``partner_side`` is ``ipsi``, ``contra`` or ``unknown``).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -59,8 +61,8 @@ _FAMILY_WORDS = (("hemibrain", "hemibrain"), ("flywire", "flywire"), ("fafb", "f
 _LABEL = re.compile(r"^[A-Za-z_][\w.-]*$")
 _KEY = re.compile(r"^([^:\s,]+):(\S+)$")
 _SIDE_LETTER = {"left": "L", "right": "R", "center": "C"}
-_NORMALISATION = ("fraction = weight / total, total = the query's upstream (inputs) or downstream (outputs) "
-                  "connections, every connection counted (before the threshold)")
+_NORMALISATION = ("fraction = weight / total; total = every input (output) connection of the query neurons, "
+                  "from partner pairs of any weight (before the threshold), autapses excluded")
 
 
 # -- keys ----------------------------------------------------------------------------------------
@@ -337,15 +339,15 @@ def _relation(query_side: pd.Series, partner_side: pd.Series) -> np.ndarray:
 
 def _profiles(label: str, query: pd.DataFrame, inputs: pd.DataFrame, outputs: pd.DataFrame,
               partners: pd.DataFrame, matched_of: Mapping[str, str], is_matched: Mapping[str, bool]) -> pd.DataFrame:
-    """Long partner profiles of one dataset; ``query`` has ``id, side, upstream, downstream, query, query_type``."""
+    """Long partner profiles of one dataset; ``query`` has ``id, side, total_input, total_output, query, query_type``."""
     side = pd.concat([query.set_index("id")["side"], partners.set_index("id")["side"]]).astype("string")
     side = side[~side.index.duplicated()]
     ptype = pd.concat([query.set_index("id")["type"], partners.set_index("id")["type"]]).astype("string")
     ptype = ptype[~ptype.index.duplicated()]
     group = query.set_index("id")["query"]
     frames = []
-    for direction, edges, own, other, total in (("input", inputs, "post", "pre", "upstream"),
-                                                ("output", outputs, "pre", "post", "downstream")):
+    for direction, edges, own, other, total in (("input", inputs, "post", "pre", "total_input"),
+                                                ("output", outputs, "pre", "post", "total_output")):
         e = edges[edges[own].isin(group.index)]
         partner_t = e[other].map(ptype)
         e = e.assign(query=e[own].map(group).to_numpy(),
@@ -513,11 +515,12 @@ class TypeComparison:
     neurons
         The query neurons: ``dataset``, ``key`` (``label:id``), ``id``,
         ``type``, ``matched_type``, ``side``, ``query`` (the profile they
-        count in), ``upstream``, ``downstream``.
+        count in), ``total_input``, ``total_output`` (every input/output
+        connection, from partner pairs of any weight).
     profiles
         One row per (query, direction, partner type, partner side): ``weight``
         (connections, each neuron pair ``>= min_weight``), ``n_partners``,
-        ``total`` (the query's upstream/downstream connections), ``fraction``
+        ``total`` (the query's ``total_input``/``total_output``), ``fraction``
         (weight / total), ``matched`` (partner type matched across datasets).
     similarity
         :func:`cosine_similarity` of the profiles (tidy).
@@ -573,17 +576,24 @@ def _as_list(value: Any, what: str) -> list[str]:
     return items
 
 
+def _annotations(ds: Dataset, crit: NeuronCriteria) -> pd.DataFrame:
+    """Neuron rows for their annotations only (synapse totals come from the connectivity)."""
+    # remote backends count synapses only when asked (``counts=``, where fetch_neurons has it): not needed here
+    no_counts = {"counts": False} if "counts" in inspect.signature(ds.fetch_neurons).parameters else {}
+    return ds.fetch_neurons(crit, omit_rois=True, **no_counts).neurons
+
+
 def _select(ds: Dataset, types: list[str], ids: np.ndarray | None, cross: list[str]) -> pd.DataFrame:
     """Query neurons of ``types`` (by ``type`` or a cross-type column in ``cross``) and/or ``ids``."""
     frames = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if types:
-            frames.append(ds.fetch_neurons(NeuronCriteria(type=types), omit_rois=True).neurons)
+            frames.append(_annotations(ds, NeuronCriteria(type=types)))
             for column in cross:
-                frames.append(ds.fetch_neurons(NeuronCriteria(**{column: types}), omit_rois=True).neurons)
+                frames.append(_annotations(ds, NeuronCriteria(**{column: types})))
         if ids is not None and ids.size:
-            frames.append(ds.fetch_neurons(NeuronCriteria(ids=ids), omit_rois=True).neurons)
+            frames.append(_annotations(ds, NeuronCriteria(ids=ids)))
     found = any(len(f) for f in frames)
     for w in caught:  # "no type 'X'" from one of the alternatives is expected when another finds the neurons
         if not (found and issubclass(w.category, ConnectomixWarning)):
@@ -766,13 +776,18 @@ def _fetch(ds: Dataset, types: list[str], ids: np.ndarray | None, min_weight: in
     query = _select(ds, types, ids, cross)
     if query.empty:
         empty = schema.CONNECTIVITY.empty()
-        return query, empty, empty, schema.NEURONS.empty()
+        return query.assign(total_input=pd.Series(dtype="int64"), total_output=pd.Series(dtype="int64")), \
+            empty, empty, schema.NEURONS.empty()
     qids = query["id"].to_numpy()
-    outputs = ds.get_connectivity(sources=qids, min_weight=min_weight, progress=False)[["pre", "post", "weight"]]
-    inputs = ds.get_connectivity(targets=qids, min_weight=min_weight, progress=False)[["pre", "post", "weight"]]
+    # every connection (weight >= 1) once: the totals, then the one threshold, the same in every dataset
+    outputs = ds.get_connectivity(sources=qids, min_weight=1, progress=False)[["pre", "post", "weight"]]
+    inputs = ds.get_connectivity(targets=qids, min_weight=1, progress=False)[["pre", "post", "weight"]]
+    query = query.assign(total_input=query["id"].map(inputs.groupby("post")["weight"].sum()).fillna(0).astype("int64"),
+                         total_output=query["id"].map(outputs.groupby("pre")["weight"].sum()).fillna(0).astype("int64"))
+    outputs = outputs[outputs["weight"] >= min_weight]
+    inputs = inputs[inputs["weight"] >= min_weight]
     pids = np.setdiff1d(np.union1d(outputs["post"].to_numpy(), inputs["pre"].to_numpy()), qids)
-    partner_table = (ds.fetch_neurons(NeuronCriteria(ids=pids), omit_rois=True).neurons if pids.size
-                     else schema.NEURONS.empty())
+    partner_table = _annotations(ds, NeuronCriteria(ids=pids)) if pids.size else schema.NEURONS.empty()
     return query, inputs, outputs, partner_table
 
 
@@ -791,7 +806,8 @@ def _query_table(label: str, query: pd.DataFrame, matched_of: Mapping[str, str],
                         "type": t.to_numpy(), "matched_type": matched.to_numpy(), "side": side.to_numpy(),
                         "query": names.to_numpy(), "query_type": matched.to_numpy(),
                         "query_side": side.to_numpy() if (by == "neuron" or by_side) else pd.NA,
-                        "upstream": query["upstream"].to_numpy(), "downstream": query["downstream"].to_numpy()})
+                        "total_input": query["total_input"].to_numpy(),
+                        "total_output": query["total_output"].to_numpy()})
     return out.astype({"dataset": "string", "key": "string", "type": "string", "matched_type": "string",
                        "side": "string", "query": "string", "query_type": "string", "query_side": "string"})
 

@@ -50,10 +50,11 @@ def pair(sim, a, b):
 
 # -- the wiring used by several tests -------------------------------------------------------------
 # Q (id 1, right) -> P (10) weight 6, -> R (11) weight 4, -> T (12) weight 2 (below min_weight=3);
-# S (13) -> Q weight 5.  downstream(Q) = 6 + 4 + 2 = 12, upstream(Q) = 5.
+# S (13) -> Q weight 5; the autapse Q -> Q (weight 9) never counts.
+# Total output of Q = 6 + 4 + 2 = 12, total input = 5.
 BASE_NEURONS = [(1, "Q", "right", {}), (10, "P", "right", {}), (11, "R", "left", {}), (12, "T", "right", {}),
                 (13, "S", None, {})]
-BASE_EDGES = [(1, 10, 6), (1, 11, 4), (1, 12, 2), (13, 1, 5)]
+BASE_EDGES = [(1, 10, 6), (1, 11, 4), (1, 12, 2), (13, 1, 5), (1, 1, 9)]
 
 
 def test_identical_wiring_similarity_one_and_profile_values(tmp_path):
@@ -74,7 +75,8 @@ def test_identical_wiring_similarity_one_and_profile_values(tmp_path):
     assert prof.loc[("input", "S"), "partner_side"] == "unknown"
     assert c.profiles.attrs["min_weight"] == 3 and c.profiles.attrs["threshold_op"] == ">="
     assert set(c.profiles.attrs["datasets"]) == {"a", "b"}
-    assert "upstream" in c.profiles.attrs["normalisation"]
+    assert "before the threshold" in c.profiles.attrs["normalisation"]
+    assert c.neurons.set_index("key").loc["a:1", ["total_input", "total_output"]].tolist() == [5, 12]
     assert c.unmatched.empty
 
 
