@@ -96,17 +96,20 @@ def neuron_lookup(dataset, version) -> Callable[[np.ndarray], pd.DataFrame]:
     """``neurons_of`` for :func:`add_partner_columns`: the dataset's neuron table of some ids at ``version``.
 
     Goes through the dataset's result cache under the same key as
-    ``fetch_neurons(ids)``, so an annotation table a backend caches per
-    immutable version (CAVE) or a cached neuron query is reused, and the
-    partner labels always come from the version the table's rows came from.
-    Ids the neuron table lacks are simply absent (their labels become ``<NA>``).
+    ``fetch_neurons(ids, counts=False)``, so an annotation table a backend
+    caches per immutable version (CAVE) or a cached neuron query is reused,
+    and the partner labels always come from the version the table's rows came
+    from. ``counts=False``: only labels are needed, so a backend that counts
+    synapses by pulling synapse rows (CAVE) does not. Ids the neuron table
+    lacks are simply absent (their labels become ``<NA>``).
     """
+    from . import counts
     from .criteria import NeuronCriteria
 
     def neurons_of(ids: np.ndarray) -> pd.DataFrame:
         crit = NeuronCriteria(ids=ids)
-        raw = dataset._cached("fetch_neurons", version, crit,
-                              lambda: dataset._backend.fetch_neurons(crit, version))
+        raw = dataset._cached("fetch_neurons", version, counts.query_of(dataset._backend, crit, False),
+                              lambda: counts.fetch(dataset._backend, dataset.cache, crit, version, False))
         return dataset._neuron_table(raw)
 
     return neurons_of
