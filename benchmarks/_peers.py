@@ -1,57 +1,293 @@
-"""What the two peer benchmarks share: timing (the best of a few runs) and the Markdown table.
+"""What the peer benchmark shares: timing, whole-table comparison, the physical request minimum, tables, targets.
 
-Timing follows ``timeit``: this 2-core machine also runs the emulator, so one run can be slowed by whatever else is
-scheduled; the minimum of repeated runs is the least noisy estimate of what a tool costs. Runs
-stop repeating once they have used ``budget_s`` (neuprint-python's 1,000-neuron synapse queries
+Timing follows ``timeit``: this 2-core machine also runs the emulator, so one run can be slowed by
+whatever else is scheduled, and the minimum of repeated runs is the least noisy estimate of what a
+tool costs. Every repeat of a measurement asks about a *different* random set of neurons of the same
+size (the same sets, in the same order, for every client), so no client can answer a repeat from a
+result it memoised on the previous run; what a client memoises that does not depend on the ids
+(datastack info, version lists, table metadata) stays memoised, as in a notebook. Runs stop
+repeating once a client has used ``budget_s`` (neuprint-python's 1,000-neuron synapse queries
 take minutes and run once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import pandas as pd
 
-def best_of(fn: Callable[[], Any], *, after_first: Callable[[], Any], repeat: int = 3,
-            budget_s: float = 20.0) -> tuple[Any, float, Any]:
-    """Run ``fn`` up to ``repeat`` times; return (its first result, the best seconds, ``after_first()``).
+#: Ratio connectomix must reach against neuprint-python and fafbseg at 20 ms for 100+ neurons.
+TARGET_RATIO = 3.0
+#: Warm-cache wall time target for a 1,000-neuron connectivity table.
+WARM_TARGET_S = 0.010
+#: The clients connectomix must be this much faster than (issue 11's targets).
+SLOW_PEERS = ("neuprint-python", "fafbseg")
 
-    ``after_first`` is called once, right after the first run (e.g. to read the emulator's
-    request counters, so they describe exactly one run).
+QUERIES = ("connectivity", "connectivity_roi", "synapses", "neurons", "counts")
+QUERY_TITLES = {"connectivity": "connectivity (total weights)", "connectivity_roi": "connectivity per ROI",
+                "synapses": "synapses", "neurons": "neuron lookup",
+                "counts": "synapse counts per neuron"}
+
+
+@dataclass
+class Run:
+    """One client's measurement of one (query, neurons, latency)."""
+
+    client: str
+    call: str                      # the client's function, as written in the table
+    seconds: float = float("nan")  # best of the repeats
+    requests: int = 0              # in the first repeat
+    bytes: int = 0                 # sent by the server in the first repeat
+    rows: int = 0                  # rows of the first repeat's answer
+    answer: str = ""               # "identical", "incomplete: ...", "DIFFERS: ...", "reference" or "not run: ..."
+    warm_s: float | None = None    # second identical call in the same session
+    warm_requests: int | None = None
+    fresh_s: float | None = None   # connectomix only: a new process on the warm disk cache
+    fresh_requests: int | None = None
+    error: str = ""
+
+    @property
+    def ran(self) -> bool:
+        return not math.isnan(self.seconds)
+
+
+@dataclass
+class Row:
+    """All clients on one (backend, query, neurons, latency)."""
+
+    backend: str
+    query: str
+    neurons: int
+    latency_ms: float
+    minimum: int = 0           # physical minimum number of requests
+    minimum_note: str = ""
+    runs: list[Run] = field(default_factory=list)
+
+    def run(self, client: str) -> Run | None:
+        return next((r for r in self.runs if r.client == client), None)
+
+
+def quiet() -> contextlib.ExitStack:
+    """Swallow what peers print (progress bars, "downloading..." lines) so the tables stay readable."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
+def best_of(fn: Callable[[Any], Any], id_sets: Sequence[Any], *, count: Callable[[], tuple[int, int]],
+            reset: Callable[[], None], budget_s: float = 20.0) -> tuple[Any, float, int, int]:
+    """Run ``fn(ids)`` once per id set (stopping early after ``budget_s``).
+
+    Returns the first answer, the best seconds, and the requests and bytes counted (``count()``)
+    over the first run only (``reset()`` is called right before it).
     """
-    result, best, spent, counted = None, float("inf"), 0.0, None
-    for k in range(repeat):
+    first, best, spent, counted = None, float("inf"), 0.0, (0, 0)
+    for k, ids in enumerate(id_sets):
+        if k == 0:
+            reset()
         t0 = time.perf_counter()
-        value = fn()
+        with quiet():
+            value = fn(ids)
         seconds = time.perf_counter() - t0
         if k == 0:
-            result, counted = value, after_first()
+            first, counted = value, count()
         best, spent = min(best, seconds), spent + seconds
         if spent > budget_s:
             break
-    return result, best, counted
+    return first, best, counted[0], counted[1]
 
 
-def markdown_table(title: str, peer: str, rows: list[dict], *, by_query: bool = False,
-                   extra: dict[str, str] | None = None) -> str:
-    """Rows of ``peers_cave.measure`` / ``peers_neuprint.measure`` as a Markdown table.
+# --- whole-table comparison ------------------------------------------------------------------------------
 
-    ``by_query`` starts each row with the peer's function; ``extra`` adds columns before
-    "identical": ``{header: format string over a row}``.
+def _keyed(df: pd.DataFrame, keys: Sequence[str]) -> pd.Series:
+    """How often each ``keys`` row occurs, with key columns of one type per kind (ints, rounded floats, text)."""
+    out = {}
+    for k in keys:
+        col = df[k]
+        if pd.api.types.is_integer_dtype(col.dtype):
+            out[k] = col.astype("int64")
+        elif pd.api.types.is_float_dtype(col.dtype):
+            out[k] = col.astype("float64").round(1)
+        else:
+            out[k] = col.astype(object).where(col.notna(), "<NA>").astype(str)
+    return pd.DataFrame(out, index=df.index).value_counts(dropna=False)
+
+
+def compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str], *, what: str = "rows") -> str:
+    """Compare two tables as multisets of ``keys`` rows.
+
+    Returns ``"identical"``; ``"incomplete: ..."`` when every peer row is one of ours but rows are
+    missing or repeated (the peer lost or duplicated rows: the peer is wrong, not us);
+    ``"DIFFERS: ..."`` when the peer has rows we do not (either side may be wrong).
     """
-    extra = extra or {}
-    p = peer[0]  # "f/c", "n/c": peer / connectomix
-    header = ([f"{peer} query"] if by_query else []) + [
-        "neurons", "latency ms", f"{peer} s", "connectomix s", "ratio", f"round trips {p}/c", f"MB sent {p}/c",
-        *extra, "identical"]
-    aligns = (["---"] if by_query else []) + ["---:"] * (len(header) - 1 - by_query) + [":---:"]
-    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "|".join(aligns) + "|"]
+    both = pd.concat([_keyed(theirs, keys).rename("p"), _keyed(ours, keys).rename("c")], axis=1).fillna(0)
+    if (both["p"] == both["c"]).all():
+        return "identical"
+    extra = both[both["c"] == 0]
+    if len(extra):
+        return f"DIFFERS: {len(extra):,} {what} not in connectomix's answer (e.g. {list(extra.index[0])})"
+    missing = int((both["c"] - both["p"]).clip(lower=0).sum())
+    dupes = int((both["p"] - both["c"]).clip(lower=0).sum())
+    notes = []
+    if missing:
+        notes.append(f"{missing:,} of {int(both['c'].sum()):,} {what} missing")
+    if dupes:
+        notes.append(f"{dupes:,} {what} duplicated")
+    return "incomplete: " + ", ".join(notes)
+
+
+def weight_compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str]) -> str:
+    """Compare weighted edge tables row by row, and say where weights were lost (or are wrong)."""
+    verdict = compare(theirs, ours, [*keys, "weight"], what="edges")
+    if verdict == "identical":
+        return verdict
+    merged = ours.merge(theirs, on=list(keys), how="outer", suffixes=("_c", "_p"), indicator=True)
+    lost = int(merged["weight_c"].fillna(0).sum() - merged["weight_p"].fillna(0).sum())
+    over = merged[merged["weight_p"].fillna(0) > merged["weight_c"].fillna(0)]
+    if len(over):
+        return f"DIFFERS: {len(over)} edges heavier than connectomix's (e.g. {over[list(keys)].iloc[0].tolist()})"
+    missing_edges = int((merged["_merge"] == "left_only").sum())
+    lighter = int(((merged["_merge"] == "both") & (merged["weight_p"] < merged["weight_c"])).sum())
+    parts = [f"{lost:,} of {int(ours['weight'].sum()):,} synapses missing"]
+    if missing_edges:
+        parts.append(f"{missing_edges:,} edges absent")
+    if lighter:
+        parts.append(f"{lighter:,} edges lighter")
+    return "incomplete: " + ", ".join(parts)
+
+
+def complete(answer: str) -> bool:
+    return answer in ("identical", "reference")
+
+
+# --- the physical minimum ----------------------------------------------------------------------------------
+
+def pages(rows: int, cap: int) -> int:
+    """Requests needed to move ``rows`` rows at ``cap`` rows per request (at least one)."""
+    return max(1, math.ceil(rows / cap))
+
+
+# --- Markdown ------------------------------------------------------------------------------------------------
+
+def _fmt_s(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return f"{v:.3f}" if v < 0.1 else f"{v:.2f}"
+
+
+def markdown(rows: list[Row], clients: Sequence[str], *, backend: str, title: str) -> str:
+    """One Markdown table per query for one backend."""
+    out = []
+    for query in QUERIES:
+        qrows = [r for r in rows if r.backend == backend and r.query == query]
+        if not qrows:
+            continue
+        calls = {}
+        for r in qrows:
+            for run in r.runs:
+                calls.setdefault(run.client, run.call)
+        present = [c for c in clients if c in calls]
+        peers = [c for c in present if c != "connectomix"]
+        out.append(f"{title}, **{QUERY_TITLES[query]}** — "
+                   + "; ".join(f"{c}: `{calls[c]}`" for c in present))
+        out.append("")
+        head = (["neurons", "ms", *(f"{c} s" for c in present), "fastest peer / cx",
+                 "requests " + "/".join(_short(c) for c in present), "physical min", "MB sent cx",
+                 "cx warm s (req)", "cx new process s (req)",
+                 *(f"{c} warm s (req)" for c in peers if c == "connecto"),
+                 *(f"{c} answer" for c in peers)])
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|" + "|".join(["---:"] * (len(head) - len(peers)) + [":---"] * len(peers)) + "|")
+        for r in qrows:
+            cx = r.run("connectomix")
+            cells = [f"{r.neurons:,}", f"{r.latency_ms:g}"]
+            cells += [_fmt_s(r.run(c).seconds) if r.run(c) and r.run(c).ran else "—" for c in present]
+            fastest = min((r.run(c).seconds for c in peers if r.run(c) and r.run(c).ran), default=None)
+            cells.append(f"{fastest / cx.seconds:.1f}x" if fastest and cx and cx.ran else "—")
+            cells.append("/".join(str(r.run(c).requests) if r.run(c) and r.run(c).ran else "—" for c in present))
+            cells.append(str(r.minimum))
+            cells.append(f"{cx.bytes / 1e6:.2f}" if cx and cx.ran else "—")
+            cells.append(_warm(cx.warm_s, cx.warm_requests) if cx else "—")
+            cells.append(_warm(cx.fresh_s, cx.fresh_requests) if cx else "—")
+            for c in peers:
+                if c == "connecto":
+                    run = r.run(c)
+                    cells.append(_warm(run.warm_s, run.warm_requests) if run else "—")
+            for c in peers:
+                run = r.run(c)
+                cells.append(run.answer if run else "—")
+            out.append("| " + " | ".join(cells) + " |")
+        notes = sorted({r.minimum_note for r in qrows if r.minimum_note})
+        if notes:
+            out.append("")
+            out.append("Physical minimum: " + "; ".join(notes) + ".")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def _short(client: str) -> str:
+    return {"connectomix": "cx", "connecto": "co", "neuprint-python": "np", "fafbseg": "fs"}.get(client, client)
+
+
+def _warm(seconds: float | None, requests: int | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds * 1000:.1f} ms ({requests})" if seconds < 1 else f"{seconds:.2f} s ({requests})"
+
+
+# --- targets --------------------------------------------------------------------------------------------------
+
+def check_targets(rows: list[Row]) -> list[str]:
+    """Every missed target, one line per (row, target), with the measured numbers."""
+    missed = []
     for r in rows:
-        cells = ([r["query"]] if by_query else []) + [
-            str(r["neurons"]), f"{r['latency_ms']:g}", f"{r['peer_s']:.2f}", f"{r['connectomix_s']:.2f}",
-            f"{r['peer_s'] / r['connectomix_s']:.1f}x", f"{r['peer_trips']}/{r['connectomix_trips']}",
-            f"{r['peer_bytes'] / 1e6:.2f}/{r['connectomix_bytes'] / 1e6:.2f}",
-            *(fmt.format(**r) for fmt in extra.values()), "yes" if r["same"] else "NO"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        where = f"{r.backend} {r.query} {r.neurons:,} neurons {r.latency_ms:g} ms"
+        cx = r.run("connectomix")
+        if cx is None or not cx.ran:
+            missed.append(f"{where}: connectomix did not run ({cx.error if cx else 'no run'})")
+            continue
+        peers = [run for run in r.runs if run.client != "connectomix" and run.ran]
+        fastest = min(peers, key=lambda run: run.seconds, default=None)
+        if fastest is not None and cx.seconds > fastest.seconds:
+            missed.append(f"{where}: slower than {fastest.client} ({cx.seconds:.3f} s vs {fastest.seconds:.3f} s)")
+        if r.latency_ms == 20 and r.neurons >= 100:
+            for run in peers:
+                if run.client in SLOW_PEERS and run.seconds / cx.seconds < TARGET_RATIO:
+                    missed.append(f"{where}: only {run.seconds / cx.seconds:.1f}x faster than {run.client} "
+                                  f"(target {TARGET_RATIO:g}x)")
+        if cx.requests > 1.5 * r.minimum + 2:
+            missed.append(f"{where}: {cx.requests} requests, more than 1.5 x {r.minimum} (physical minimum) + 2")
+        if cx.warm_requests:
+            missed.append(f"{where}: warm cache sent {cx.warm_requests} requests (target 0)")
+        if cx.fresh_requests:
+            missed.append(f"{where}: warm disk cache in a new process sent {cx.fresh_requests} requests (target 0)")
+        if (r.query == "connectivity" and r.neurons >= 1000 and cx.warm_s is not None
+                and cx.warm_s >= WARM_TARGET_S):
+            missed.append(f"{where}: warm cache took {cx.warm_s * 1000:.1f} ms (target < {WARM_TARGET_S * 1000:g} ms)")
+        for run in peers:
+            if run.answer.startswith("DIFFERS"):
+                missed.append(f"{where}: answer differs from {run.client}'s: {run.answer[9:]}")
+        for run in r.runs:
+            if run.error and run.client != "connectomix":
+                missed.append(f"{where}: {run.client} failed ({run.error}); not compared")
+    return missed
+
+
+def id_sets(rng: np.random.Generator, pool: np.ndarray, n: int, repeats: int) -> list[list[int]]:
+    """``repeats`` different sorted random sets of ``n`` ids from ``pool``."""
+    return [sorted(int(i) for i in rng.choice(pool, n, replace=False)) for _ in range(repeats)]
+
+
+def counts_option(ds) -> dict:
+    """``{"counts": True}`` where ``fetch_neurons`` takes it (counts computed only when asked for), else ``{}``."""
+    import inspect
+
+    return {"counts": True} if "counts" in inspect.signature(ds.fetch_neurons).parameters else {}

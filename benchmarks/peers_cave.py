@@ -1,94 +1,222 @@
-"""Benchmark: connectomix vs unmodified fafbseg ``get_synapses`` on the same CAVE emulator.
+"""The CAVE side of the peer benchmark: connectomix, connecto and fafbseg on one CAVE emulator.
 
-For 10, 100 and 1,000 query neurons and 0, 20 and 100 ms of injected latency per request, both tools
-fetch the synapses of the same SYNTHETIC neurons at materialization 1. Reported: wall time (best of
-up to 3 runs, see ``_peers.py``), round trips and bytes served by the emulator in one run, the
-ratio, and whether the tables are identical (same synapse ids, partners and nm positions).
-connectomix runs with its on-disk cache off (a warm-cache run is shown separately); both tools keep
-what they memoise in memory between runs, as they would in a notebook.
+The emulator serves a SYNTHETIC release as ``flywire_fafb_public`` (fafbseg's public datastack,
+with FlyWire's table and view names: ``valid_synapses_nt_np_v6``, ``valid_connection_v2``,
+``cell_types``), materialization 1. Each client is configured, never patched:
 
-    python benchmarks/peers_cave.py [--neurons 10 100 1000] [--latency 0 20 100]
+* connectomix: ``connectomix.open("cave://flywire_fafb_public", server=..., token=...)``;
+* connecto 0.3: ``connecto.FlyWire(backend="cave", version=1)`` (its curated FlyWire spec) for
+  connectivity and synapses, and ``connecto.CAVE("flywire_fafb_public", version=1)`` (a spec
+  probed from the server) for the neuron lookup, because the curated spec's annotation sources are
+  neuPrint, GitHub and FlyTable, none of which is the emulator. The server comes from caveclient's
+  datastack-to-server map in ``HOME`` and the token from ``$CONNECTO_CAVE_TOKEN``;
+* fafbseg: the same ``HOME`` (see ``connectomix_cave.emulator.home``). fafbseg has no neuron
+  lookup against CAVE (its annotations come from GitHub and FlyTable), so it answers the counts
+  question only.
+
+Questions asked (the same for every client): outgoing connectivity of the query neurons (total, and
+per ROI), every synapse with a query neuron on either side, a neuron lookup (ids and types) and
+per-neuron synapse counts.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
-import time
+import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _synthetic import make_synthetic_release  # noqa: E402
-from _peers import best_of, markdown_table  # noqa: E402
+from _peers import compare, counts_option, pages, weight_compare
+from _synthetic import make_synthetic_release
 
 TOKEN = "bench-token"
+DATASTACK = "flywire_fafb_public"
+MAT = 1
 
 
-def measure(neurons: list[int], latencies: list[float]) -> list[dict]:
-    """One row per (neurons, latency): wall time, round trips and bytes of both tools, and whether equal."""
-    import fafbseg.flywire as flywire
+class CaveBench:
+    """Start the emulator and every client; ``queries[client][query] = (call, fn(ids) -> table)``."""
 
-    import connectomix
-    from connectomix_cave.emulator import CaveEmulator, use_client_home
+    name = "CAVE"
 
-    work = Path(tempfile.mkdtemp(prefix="cx-bench-"))
-    release = make_synthetic_release(work / "release", n_bodies=max(neurons) * 2)
-    emu = CaveEmulator(release, token=TOKEN).start()
-    home = work / "home"
-    emu.write_client_home(home)
-    rng = np.random.default_rng(1)
-    all_ids = np.arange(10_001, 10_001 + max(neurons) * 2)
-    rows = []
-    try:
-        with use_client_home(home):
-            ds = connectomix.open("cave://flywire_fafb_public", server=emu.url, token=TOKEN, cache=False)
-            cached = connectomix.open("cave://flywire_fafb_public", server=emu.url, token=TOKEN,
-                                      cache=str(work / "cache"))
-            for n in neurons:
-                ids = sorted(rng.choice(all_ids, n, replace=False).tolist())
-                for latency in latencies:
-                    emu.faults.latency_ms = latency
-                    result = {}
-                    for name, run in (
-                        ("peer", lambda: flywire.get_synapses(ids, materialization=1, progress=False)),
-                        ("connectomix", lambda: ds.get_synapses(ids, materialization=1, progress=False)),
-                    ):
-                        emu.stats.reset()
-                        df, seconds, (trips, snap) = best_of(
-                            run, after_first=lambda: (emu.stats.requests(), emu.stats.snapshot()))
-                        result[name] = (df, seconds, trips, sum(v.get("bytes_out", 0) for v in snap.values()))
-                    (theirs, t_f, r_f, b_f), (ours, t_c, r_c, b_c) = result["peer"], result["connectomix"]
-                    same = (sorted(theirs["id"]) == sorted(ours["synapse_id"]) and
-                            sorted(zip(theirs.pre, theirs.post)) == sorted(zip(ours.pre, ours.post)))
-                    cached.get_synapses(ids, materialization=1, progress=False)  # fill
-                    t0 = time.perf_counter()
-                    cached.get_synapses(ids, materialization=1, progress=False)
-                    rows.append({"query": "get_synapses", "neurons": n, "latency_ms": latency,
-                                 "peer_s": t_f, "connectomix_s": t_c, "peer_trips": r_f, "connectomix_trips": r_c,
-                                 "peer_bytes": b_f, "connectomix_bytes": b_c,
-                                 "warm_s": time.perf_counter() - t0, "same": same, "rows": len(ours)})
-                    print(f"  done: {n} neurons, {latency:g} ms", file=sys.stderr)
-    finally:
-        emu.stop()
-    return rows
+    def __init__(self, work: Path, n_bodies: int, row_cap: int):
+        from connectomix_cave.emulator import CaveEmulator, use_client_home
+
+        self.work = work
+        self.row_cap = row_cap
+        self.n_bodies = n_bodies
+        release = make_synthetic_release(work / "cave-release", n_bodies=n_bodies)
+        self.emu = CaveEmulator(release, token=TOKEN, row_limit=row_cap).start()
+        home = work / "cave-home"
+        self.emu.write_client_home(home)
+        self._home = use_client_home(home)
+        self._home.__enter__()
+        os.environ["CONNECTO_CAVE_TOKEN"] = TOKEN
+        self.pool = np.arange(10_001, 10_001 + n_bodies)
+        self.cache_dir = work / "cx-cache-cave"
+        self.clients = self._clients()
+
+    def close(self) -> None:
+        self._home.__exit__(None, None, None)
+        self.emu.stop()
+
+    # --- counting --------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        self.emu.stats.reset()
+
+    def count(self) -> tuple[int, int]:
+        snap = self.emu.stats.snapshot()
+        return self.emu.stats.requests(), sum(v.get("bytes_out", 0) for v in snap.values())
+
+    def set_latency(self, ms: float) -> None:
+        self.emu.faults.latency_ms = ms
+
+    # --- clients ---------------------------------------------------------------------------------------------
+    def open_connectomix(self, cache: bool):
+        import connectomix
+
+        return connectomix.open(f"cave://{DATASTACK}", server=self.emu.url, token=TOKEN,
+                                cache=str(self.cache_dir) if cache else False)
+
+    def child_spec(self) -> dict:
+        """How a new process opens the same cached connectomix dataset (see ``peers.py --child``)."""
+        return {"uri": f"cave://{DATASTACK}", "options": {"server": self.emu.url, "token": TOKEN,
+                                                          "cache": str(self.cache_dir)},
+                "materialization": MAT}
+
+    def _clients(self) -> dict:
+        import connecto
+        import fafbseg.flywire as flywire
+
+        cx = self.open_connectomix(cache=False)
+        fw = connecto.FlyWire(backend="cave", version=MAT)
+        probed = connecto.CAVE(DATASTACK, version=MAT)
+        self.connecto_neurons = probed
+        return {
+            "connectomix": {
+                "connectivity": ("get_connectivity(ids)", lambda ids: cx_edges(cx, ids, False)),
+                "connectivity_roi": ("get_connectivity(ids, by_roi=True)", lambda ids: cx_edges(cx, ids, True)),
+                "synapses": ("get_synapses(ids)", lambda ids: cx_synapses(cx, ids)),
+                "neurons": ("fetch_neurons(ids)", lambda ids: cx_neurons(cx, ids)),
+                "counts": (f"fetch_neurons(ids{', counts=True' if counts_option(cx) else ''})",
+                           lambda ids: cx_neurons(cx, ids, **counts_option(cx))),
+            },
+            "connecto": {
+                "connectivity": ("FlyWire(backend='cave').connectivity.edges(ids, upstream=False)",
+                                 lambda ids: co_edges(fw, ids, False)),
+                "connectivity_roi": ("edges(ids, upstream=False, by_roi=True)", lambda ids: co_edges(fw, ids, True)),
+                "synapses": ("connectivity.synapses(ids)", lambda ids: co_synapses(fw, ids)),
+                "neurons": ("CAVE('flywire_fafb_public').annotations.get(ids)",
+                            lambda ids: co_neurons(probed, ids)),
+                "counts": ("connectivity.synapse_counts(ids)", lambda ids: co_counts(fw, ids)),
+            },
+            "fafbseg": {
+                "connectivity": ("get_connectivity(ids, upstream=False)",
+                                 lambda ids: fs_edges(flywire, ids, False)),
+                "connectivity_roi": ("get_connectivity(ids, upstream=False, neuropils=True)",
+                                     lambda ids: fs_edges(flywire, ids, True)),
+                "synapses": ("get_synapses(ids)", lambda ids: fs_synapses(flywire, ids)),
+                "counts": ("get_synapse_counts(ids)", lambda ids: fs_counts(flywire, ids)),
+            },
+        }
+
+    def warm_connecto(self, query: str):
+        """connecto's second identical call, or None where connecto has no cache for the query."""
+        import connecto
+
+        if query in ("connectivity", "connectivity_roi"):
+            fw = connecto.FlyWire(backend="cave", version=MAT)
+            return lambda ids: co_edges(fw, ids, query == "connectivity_roi", cache=True)
+        if query == "neurons":
+            probed = connecto.CAVE(DATASTACK, version=MAT)
+            return lambda ids: co_neurons(probed, ids)
+        return None
+
+    # --- answers -------------------------------------------------------------------------------------------
+    def verdict(self, query: str, client: str, theirs, ours, ids) -> str:
+        if query == "connectivity_roi" and client == "fafbseg":
+            totals = [df.groupby(["pre", "post"], as_index=False)["weight"].sum() for df in (theirs, ours)]
+            verdict = weight_compare(*totals, ["pre", "post"])
+            return (f"pair totals {verdict}; neuropils not comparable: fafbseg labels synapses by id from its "
+                    "bundled FlyWire table (get_synapse_areas), not from the view's neuropil column")
+        if query in ("connectivity", "connectivity_roi"):
+            keys = ["pre", "post"] + (["roi"] if query == "connectivity_roi" else [])
+            return weight_compare(theirs, ours, keys)
+        if query == "counts":
+            return compare(theirs, ours.fillna({"pre": -1, "post": -1}).astype({"pre": "int64", "post": "int64"}), ["id", "pre", "post"],
+                           what="neurons")
+        if query == "synapses":
+            keys = ["synapse_id", "pre", "post"] if client == "fafbseg" else \
+                ["synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
+            return compare(theirs, ours, keys, what="synapses")
+        return compare(theirs, ours, ["id", "type"], what="neurons")
+
+    def minimum(self, query: str, ours: pd.DataFrame, ids) -> tuple[int, str]:
+        cap = f"{self.row_cap:,}-row cap"
+        if query == "connectivity":
+            return pages(len(ours), self.row_cap), f"connectivity: pairs ÷ {cap} of one view query"
+        if query == "connectivity_roi":
+            return (pages(int(ours["weight"].sum()), self.row_cap),
+                    f"per ROI: synapse rows ÷ {cap} (CAVE has no per-neuropil edge view)")
+        if query == "synapses":
+            ids = set(ids)
+            out = int(ours["pre"].isin(ids).sum())
+            into = int((ours["post"].isin(ids) & ~ours["pre"].isin(ids)).sum())
+            return (pages(out, self.row_cap) + pages(into, self.row_cap),
+                    f"synapses: outgoing rows ÷ {cap} + incoming-only rows ÷ {cap} (one filter per query)")
+        if query == "counts":
+            return (pages(int(ours["pre"].sum()), self.row_cap) + pages(int(ours["post"].sum()), self.row_cap),
+                    f"counts: outgoing + incoming synapse rows (root ids only) ÷ {cap}, no count table")
+        return pages(len(ours), self.row_cap), f"neurons: annotation rows ÷ {cap}"
 
 
-def table(rows: list[dict]) -> str:
-    """The rows as a Markdown table."""
-    title = "connectomix vs fafbseg get_synapses on the CAVE emulator (SYNTHETIC data, materialization 1)"
-    return markdown_table(title, "fafbseg", rows, extra={"warm cache s": "{warm_s:.3f}"})
+# --- the calls, and each answer mapped to connectomix's columns ------------------------------------------------
+
+def cx_edges(ds, ids, by_roi):
+    df = ds.get_connectivity(sources=ids, by_roi=by_roi, materialization=MAT, progress=False)
+    return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--latency", type=float, nargs="+", default=[0, 20, 100])
-    args = ap.parse_args()
-    print(table(measure(args.neurons, args.latency)))
+def cx_synapses(ds, ids):
+    return ds.get_synapses(ids, materialization=MAT, progress=False)
 
 
-if __name__ == "__main__":
-    main()
+def cx_neurons(ds, ids, **counts):
+    df = ds.fetch_neurons(ids, materialization=MAT, **counts).neurons
+    return df[["id", "type", "pre", "post"]]
+
+
+def co_edges(ds, ids, by_roi, cache=False):
+    df = ds.connectivity.edges(ids, upstream=False, by_roi=by_roi, cache=cache)
+    return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
+
+
+def co_synapses(ds, ids):
+    return ds.connectivity.synapses(ids).rename(columns={"id": "synapse_id"})
+
+
+def co_neurons(ds, ids):
+    fresh = ds.at(ds.version)  # a new handle: its annotation memo is empty
+    ann = fresh.annotations.get(ids, verbose=False)
+    return ann.rename(columns={"cell_type": "type"})[["id", "type"]]
+
+
+def co_counts(ds, ids):
+    return ds.connectivity.synapse_counts(ids)[["id", "pre", "post"]]
+
+
+def fs_edges(flywire, ids, by_roi):
+    df = flywire.get_connectivity(ids, upstream=False, downstream=True, materialization=MAT, progress=False,
+                                  neuropils=True if by_roi else None)
+    df = df.rename(columns={"neuropil": "roi"})
+    return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
+
+
+def fs_synapses(flywire, ids):
+    return flywire.get_synapses(ids, materialization=MAT, progress=False).rename(columns={"id": "synapse_id"})
+
+
+def fs_counts(flywire, ids):
+    df = flywire.get_synapse_counts(ids, materialization=MAT)
+    return df.rename_axis("id").reset_index()[["id", "pre", "post"]]

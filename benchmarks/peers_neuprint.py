@@ -1,117 +1,197 @@
-"""Benchmark: connectomix vs unmodified neuprint-python on the same neuPrint emulator.
+"""The neuPrint side of the peer benchmark: connectomix, connecto and neuprint-python on one neuPrint emulator.
 
-For 10, 100 and 1,000 query neurons and 0, 20 and 100 ms of injected latency per request, both tools
-answer the same questions on a SYNTHETIC release served by the emulator:
+The emulator serves a SYNTHETIC release as ``synthetic:v1`` over HTTPS with a self-signed
+certificate. Each client is configured, never patched:
 
-* ``fetch_adjacencies(sources, None)`` vs ``get_connectivity(sources, NC(), by_roi=True)`` (per-ROI
-  weights to every :Neuron -- neuprint-python's default target side);
-* ``fetch_synapse_connections(sources, None, SC(confidence=0))`` vs ``get_synapses(sources, post=False)``
-  restricted to :Neuron partners.
+* connectomix: ``connectomix.open("neuprint://host:port/synthetic:v1", token=..., verify=<cert>)``;
+* connecto 0.3: ``connecto.NeuPrint("synthetic:v1", server="host:port")`` (a spec probed from the
+  server), with the token in ``$CONNECTO_NEUPRINT_TOKEN`` and the certificate in
+  ``$REQUESTS_CA_BUNDLE`` (requests' own setting: connecto builds its neuprint-python ``Client``
+  without a ``verify`` argument);
+* neuprint-python: ``Client(url, dataset, token=..., verify=<cert>)``.
 
-Reported: wall time (best of up to 3 runs, see ``_peers.py``), round trips and bytes served in one
-run, the ratio, and whether the answers are identical.
-
-    python benchmarks/peers_neuprint.py [--neurons 10 100 1000] [--latency 0 20 100] [--skip-synapses-above 100]
+Questions (the same for every client): outgoing connectivity of the query neurons (total, and per
+ROI), every synapse with a query neuron on either side, a neuron lookup, and per-neuron synapse counts
+(neuprint-python's ``fetch_neurons`` returns them in the lookup, so it is not run twice). neuprint-python's
+``fetch_synapse_connections(NC(bodyId=ids), None)`` answers the outgoing half only (asking for the
+incoming half too would double its minutes-long runs), so its answer is compared with the outgoing
+rows of connectomix's table, and its time with connectomix's time for both halves (conservative).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
+import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _synthetic import make_synthetic_release  # noqa: E402
-from _peers import best_of, markdown_table  # noqa: E402
+from _peers import compare, counts_option, pages, weight_compare
+from _synthetic import make_synthetic_release
 
 TOKEN = "bench-token"
 DATASET = "synthetic:v1"
 VOXEL_NM = 8.0  # the synthetic release's voxel size
+SITES = ["pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
 
 
-def same_adjacencies(theirs, ours, n_bodies) -> bool:
-    """Every (pre, post, roi, weight) row equal, NotPrimary included."""
-    keys = ["pre", "post", "roi"]
-    a = theirs.rename(columns={"bodyId_pre": "pre", "bodyId_post": "post"})[keys + ["weight"]]
-    a, b = (df.sort_values(keys).reset_index(drop=True) for df in (a, ours[keys + ["weight"]]))
-    return len(a) == len(b) and bool((a.astype(str).to_numpy() == b.astype(str).to_numpy()).all())
+class NeuprintBench:
+    """Start the emulator and every client; ``clients[client][query] = (call, fn(ids) -> table)``."""
 
+    name = "neuPrint"
 
-def same_synapses(theirs, ours, n_bodies) -> bool:
-    """The same partners at the same sites (neuprint-python in voxels, connectomix in nm)."""
-    ours = ours[ours["post"] <= 10_000 + n_bodies]  # neuprint-python's unspecified side is :Neuron only
-    sites = ["pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
-    theirs_nm = theirs[["x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]].to_numpy() * VOXEL_NM
-    a = sorted(zip(theirs["bodyId_pre"], theirs["bodyId_post"], *theirs_nm.T))
-    b = sorted(zip(ours["pre"], ours["post"], *ours[sites].to_numpy().T))
-    return a == b
+    def __init__(self, work: Path, n_bodies: int, rows_per_query: int):
+        from connectomix_neuprint.emulator import NeuprintEmulator
 
+        self.work = work
+        self.rows_per_query = rows_per_query
+        release = make_synthetic_release(work / "np-release", n_bodies=n_bodies, synapses_per_body=30)
+        self.emu = NeuprintEmulator(release, token=TOKEN, dataset=DATASET).__enter__()
+        self.host = self.emu.url.split("://", 1)[1]
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.emu.cert_path)
+        os.environ["CONNECTO_NEUPRINT_TOKEN"] = TOKEN
+        self.pool = np.arange(10_001, 10_001 + n_bodies)
+        self.cache_dir = work / "cx-cache-np"
+        self.clients = self._clients()
 
-def measure(neurons: list[int], latencies: list[float], skip_synapses_above: int = 1000) -> list[dict]:
-    """One row per (query, neurons, latency): wall time, round trips and bytes of both tools, and whether equal."""
-    from neuprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
-    from neuprint import fetch_adjacencies, fetch_synapse_connections
+    def close(self) -> None:
+        self.emu.__exit__(None, None, None)
 
-    import connectomix
-    from connectomix_neuprint.emulator import NeuprintEmulator
+    def reset(self) -> None:
+        self.emu.stats.reset()
 
-    work = Path(tempfile.mkdtemp(prefix="cx-np-bench-"))
-    n_bodies = max(neurons) * 2
-    release = make_synthetic_release(work / "release", n_bodies=n_bodies, synapses_per_body=30)
-    rng = np.random.default_rng(2)
-    rows = []
-    with NeuprintEmulator(release, token=TOKEN, dataset=DATASET) as emu:
+    def count(self) -> tuple[int, int]:
+        snap = self.emu.stats.snapshot()
+        return snap["requests"], snap["bytes_out"]
+
+    def set_latency(self, ms: float) -> None:
+        self.emu.faults.latency_ms = ms
+
+    def open_connectomix(self, cache: bool):
+        import connectomix
+
+        return connectomix.open(f"neuprint://{self.host}/{DATASET}", token=TOKEN, verify=str(self.emu.cert_path),
+                                cache=str(self.cache_dir) if cache else False)
+
+    def child_spec(self) -> dict:
+        return {"uri": f"neuprint://{self.host}/{DATASET}",
+                "options": {"token": TOKEN, "verify": str(self.emu.cert_path), "cache": str(self.cache_dir)},
+                "materialization": None}
+
+    def _clients(self) -> dict:
+        import connecto
+        from neuprint import Client, NeuronCriteria as NC, SynapseCriteria as SC
+        from neuprint import fetch_adjacencies, fetch_neurons, fetch_simple_connections, fetch_synapse_connections
+
+        cx = self.open_connectomix(cache=False)
+        co = connecto.NeuPrint(DATASET, server=self.host)
         Client.DATASETS_CACHE.clear()
-        client = Client(emu.url, dataset=DATASET, token=TOKEN, verify=str(emu.cert_path), progress=False)
-        host = emu.url.split("://", 1)[1]
-        ds = connectomix.open(f"neuprint://{host}/{DATASET}", token=TOKEN, verify=str(emu.cert_path), cache=False)
-        neurons_only = connectomix.NC()
-        for n in neurons:
-            ids = sorted(int(i) for i in rng.choice(np.arange(10_001, 10_001 + n_bodies), n, replace=False))
-            for latency in latencies:
-                emu.faults.latency_ms = latency
-                tasks = [("fetch_adjacencies",
-                          lambda: fetch_adjacencies(NC(bodyId=ids), None, client=client)[1],
-                          lambda: ds.get_connectivity(sources=ids, targets=neurons_only, by_roi=True, progress=False),
-                          same_adjacencies)]
-                if n <= skip_synapses_above:
-                    tasks.append(("fetch_synapse_connections",
-                                  lambda: fetch_synapse_connections(NC(bodyId=ids), None, SC(confidence=0.0),
-                                                                    client=client),
-                                  lambda: ds.get_synapses(ids, post=False, progress=False),
-                                  same_synapses))
-                for what, theirs_fn, ours_fn, same_fn in tasks:
-                    measured = []
-                    for fn in (theirs_fn, ours_fn):
-                        emu.stats.reset()
-                        df, seconds, snap = best_of(fn, after_first=emu.stats.snapshot)
-                        measured.append((df, seconds, snap["requests"], snap["bytes_out"]))
-                    (theirs, t_n, r_n, b_n), (ours, t_c, r_c, b_c) = measured
-                    rows.append({"query": what, "neurons": n, "latency_ms": latency, "peer_s": t_n,
-                                 "connectomix_s": t_c, "peer_trips": r_n, "connectomix_trips": r_c,
-                                 "peer_bytes": b_n, "connectomix_bytes": b_c, "same": same_fn(theirs, ours, n_bodies)})
-                    print(f"  done: {what}, {n} neurons, {latency:g} ms", file=sys.stderr)
-    return rows
+        client = Client(self.emu.url, dataset=DATASET, token=TOKEN, verify=str(self.emu.cert_path), progress=False)
+
+        def np_edges(ids, by_roi):
+            if by_roi:
+                df = fetch_adjacencies(NC(bodyId=ids, client=client), None, client=client)[1]
+            else:
+                df = fetch_simple_connections(NC(bodyId=ids, client=client), None, properties=[], client=client)
+            df = df.rename(columns={"bodyId_pre": "pre", "bodyId_post": "post"})
+            return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
+
+        def np_synapses(ids):
+            df = fetch_synapse_connections(NC(bodyId=ids, client=client), None,
+                                           SC(confidence=0.0, client=client), client=client)
+            return voxel_sites(df)
+
+        def np_neurons(ids):
+            df = fetch_neurons(NC(bodyId=ids, client=client), client=client)[0]
+            return df.rename(columns={"bodyId": "id"})[["id", "type", "pre", "post"]]
+
+        return {
+            "connectomix": {
+                "connectivity": ("get_connectivity(ids)", lambda ids: cx_edges(cx, ids, False)),
+                "connectivity_roi": ("get_connectivity(ids, by_roi=True)", lambda ids: cx_edges(cx, ids, True)),
+                "synapses": ("get_synapses(ids)", lambda ids: cx.get_synapses(ids, progress=False)),
+                "neurons": ("fetch_neurons(ids)", lambda ids: cx_neurons(cx, ids)),
+                "counts": (f"fetch_neurons(ids{', counts=True' if counts_option(cx) else ''})",
+                           lambda ids: cx_neurons(cx, ids, **counts_option(cx))),
+            },
+            "connecto": {
+                "connectivity": ("NeuPrint(...).connectivity.edges(ids, upstream=False)",
+                                 lambda ids: co_edges(co, ids, False)),
+                "connectivity_roi": ("edges(ids, upstream=False, by_roi=True)", lambda ids: co_edges(co, ids, True)),
+                "synapses": ("connectivity.synapses(ids)", lambda ids: co.connectivity.synapses(ids)),
+                "neurons": ("annotations.get(ids)", lambda ids: co_neurons(co, ids)),
+                "counts": ("connectivity.synapse_counts(ids)",
+                           lambda ids: co.connectivity.synapse_counts(ids)[["id", "pre", "post"]]),
+            },
+            "neuprint-python": {
+                "connectivity": ("fetch_simple_connections(NC(bodyId=ids), None)", lambda ids: np_edges(ids, False)),
+                "connectivity_roi": ("fetch_adjacencies(NC(bodyId=ids), None)", lambda ids: np_edges(ids, True)),
+                "synapses": ("fetch_synapse_connections(NC(bodyId=ids), None, SC(confidence=0)) (outgoing only)",
+                             np_synapses),
+                "neurons": ("fetch_neurons(NC(bodyId=ids))", np_neurons),
+            },
+        }
+
+    def warm_connecto(self, query: str):
+        import connecto
+
+        if query in ("connectivity", "connectivity_roi"):
+            co = connecto.NeuPrint(DATASET, server=self.host)
+            return lambda ids: co_edges(co, ids, query == "connectivity_roi", cache=True)
+        if query == "neurons":
+            co = connecto.NeuPrint(DATASET, server=self.host)
+            return lambda ids: co_neurons(co, ids)
+        return None
+
+    def verdict(self, query: str, client: str, theirs, ours, ids) -> str:
+        if query in ("connectivity", "connectivity_roi"):
+            keys = ["pre", "post"] + (["roi"] if query == "connectivity_roi" else [])
+            return weight_compare(theirs, ours, keys)
+        if query == "synapses":
+            if client == "neuprint-python":
+                ours = ours[ours["pre"].isin(set(ids))]
+            return compare(_rounded(theirs), _rounded(ours), ["pre", "post", *SITES], what="synapses")
+        keys = ["id", "pre", "post"] if query == "counts" else ["id", "type", "pre", "post"]
+        return compare(theirs, ours.fillna({"pre": -1, "post": -1}).astype({"pre": "int64", "post": "int64"}), keys, what="neurons")
+
+    def minimum(self, query: str, ours: pd.DataFrame, ids) -> tuple[int, str]:
+        per = f"{self.rows_per_query:,} rows per query"
+        if query in ("connectivity", "connectivity_roi"):
+            pairs = len(ours[["pre", "post"]].drop_duplicates())
+            return pages(pairs, self.rows_per_query), f"connectivity: neuron pairs ÷ {per} (one ConnectsTo row per pair)"
+        if query == "synapses":
+            return pages(len(ours), self.rows_per_query), f"synapses: rows ÷ {per} (one query can match either side)"
+        return pages(len(ours), self.rows_per_query), f"neurons: rows ÷ {per}"
 
 
-def table(rows: list[dict]) -> str:
-    """The rows as a Markdown table."""
-    return markdown_table("connectomix vs neuprint-python on the neuPrint emulator (SYNTHETIC data)",
-                          "neuprint-python", rows, by_query=True)
+def cx_neurons(ds, ids, **counts):
+    return ds.fetch_neurons(ids, **counts).neurons[["id", "type", "pre", "post"]]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--neurons", type=int, nargs="+", default=[10, 100, 1000])
-    ap.add_argument("--latency", type=float, nargs="+", default=[0, 20, 100])
-    ap.add_argument("--skip-synapses-above", type=int, default=1000,
-                    help="skip the synapse comparison for more neurons than this (neuprint-python is slow)")
-    args = ap.parse_args()
-    print(table(measure(args.neurons, args.latency, args.skip_synapses_above)))
+def cx_edges(ds, ids, by_roi):
+    df = ds.get_connectivity(sources=ids, by_roi=by_roi, progress=False)
+    return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
 
 
-if __name__ == "__main__":
-    main()
+def co_edges(ds, ids, by_roi, cache=False):
+    df = ds.connectivity.edges(ids, upstream=False, by_roi=by_roi, cache=cache)
+    return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
+
+
+def co_neurons(ds, ids):
+    fresh = ds.at(ds.version)  # a new handle: its annotation memo is empty
+    return fresh.annotations.get(ids, verbose=False)[["id", "type", "pre", "post"]]
+
+
+def voxel_sites(df: pd.DataFrame) -> pd.DataFrame:
+    """neuprint-python's synapse table (voxels) in connectomix's columns (nm)."""
+    out = pd.DataFrame({"pre": df["bodyId_pre"], "post": df["bodyId_post"]})
+    for ours, theirs in zip(SITES, ["x_pre", "y_pre", "z_pre", "x_post", "y_post", "z_post"]):
+        out[ours] = df[theirs].to_numpy() * VOXEL_NM
+    return out
+
+
+def _rounded(df: pd.DataFrame) -> pd.DataFrame:
+    out = df[["pre", "post", *SITES]].copy()
+    out[SITES] = out[SITES].astype("float64").round(1)
+    return out
