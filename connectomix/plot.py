@@ -86,7 +86,8 @@ def _pyplot():
 def _categories(values: list[Any], cmap: str, first: list[Any] = ()) -> tuple[dict[Any, Any], Any]:
     """A colour per distinct value, ``first`` first (missing values grey)."""
     plt = _pyplot()
-    distinct = [v for v in dict.fromkeys([*first, *values]) if not pd.isna(v) and v in values]
+    present = {v for v in values if not pd.isna(v)}
+    distinct = [v for v in dict.fromkeys([*first, *present]) if v in present]
     colours = plt.get_cmap(cmap)
     out = {v: colours(i % colours.N) for i, v in enumerate(distinct)}
     return out, (0.85, 0.85, 0.85, 1.0)
@@ -164,7 +165,9 @@ def similarity_heatmap(comparison: Any, *, figsize: tuple[float, float] | None =
         if any(pd.isna(v) for v in values):
             handles.append(plt.Rectangle((0, 0), 1, 1, color=missing))
             names.append(f"{label}: unknown")
-    fig.legend(handles, names, loc="upper left", bbox_to_anchor=(0.0, 1.0), frameon=False, fontsize="small")
+    top = ax_map.get_position().y1
+    fig.legend(handles, names, loc="upper left", bbox_to_anchor=(ax_bar.get_position().x1 + 0.08, top),
+               frameon=False, fontsize="small")
     image = ax_map.imshow(np.ma.masked_invalid(m), vmin=0, vmax=1, cmap=cmap, aspect="auto")
     ax_map.set_xticks(range(n))
     ax_map.set_xticklabels(order, rotation=90, fontsize="small")

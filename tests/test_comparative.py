@@ -237,12 +237,14 @@ def test_plots_are_labelled(tmp_path):
     from connectomix import plot
 
     a = release(tmp_path, "a", BASE_NEURONS, BASE_EDGES)
-    b = release(tmp_path, "b", BASE_NEURONS, BASE_EDGES)
+    b = release(tmp_path, "b", [(i, t, None, x) for i, t, _, x in BASE_NEURONS], BASE_EDGES)  # b knows no sides
     c = connectomix.compare_types({"a": a, "b": b}, ids="a:1 b:1", by="neuron", min_weight=3)
     fig = c.heatmap()
     texts = " ".join(t.get_text() for ax in fig.axes for t in [ax.title, ax.xaxis.label, ax.yaxis.label]
                      + ax.get_xticklabels() + ax.get_yticklabels())
     assert "cosine similarity" in texts and "a:1" in texts and "b:1" in texts and "dataset" in texts
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["dataset: a", "dataset: b", "side: right", "side: unknown"]
     ax = plot.partner_profiles(c.profiles, direction="output")
     assert "fraction of" in ax.get_xlabel() and ">= 3" in ax.get_xlabel()
     assert {t.get_text() for t in ax.get_yticklabels()} == {"P", "R"}
