@@ -339,7 +339,10 @@ def _relation(query_side: pd.Series, partner_side: pd.Series) -> np.ndarray:
 
 def _profiles(label: str, query: pd.DataFrame, inputs: pd.DataFrame, outputs: pd.DataFrame,
               partners: pd.DataFrame, matched_of: Mapping[str, str], is_matched: Mapping[str, bool]) -> pd.DataFrame:
-    """Long partner profiles of one dataset; ``query`` has ``id, side, total_input, total_output, query, query_type``."""
+    """Long partner profiles of one dataset.
+
+    ``query`` has ``id, type, side, total_input, total_output, query, query_type, query_side``.
+    """
     side = pd.concat([query.set_index("id")["side"], partners.set_index("id")["side"]]).astype("string")
     side = side[~side.index.duplicated()]
     ptype = pd.concat([query.set_index("id")["type"], partners.set_index("id")["type"]]).astype("string")
@@ -719,20 +722,30 @@ def compare_types(datasets: Mapping[str, str | Dataset], type: str | Iterable[st
                 raise
         provenance = {label: {"dataset": ds.name, "backend": ds.backend_name, "version": _plain(ds.version),
                               "family": fam.get(label)} for label, ds in opened.items()}
+        empty = [label for label in labels if raw[label][0].empty]
+        if len(empty) == len(labels):
+            raise InvalidArgumentError(f"no query neurons (type={type!r}, ids={ids!r}) in any of the datasets "
+                                       f"{labels}")
+        tables = {label: pd.concat([raw[label][0], raw[label][3]], ignore_index=True).drop_duplicates("id")
+                  for label in labels}
+        mapping = match_types(tables, families=fam, synonyms=synonyms, match_names=match_names)
+        if len(labels) > 1 and not mapping["matched"].all():
+            # a type seen in one dataset only may exist in another without being a partner there
+            # (cocoa's Clustering.compile(join="existing")): look it up, so it is matched (weight 0 there)
+            more = {label: _elsewhere(ds, label, tables, mapping, fam, _synonym_rows(synonyms, labels), match_names)
+                    for label, ds in opened.items()}
+            if any(len(m) for m in more.values()):
+                tables = {label: pd.concat([tables[label], more[label]], ignore_index=True).drop_duplicates("id")
+                          for label in labels}
+                mapping = match_types(tables, families=fam, synonyms=synonyms, match_names=match_names)
     finally:
         for label, ds in datasets.items():
             if isinstance(ds, str):
                 opened[label].close()
 
-    empty = [label for label in labels if raw[label][0].empty]
-    if len(empty) == len(labels):
-        raise InvalidArgumentError(f"no query neurons (type={type!r}, ids={ids!r}) in any of the datasets {labels}")
     if empty:
         warnings.warn(f"no query neurons in dataset(s) {empty}; they have no profiles", ConnectomixWarning,
                       stacklevel=2)
-    tables = {label: pd.concat([raw[label][0], raw[label][3]], ignore_index=True).drop_duplicates("id")
-              for label in labels}
-    mapping = match_types(tables, families=fam, synonyms=synonyms, match_names=match_names)
     neurons, profiles = [], []
     for label in labels:
         query, inputs, outputs, partner_table = raw[label]
@@ -789,6 +802,38 @@ def _fetch(ds: Dataset, types: list[str], ids: np.ndarray | None, min_weight: in
     pids = np.setdiff1d(np.union1d(outputs["post"].to_numpy(), inputs["pre"].to_numpy()), qids)
     partner_table = _annotations(ds, NeuronCriteria(ids=pids)) if pids.size else schema.NEURONS.empty()
     return query, inputs, outputs, partner_table
+
+
+def _elsewhere(ds: Dataset, label: str, tables: Mapping[str, pd.DataFrame], mapping: pd.DataFrame,
+               families: Mapping[str, str | None], synonyms: list[tuple[str | None, str, str]],
+               match_names: bool) -> pd.DataFrame:
+    """Neurons of ``ds`` whose types could match the types other datasets have and ``ds`` has not shown yet."""
+    lonely = mapping[~mapping["matched"] & (mapping["dataset"] != label)]
+    if lonely.empty:
+        return schema.NEURONS.empty()
+    columns = ds.info.neuron_columns
+    names: set[str] = set(lonely["type"]) if match_names else set()
+    names |= {n for _, _, n in synonyms} | {t for lab, t, _ in synonyms if lab in (None, label)}
+    cross: dict[str, set[str]] = {}
+    own = FAMILIES.get(families.get(label) or "")
+    for other, rows in lonely.groupby("dataset", sort=False):
+        table = tables[other]
+        if own and own in table.columns:  # the other dataset names this one's types in a cross column
+            values = table.loc[table["type"].isin(rows["type"]), own].dropna().astype(str)
+            names |= {p.strip() for v in values for p in v.split(",") if p.strip()}
+        here = FAMILIES.get(families.get(other) or "")
+        if here and columns is not None and here in columns:  # this dataset names the other's types
+            cross.setdefault(here, set()).update(rows["type"])
+    frames = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConnectomixWarning)  # most of these names are expected to be absent
+        if names:
+            frames.append(_annotations(ds, NeuronCriteria(type=sorted(names))))
+        for column, values in cross.items():
+            frames.append(_annotations(ds, NeuronCriteria(**{column: sorted(values)})))
+    if not frames:
+        return schema.NEURONS.empty()
+    return pd.concat(frames, ignore_index=True).drop_duplicates("id")
 
 
 def _query_table(label: str, query: pd.DataFrame, matched_of: Mapping[str, str], by: str,

@@ -57,9 +57,15 @@ BASE_NEURONS = [(1, "Q", "right", {}), (10, "P", "right", {}), (11, "R", "left",
 BASE_EDGES = [(1, 10, 6), (1, 11, 4), (1, 12, 2), (13, 1, 5), (1, 1, 9)]
 
 
-def test_identical_wiring_similarity_one_and_profile_values(tmp_path):
-    a = release(tmp_path, "a", BASE_NEURONS, BASE_EDGES)
-    b = release(tmp_path, "b", BASE_NEURONS, BASE_EDGES)
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """The BASE wiring as one release folder (shared: the tests only read it)."""
+    return release(tmp_path_factory.mktemp("base"), "base", BASE_NEURONS, BASE_EDGES)
+
+
+def test_identical_wiring_similarity_one_and_profile_values(tmp_path, base):
+    a = base
+    b = release(tmp_path, "b", BASE_NEURONS, BASE_EDGES)  # a separate copy: two datasets, identical wiring
     c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=3)
     assert pair(c.similarity, "a:Q_R", "b:Q_R") == pytest.approx(1.0)
     prof = c.profiles[c.profiles["dataset"] == "a"].set_index(["direction", "partner_type"])
@@ -105,8 +111,8 @@ def test_partial_overlap_known_cosine(tmp_path):
     assert pair(w.similarity, "a:Q_R", "b:Q_R") == pytest.approx(6 / math.sqrt(36 + 16))
 
 
-def test_renamed_type_matched_through_the_cross_type_column(tmp_path):
-    hb = release(tmp_path, "hb", BASE_NEURONS, BASE_EDGES)
+def test_renamed_type_matched_through_the_cross_type_column(tmp_path, base):
+    hb = base
     # the "FlyWire" side names every type differently and records the hemibrain name (as FlyWire's hemibrain_type)
     renamed = [(i, t.lower() + "_fw", s, {"hemibrain_type": t}) for i, t, s, _ in BASE_NEURONS]
     fw = release(tmp_path, "fw", renamed, BASE_EDGES)
@@ -127,8 +133,8 @@ def test_renamed_type_matched_through_the_cross_type_column(tmp_path):
     assert math.isnan(pair(d.similarity, "hb:Q_R", "fw:q_fw_R"))
 
 
-def test_renamed_type_matched_through_user_synonyms_many_to_one(tmp_path):
-    hb = release(tmp_path, "hb", BASE_NEURONS, BASE_EDGES)
+def test_renamed_type_matched_through_user_synonyms_many_to_one(tmp_path, base):
+    hb = base
     # b splits P into two types Pa and Pb (3 + 3 = hb's 6) and calls R "Arr"
     neurons = [(1, "Q", "right", {}), (10, "Pa", "right", {}), (14, "Pb", "right", {}), (11, "Arr", "left", {}),
                (12, "T", "right", {}), (13, "S", None, {})]
@@ -148,9 +154,9 @@ def test_renamed_type_matched_through_user_synonyms_many_to_one(tmp_path):
         assert pair(c.similarity, "hb:Q_R", "b:Q_R") == pytest.approx(1.0)
 
 
-def test_type_present_in_one_dataset_is_reported_and_kept(tmp_path):
+def test_type_present_in_one_dataset_is_reported_and_kept(tmp_path, base):
     a = release(tmp_path, "a", BASE_NEURONS + [(20, "ONLY_A", "right", {})], BASE_EDGES + [(1, 20, 3)])
-    b = release(tmp_path, "b", BASE_NEURONS, BASE_EDGES)
+    b = base
     c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=3)
     un = c.unmatched
     assert un[["dataset", "type"]].values.tolist() == [["a", "ONLY_A"]]
@@ -168,8 +174,8 @@ def test_type_present_in_one_dataset_is_reported_and_kept(tmp_path):
     assert everything.attrs["left_out"]["a:Q_R"] == 0
 
 
-def test_query_type_in_one_dataset_only_warns_and_is_named(tmp_path):
-    a = release(tmp_path, "a", BASE_NEURONS, BASE_EDGES)
+def test_query_type_in_one_dataset_only_warns_and_is_named(tmp_path, base):
+    a = base
     b = release(tmp_path, "b", [(2, "Other", "right", {}), (10, "P", "right", {})], [(2, 10, 5)])
     with pytest.warns(errors.ConnectomixWarning, match=r"no query neurons in dataset\(s\) \['b'\]"):
         c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=3)
@@ -221,8 +227,8 @@ def test_match_types_conflicting_synonyms_and_comma_types():
         match_types({"hb": hb}, families={"hb": "hemibrian"})
 
 
-def test_bad_arguments(tmp_path):
-    a = release(tmp_path, "a", BASE_NEURONS, BASE_EDGES)
+def test_bad_arguments(tmp_path, base):
+    a = base
     for kwargs, match in (({"by": "cell"}, "by must be"), ({"min_weight": 0}, "min_weight"),
                           ({"partners": "in"}, "partners must be"), ({"type": {"zz": "Q"}}, "names dataset"),
                           ({"type": None}, "give type= and/or ids=")):
@@ -233,10 +239,10 @@ def test_bad_arguments(tmp_path):
         connectomix.compare_types({"a b": a}, type="Q")
 
 
-def test_plots_are_labelled(tmp_path):
+def test_plots_are_labelled(tmp_path, base):
     from connectomix import plot
 
-    a = release(tmp_path, "a", BASE_NEURONS, BASE_EDGES)
+    a = base
     b = release(tmp_path, "b", [(i, t, None, x) for i, t, _, x in BASE_NEURONS], BASE_EDGES)  # b knows no sides
     c = connectomix.compare_types({"a": a, "b": b}, ids="a:1 b:1", by="neuron", min_weight=3)
     fig = c.heatmap()
@@ -268,3 +274,18 @@ def test_compare_keeps_integer_columns_integer(tmp_path):
     assert t["n_arbors"].dtype == "Int64"
     assert t["n_arbors"].tolist()[:2] == [3, 4] and t["n_arbors"].isna().tolist() == [False, False, True, True]
     assert t["id"].dtype == "int64"
+
+
+def test_type_elsewhere_in_a_dataset_is_matched_with_weight_zero(tmp_path):
+    """A partner type of one dataset that the other has, but not as a partner, is matched (cocoa's 'existing')."""
+    neurons = [(1, "Q", "right", {}), (10, "P", "right", {}), (11, "R", "right", {}), (12, "U", "right", {})]
+    a = release(tmp_path, "a", neurons[:3], [(1, 10, 5)])                 # Q -> P; R unconnected
+    b = release(tmp_path, "b", neurons, [(1, 11, 5), (1, 12, 5)])       # Q -> R, Q -> U; P unconnected
+    c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=1)
+    m = c.mapping.set_index(["dataset", "type"])
+    assert m.loc[("a", "R"), "matched"] and m.loc[("b", "P"), "matched"]
+    # U is in b only: reported, and left out of the similarity
+    assert c.unmatched[["dataset", "type"]].values.tolist() == [["b", "U"]]
+    # features (output P, output R): a = (1, 0), b = (0, 1/2) -> 0 (before the look-up: P and R unmatched, NaN)
+    assert pair(c.similarity, "a:Q_R", "b:Q_R") == pytest.approx(0.0)
+    assert c.similarity.attrs["left_out"]["b:Q_R"] == pytest.approx(0.5)
