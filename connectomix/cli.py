@@ -5,8 +5,11 @@ Examples
     connectomix demo                                   # the embedded sample, offline
     connectomix neurons sample --type DA1_lPN
     connectomix connectivity sample --sources type=DA1_lPN --min-weight 5 -o edges.csv
+    connectomix connectivity sample --sources type=DA1_lPN --by type
     connectomix synapses sample 1734350788 --min-score 0.9 -o syn.parquet
+    connectomix neurons sample --rois 'AL(R),CA(R)'
     connectomix convert neuprint-csv exported-traced-adjacencies-v1.2/ hemibrain-release/
+    connectomix convert --check hemibrain-release/
     connectomix datasets
     connectomix backends
 """
@@ -17,7 +20,9 @@ import argparse
 import inspect
 import os
 import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,89 +105,167 @@ def parse_neuron_spec(spec: str) -> NeuronCriteria:
     return NeuronCriteria(ids=parts)
 
 
+#: Output formats by file-name ending (checked longest first, case-insensitively).
+_FORMATS = {
+    ".csv.gz": "csv", ".csv": "csv", ".tsv.gz": "tsv", ".tsv": "tsv",
+    ".json.gz": "json", ".json": "json", ".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet",
+}
+#: Widest a printed text value gets before it is cut with "..." (the file output keeps it whole).
+_MAX_COLWIDTH = 24
+
+
+def _format_of(output: str) -> str:
+    """The output format named by the file's ending, or a usage error naming the valid endings."""
+    name = Path(output).name.lower()
+    for ending in sorted(_FORMATS, key=len, reverse=True):
+        if name.endswith(ending) and len(name) > len(ending):
+            return _FORMATS[ending]
+    raise InvalidArgumentError(f"output {output!r}: the format comes from the file name; use one ending in "
+                               f"{', '.join(_FORMATS)}")
+
+
 def _write(df: pd.DataFrame, output: str | None, max_rows: int) -> None:
     if output is None:
-        with pd.option_context("display.width", 200, "display.max_columns", 20):
-            print(df.to_string(index=False, max_rows=max_rows) if len(df) else "(no rows)")
-            if len(df) > max_rows:
-                print(f"... {len(df)} rows in total; use -o FILE to save them all")
+        _print_table(df, max_rows)
         return
     path = _output_path(output)
+    fmt = _format_of(output)
     try:
-        if path.suffix.lower() == ".parquet":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "parquet":
             df.to_parquet(path, index=False)
-        else:
-            df.to_csv(path, index=False)
+        elif fmt in ("csv", "tsv"):
+            df.to_csv(path, index=False, sep="," if fmt == "csv" else "\t")
+        else:  # json: a list of row objects; jsonl: one object per line (<NA> is null)
+            df.to_json(path, orient="records", lines=fmt == "jsonl", force_ascii=False)
     except OSError as exc:
         raise InvalidArgumentError(f"cannot write output {output!r}: {exc.strerror or exc}") from None
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
 
 
+def _print_table(df: pd.DataFrame, max_rows: int) -> None:
+    """Print ``df`` within the terminal's width: long text is cut, columns that do not fit wrap below."""
+    if not len(df):
+        print("(no rows)")
+        return
+    width = max(40, shutil.get_terminal_size((80, 24)).columns)
+    text = df.to_string(index=False, max_rows=max_rows, max_colwidth=_MAX_COLWIDTH, line_width=width)
+    print(text)
+    if len(df) > max_rows:
+        print(textwrap.fill(f"... {len(df)} rows in total; use -o FILE to save them all", width))
+    elif "\n\n" in text:
+        print(textwrap.fill(f"({len(df.columns)} columns wrapped to {width} characters; use -o FILE for one "
+                            "row per line)", width))
+
+
 def _output_path(output: str | None) -> Path | None:
-    """Check ``-o FILE`` before any query runs: a known suffix, in an existing folder, not a folder itself."""
+    """Check ``-o FILE`` before any query runs: a known ending, not a folder, folders creatable.
+
+    Missing folders on the way are created when the table is written (like ``mkdir -p``).
+    """
     if output is None:
         return None
     path = Path(output)
-    if path.suffix.lower() not in (".parquet", ".csv") and not path.name.lower().endswith(".csv.gz"):
-        raise InvalidArgumentError(f"output {output!r}: use a .csv, .csv.gz or .parquet file name")
     if path.is_dir():
         raise InvalidArgumentError(f"output {output!r} is a folder; give a file name inside it")
-    if not path.parent.is_dir():
-        raise InvalidArgumentError(f"output {output!r}: folder {str(path.parent)!r} does not exist; create it first")
+    _format_of(output)
+    for parent in path.parents:  # the nearest existing folder on the way must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise InvalidArgumentError(f"output {output!r}: {str(parent)!r} is a file, not a folder")
+            break
     return path
+
+
+def _rois(text: str) -> list[str]:
+    """argparse type: ``--rois`` takes one comma-separated list (repeat the option for more)."""
+    names = [r.strip() for r in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected ROI names separated by commas, e.g. 'AL(R),CA(R)'; got {text!r}")
+    return names
+
+
+def _add_rois(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--rois", type=_rois, action="append", metavar="ROI[,ROI...]",
+                   help=f"{text}; comma-separated, or repeat the option (e.g. --rois 'AL(R),CA(R)'). "
+                   "Quote names with brackets in the shell")
+
+
+def _roi_arg(values: list[list[str]] | None) -> list[str] | None:
+    return None if values is None else [r for group in values for r in group]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset name (see 'connectomix datasets') or URI")
-    p.add_argument("-o", "--output", help="write to a .csv/.csv.gz/.parquet file instead of printing")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the whole table to FILE instead of printing; the format comes from the ending: "
+                   f"{', '.join(_FORMATS)}; missing folders are created")
     p.add_argument("--max-rows", type=_positive, default=40, help="rows to print (default 40)")
+
+
+def _partner_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--partner-types", action=argparse.BooleanOptionalAction, default=True,
+                   help="add the partners' pre_type, pre_instance, post_type, post_instance columns "
+                   "(default: on; --no-partner-types for ids only)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="connectomix", description="One interface to connectome datasets.")
-    parser.add_argument("--version", action="version", version=f"connectomix {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"connectomix {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do; 'connectomix COMMAND --help' describes each")
 
     p = sub.add_parser("demo", help="tour of a dataset (default: the embedded sample)")
-    p.add_argument("dataset", nargs="?", default="sample")
+    p.add_argument("dataset", nargs="?", default="sample", help="dataset name or URI (default: sample)")
     p.add_argument("--type", default="DA1_lPN", help="cell type to centre the tour on (default DA1_lPN)")
 
     p = sub.add_parser("neurons", help="search neurons")
     _common(p)
-    p.add_argument("--ids", help="comma-separated ids")
-    p.add_argument("--type")
-    p.add_argument("--instance")
-    p.add_argument("--regex", action="store_true", help="type/instance are regular expressions")
-    p.add_argument("--status")
-    p.add_argument("--rois", nargs="+", help="neurons with synapses in these ROIs")
-    p.add_argument("--min-pre", type=_count, default=0)
-    p.add_argument("--min-post", type=_count, default=0)
+    p.add_argument("--ids", help="comma-separated ids, e.g. 1734350788,754534424")
+    p.add_argument("--type", help="cell type, matched exactly (with --regex: a regular expression)")
+    p.add_argument("--instance", help="instance name, matched exactly (with --regex: a regular expression)")
+    p.add_argument("--regex", action="store_true", help="type/instance are regular expressions (full match)")
+    p.add_argument("--status", help="proofreading status, matched exactly, e.g. Traced")
+    _add_rois(p, "neurons with synapses in any of these ROIs")
+    p.add_argument("--min-pre", type=_count, default=0, help="at least this many presynaptic sites (default 0)")
+    p.add_argument("--min-post", type=_count, default=0, help="at least this many postsynaptic sites (default 0)")
     p.add_argument("--roi-counts", action="store_true", help="output the per-ROI counts instead")
 
     p = sub.add_parser("connectivity", help="neuron-to-neuron weights")
     _common(p)
-    p.add_argument("--sources", help="ids '1,2', 'type=NAME' or 'type~REGEX'")
-    p.add_argument("--targets", help="ids '1,2', 'type=NAME' or 'type~REGEX'")
-    p.add_argument("--by-roi", action="store_true")
-    p.add_argument("--rois", nargs="+")
-    p.add_argument("--min-weight", type=_count, default=1)
-    p.add_argument("--include-autapses", action="store_true")
+    p.add_argument("--sources", help="presynaptic neurons: ids '1,2', 'type=NAME' or 'type~REGEX' (default: any)")
+    p.add_argument("--targets", help="postsynaptic neurons: ids '1,2', 'type=NAME' or 'type~REGEX' (default: any)")
+    p.add_argument("--by", choices=["neuron", "type"], default="neuron",
+                   help="'neuron': one row per neuron pair (default); 'type': weights summed per pair of "
+                   "cell types, with the neurons and pairs counted")
+    p.add_argument("--by-roi", action="store_true", help="one row per pair and ROI (weights sum to the total)")
+    _add_rois(p, "count only connections in these ROIs")
+    p.add_argument("--min-weight", type=_count, default=1,
+                   help="keep neuron pairs with at least this many connections (default 1)")
+    p.add_argument("--include-autapses", action="store_true", help="keep connections of a neuron onto itself")
+    _partner_option(p)
 
     p = sub.add_parser("synapses", help="synapse-level connections (nm)")
     _common(p)
     p.add_argument("neurons", help="ids '1,2', 'type=NAME' or 'type~REGEX'")
     p.add_argument("--no-pre", action="store_true", help="skip synapses where the neurons are presynaptic")
     p.add_argument("--no-post", action="store_true", help="skip synapses where the neurons are postsynaptic")
-    p.add_argument("--min-score", type=_number)
-    p.add_argument("--rois", nargs="+")
-    p.add_argument("--include-autapses", action="store_true")
+    p.add_argument("--min-score", type=_number,
+                   help="keep synapses with score >= this, in the dataset's own unit (hemibrain confidence 0-1)")
+    _add_rois(p, "keep synapses whose postsynaptic site is in these ROIs")
+    p.add_argument("--include-autapses", action="store_true", help="keep synapses of a neuron onto itself")
+    _partner_option(p)
 
-    p = sub.add_parser("convert", help="convert public release files to a connectomix release folder")
-    p.add_argument("format", help="source format, e.g. neuprint-csv or flywire")
-    p.add_argument("source", help="folder (or file) with the downloaded release files")
-    p.add_argument("dest", help="release folder to create")
-    p.add_argument("--name")
-    p.add_argument("--release-version", dest="release_version")
+    p = sub.add_parser("convert", help="convert public release files to a connectomix release folder",
+                       usage="connectomix convert FORMAT SOURCE DEST [options]\n"
+                       "       connectomix convert --check [--deep] FOLDER")
+    p.add_argument("format", nargs="?", help="source format: neuprint-csv or flywire")
+    p.add_argument("source", nargs="?", help="folder (or file) with the downloaded release files")
+    p.add_argument("dest", nargs="?", help="release folder to create")
+    p.add_argument("--name", help="dataset name written into the manifest (default: from the files)")
+    p.add_argument("--release-version", dest="release_version",
+                   help="release version written into the manifest (default: from the files)")
     p.add_argument("--primary-rois", help="comma-separated list, or a file with one ROI per line")
     p.add_argument("--coordinate-unit", choices=["auto", "nm", "voxel"], help="flywire: unit of the synapse positions")
     files = p.add_argument_group(
@@ -190,8 +273,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "inside SOURCE); each option applies to the formats listed")
     for flag, formats, text in _CONVERT_FILES:
         files.add_argument(flag, metavar="FILE", help=f"{formats}: {text}")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--check", action="store_true", help="only validate the existing release folder DEST")
+    p.add_argument("--overwrite", action="store_true", help="replace DEST if it already exists")
+    p.add_argument("--check", action="store_true",
+                   help="only validate an existing release folder: 'convert --check FOLDER'")
     p.add_argument("--deep", action="store_true", help="with --check: check every row, not just metadata")
 
     p = sub.add_parser("datasets", help="list configured and built-in datasets")
@@ -201,7 +285,7 @@ def _build_parser() -> argparse.ArgumentParser:
     sub.add_parser("backends", help="list installed backends")
     sub.add_parser("config-path", help="print where the TOML config is read from")
     p = sub.add_parser("cache", help="show or clear the on-disk result cache")
-    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("action", choices=["info", "clear"], help="info: where it is and its size; clear: empty it")
     return parser
 
 
@@ -245,7 +329,7 @@ def _open(name: str):
 def _cmd_neurons(args) -> None:
     crit = NeuronCriteria(
         ids=args.ids.split(",") if args.ids else None, type=args.type, instance=args.instance, regex=args.regex,
-        status=args.status, rois=args.rois, min_pre=args.min_pre, min_post=args.min_post,
+        status=args.status, rois=_roi_arg(args.rois), min_pre=args.min_pre, min_post=args.min_post,
     )
     with _open(args.dataset) as ds:
         neurons, roi_counts = ds.fetch_neurons(crit, omit_rois=not args.roi_counts)
@@ -256,15 +340,17 @@ def _cmd_connectivity(args) -> None:
     src = parse_neuron_spec(args.sources) if args.sources else None
     tgt = parse_neuron_spec(args.targets) if args.targets else None
     with _open(args.dataset) as ds:
-        df = ds.get_connectivity(src, tgt, by_roi=args.by_roi, rois=args.rois, min_weight=args.min_weight,
-                                 include_autapses=args.include_autapses)
+        df = ds.get_connectivity(src, tgt, by_roi=args.by_roi, rois=_roi_arg(args.rois), min_weight=args.min_weight,
+                                 include_autapses=args.include_autapses, by=args.by,
+                                 partner_types=args.partner_types)
     _write(df, args.output, args.max_rows)
 
 
 def _cmd_synapses(args) -> None:
     with _open(args.dataset) as ds:
         df = ds.get_synapses(parse_neuron_spec(args.neurons), pre=not args.no_pre, post=not args.no_post,
-                             min_score=args.min_score, rois=args.rois, include_autapses=args.include_autapses)
+                             min_score=args.min_score, rois=_roi_arg(args.rois), include_autapses=args.include_autapses,
+                             partner_types=args.partner_types)
     _write(df, args.output, args.max_rows)
 
 
@@ -294,10 +380,18 @@ def _cmd_convert(args) -> int:
     from connectomix_release.importers import IMPORTERS
     from connectomix_release.writer import validate_release
 
+    given = [a for a in (args.format, args.source, args.dest) if a is not None]
     if args.check:
-        report = validate_release(args.dest, deep=args.deep)
+        if len(given) not in (1, 3):  # 'convert --check FOLDER' (or the older 'convert F S FOLDER --check')
+            raise InvalidArgumentError(f"convert --check takes one release folder; got {given}")
+        report = validate_release(given[-1], deep=args.deep)
         print(report)
         return 0 if report.ok else 2
+    if args.deep:
+        raise InvalidArgumentError("--deep applies to 'convert --check FOLDER' only")
+    if len(given) != 3:
+        raise InvalidArgumentError("convert needs FORMAT SOURCE DEST (e.g. 'connectomix convert flywire downloads/ "
+                                   "flywire-release/'), or --check FOLDER to validate a release folder")
     if args.format not in IMPORTERS:
         raise InvalidArgumentError(f"unknown format {args.format!r}; valid formats: {sorted(IMPORTERS)}")
     options = {}
