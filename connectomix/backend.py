@@ -218,6 +218,9 @@ class Backend:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: Option names :meth:`from_uri` accepts (see :meth:`check_options`).
     OPTIONS: ClassVar[tuple[str, ...]] = ()
+    #: Seconds a :class:`~connectomix.Dataset` may remember :meth:`cache_identity` of a version before
+    #: asking again (0: asked on every cached query). Remote backends set it so warm cache hits send nothing.
+    identity_ttl: float = 0.0
     #: Whether :meth:`fetch_neurons` takes ``counts`` (``None``/``True``/``False``) because counting is
     #: expensive on its datasets (CAVE: every synapse row). Backends that hold counts cheaply (release
     #: files, neuPrint properties) leave this ``False``: they are called without ``counts`` and always
@@ -263,8 +266,9 @@ class Backend:
         Two calls must return equal mappings only if the answers to every query
         are the same: include what tells deployments and data apart (version
         metadata, last-edit stamps, file fingerprints), not just an address.
-        It is asked on every cached query (and again after a miss), so keep it
-        cheap: file metadata or one small metadata request. Return ``None`` for
+        It is asked on every cached query (and again after a miss) unless
+        :attr:`identity_ttl` lets the Dataset remember it, so keep it cheap:
+        file metadata or one small metadata request. Return ``None`` for
         data that changes without such a stamp (never cache live data). Must
         not contain credentials. The default caches nothing.
         """

@@ -218,18 +218,20 @@ class Dataset:
         """``compute()``, served from or stored in the result cache when the backend identifies its data.
 
         The backend's :meth:`~connectomix.backend.Backend.cache_identity` is
-        asked on every call -- never remembered across calls -- so release
-        files changed in place, or a server re-deployed with other data at the
-        same address, never get an older answer. It is cheap: file metadata
-        for a release folder, one small metadata request for neuPrint and
-        CAVE, so a warm hit costs one such request. After a miss the identity
-        is asked again and the answer is stored only if it is unchanged (the
-        data did not change while it was being fetched).
+        part of the key, so release files changed in place, or a server
+        re-deployed with other data at the same address, never get an older
+        answer. It is remembered for the backend's ``identity_ttl`` seconds
+        (:meth:`_identity`): release folders (0) are looked at on every call,
+        remote versions are asked once per ``identity_ttl``, so a warm hit
+        there sends no request. After a miss the identity is asked afresh and
+        the answer is stored only if it is unchanged (the data did not change
+        while it was being fetched); if it changed, the query's ids are checked
+        again at the new data (their earlier check may be of the old data).
         """
         cache = self.cache
         if cache is None or not cache.usable:
             return compute()
-        identity = self._backend.cache_identity(version)
+        identity = self._identity(version)
         if identity is None:
             return compute()
         key = query_key({"backend": self.backend_name, "version": version, "data": identity}, method, query)
@@ -237,9 +239,30 @@ class Dataset:
         if hit is not None:
             return hit
         df = compute()
-        if self._backend.cache_identity(version) == identity:
+        if self._identity(version, fresh=True) == identity:
             cache.put(key, df)
+        elif isinstance(query, (ConnectivityQuery, SynapseQuery)):
+            for what, field in (("sources", "sources"), ("targets", "targets"), ("x", "ids")):
+                ids = getattr(query, field, None)
+                if ids is not None:
+                    self._raise_missing(ids, what, version)
         return df
+
+    def _identity(self, version: Any, *, fresh: bool = False) -> Any:
+        """The backend's cache identity of ``version``, remembered per Dataset for ``backend.identity_ttl`` s.
+
+        ``None`` stands for the one fixed version of a backend without
+        materializations. ``fresh``: ask now (and remember the answer).
+        """
+        from .cache import IdentityMemo
+
+        memo = self.__dict__.get("_identities")
+        if memo is None:
+            with _caches_lock:
+                memo = self.__dict__.setdefault("_identities", IdentityMemo())
+        if version is None and Capability.MATERIALIZATION not in self.capabilities:
+            version = self._info.version
+        return memo.get(version, self._backend.cache_identity, self._backend.identity_ttl, fresh=fresh)
 
     # -- metadata ----------------------------------------------------------------------
 
@@ -798,11 +821,15 @@ class Dataset:
         return tuple(dict.fromkeys(items))
 
     def _resolve_ids(self, x: Any, what: str, materialization: Any) -> np.ndarray | None:
-        """Ids for one side of a query; criteria are resolved through fetch_neurons."""
+        """Ids for one side of a query; criteria are resolved through fetch_neurons.
+
+        Given ids are checked to exist (:meth:`_raise_missing`; the outcome is
+        remembered, so a repeated query asks nothing).
+        """
         if x is None:
             return None
         crit = to_criteria(x) if not isinstance(x, NeuronCriteria) else x
-        if crit.is_ids_only:
+        if crit is not x or crit.is_ids_only:  # plain ids give ids-only criteria (no second parse to tell)
             ids = np.asarray(crit.ids, dtype="int64")
             self._raise_missing(ids, what, materialization)
             return ids
@@ -813,11 +840,14 @@ class Dataset:
         """Raise :class:`IdsNotFoundError` for the ``ids`` the dataset does not have (any segment).
 
         ``checked``: ``ids`` are already known to be missing (e.g. not returned
-        for ids-only criteria), so the backend is not asked again.
+        for ids-only criteria), so the backend is not asked again. Otherwise
+        the backend's answer is remembered under the identity of the data
+        (:meth:`_missing_ids`): a repeated query asks nothing, and ids found
+        missing raise again without a request.
         """
         if not len(ids):
             return
-        missing = ids if checked else self._backend.missing_ids(ids, materialization)
+        missing = ids if checked else self._missing_ids(np.asarray(ids, dtype="int64"), materialization)
         if len(missing):
             shown = ", ".join(str(i) for i in list(missing)[:10])
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -826,6 +856,32 @@ class Dataset:
                 f"(version {self.version!r}): {shown}{more}",
                 ids=missing,
             )
+
+    def _missing_ids(self, ids: np.ndarray, materialization: Any) -> np.ndarray:
+        """``backend.missing_ids(ids, materialization)``, remembered by this Dataset for the same data.
+
+        The outcome -- the missing ids, or none -- is keyed by the data's
+        identity (:meth:`_identity`) and the ids, so it is only reused while
+        the data is the same; without an identity (live data, cache off) the
+        backend is asked every time.
+        """
+        from .cache import CheckedIds
+
+        cache = self.cache
+        identity = self._identity(materialization) if cache is not None and cache.usable else None
+        if identity is None:
+            return self._backend.missing_ids(ids, materialization)
+        checked = self.__dict__.get("_checked")
+        if checked is None:
+            with _caches_lock:
+                checked = self.__dict__.setdefault("_checked", CheckedIds())
+        key = query_key({"backend": self.backend_name, "version": materialization, "data": identity},
+                        "missing_ids", ids)
+        missing = checked.get(key)
+        if missing is None:
+            missing = np.asarray(self._backend.missing_ids(ids, materialization), dtype="int64")
+            checked.put(key, missing)
+        return missing
 
 
 def _all_neurons(side: Any) -> bool:

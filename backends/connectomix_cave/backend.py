@@ -60,6 +60,7 @@ from connectomix import frames, schema
 from connectomix.cache import query_key
 from connectomix.backend import (Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, ScoreInfo,
                                  SynapseQuery)
+from connectomix.cache import check_identity_ttl
 from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
 from connectomix.errors import (
@@ -93,6 +94,9 @@ DEFAULT_SERVER = "https://global.daf-apis.com"
 #: many rows is split even if our own row_limit is higher and the server did not say it capped.
 KNOWN_SERVER_CAPS = frozenset({200_000, 500_000})
 _LIMIT_WARNING = re.compile(r"Limited query to (\d+) rows")
+#: Seconds an open Dataset trusts a materialization's version metadata before asking again (option
+#: ``identity_ttl``): within it a warm cache hit sends no request.
+DEFAULT_IDENTITY_TTL = 300.0
 _MAX_ID = np.iinfo("int64").max
 
 
@@ -126,15 +130,17 @@ class CaveBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.MATERIALIZATION,
          Capability.ID_UPDATES}
     )
-    OPTIONS = ("token", "server", "batch_size", "timeout") + CaveSettings.option_names()
+    OPTIONS = ("token", "server", "batch_size", "timeout", "identity_ttl") + CaveSettings.option_names()
     #: Retries and timeouts of every request (option ``timeout`` replaces its ``request_timeout``).
     default_retry = RetryPolicy()
     #: Connecting makes about eight requests in a row, so it may take this many request timeouts.
     CONNECT_TIMEOUTS = 3
 
     def __init__(self, datastack: str, *, settings: CaveSettings, server: str = DEFAULT_SERVER,
-                 token: Secret | None = None, batch_size: int | None = None, timeout: float | None = None):
+                 token: Secret | None = None, batch_size: int | None = None, timeout: float | None = None,
+                 identity_ttl: float = DEFAULT_IDENTITY_TTL):
         self.datastack = datastack
+        self.identity_ttl = check_identity_ttl(identity_ttl)
         self.settings = settings
         self.server = server.rstrip("/")
         self.batch_size = batch_size
@@ -226,6 +232,7 @@ class CaveBackend(Backend):
             token=Secret(token) if token is not None and not isinstance(token, Secret) else token,
             batch_size=int(batch) if batch is not None else None,
             timeout=_seconds("timeout", options["timeout"]) if options.get("timeout") is not None else None,
+            identity_ttl=options.get("identity_ttl", DEFAULT_IDENTITY_TTL),
         )
 
     def __repr__(self) -> str:
@@ -321,8 +328,13 @@ class CaveBackend(Backend):
         re-deployed at the same address can serve other data under the same
         number; its version metadata then differs (``time_stamp`` is when the
         snapshot was taken, ``id`` the row of the deployment's AnalysisVersion
-        table). So ``GET .../version/{v}`` (one small request) is asked on every
-        call. ``'live'`` is never cached.
+        table). So ``GET .../version/{v}`` (one small request) is asked, and an
+        open Dataset trusts the answer for :attr:`identity_ttl` seconds (option
+        ``identity_ttl``, default :data:`DEFAULT_IDENTITY_TTL`; 0 asks on every
+        cached query): repeated queries at an integer materialization send no
+        request within it, and a re-deployed server is noticed within it.
+        ``'live'`` is never cached; ``'auto'``/``'latest'`` are resolved to a
+        number first.
         """
         if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
             return None  # 'live' data changes; never cache it

@@ -8,7 +8,9 @@ Options: ``token`` (else ``$NEUPRINT_APPLICATION_CREDENTIALS``), ``verify``
 per request), ``batch_size`` (default ids per query), ``arrow`` (use the Arrow
 endpoint when the server has it; default true), ``retry`` (a
 :class:`~connectomix.http.RetryPolicy`, or a mapping of its fields, e.g.
-``{"max_attempts": 3, "base_delay": 0.1}``).
+``{"max_attempts": 3, "base_delay": 0.1}``), ``identity_ttl`` (seconds an open
+Dataset trusts the dataset's ``last-mod``/``uuid`` stamps for its result cache,
+default :data:`DEFAULT_IDENTITY_TTL`; see :meth:`NeuprintBackend.cache_identity`).
 
 Every answer is checked whole before it is used: Arrow streams must end with
 their end-of-stream marker (:func:`connectomix.wire.read_arrow_stream`), JSON
@@ -63,6 +65,7 @@ import requests
 
 from connectomix import frames, schema
 from connectomix.backend import Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, SynapseQuery
+from connectomix.cache import check_identity_ttl
 from connectomix.config import Secret
 from connectomix.criteria import NeuronCriteria
 from connectomix import backend as _core_backend
@@ -88,6 +91,9 @@ __all__ = ["NeuprintBackend", "synapse_ids", "query_table"]
 
 TOKEN_ENV = "NEUPRINT_APPLICATION_CREDENTIALS"
 DEFAULT_BATCH = {"connectivity": 200, "synapses": 10, "ids": 10_000}
+#: Seconds an open Dataset trusts the dataset's ``last-mod``/``uuid`` stamps before asking again (option
+#: ``identity_ttl``; 0 asks on every cached query): within it a warm cache hit sends no request.
+DEFAULT_IDENTITY_TTL = 300.0
 
 #: somaSide spellings (lowercased) -> connectomix ``side``. MANC: ``LHS``/``RHS``/``Midline``
 #: (neuprint-python 0.6.4 neuprint/queries/neuroncriteria.py:434-435); male CNS ``L``/``R``/``M``
@@ -307,12 +313,13 @@ class NeuprintBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
          Capability.NEURON_SIDES}
     )
-    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue")
+    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue", "identity_ttl")
 
     def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
                  verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None,
                  arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None,
-                 units: str | None = None, catalogue: str | None = None):
+                 units: str | None = None, catalogue: str | None = None,
+                 identity_ttl: float = DEFAULT_IDENTITY_TTL):
         token = Secret(token) if token is not None and not isinstance(token, Secret) else token
         token = token or _token_from_env()
         host = server.split("/")[0]
@@ -324,6 +331,7 @@ class NeuprintBackend(Backend):
         self.server = server
         self.dataset = dataset
         self.batch_size = batch_size
+        self.identity_ttl = check_identity_ttl(identity_ttl)
         self.http = HttpClient(
             f"https://{server}", token=token, verify=verify, service="neuPrint",
             auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
@@ -351,7 +359,7 @@ class NeuprintBackend(Backend):
                 "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
             )
         kwargs: dict[str, Any] = {}
-        for key in ("token", "retry", "units", "catalogue"):
+        for key in ("token", "retry", "units", "catalogue", "identity_ttl"):
             if key in options:
                 kwargs[key] = options[key]
         if "verify" in options:
@@ -567,10 +575,16 @@ class NeuprintBackend(Backend):
 
         neuPrint has no immutable versions: live-curated datasets (male CNS)
         change under one tag, and a re-deployed server serves other data at the
-        same address. ``GET /api/dbmeta/datasets`` (one small request; the
-        stamps are ``:Meta.lastDatabaseEdit`` and ``:Meta.uuid``, see
-        neuPrintHTTP's storage/neuprintneo4j/neuprintneo4j.go) is asked on every
-        call. A server that reports neither stamp is not cached.
+        same address. The stamps (``:Meta.lastDatabaseEdit`` and ``:Meta.uuid``,
+        see neuPrintHTTP's storage/neuprintneo4j/neuprintneo4j.go) come from
+        ``GET /api/dbmeta/datasets``, one small request. What connectomix takes
+        as "immutable" here: the data under these stamps, trusted by an open
+        Dataset for :attr:`identity_ttl` seconds (option ``identity_ttl``,
+        default :data:`DEFAULT_IDENTITY_TTL`) before the stamps are asked again.
+        Within that time repeated queries are answered from the cache with no
+        request at all; a server re-deployed with other data is noticed within
+        ``identity_ttl`` (at once with ``identity_ttl=0``, which asks on every
+        cached query). A server that reports neither stamp is not cached.
         """
         listing = self.http.request("GET", "/api/dbmeta/datasets", decode=json_body)  # whole JSON, or retried
         entry = listing.get(self._dataset_name) if isinstance(listing, dict) else None
