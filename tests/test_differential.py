@@ -214,7 +214,8 @@ def _neurons_equal(ds, name: str, got: pd.DataFrame, expected: pd.DataFrame) -> 
 @EXAMPLES
 @given(crit=criteria())
 def test_fetch_neurons_agree(backends, crit):
-    answers = {name: _answer(lambda ds=ds: ds.fetch_neurons(crit, omit_rois=False)) for name, ds in backends.items()}
+    answers = {name: _answer(lambda ds=ds: ds.fetch_neurons(crit, omit_rois=False, counts=True))
+               for name, ds in backends.items()}
     expected = answers["release"]
     for name in ("neuprint", "cave"):
         got = answers[name]
@@ -326,7 +327,7 @@ def test_get_synapses_agree(backends, truth, ids, sides, min_score, rois, autaps
 def test_cave_site_counts_are_na_and_site_thresholds_refused(backends, truth):
     cave = backends["cave"]
     assert "pre" not in set(cave.info.neuron_columns or ())
-    neurons, _ = cave.fetch_neurons([101, 102], omit_rois=True)
+    neurons, _ = cave.fetch_neurons([101, 102], omit_rois=True, counts=True)
     assert neurons["pre"].isna().all()
     assert neurons["post"].tolist() == neurons["upstream"].tolist()
     assert neurons["post"].tolist() == truth["neurons"].set_index("id").loc[[101, 102], "post"].tolist()
@@ -421,7 +422,7 @@ def test_sample_neurons_connectivity_and_synapses_agree(sample_backends):
     b = sample_backends
     expected = b["release"].fetch_neurons(type="DA1_lPN").neurons
     for name in ("neuprint", "cave"):
-        got = b[name].fetch_neurons(type="DA1_lPN").neurons
+        got = b[name].fetch_neurons(type="DA1_lPN", counts=True).neurons
         assert got["id"].tolist() == expected["id"].tolist()
         declared = b[name].info.neuron_columns
         for c in ("type", "side", "class", "pre", "post"):
@@ -458,7 +459,7 @@ def test_sample_cave_counts_what_its_synapse_table_holds(sample_backends):
     release, cave = sample_backends["release"], sample_backends["cave"]
     ids = [1765040289, 5813039315]
     rel = release.fetch_neurons(ids).neurons.set_index("id")
-    got = cave.fetch_neurons(ids).neurons.set_index("id")
+    got = cave.fetch_neurons(ids, counts=True).neurons.set_index("id")
     syn = release.get_synapses(ids, include_autapses=True, progress=False)
     for i in ids:
         assert got.loc[i, "upstream"] == int((syn["post"] == i).sum()) < rel.loc[i, "upstream"]

@@ -149,7 +149,7 @@ def test_fanc_long_table_soma_sides_normalised(emulators, release):
 def test_pre_is_na_and_counts_are_connections(emulators, release):
     syn = pd.read_parquet(release[0] / "synapses.parquet")  # one table row per release synapse (no view)
     with open_stack(emulators, "minnie65_public") as ds:
-        neurons = ds.fetch_neurons([101], omit_rois=True).neurons
+        neurons = ds.fetch_neurons([101], omit_rois=True, counts=True).neurons
         assert neurons["pre"].isna().all()
         assert int(neurons["downstream"].iloc[0]) == int((syn["pre"] == 101).sum())
         assert int(neurons["upstream"].iloc[0]) == int(neurons["post"].iloc[0]) == int((syn["post"] == 101).sum())
