@@ -327,3 +327,19 @@ def test_roi_criteria_compute_roi_counts_once(counted, truth):
     snap = counted.stats.snapshot()
     assert snap["view_query"]["requests"] <= 2 * 2  # per side: one count, one batch (about 1,700 rows)
     assert snap["table_query"]["requests"] == 2  # the annotation table and its target, filtered by id
+
+
+def test_a_connection_view_the_server_lacks_falls_back_to_counting_synapses(counted, truth):
+    syn, _ = truth
+    ids = query_ids(100)
+    ds = open_ds(counted, connection_view="valid_connection_v9")  # no such view on this server (404)
+    got = connectivity(ds, sources=ids)
+    rows = syn[syn["pre_pt_root_id"].isin(ids) & (syn["pre_pt_root_id"] != syn["post_pt_root_id"])]
+    want = rows.groupby(["pre_pt_root_id", "post_pt_root_id"]).size()
+    assert len(got) == len(want) > 0
+    assert dict(zip(zip(got["pre"], got["post"]), got["weight"])) == {
+        (int(a), int(b)): int(w) for (a, b), w in want.items()}
+    assert counted.stats.snapshot()["view_query"]["status"].get(404) == 1  # asked once, then remembered
+    counted.stats.reset()
+    connectivity(ds, sources=ids[:10])
+    assert 404 not in counted.stats.snapshot()["view_query"]["status"]
