@@ -552,7 +552,8 @@ class CaveBackend(Backend):
                 again = planning.plan_batches(chunk, expected, self._cap(table))
                 if len(again) > 1:
                     share = expected / len(chunk)
-                    parts = map_batches(one, [(column, b, base, share * len(b)) for b in again], max_workers=max_workers)
+                    parts = map_batches(one, [(column, b, base, share * len(b)) for b in again],
+                                        max_workers=max_workers)
                     return pd.concat(parts, ignore_index=True)
             return convert(self._query(table, is_view, version, filters, columns, doing, split_column=column,
                                        first=(df, capped)))
@@ -810,7 +811,8 @@ class CaveBackend(Backend):
                 lambda: self._query(target, False, version, {}, ["id", root], f"querying {target!r}")]
         rows, refs = map_batches(lambda ask: ask(), asks, max_workers=2)
         refs = refs[refs[root] != 0]  # an annotation point outside every segment has root id 0
-        refs = pd.DataFrame({"target_id": refs["id"].to_numpy(dtype="int64"), "root": refs[root].to_numpy(dtype="int64")})
+        refs = pd.DataFrame({"target_id": refs["id"].to_numpy(dtype="int64"),
+                             "root": refs[root].to_numpy(dtype="int64")})
         return rows.astype({"target_id": "int64"}).merge(refs, on="target_id", how="inner")
 
     def _annotation_rows_remote(self, version: Any, select: list[str], filters: dict[str, dict],
