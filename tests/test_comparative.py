@@ -289,3 +289,65 @@ def test_type_elsewhere_in_a_dataset_is_matched_with_weight_zero(tmp_path):
     # features (output P, output R): a = (1, 0), b = (0, 1/2) -> 0 (before the look-up: P and R unmatched, NaN)
     assert pair(c.similarity, "a:Q_R", "b:Q_R") == pytest.approx(0.0)
     assert c.similarity.attrs["left_out"]["b:Q_R"] == pytest.approx(0.5)
+
+
+def test_sides_split_queries_and_features(tmp_path):
+    # a: Q (right) -> P (right) 4: ipsi.  b: Q (right) -> P (left) 4: contra.  Plus a left Q in a: Q2 -> P 2.
+    a = release(tmp_path, "a", [(1, "Q", "right", {}), (2, "Q", "left", {}), (10, "P", "right", {})],
+                [(1, 10, 4), (2, 10, 2)])
+    b = release(tmp_path, "b", [(1, "Q", "right", {}), (10, "P", "left", {})], [(1, 10, 4)])
+    c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=1)
+    assert sorted(c.profiles["query"].unique()) == ["a:Q_L", "a:Q_R", "b:Q_R"]
+    sides = c.profiles.set_index("query")["partner_side"]
+    assert sides["a:Q_R"] == "ipsi" and sides["a:Q_L"] == "contra" and sides["b:Q_R"] == "contra"
+    # one feature (output P) when sides are not split: every profile is proportional -> 1
+    assert pair(c.similarity, "a:Q_R", "b:Q_R") == pytest.approx(1.0)
+    split = cosine_similarity(c.profiles, split_sides=True)
+    assert pair(split, "a:Q_R", "b:Q_R") == pytest.approx(0.0)  # ipsi vs contra
+    assert pair(split, "a:Q_L", "b:Q_R") == pytest.approx(1.0)  # both contra
+    merged = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=1, by_side=False)
+    row = merged.profiles[merged.profiles["query"] == "a:Q"]
+    assert row["n_query"].tolist() == [2, 2] and sorted(row["weight"].tolist()) == [2, 4]  # ipsi 4, contra 2
+    assert row["total"].tolist() == [6, 6]
+
+
+@pytest.mark.parametrize("partners, expected", [("inputs", 1.0), ("outputs", 0.0)])
+def test_partners_option(tmp_path, partners, expected):
+    # both: S -> Q 5 (input S); a: Q -> P 5, b: Q -> R 5; P and R exist in both
+    neurons = [(1, "Q", "right", {}), (10, "P", "right", {}), (11, "R", "right", {}), (13, "S", "right", {})]
+    a = release(tmp_path, "a", neurons, [(13, 1, 5), (1, 10, 5)])
+    b = release(tmp_path, "b", neurons, [(13, 1, 5), (1, 11, 5)])
+    c = connectomix.compare_types({"a": a, "b": b}, type="Q", min_weight=1, partners=partners)
+    assert pair(c.similarity, "a:Q_R", "b:Q_R") == pytest.approx(expected)
+    both = cosine_similarity(c.profiles)
+    assert pair(both, "a:Q_R", "b:Q_R") == pytest.approx(0.5)  # (1, 1, 0) . (1, 0, 1) / (sqrt 2 sqrt 2)
+
+
+def test_cosine_properties():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    weights = st.lists(st.integers(0, 20), min_size=4, max_size=4)
+
+    @hypothesis.settings(max_examples=60, deadline=None)
+    @hypothesis.given(st.lists(weights, min_size=2, max_size=5))
+    def check(rows):
+        types = ["A", "B", "C", "D"]
+        records = [{"dataset": "d", "query": f"d:{i}", "direction": "output", "partner_type": t,
+                    "partner_side": "unknown", "weight": w, "fraction": float(w), "matched": True}
+                   for i, row in enumerate(rows) for t, w in zip(types, row) if w]
+        if not records:
+            return
+        s = cosine_similarity(pd.DataFrame(records), value="weight")
+        m = s.pivot(index="query_a", columns="query_b", values="cosine")
+        values = m.to_numpy()
+        finite = ~np.isnan(values)
+        assert np.allclose(values[finite], values.T[finite])  # symmetric
+        assert ((values[finite] >= -1e-12) & (values[finite] <= 1 + 1e-12)).all()  # non-negative weights
+        assert np.allclose(np.diag(values), 1.0)  # every listed query has a non-zero profile here
+        # scaling a profile does not change it (cosine of the weights, by hand for the first two queries)
+        u, v = np.array(rows[0], float), np.array(rows[1], float)
+        if u.any() and v.any() and "d:0" in m.index and "d:1" in m.index:
+            assert m.loc["d:0", "d:1"] == pytest.approx(u @ v / np.sqrt((u @ u) * (v @ v)))
+
+    check()
