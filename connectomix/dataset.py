@@ -489,6 +489,7 @@ class Dataset:
         tgt_neurons = pushdown and _all_neurons(targets) and sources is not None and not src_neurons
         src = None if src_neurons else self._resolve_ids(sources, "sources", materialization)
         tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
+        gaps.warn_partial_synapses(self, _concat(src, tgt))  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
         table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
         if (src is not None and src.size == 0) or (tgt is not None and tgt.size == 0):
@@ -629,6 +630,7 @@ class Dataset:
         roi_list = self._roi_list(rois)
         batch_size = _optional_batch_size(batch_size)
         ids = self._resolve_ids(to_criteria(x), "x", materialization)  # to_criteria refuses None
+        gaps.warn_partial_synapses(self, ids)  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(ids, materialization)
         if ids.size == 0:
             df = schema.SYNAPSES.empty()

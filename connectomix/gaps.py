@@ -1,16 +1,18 @@
 """Per-neuron gaps in a dataset: neurons it has, but without some kind of data.
 
-Two kinds, reported the same way (:class:`~connectomix.errors.MissingDataWarning`
-naming the ids, or an :class:`~connectomix.errors.IdsNotFoundError` where the
-caller asked for that):
+Every gap is reported the same way: a :class:`~connectomix.errors.MissingDataWarning`
+naming the ids (``w.ids``, ``w.what``), or an
+:class:`~connectomix.errors.IdsNotFoundError` where the caller asked for that:
 
-* a backend that holds no skeleton for some neurons (``get_skeletons(ids,
-  missing="raise" | "warn" | "skip")``);
+* a backend that holds no skeleton for some neurons: ``get_skeletons(ids,
+  missing="raise" | "warn" | "skip")``;
 * a release folder that declares, in ``manifest.json`` ``"partial"``, neurons
-  without per-ROI counts (the embedded sample's real PNs other than the five
-  DA1 lPNs have only their totals): ``fetch_neurons`` warns when it returns
-  such neurons without ``roi_counts`` rows, and when ROI criteria leave out
-  neurons that meet every other criterion but cannot be placed in ROIs.
+  without per-ROI counts or with only part of their synapses (the embedded
+  sample's real PNs other than the five DA1 lPNs have only their totals):
+  ``fetch_neurons`` warns when it returns such neurons without ``roi_counts``
+  rows, and when ROI criteria leave out neurons that meet every other
+  criterion but cannot be placed in ROIs; ``get_connectivity`` and
+  ``get_synapses`` warn when asked about neurons whose synapses are partial.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 
 from .errors import IdsNotFoundError, InvalidArgumentError, MissingDataWarning
 
-__all__ = ["MISSING_CHOICES", "check_missing", "skeletons_with_gaps", "partial_ids", "warn_roi_gaps"]
+__all__ = ["MISSING_CHOICES", "check_missing", "skeletons_with_gaps", "partial_ids", "warn_roi_gaps",
+           "warn_partial_synapses"]
 
 #: What ``get_skeletons(missing=...)`` does with neurons the dataset has but holds no skeleton for.
 MISSING_CHOICES = ("raise", "warn", "skip")
@@ -121,3 +124,22 @@ def warn_roi_gaps(ds: Any, crit: Any, neurons: Any, version: Any, *, omit_rois: 
                 f"dataset {ds.name!r} has no per-ROI counts for {len(lacking)} of the {len(neurons)} neurons "
                 f"returned, so roi_counts has no rows for them: {_shown(lacking)}{why}",
                 ids=lacking, what="roi_counts"), stacklevel=4)
+
+
+def warn_partial_synapses(ds: Any, ids: Any) -> None:
+    """Warn when some of ``ids`` are neurons whose synapses the dataset declares incomplete (see :func:`partial_ids`).
+
+    Their rows in synapse and connectivity tables are then only part of their synapses (in the embedded
+    sample: the synthetic connections in which they were drawn as partners of the five DA1 lPNs).
+    """
+    if ids is None:
+        return
+    gap_ids, reason = partial_ids(ds.info, "synapses")
+    asked = np.unique(np.asarray(ids, dtype="int64"))
+    lacking = asked[np.isin(asked, gap_ids)] if len(gap_ids) else asked[:0]
+    if len(lacking):
+        why = f" ({reason})" if reason else ""
+        warnings.warn(MissingDataWarning(
+            f"dataset {ds.name!r} holds only part of the synapses of {len(lacking)} of the neurons asked, so their "
+            f"rows here are not all of their synapses: {_shown(lacking)}{why}",
+            ids=lacking, what="synapses"), stacklevel=4)

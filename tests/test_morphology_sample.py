@@ -52,6 +52,8 @@ def test_readme_quickstart_runs_as_written_and_names_the_gaps():
     assert sorted(skeleton_gap.ids.tolist()) == TWO and all(str(i) in str(skeleton_gap) for i in TWO)
     (roi_gap,) = _gap_warnings(caught, "roi_counts")
     assert sorted(roi_gap.ids.tolist()) == TWO
+    synapse_gaps = _gap_warnings(caught, "synapses")  # get_connectivity and get_synapses
+    assert len(synapse_gaps) == 2 and all(sorted(w.ids.tolist()) == TWO for w in synapse_gaps)
     # the ROI counts the quickstart returns: the five have rows, the two (named in the warning) none
     assert sorted(scope["roi_counts"]["id"].unique()) == FIVE
 
@@ -138,3 +140,17 @@ def test_neuprint_reports_skeleton_gaps_the_same_way():
             np.testing.assert_allclose(sorted(got[0].nodes["x"]),
                                        sorted(connectomix.open("sample").get_skeletons(FIVE[0])[0].nodes["x"]),
                                        atol=1e-3)
+
+
+def test_partial_synapses_are_named_by_connectivity_and_synapses(ds):
+    with pytest.warns(errors.MissingDataWarning, match="only part of the synapses") as caught:
+        syn = ds.get_synapses(TWO[:1] + FIVE[:1], progress=False)
+    assert _gap_warnings(caught, "synapses")[0].ids.tolist() == TWO[:1]
+    assert 0 < int(((syn["pre"] == TWO[0]) | (syn["post"] == TWO[0])).sum()) < 100  # vs 702 real T-bars
+    with pytest.warns(errors.MissingDataWarning, match="only part of the synapses") as caught:
+        ds.get_connectivity(sources=FIVE[:1], targets=TWO, progress=False)
+    assert sorted(_gap_warnings(caught, "synapses")[0].ids.tolist()) == TWO
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds.get_synapses(FIVE, progress=False)  # complete: no warning
+        ds.get_connectivity(sources=FIVE, progress=False)

@@ -602,7 +602,8 @@ Only the five DA1 lPNs have everything (skeleton, every synapse site, per-ROI co
   which two it could not place.
 * **Synapses** (`partial.synapses`, the same ids): their rows are only the synthetic connections in which they
   were drawn as partners of the five (e.g. {da1_other_rows} rows for the two other DA1 lPNs together), far
-  fewer than their real totals in `neurons.parquet`.
+  fewer than their real totals in `neurons.parquet`. `get_connectivity` and `get_synapses` name them in a
+  `MissingDataWarning` when asked about them.
 * **Skeletons** (`partial.skeletons`, every body but the five): `get_skeletons(ids)` raises
   `IdsNotFoundError` naming them; `get_skeletons(ids, missing="warn")` returns the others with a
   `MissingDataWarning` naming them, `missing="skip"` returns the others silently.
