@@ -49,7 +49,7 @@ from .criteria import NeuronCriteria
 from .dataset import Dataset
 from .errors import ConnectomixError, ConnectomixWarning, InvalidArgumentError, InvalidIdError
 
-__all__ = ["parse_keys", "make_keys", "match_types", "cosine_similarity", "cluster", "compare_types",
+__all__ = ["parse_keys", "make_keys", "fetch_keys", "match_types", "cosine_similarity", "cluster", "compare_types",
            "TypeComparison", "FAMILIES"]
 
 #: Dataset families that the cross-dataset type columns name (:data:`connectomix.schema.CROSS_TYPES`):
@@ -128,6 +128,61 @@ def make_keys(label: str, ids: Iterable[int]) -> list[str]:
     ['hb:1734350788', 'hb:722817260']
     """
     return [f"{label}:{int(i)}" for i in ids]
+
+
+def fetch_keys(datasets: Mapping[str, str | Dataset], keys: str | Iterable[str]) -> pd.DataFrame:
+    """The ``neurons`` rows of cross-dataset keys, stacked (coconatfly's ``cf_meta`` for keys).
+
+    Parameters
+    ----------
+    datasets
+        ``label -> dataset name, URI or Dataset``; every key's label must be one of them.
+    keys
+        Keys ``"label:id"`` (:func:`parse_keys`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``dataset``, ``key``, then the :data:`connectomix.schema.NEURONS`
+        columns (nullable where a dataset lacks one): datasets in the order
+        of ``datasets``, keys in the order given within each.
+        ``attrs["datasets"]`` holds each dataset's provenance.
+
+    Raises
+    ------
+    IdsNotFoundError
+        A key's id is not in its dataset (naming the dataset).
+
+    Examples
+    --------
+    >>> t = fetch_keys({"a": "sample", "b": "sample"}, "a:722817260 b:1734350788")
+    >>> t[["dataset", "key", "type"]].values.tolist()
+    [['a', 'a:722817260', 'DA1_lPN'], ['b', 'b:1734350788', 'DA1_lPN']]
+    """
+    from .compare import _nullable_where_missing
+
+    if not isinstance(datasets, Mapping) or not datasets:
+        raise InvalidArgumentError(f"datasets must be a dict label -> dataset name/URI/Dataset; got {datasets!r}")
+    keyed = parse_keys(keys, list(datasets))
+    frames, provenance = [], {}
+    for label in [label for label in datasets if label in keyed]:  # datasets in the order given
+        ids, given = keyed[label], datasets[label]
+        ds = connectomix_open(given) if isinstance(given, str) else given
+        try:
+            table = _annotations(ds, NeuronCriteria(ids=ids)).set_index("id", drop=False).loc[ids]
+        except ConnectomixError as exc:
+            exc.add_note(f"(while fetching keys of dataset {label!r})")
+            raise
+        finally:
+            if isinstance(given, str):
+                ds.close()
+        provenance[label] = dict(table.attrs)
+        frames.append(table.reset_index(drop=True).assign(dataset=label, key=make_keys(label, ids)))
+    out = pd.concat(_nullable_where_missing(frames), ignore_index=True)
+    out = out[["dataset", "key"] + [c for c in out.columns if c not in ("dataset", "key")]]
+    out = out.astype({"dataset": "string", "key": "string"})
+    out.attrs = {"datasets": provenance, "table": "neurons_by_key"}
+    return out
 
 
 # -- type matching -------------------------------------------------------------------------------

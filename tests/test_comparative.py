@@ -351,3 +351,18 @@ def test_cosine_properties():
             assert m.loc["d:0", "d:1"] == pytest.approx(u @ v / np.sqrt((u @ u) * (v @ v)))
 
     check()
+
+
+def test_fetch_keys(tmp_path, base):
+    from connectomix.comparative import fetch_keys
+
+    b = release(tmp_path, "b", [(1, "Q_b", "left", {"hemibrain_type": "Q"}), (7, "Z", None, {})], [(1, 7, 1)])
+    t = fetch_keys({"a": base, "b": b}, "b:7, a:13 a:1 b:1")
+    assert t[["dataset", "key", "id", "type"]].values.tolist() == [
+        ["a", "a:13", 13, "S"], ["a", "a:1", 1, "Q"], ["b", "b:7", 7, "Z"], ["b", "b:1", 1, "Q_b"]]
+    assert t["hemibrain_type"].isna().tolist() == [True, True, True, False]
+    with pytest.raises(errors.IdsNotFoundError) as info:
+        fetch_keys({"a": base}, ["a:999"])
+    assert "dataset 'a'" in " ".join(getattr(info.value, "__notes__", []))
+    with pytest.raises(errors.InvalidArgumentError, match="names dataset 'zz'"):
+        fetch_keys({"a": base}, ["zz:1"])
