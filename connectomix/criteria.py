@@ -168,10 +168,12 @@ STRING_FIELDS = {"type": "type", "instance": "instance", "status": "status", "si
                  "hemibrain_type": "hemibrain_type", "manc_type": "manc_type", "malecns_type": "malecns_type"}
 #: Count criteria fields and the ``neurons`` column each one thresholds (``>=``).
 COUNT_FIELDS = {"min_pre": "pre", "min_post": "post", "min_upstream": "upstream", "min_downstream": "downstream"}
-#: String fields whose values decide the ``regex=None`` guess: neuprint-python's regex-optional fields
-#: (``type``, ``instance``, ``flywireType``, ``hemibrainType``, ``mancType``) plus ``malecns_type``,
-#: connectomix's fourth cross-dataset type column. The other string fields stay exact under a guess.
-GUESSED_FIELDS = ("type", "instance", "flywire_type", "hemibrain_type", "manc_type", "malecns_type")
+#: String fields whose values decide the ``regex=None`` guess: neuprint-python 0.6.4's ``list_props_regex``
+#: (``type, instance, flywireType, hemibrainType, mancType``; ``neuprint/queries/neuroncriteria.py``).
+GUESSED_FIELDS = ("type", "instance", "flywire_type", "hemibrain_type", "manc_type")
+#: The fields a guess reads as patterns: neuprint-python matches its cross-type fields exactly even then
+#: (they are also in its exact ``list_props``, which ``basic_exprs`` and ``global_vars`` use).
+PATTERN_FIELDS_OF_A_GUESS = ("type", "instance")
 #: Criteria fields that list alternatives: an empty list matches nothing.
 _ALTERNATIVE_FIELDS = ("ids",) + tuple(STRING_FIELDS)
 #: The values ``side`` may take (``neurons.side`` is normalised to these on every backend).
@@ -191,11 +193,12 @@ class NeuronCriteria:
     String fields match exactly with ``regex=False`` and as patterns with
     ``regex=True``, in which case the whole value must match the pattern
     (like Cypher's ``=~``); a missing value (``<NA>``) never matches. The
-    default ``regex=None`` guesses as neuprint-python does: a value of
-    ``type``, ``instance`` or a cross-dataset type containing one of
-    ``\\ . ? [ ] + ^ $ *`` makes them all patterns (the other string fields
-    still match exactly), and the guess is visible in :attr:`regex` and the
-    repr. neuprint-python's spellings ``bodyId``, ``inputRois``,
+    default ``regex=None`` guesses as neuprint-python 0.6.4 does: a value of
+    ``type``, ``instance``, ``flywire_type``, ``hemibrain_type`` or
+    ``manc_type`` containing one of ``\\ . ? [ ] + ^ $ *`` makes ``type``
+    and ``instance`` patterns (every other string field, the cross-dataset
+    types included, still matches exactly, as in neuprint-python), and the
+    guess is visible in :attr:`regex`, :attr:`regex_guessed` and the repr. neuprint-python's spellings ``bodyId``, ``inputRois``,
     ``outputRois``, ``flywireType``, ``hemibrainType``, ``mancType`` and
     ``label='Neuron'`` are accepted; its other fields raise
     :class:`~connectomix.errors.InvalidArgumentError` saying what to write
@@ -348,13 +351,13 @@ class NeuronCriteria:
                         f"side={value!r} is not a side; valid: {list(_SIDES)} (every dataset's spelling, "
                         "e.g. 'L', 'RHS' or 'left soma', is mapped to these)")
         if guessed:  # fields neuprint-python never reads as patterns stay exact: their values are escaped
-            for name in set(STRING_FIELDS) - set(GUESSED_FIELDS):
+            for name in set(STRING_FIELDS) - set(PATTERN_FIELDS_OF_A_GUESS):
                 if getattr(self, name) is not None:
                     set_(self, name, tuple(hints.literal_pattern(v) for v in getattr(self, name)))
         if regex:
             for name in STRING_FIELDS:
                 for pattern in getattr(self, name) or ():
-                    _check_pattern(name, pattern, guessed if name in GUESSED_FIELDS else None)
+                    _check_pattern(name, pattern, guessed if name in PATTERN_FIELDS_OF_A_GUESS else None)
         if not isinstance(roi_req, str) or roi_req not in ("all", "any"):
             raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
         set_(self, "roi_req", roi_req)

@@ -357,6 +357,7 @@ class Dataset:
         >>> neurons[["id", "type", "pre"]].to_string(index=False)
         '        id    type  pre\\n 722817260 DA1_lPN  701\\n1734350908 DA1_lPN  725\\n1765040289 DA1_lPN  702'
         """
+        hints.refuse_foreign_arguments("fetch_neurons", fields)  # client=, dataset=: other clients' habits
         if criteria is not None and fields:
             raise InvalidArgumentError("give either a NeuronCriteria/ids or keyword criteria, not both")
         _check_bool(omit_rois, "omit_rois")
@@ -636,7 +637,7 @@ class Dataset:
             df = schema.SYNAPSES.empty()
         else:
             query = SynapseQuery(
-                # a synapse outside every primary ROI has roi <NA>: "NotPrimary" is filtered here, not pushed down
+                # backends give roi <NA> outside every primary ROI: "NotPrimary" is filtered (and named) here
                 ids=ids, pre=pre, post=post, min_score=min_score,
                 rois=None if roi_list is not None and schema.NOT_PRIMARY in roi_list else roi_list,
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
@@ -660,6 +661,7 @@ class Dataset:
         rows = np.flatnonzero(keep)
         _, first = np.unique(df["synapse_id"].to_numpy()[rows], return_index=True)
         df = frames.take(df, rows[first])
+        df["roi"] = df["roi"].fillna(schema.NOT_PRIMARY)  # one name outside the primary ROIs, as in every table
         if partner_types:
             from .partners import add_partner_columns, neuron_lookup
 

@@ -76,7 +76,7 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
         print(f"{len(syn)} synaptic connections: {n_out} outgoing, {n_in} incoming")
         if syn["score"].notna().any():
             print(f"score: median {syn['score'].median():.3f}; {(syn['score'] >= 0.9).mean():.0%} have score >= 0.9")
-        print(syn["roi"].fillna("(no primary ROI)").value_counts().rename("synapses").to_frame().to_string())
+        print(syn["roi"].value_counts().rename("synapses").to_frame().to_string())  # 'NotPrimary': outside them
         lo = syn[["post_x", "post_y", "post_z"]].min() / 1000
         hi = syn[["post_x", "post_y", "post_z"]].max() / 1000
         print("extent (um): " + ", ".join(f"{a} {lo.iloc[i]:.0f}-{hi.iloc[i]:.0f}" for i, a in enumerate("xyz")))

@@ -33,7 +33,7 @@ from typing import Any
 from .errors import ConnectomixError, EmptyResultWarning, InvalidArgumentError
 
 __all__ = ["REGEX_CHARACTERS", "CRITERIA_ALIASES", "CRITERIA_HINTS", "ARGUMENT_HINTS", "guess_regex",
-           "looks_like_regex", "literal_pattern", "criteria_aliases", "raise_for_call", "close_matches",
+           "looks_like_regex", "literal_pattern", "criteria_aliases", "refuse_foreign_arguments", "raise_for_call", "close_matches",
            "format_choices", "unknown_roi_message", "known_values", "warn_unmatched"]
 
 #: The characters that make neuprint-python guess a regular expression when ``regex`` is not given
@@ -184,6 +184,17 @@ def criteria_aliases(other: Mapping[str, Any], valid: list[str]) -> dict[str, An
         raise InvalidArgumentError(f"unknown criteria field(s) {unknown}; {_did_you_mean(unknown[0], valid)}"
                                    f"valid: {valid}")
     return out
+
+
+def refuse_foreign_arguments(method: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise a hint for other clients' arguments among a method's ``**kwargs`` (``fetch_neurons(client=...)``).
+
+    Criteria spellings (``bodyId`` ...) are left to :class:`~connectomix.NeuronCriteria`.
+    """
+    for key in kwargs:
+        hint = ARGUMENT_HINTS.get((method, key)) or ARGUMENT_HINTS.get((None, key))
+        if hint and key not in CRITERIA_ALIASES:
+            raise InvalidArgumentError(f"{method}({key}=...) is another client's argument; {hint}")
 
 
 def raise_for_call(func: Any, args: tuple, kwargs: Mapping[str, Any]) -> None:

@@ -184,7 +184,7 @@ def test_male_cns_uses_the_complete_weights_and_imports_synapses(tmp_path):
         assert (first.post_x, first.post_y, first.post_z) == (808.0, 1608.0, 2408.0)
         assert first.score == pytest.approx(0.8) and first.pre_score == pytest.approx(0.9)
         assert first.post_score == pytest.approx(0.8)
-        assert list(syn["roi"].fillna("-")) == ["GNG", "GNG", "-"]  # <unspecified>: outside every primary ROI
+        assert list(syn["roi"]) == ["GNG", "GNG", "NotPrimary"]  # <unspecified>: outside every primary ROI
         assert list(ds.get_synapses([101], post=False, min_score=0.7)["synapse_id"].sort_values()) == [0, 1]
 
 
@@ -255,7 +255,7 @@ def test_codex_synapse_coordinates_fill_down_and_annotations(tmp_path):
             (3, B, C, 450000.0, 190000.0, 150000.0, 450000.0, 150000.0),
             (4, B, A, 450080.0, 190080.0, 150040.0, 450080.0, 150040.0),
             (5, B, A, 450120.0, 190100.0, 150080.0, 450120.0, 150080.0)}
-        assert syn["roi"].isna().all()
+        assert (syn["roi"] == "NotPrimary").all()  # no neuropil given: outside every primary ROI
         conn = ds.get_connectivity([A, B, C], None)
         assert rows(conn, ["pre", "post", "weight"]) == {(A, B, 2), (A, C, 1), (B, C, 1), (B, A, 2)}
         n = neuron_table(ds, [A, B, C])
@@ -330,7 +330,7 @@ def test_codex_princeton_synapse_table(tmp_path):
         assert rows(syn, ["synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z",
                           "roi"]) == {
             (0, A, B, 400000.0, 200000.0, 120000.0, 400040.0, 200040.0, 120040.0, "AL_R"),
-            (1, A, B, 400400.0, 200400.0, 120080.0, 400440.0, 200440.0, 120120.0, None),
+            (1, A, B, 400400.0, 200400.0, 120080.0, 400440.0, 200440.0, 120120.0, "NotPrimary"),
             (2, B, C, 480000.0, 240000.0, 140000.0, 480040.0, 240040.0, 140040.0, "LH_R")}
         by_roi = ds.get_connectivity([A, B, C], None, by_roi=True)
         assert rows(by_roi, ["pre", "post", "roi", "weight"]) == {
