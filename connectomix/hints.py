@@ -22,6 +22,7 @@ their fingers. This module decides, in one place, what happens to them:
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import textwrap
 import threading
@@ -34,7 +35,7 @@ from .errors import ConnectomixError, EmptyResultWarning, InvalidArgumentError
 
 __all__ = ["REGEX_CHARACTERS", "CRITERIA_ALIASES", "CRITERIA_HINTS", "ARGUMENT_HINTS", "guess_regex",
            "looks_like_regex", "literal_pattern", "criteria_aliases", "refuse_foreign_arguments", "raise_for_call", "close_matches",
-           "format_choices", "unknown_roi_message", "known_values", "warn_unmatched"]
+           "format_choices", "unknown_roi_message", "known_values", "warn_unmatched", "announce"]
 
 #: The characters that make neuprint-python guess a regular expression when ``regex`` is not given
 #: (``NeuronCriteria(regex='guess')``, its default): ``\ . ? [ ] + ^ $ *``. Copied as a rule, not as
@@ -398,3 +399,27 @@ def _warn_value(dataset, crit, field, column, value, version, *, empty, stacklev
     message = reason + (f"; did you mean {' or '.join(repr(c) for c in close)}?" if close and close != [value]
                         else "") + ("" if empty else "; the other values matched")
     warnings.warn(EmptyResultWarning(message, field=field, value=value, suggestions=close), stacklevel=stacklevel)
+
+
+# -- messages that are news once ---------------------------------------------------------------------
+
+#: The logger of connectomix's informational messages (quiet unless the application enables INFO).
+log = logging.getLogger("connectomix")
+_announced: set = set()
+_announced_lock = threading.Lock()
+
+
+def announce(dataset: str, message: str) -> None:
+    """Log ``message`` (e.g. "Using materialization version 783.") once per process and ``dataset``.
+
+    fafbseg prints this line on every query; connectomix logs it at ``INFO`` on the ``"connectomix"``
+    logger, so it is silent unless asked for (``logging.basicConfig(level=logging.INFO)``), said once
+    per dataset and message however many queries and ``Dataset`` objects use that version, and every
+    table records the version in ``df.attrs["version"]`` anyway.
+    """
+    key = (dataset, message)
+    with _announced_lock:
+        if key in _announced:
+            return
+        _announced.add(key)
+    log.info("%s: %s", dataset, message)

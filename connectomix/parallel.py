@@ -26,6 +26,8 @@ R = TypeVar("R")
 
 #: Default number of concurrent requests per call (connecto measured gains up to ~8).
 DEFAULT_MAX_WORKERS = 8
+#: Seconds of work before a progress bar appears (tqdm's ``delay``): quick queries show none.
+PROGRESS_DELAY = 2.0
 
 
 def batched(ids: np.ndarray | Sequence[T], size: int) -> list:
@@ -59,7 +61,8 @@ def map_batches(
     max_workers
         Upper bound on concurrent calls (1 runs serially in this thread).
     progress
-        Show a tqdm progress bar (only when there is more than one batch).
+        Show a tqdm progress bar: only when there is more than one batch and
+        the work takes longer than :data:`PROGRESS_DELAY` seconds.
     desc
         Label of the progress bar.
 
@@ -79,7 +82,7 @@ def map_batches(
     if progress and n > 1:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc=desc, leave=False)
+        bar = tqdm(total=n, desc=desc, leave=False, delay=PROGRESS_DELAY)
     try:
         if max_workers <= 1 or n <= 1:
             out = []

@@ -320,3 +320,31 @@ def test_neuprint_python_finds_the_same_neurons_with_the_same_string(served, fil
     theirs, _ = neuprint.fetch_neurons(neuprint.NeuronCriteria(type="DA1_lPN.*"), client=client)
     ours, _ = served["neuprint"].fetch_neurons(NC(type="DA1_lPN.*"), omit_rois=True)
     assert sorted(theirs["bodyId"].tolist()) == ours["id"].tolist() == _ids_of_type(files, "DA1_lPN.*")
+
+
+# -- progress bars and version messages only where they are news ---------------------------------------
+
+
+def test_progress_bars_only_for_work_that_takes_long(capfd, monkeypatch):
+    from connectomix import parallel
+
+    assert parallel.map_batches(lambda b: b * 2, [1, 2, 3], progress=True, desc="quick") == [2, 4, 6]
+    assert "quick" not in capfd.readouterr().err  # three quick batches: no bar
+    monkeypatch.setattr(parallel, "PROGRESS_DELAY", 0)
+    parallel.map_batches(lambda b: b * 2, [1, 2, 3], progress=True, desc="slow")
+    assert "slow" in capfd.readouterr().err  # work longer than the delay: a bar
+
+
+def test_one_neuron_prints_nothing_and_the_version_is_logged_once(served, capfd, caplog):
+    import logging
+
+    from connectomix import hints
+
+    hints._announced.clear()  # the fixture's queries announced the version already
+    with caplog.at_level(logging.INFO, logger="connectomix"):
+        for _ in range(2):
+            served["cave"].get_synapses(1734350788)
+            served["cave"].fetch_neurons(1734350788)
+    assert capfd.readouterr().err == ""  # no progress bar, no printed version line
+    said = [r.getMessage() for r in caplog.records if "Using materialization version" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("sample_stack: Using materialization version 1.")

@@ -17,7 +17,6 @@ whole client for the same reason).
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -27,6 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from connectomix import hints
 from connectomix.errors import InvalidArgumentError, MaterializationError, UnsupportedOperation
 
 __all__ = ["Version", "VersionResolver", "LIVE"]
@@ -63,7 +63,9 @@ class VersionResolver:
     live_allowed
         Whether ``'live'`` may be used (FlyWire public: no).
     announce
-        Called with the message the first time a version is used.
+        Called with the message the first time a version is used; by default
+        :func:`connectomix.hints.announce` (an ``INFO`` log line on the
+        ``"connectomix"`` logger, once per process, server and datastack).
     """
 
     def __init__(self, client: Any, *, live_allowed: bool, announce: Callable[[str], None] | None = None,
@@ -71,7 +73,8 @@ class VersionResolver:
         self.client = client
         self.live_allowed = live_allowed
         self.datastack = datastack
-        self._announce = announce or (lambda msg: print(msg, file=sys.stderr))
+        where = f"{getattr(client, 'server_address', None) or ''}/{datastack}"
+        self._announce = announce or (lambda msg: hints.announce(where, msg))  # INFO log, once per process
         self._announced: set = set()
         self._lock = threading.Lock()
         self._versions: list[Version] | None = None

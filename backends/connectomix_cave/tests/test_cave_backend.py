@@ -7,6 +7,8 @@ F_kept and G=105 merge into FG before v4 (v3 is expired), and BC is split after 
 102, 104, 107 and 109 never change.
 """
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -49,12 +51,17 @@ def ds(emu):
         yield ds
 
 
-def test_auto_picks_newest_version_where_all_ids_exist(ds, emu, capsys):
-    assert ds.get_connectivity(sources=STABLE).attrs["version"] == 4
-    assert ds.get_synapses([A]).attrs["version"] == 1  # A exists only at v1
-    assert ds.get_synapses([emu.labels["A_kept"]]).attrs["version"] == 2
-    assert ds.get_synapses([emu.labels["AD"]]).attrs["version"] == 4
-    assert "Using materialization version" in capsys.readouterr().err
+def test_auto_picks_newest_version_where_all_ids_exist(ds, emu, capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="connectomix"):
+        assert ds.get_connectivity(sources=STABLE).attrs["version"] == 4
+        assert ds.get_synapses([A]).attrs["version"] == 1  # A exists only at v1
+        assert ds.get_synapses([emu.labels["A_kept"]]).attrs["version"] == 2
+        assert ds.get_synapses([emu.labels["AD"]]).attrs["version"] == 4
+        assert ds.get_synapses([emu.labels["AD"]]).attrs["version"] == 4
+    # logged at INFO on the 'connectomix' logger, once per version (fafbseg prints it on every query)
+    said = [r.getMessage() for r in caplog.records if "Using materialization version" in r.getMessage()]
+    assert sorted(m.rsplit(" ", 1)[1] for m in said) == ["1.", "2.", "4."]
+    assert "Using materialization version" not in capsys.readouterr().err
 
 
 def test_auto_falls_back_to_live_for_ids_newer_than_every_version(ds, emu):
