@@ -57,7 +57,7 @@ import pyarrow as pa
 import requests
 
 from connectomix import frames, schema
-from connectomix.cache import query_key
+from connectomix.cache import IdentityMemo, query_key
 from connectomix.backend import (Backend, Capability, ConnectivityQuery, DatasetInfo, ParsedURI, ScoreInfo,
                                  SynapseQuery)
 from connectomix.cache import check_identity_ttl
@@ -155,6 +155,7 @@ class CaveBackend(Backend):
         self._rates = planning.RowRates()
         self._no_connection_view: set = set()  # versions at which the connection view answered 404
         self._roi_memo: tuple[Any, np.ndarray, pd.DataFrame] | None = None
+        self._identities = IdentityMemo()  # of the annotation tables kept in the result cache
 
     def _connect(self, token: Secret | None):
         """Build the caveclient client, retried like any request, within a few request timeouts.
@@ -788,7 +789,7 @@ class CaveBackend(Backend):
         if cache is None or not cache.usable or not isinstance(version, (int, np.integer)) or isinstance(
                 version, bool):
             return None
-        identity = self.cache_identity(version)
+        identity = self._identities.get(int(version), self.cache_identity, self.identity_ttl)
         if identity is None:
             return None
         s = self.settings
