@@ -6,9 +6,14 @@ Token: option ``token``, else caveclient's own secret files
 (``~/.cloudvolume/secrets/``).
 
 Every query asks for one materialization version, resolved by
-:class:`~.versions.VersionResolver`; batches whose row count may have hit a
-row cap (judged from row counts, whatever the headers say) are split until
-complete; positions are converted to nm with the table's own voxel resolution.
+:class:`~.versions.VersionResolver`; id batches are planned from expected rows
+so that each request returns close to, but under, the row cap (:mod:`.planning`:
+rows per id learnt from earlier answers, else one count query), and batches
+whose row count may have hit a row cap (judged from row counts, whatever the
+headers say) are split until complete; positions are converted to nm with the
+table's own voxel resolution. Total weights come from the datastack's
+connection view where it equals the synapse aggregate
+(:meth:`CaveBackend._connection_view_usable`).
 Every request caveclient makes goes through :mod:`.transport`: a timeout
 (option ``timeout``, seconds per request, default 60), whole-body checks and
 retries of transient failures on every endpoint.
@@ -34,9 +39,13 @@ not depend on row order (a criterion ``type="A"`` then does not match ``"A;B"``)
 Sides are mapped to left/right/center (:data:`SIDE_VALUES`), transmitters to full
 lowercase names (:data:`NT_VALUES`); unknown spellings become ``<NA>`` while the
 native column keeps them. Each key (long) or column (wide) is also kept as a
-native extra column under its own name. ``pre`` is ``<NA>`` (CAVE fly synapse
-tables list connections, not T-bars); ``downstream``/``upstream`` count the rows
-with the neuron as pre/post, and ``post`` = ``upstream`` (one PSD per row).
+native extra column under its own name. At an integer materialization with a
+result cache, the whole annotation table is fetched once and kept there.
+``pre`` is ``<NA>`` (CAVE fly synapse tables list connections, not T-bars);
+``downstream``/``upstream`` count the rows with the neuron as pre/post, and
+``post`` = ``upstream`` (one PSD per row) -- computed only with ``counts=True``
+or where a criterion needs them (no CAVE table holds them; counting pulls every
+synapse row), else ``<NA>`` with ``attrs["counts"]`` saying so.
 """
 
 from __future__ import annotations
