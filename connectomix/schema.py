@@ -26,9 +26,11 @@ labels
 ROIs
     In synapse tables ``roi`` is the ROI of the **postsynaptic** site (as
     neuprint-python's ``fetch_synapse_connections`` and FlyWire's
-    ``neuropil``), ``<NA>`` outside every primary ROI. Aggregated tables
-    (per-ROI connectivity and ROI counts) use the bucket ``"NotPrimary"`` for
-    those, so per-ROI weights always sum to the total weight.
+    ``neuropil``). Outside every primary ROI every table says
+    ``"NotPrimary"`` (:data:`NOT_PRIMARY`; neuprint-python's name in
+    ``fetch_adjacencies``): synapse tables (backends give ``<NA>``, the core
+    names it), per-ROI connectivity and ROI counts, so per-ROI weights always
+    sum to the total weight and ``rois="NotPrimary"`` selects those synapses.
 scores
     ``score`` is the value ``min_score`` thresholds, in the dataset's own
     unit: FlyWire's ``cleft_score``; for neuPrint the smaller of the pre- and
@@ -337,7 +339,8 @@ SYNAPSES = TableSchema(
         Column("post_y", _NM, "Postsynaptic site y.", unit="nm"),
         Column("post_z", _NM, "Postsynaptic site z.", unit="nm"),
         Column("score", "float64", "Detection score that min_score thresholds (NaN if none).", nullable=True),
-        Column("roi", _STR, "Primary ROI of the postsynaptic site; <NA> outside all.", nullable=True),
+        Column("roi", _STR, f"Primary ROI of the postsynaptic site, or {NOT_PRIMARY!r} outside every primary ROI "
+               "(backends may give <NA>; the core names it).", nullable=True),
     ),
     "One row per synaptic connection (pre site -> post site), ordered by synapse_id.",
     optional=PARTNERS,
