@@ -1118,9 +1118,10 @@ def _filter_locally(rows: pd.DataFrame, filters: dict[str, dict]) -> pd.DataFram
                 hit = values.isin(list(value))
             elif kind == "filter_regex_dict":
                 try:
-                    hit = values.astype("string").str.contains(value, regex=True)
+                    pattern = re.compile(value)
                 except re.error as exc:
                     raise InvalidArgumentError(f"invalid regular expression {value!r}: {exc}") from None
+                hit = values.map(lambda v: isinstance(v, str) and pattern.search(v) is not None)
             else:
                 raise ValueError(f"no local form of the CAVE filter {kind!r}")
             keep &= hit.fillna(False).to_numpy(dtype=bool)

@@ -343,3 +343,38 @@ def test_a_connection_view_the_server_lacks_falls_back_to_counting_synapses(coun
     counted.stats.reset()
     connectivity(ds, sources=ids[:10])
     assert 404 not in counted.stats.snapshot()["view_query"]["status"]
+
+
+@pytest.mark.parametrize("criteria", [
+    {"type": "T3"}, {"type": ["T1", "T22"]}, {"type": "T1.*", "regex": True}, {"type": "T(1|2)$", "regex": True},
+    {"ids": list(range(1001, 1200, 3)), "type": "T.*", "regex": True}, {"ids": list(range(1001, 1100, 2))},
+])
+def test_lookups_from_the_cached_annotation_table_equal_filtered_queries(counted, tmp_path, criteria):
+    """The whole table kept in the cache, filtered here, gives what the server's filters give."""
+    cached_ds = open_ds(counted, cache=str(tmp_path / "cache"))
+    remote_ds = open_ds(counted)  # no cache: the filters go to the server
+    crit = NeuronCriteria(**criteria)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cached_ds.fetch_neurons(NeuronCriteria(type="T0"))  # the table is now in the cache
+        counted.stats.reset()
+        cached, _ = cached_ds.fetch_neurons(crit)
+        assert "table_query" not in counted.stats.snapshot()
+        remote, _ = remote_ds.fetch_neurons(crit)
+    assert len(remote) > 0
+    pd.testing.assert_frame_equal(cached, remote)
+
+
+def test_filter_locally_applies_equal_in_and_regex_search_like_the_server():
+    from connectomix_cave.backend import _filter_locally
+
+    rows = pd.DataFrame({"k": ["cell_type", "cell_type", "side", "cell_type"], "v": ["AB", "B", "left", None],
+                         "root": [1, 2, 3, 4]})
+    assert _filter_locally(rows, {"filter_equal_dict": {"k": "cell_type"}})["root"].tolist() == [1, 2, 4]
+    assert _filter_locally(rows, {"filter_in_dict": {"v": ["B", "left"]}})["root"].tolist() == [2, 3]
+    assert _filter_locally(rows, {"filter_regex_dict": {"v": "^((?:A.*)|(?:le))$"}})["root"].tolist() == [1]
+    assert _filter_locally(rows, {"filter_regex_dict": {"v": "B"}})["root"].tolist() == [1, 2]  # a search
+    both = {"filter_equal_dict": {"k": "cell_type"}, "filter_in_dict": {"v": ["B", "left"]}}
+    assert _filter_locally(rows, both)["root"].tolist() == [2]
+    with pytest.raises(connectomix.errors.InvalidArgumentError, match="invalid regular expression"):
+        _filter_locally(rows, {"filter_regex_dict": {"v": "(["}})
