@@ -325,7 +325,7 @@ class Dataset:
             ``status=``, ``side=``, ``class_=`` or ``**{"class": ...}``,
             ``superclass=``, ``nt=``, ``hemibrain_type=``, ``rois=``,
             ``min_pre=``, ``min_upstream=``, ...). A criterion on a column the
-            dataset does not have (see :attr:`info`\ ``.neuron_columns``)
+            dataset does not have (see :attr:`info`\\ ``.neuron_columns``)
             raises :class:`~connectomix.errors.UnsupportedOperation`.
         omit_rois
             Skip the per-ROI counts (faster on remote backends).
