@@ -378,3 +378,18 @@ def test_filter_locally_applies_equal_in_and_regex_search_like_the_server():
     assert _filter_locally(rows, both)["root"].tolist() == [2]
     with pytest.raises(connectomix.errors.InvalidArgumentError, match="invalid regular expression"):
         _filter_locally(rows, {"filter_regex_dict": {"v": "(["}})
+
+
+@pytest.mark.parametrize("counts", [None, True, False])
+def test_datasets_that_hold_counts_return_them_whatever_counts_says(counts):
+    """Release files (and neuPrint) store counts: counts=False skips nothing there, and nothing warns."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with connectomix.open("sample", cache=False) as ds:
+            neurons, roi_counts = ds.fetch_neurons(type="DA1_lPN", counts=counts)
+    assert not [w for w in caught if "counts=True" in str(w.message)]
+    expected = pd.read_parquet(Path(ds.backend.path) / "neurons.parquet").set_index("id").loc[neurons["id"]]
+    assert len(neurons) > 0 and neurons[["pre", "post", "upstream", "downstream"]].notna().all().all()
+    assert (neurons["pre"] > 0).all() and "counts" not in neurons.attrs and len(roi_counts) > 0
+    assert neurons["pre"].tolist() == expected["pre"].tolist()
+    assert neurons["upstream"].tolist() == expected["upstream"].tolist()
