@@ -55,6 +55,7 @@ import dataclasses
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -90,7 +91,20 @@ from . import cypher
 __all__ = ["NeuprintBackend", "synapse_ids", "query_table"]
 
 TOKEN_ENV = "NEUPRINT_APPLICATION_CREDENTIALS"
+#: Ids per query when nothing is known of their sizes (and the most ids one query ever names).
 DEFAULT_BATCH = {"connectivity": 200, "synapses": 10, "ids": 10_000}
+#: Expected rows one planned query may cover. What bounds a neuPrint query is time, not rows:
+#: neuPrintHTTP runs each query under its ``timeout`` setting (seconds; 60 unless configured:
+#: connectome-neuprint/neuPrintHTTP config/config.go:18, config/stores.go:15-16; the public server's
+#: value is unverified) and has no row cap. The budgets match what neuprint-python sends per query by
+#: default, which is the size known to pass on the public servers: ``fetch_adjacencies`` 200 bodies
+#: (neuprint/queries/connectivity.py:142), about 200,000 connections at the hemibrain's mean of about
+#: 1,000 per traced body (unverified estimate); ``fetch_synapse_connections`` 10,000 neuron pairs
+#: (neuprint/queries/synapses.py:458, "to avoid timeouts"), tens of thousands of synapses at a few
+#: synapses per pair (unverified). Connectivity is planned from connection counts (``downstream`` of
+#: sources, ``upstream`` of targets: an upper bound of the ``ConnectsTo`` rows), synapses from the
+#: same counts of the side queried (one row per synaptic connection).
+ROWS_PER_QUERY = {"connectivity": 200_000, "synapses": 50_000}
 #: Seconds an open Dataset trusts the dataset's ``last-mod``/``uuid`` stamps before asking again (option
 #: ``identity_ttl``; 0 asks on every cached query): within it a warm cache hit sends no request.
 DEFAULT_IDENTITY_TTL = 300.0
@@ -210,6 +224,64 @@ def query_table(response: requests.Response) -> pd.DataFrame:
 
 def _arrow_table(response: requests.Response) -> pd.DataFrame:
     return read_arrow_stream(response.content, what="neuPrint Arrow answer", url=response.url).to_pandas()
+
+
+_SIZES = ("pre", "post", "upstream", "downstream")
+
+
+def plan_batches(ids: np.ndarray, rows: np.ndarray, budget: float, max_ids: int) -> list[np.ndarray]:
+    """Consecutive batches of ``ids`` whose expected ``rows`` add up to at most ``budget``.
+
+    An id expected to exceed the budget alone gets a batch of its own; no
+    batch has more than ``max_ids`` ids.
+
+    Examples
+    --------
+    >>> [b.tolist() for b in plan_batches(np.array([1, 2, 3, 4, 5]), np.array([40, 50, 20, 90, 5]), 100, 10)]
+    [[1, 2], [3], [4, 5]]
+    >>> [b.tolist() for b in plan_batches(np.array([1, 2, 3]), np.array([500, 1, 1]), 100, 2)]
+    [[1], [2, 3]]
+    """
+    batches, start, total = [], 0, 0.0
+    for i, r in enumerate(np.asarray(rows, dtype="float64")):
+        if i > start and (total + r > budget or i - start >= max_ids):
+            batches.append(ids[start:i])
+            start, total = i, 0.0
+        total += r
+    if len(ids):
+        batches.append(ids[start:])
+    return batches
+
+
+class SizeMemo:
+    """Synapse counts (``pre, post, upstream, downstream``) of bodies this backend has seen; thread-safe.
+
+    Only used to size batches (a wrong or stale count changes how many
+    queries are sent, never which rows come back). ``NaN``: not known.
+    """
+
+    def __init__(self, size: int = 1_000_000):
+        self._size = size
+        self._lock = threading.Lock()
+        self._known: dict[int, tuple[float, float, float, float]] = {}
+
+    def remember(self, ids: np.ndarray, counts: Mapping[str, np.ndarray]) -> None:
+        rows = zip(ids.tolist(), *(np.asarray(counts[c], dtype="float64").tolist() for c in _SIZES))
+        with self._lock:
+            if len(self._known) + len(ids) > self._size:
+                self._known.clear()
+            self._known.update((i, tuple(v)) for i, *v in rows)
+
+    def get(self, ids: np.ndarray, count: str) -> np.ndarray:
+        """Expected rows per id for ``count`` (``upstream`` falls back to ``post``: one per PSD); NaN if unknown."""
+        nan = (np.nan,) * len(_SIZES)
+        with self._lock:
+            known = [self._known.get(i, nan) for i in ids.tolist()]
+        table = np.array(known, dtype="float64").reshape(len(known), len(_SIZES))
+        out = table[:, _SIZES.index(count)]
+        if count == "upstream":
+            out = np.where(np.isnan(out), table[:, _SIZES.index("post")], out)
+        return out
 
 
 def _retry_policy(value: Any, timeout: float) -> RetryPolicy:
@@ -332,6 +404,7 @@ class NeuprintBackend(Backend):
         self.dataset = dataset
         self.batch_size = batch_size
         self.identity_ttl = check_identity_ttl(identity_ttl)
+        self._sizes = SizeMemo()
         self.http = HttpClient(
             f"https://{server}", token=token, verify=verify, service="neuPrint",
             auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
@@ -684,6 +757,8 @@ class NeuprintBackend(Backend):
             if values and column in mapping:
                 native[column] = [form for v in values for form in _spellings(table, v.lower())]
         df = self.run(cypher.neurons_query(criteria, properties=mapping, native=native, extras=extras))
+        self._sizes.remember(df["bodyId"].to_numpy(dtype="int64"),  # to plan later queries of these neurons
+                             {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64") for c in _SIZES})
         if criteria.input_rois or criteria.output_rois:
             info = df["roiInfo"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
             keep = np.ones(len(df), dtype=bool)
@@ -725,10 +800,40 @@ class NeuprintBackend(Backend):
         return out.reset_index(drop=True)
 
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
-        found = map_batches(lambda b: self.run(cypher.existing_ids_query(b)),
-                            batched(ids, DEFAULT_BATCH["ids"]), max_workers=4)
-        present = np.concatenate([f["bodyId"].to_numpy(dtype="int64") for f in found]) if found else ids[:0]
-        return np.setdiff1d(ids, present)
+        """Ids that are no segment of the dataset; the others' synapse counts are kept to plan batches."""
+        found = self._fetch_sizes(ids)
+        return np.setdiff1d(ids, found["bodyId"].to_numpy(dtype="int64"))
+
+    # -- planning ---------------------------------------------------------------------------------
+
+    def _fetch_sizes(self, ids: np.ndarray) -> pd.DataFrame:
+        """``bodyId, pre, post, upstream, downstream`` of the ``ids`` that exist (one query per 10,000), remembered."""
+        found = map_batches(lambda b: self.run(cypher.sizes_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
+                            max_workers=4)
+        df = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["bodyId", *_SIZES])
+        self._sizes.remember(df["bodyId"].to_numpy(dtype="int64"),
+                             {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64") if c in df
+                              else np.full(len(df), np.nan) for c in _SIZES})
+        return df
+
+    def _batches(self, ids: np.ndarray, count: str, kind: str, fixed: int | None) -> list[np.ndarray]:
+        """``ids`` in batches of about :data:`ROWS_PER_QUERY` expected rows, ``count`` giving each id's rows.
+
+        Counts come from what this backend has seen (the core's id check, neuron tables), else from one
+        :func:`~.cypher.sizes_query` for the ids it has not seen -- unless they are few enough for the
+        default batch anyway. An id without the count gets an equal share of the default batch, so
+        unknown sizes are batched as before. ``fixed`` (the ``batch_size`` option) keeps fixed batches.
+        The counts only size the batches: every batch asks for every row of its ids.
+        """
+        if fixed:
+            return batched(ids, fixed)
+        budget, default = ROWS_PER_QUERY[kind], DEFAULT_BATCH[kind]
+        rows = self._sizes.get(ids, count)
+        unknown = np.isnan(rows)
+        if unknown.any() and len(ids) > default:
+            self._fetch_sizes(ids[unknown])
+            rows = self._sizes.get(ids, count)
+        return plan_batches(ids, np.where(np.isnan(rows), budget / default, rows), budget, DEFAULT_BATCH["ids"])
 
     def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         parts = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
@@ -743,7 +848,7 @@ class NeuprintBackend(Backend):
 
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
         per_roi = query.by_roi or query.rois is not None
-        size = query.batch_size or self.batch_size or DEFAULT_BATCH["connectivity"]
+        fixed = query.batch_size or self.batch_size
         src, tgt = query.sources, query.targets
         batch_sources = tgt is None or (src is not None and len(src) <= len(tgt))
 
@@ -757,8 +862,10 @@ class NeuprintBackend(Backend):
             )
             return self.run(text)
 
-        parts = map_batches(fetch, batched(src if batch_sources else tgt, size), max_workers=query.max_workers,
-                             progress=query.progress, desc="neuPrint connectivity")
+        side = src if batch_sources else tgt
+        plan = self._batches(side, "downstream" if batch_sources else "upstream", "connectivity", fixed)
+        parts = map_batches(fetch, plan, max_workers=query.max_workers, progress=query.progress,
+                            desc="neuPrint connectivity")
         df = pd.concat(parts, ignore_index=True)
         if not per_roi:
             return df[["pre", "post", "weight"]]
@@ -774,10 +881,12 @@ class NeuprintBackend(Backend):
     # -- synapses ------------------------------------------------------------------------------
 
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
-        size = query.batch_size or self.batch_size or DEFAULT_BATCH["synapses"]
+        fixed = query.batch_size or self.batch_size
         min_score = self.recommended_min_score() if query.min_score == "recommended" else query.min_score
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
-        work = [(side, b) for b in batched(query.ids, size) for side in sides]
+        # one row per synaptic connection: the ids' downstream connections as 'pre', upstream as 'post'
+        work = [(side, b) for side in sides
+                for b in self._batches(query.ids, "downstream" if side == "pre" else "upstream", "synapses", fixed)]
 
         def fetch(item) -> pd.DataFrame:
             side, batch = item

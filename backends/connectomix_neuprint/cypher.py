@@ -189,6 +189,20 @@ def existing_ids_query(ids: Iterable[int]) -> str:
     return f"MATCH (n:Segment)\nWHERE n.bodyId IN {id_list(ids)}\nRETURN n.bodyId AS bodyId"
 
 
+def sizes_query(ids: Iterable[int]) -> str:
+    """Which of ``ids`` exist as segments, with their synapse counts (to size the batches of later queries).
+
+    Examples
+    --------
+    >>> print(sizes_query([5, 3]))
+    MATCH (n:Segment)
+    WHERE n.bodyId IN [5, 3]
+    RETURN n.bodyId AS bodyId, n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream
+    """
+    return (f"MATCH (n:Segment)\nWHERE n.bodyId IN {id_list(ids)}\n"
+            "RETURN n.bodyId AS bodyId, n.pre AS pre, n.post AS post, n.upstream AS upstream, n.downstream AS downstream")
+
+
 def roi_info_query(ids: Iterable[int]) -> str:
     """Totals and ``roiInfo`` of ``ids`` (for per-ROI counts)."""
     return (
