@@ -483,6 +483,11 @@ class Dataset:
         roi_list = self._roi_list(rois)
         min_weight = _non_negative_int(min_weight, "min_weight")
         batch_size = _optional_batch_size(batch_size)
+        if by == "type" and _all_neurons(sources) and _all_neurons(targets) and hasattr(self._backend, "type_connectivity"):
+            # the whole dataset: its engine aggregates (DuckDB or Dask), no pair rows reach this process
+            return self._whole("type_connectivity", "type_connectivity", materialization, by_roi=by_roi,
+                               rois=list(roi_list) if roi_list else None, min_weight=min_weight,
+                               include_autapses=include_autapses)
         # "every neuron" on one side is pushed into the backend's query where it can (no id list)
         pushdown = Capability.NEURON_SIDES in self.capabilities
         # (only opposite a given side: with the other side None the backend would get no ids at all)
@@ -536,6 +541,65 @@ class Dataset:
         out = out.sort_values(["weight"] + keys, ascending=[False] + [True] * len(keys), kind="stable")
         cols = list(schema.TYPE_CONNECTIVITY.names) + (["roi"] if "roi" in keys else [])
         return schema.TYPE_CONNECTIVITY.validate(out.reset_index(drop=True))[cols]
+
+    def partner_profiles(self, direction: str = "input", *, min_weight: int = 1, include_autapses: bool = False,
+                         materialization: Any = None) -> pd.DataFrame:
+        """Every neuron's input (or output) weight by partner type, computed where the data is.
+
+        Parameters
+        ----------
+        direction
+            ``"input"`` (weights from each presynaptic type) or ``"output"``.
+        min_weight
+            Count only neuron pairs of weight ``>=`` this.
+        include_autapses
+            Count connections of a neuron onto itself.
+        materialization
+            Version, for versioned backends.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``id, partner_type, weight, n_partners, fraction`` (``fraction`` of
+            the neuron's total input/output weight among those pairs).
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> prof = connectomix.open("sample").partner_profiles("input")
+        >>> list(prof.columns)
+        ['id', 'partner_type', 'weight', 'n_partners', 'fraction']
+        """
+        _check_bool(include_autapses, "include_autapses")
+        return self._whole("partner_profiles", "partner_profiles", materialization, direction=direction,
+                           min_weight=_non_negative_int(min_weight, "min_weight"), include_autapses=include_autapses)
+
+    def roi_totals(self, *, include_autapses: bool = False, materialization: Any = None) -> pd.DataFrame:
+        """Per ROI: connection weight and pairs over every body, and synaptic sites, computed where the data is.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``roi, weight, n_pairs, pre, post`` (``pre``/``post``: summed
+            per-ROI site counts, ``<NA>`` where the dataset has none).
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> list(connectomix.open("sample").roi_totals().columns)
+        ['roi', 'weight', 'n_pairs', 'pre', 'post']
+        """
+        _check_bool(include_autapses, "include_autapses")
+        return self._whole("roi_totals", "roi_totals", materialization, include_autapses=include_autapses)
+
+    def _whole(self, method: str, table: str, materialization: Any, **params: Any) -> pd.DataFrame:
+        """A whole-dataset aggregate the backend computes (the release backend: DuckDB or Dask)."""
+        compute = getattr(self._backend, method, None)
+        if compute is None:
+            raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) does not compute {method} over "
+                                       "the whole dataset; use a release folder (release:// or release://s3://...)")
+        version = self._backend.resolve_materialization(None, _check_materialization(materialization))
+        return self._label(compute(**params), table, version, **params)
 
     # -- synapses --------------------------------------------------------------------
 

@@ -41,7 +41,10 @@ from connectomix.errors import (
     InvalidURIError,
 )
 
-from .writer import CHECKED_ROWS, TABLES, quote_ident, quote_path
+from .storage import Location, is_url
+from .writer import CHECKED_ROWS, POST_COPY, TABLES, quote_ident, quote_str
+
+ENGINES = ("duckdb", "dask")
 
 __all__ = ["ReleaseBackend"]
 
@@ -68,12 +71,13 @@ def _id_list(ids: np.ndarray) -> str:
 
 
 class ReleaseBackend(Backend):
-    """Local connectome release folders (Parquet), queried with DuckDB.
+    """Connectome release folders (Parquet), local or on object storage, queried with DuckDB or Dask.
 
     URI: ``release:///absolute/path/to/folder`` (or ``release://relative/path``). The path is
     percent-decoded, as in ``file://`` URIs: write ``?``, ``#`` and ``%`` in folder names as
     ``%3F``, ``%23`` and ``%25``. Glob characters (``*``, ``?``, ``[...]``) in the path are
-    always literal.
+    always literal. A release on object storage is ``release://s3://bucket/prefix`` (any URL
+    fsspec reads: ``gs://``, ``https://``, ...; not percent-decoded), read in place.
 
     Parameters
     ----------
@@ -81,6 +85,20 @@ class ReleaseBackend(Backend):
         DuckDB worker threads (default: DuckDB's choice).
     memory_limit : str
         DuckDB memory limit, e.g. ``"2GB"``.
+    engine : {"duckdb", "dask"}
+        What answers queries: DuckDB in this process (default), or a Dask
+        cluster (``dask.distributed``), see :mod:`connectomix_release.dask_engine`.
+    scheduler : str, distributed.Client or cluster, optional
+        With ``engine="dask"``: a scheduler address (``"tcp://host:8786"``), a
+        ``Client``, or a cluster object (``LocalCluster``, a dask-jobqueue
+        ``SLURMCluster``...). Default: a 2-worker ``LocalCluster`` started on
+        first use and closed with the dataset.
+    storage_options : dict, optional
+        For a URL: options of the fsspec filesystem (e.g. ``{"endpoint_url": ...}``);
+        never shown in messages or cache keys. Credentials normally come from
+        the store's usual environment variables and config files.
+    anon : bool, optional
+        For a URL: read a public bucket without credentials.
 
     Examples
     --------
@@ -97,17 +115,25 @@ class ReleaseBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
          Capability.NEURON_SIDES}
     )
-    OPTIONS = ("threads", "memory_limit")
+    OPTIONS = ("threads", "memory_limit", "engine", "scheduler", "storage_options", "anon")
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str | None = None):
-        self.path = Path(path).expanduser().resolve()
-        if not self.path.is_dir():
-            raise InvalidURIError(f"release folder {str(self.path)!r} does not exist or is not a folder")
-        manifest_file = self.path / "manifest.json"
-        if not manifest_file.is_file():
-            raise DataFormatError(f"{str(self.path)!r} is not a connectomix release folder: it has no manifest.json")
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str | None = None,
+                 engine: str = "duckdb", scheduler: Any = None, storage_options: dict | None = None,
+                 anon: bool | str | None = None):
+        if not isinstance(engine, str) or engine not in ENGINES:
+            raise InvalidArgumentError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
+        if scheduler is not None and engine != "dask":
+            raise InvalidArgumentError("scheduler= is an option of engine='dask'")
+        self._loc = Location(path, _storage_options(path, storage_options, anon))
+        self.path = self._loc.path  # None for a release on object storage (see .location)
+        self.location = self._loc.root
+        if not self._loc.isdir():
+            raise InvalidURIError(f"release folder {self.location!r} does not exist or is not a folder")
+        manifest_file = self._loc.url("manifest.json")
+        if not self._loc.isfile("manifest.json"):
+            raise DataFormatError(f"{self.location!r} is not a connectomix release folder: it has no manifest.json")
         try:
-            self.manifest: dict[str, Any] = json.loads(manifest_file.read_text(encoding="utf-8"))
+            self.manifest: dict[str, Any] = json.loads(self._loc.read_bytes("manifest.json").decode("utf-8"))
         except json.JSONDecodeError as exc:
             raise DataFormatError(f"{manifest_file} is not valid JSON: {exc}") from None
         if self.manifest.get("format", FORMAT_NAME) != FORMAT_NAME or (
@@ -118,9 +144,14 @@ class ReleaseBackend(Backend):
                 f"{self.manifest.get('format_version')!r}; this connectomix reads {FORMAT_NAME!r} "
                 f"versions {SUPPORTED_FORMAT_VERSIONS}"
             )
+        # on object storage every existence check is a request: the files are listed once, here
+        self._remote_files: set[str] | None = None
+        if self._loc.remote:
+            self._remote_files = {f for f in (*(f"{t}.parquet" for t in TABLES), POST_COPY)
+                                  if self._loc.isfile(f)} | ({"skeletons"} if self._loc.isdir("skeletons") else set())
         for required in ("neurons.parquet", "connections.parquet"):
-            if not (self.path / required).is_file():
-                raise DataFormatError(f"release folder {str(self.path)!r} has no {required}")
+            if not self._has(required[:-len(".parquet")]):
+                raise DataFormatError(f"release folder {self.location!r} has no {required}")
         config: dict[str, Any] = {}
         if threads is not None:
             config["threads"] = _positive_int(threads, "threads")
@@ -134,19 +165,27 @@ class ReleaseBackend(Backend):
         except duckdb.Error as exc:
             raise InvalidArgumentError(f"DuckDB refused threads={threads!r} / memory_limit={memory_limit!r}: "
                                        f"{exc}") from None
+        self._loc.register(self._con)
         self._lock = threading.Lock()
         self._closed = False
         self._neuron_columns = self._columns("neurons")
         self._synapse_columns = self._columns("synapses") if self._has("synapses") else ()
         self._check_integrity()
+        self.engine = engine
+        self._dask = None
+        if engine == "dask":
+            from .dask_engine import DaskEngine
+
+            self._dask = DaskEngine(self, scheduler)
 
     # -- construction ---------------------------------------------------------------
 
     @classmethod
     def from_uri(cls, uri: ParsedURI, options: Mapping[str, Any]) -> ReleaseBackend:
         cls.check_options(options)
-        # percent-decoded like a file URI: a folder named 'run?' is release:///data/run%3F
-        path = unquote(uri.location)
+        # percent-decoded like a file URI: a folder named 'run?' is release:///data/run%3F;
+        # a URL (release://s3://bucket/prefix) is passed to fsspec as written
+        path = uri.location if is_url(uri.location) else unquote(uri.location)
         return cls(path, **dict(options))
 
     def close(self) -> None:
@@ -154,15 +193,21 @@ class ReleaseBackend(Backend):
             if not self._closed:
                 self._con.close()
                 self._closed = True
+                if self._dask is not None:
+                    self._dask.close()
 
     # -- helpers ------------------------------------------------------------------------
 
     def _has(self, table: str) -> bool:
-        return (self.path / f"{table}.parquet").is_file()
+        name = table if table.endswith(".parquet") else f"{table}.parquet"
+        if self._remote_files is not None:
+            return name in self._remote_files
+        return self._loc.isfile(name)
 
     def _table(self, table: str) -> str:
         # the folder is the user's: quoted for SQL and escaped for DuckDB's glob (see quote_path)
-        return f"read_parquet({quote_path(self.path / f'{table}.parquet')})"
+        name = table if table.endswith(".parquet") else f"{table}.parquet"
+        return f"read_parquet({self._loc.sql(name)})"
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -173,7 +218,7 @@ class ReleaseBackend(Backend):
         try:
             yield cur
         except duckdb.Error as exc:
-            raise DataFormatError(f"release folder {str(self.path)!r}: {exc}") from exc
+            raise DataFormatError(f"release folder {self.location!r}: {exc}") from exc
         finally:
             cur.close()
 
@@ -194,11 +239,14 @@ class ReleaseBackend(Backend):
         for table in ("neurons", "connections", "roi_counts", "synapses"):
             if not self._has(table):
                 continue
-            file = self.path / f"{table}.parquet"
+            file = self._loc.url(f"{table}.parquet")
             if table != "neurons" and table in recorded:
-                with self._cursor() as cur:
-                    (rows,) = cur.execute(
-                        f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({quote_path(file)})").fetchone()
+                rows = self._footer_rows(f"{table}.parquet")
+                if table == "synapses" and self._has(POST_COPY) and self._footer_rows(POST_COPY) != rows:
+                    raise DataFormatError(
+                        f"{self._loc.url(POST_COPY)!r} does not hold the rows of synapses.parquet "
+                        f"({self._footer_rows(POST_COPY):,} vs {rows:,}): rebuild the release folder, or "
+                        "rewrite the copy with connectomix_release.writer.write_post_copy(folder)")
                 if rows == recorded[table]:
                     continue
                 raise DataFormatError(
@@ -220,6 +268,13 @@ class ReleaseBackend(Backend):
                     "(or list every problem with 'connectomix convert --check --deep')"
                 )
 
+    def _footer_rows(self, name: str) -> int:
+        """Rows of a Parquet file, from its footer (no scan)."""
+        with self._cursor() as cur:
+            (rows,) = cur.execute(
+                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({self._loc.sql(name)})").fetchone()
+        return int(rows)
+
     def _columns(self, table: str) -> tuple[str, ...]:
         with self._cursor() as cur:
             return tuple(r[0] for r in cur.execute(f"DESCRIBE SELECT * FROM {self._table(table)}").fetchall())
@@ -230,7 +285,7 @@ class ReleaseBackend(Backend):
         m = self.manifest
         primary = tuple(m.get("primary_rois", ()))
         return DatasetInfo(
-            name=m.get("name", self.path.name),
+            name=m.get("name", self.location.rstrip("/").rsplit("/", 1)[-1]),
             version=m.get("version"),
             rois=tuple(m.get("rois", primary)),
             primary_rois=primary,
@@ -259,7 +314,8 @@ class ReleaseBackend(Backend):
             caps.add(Capability.SYNAPSES)
             if self.manifest.get("score_name"):
                 caps.add(Capability.SYNAPSE_SCORES)
-        if (self.path / "skeletons").is_dir():
+        if (self._remote_files is not None and "skeletons" in self._remote_files) or (
+                self.path is not None and (self.path / "skeletons").is_dir()):
             caps.add(Capability.SKELETONS)
         return frozenset(caps)
 
@@ -272,15 +328,14 @@ class ReleaseBackend(Backend):
         """
         import hashlib
 
-        from connectomix.cache import file_fingerprints
-
         try:
-            manifest = hashlib.sha256((self.path / "manifest.json").read_bytes()).hexdigest()
+            manifest = hashlib.sha256(self._loc.read_bytes("manifest.json")).hexdigest()
         except OSError:
             return None  # the folder is going away: do not cache; the query reports the problem
         tables = [f"{t}.parquet" for t in ("neurons", "connections", "roi_counts", "synapses")]
-        return {"path": str(self.path), "version": version, "manifest_sha256": manifest,
-                "files": file_fingerprints(self.path, tables)}
+        # (a remote release: ETag, size and modification time of each object, never credentials)
+        return {"path": self._loc.identity(), "version": version, "manifest_sha256": manifest,
+                "files": self._loc.fingerprints(tables)}
 
     # -- neurons ---------------------------------------------------------------------------
 
@@ -296,6 +351,8 @@ class ReleaseBackend(Backend):
                 f"LEFT JOIN (SELECT pre AS id, sum(weight) AS w FROM {c} GROUP BY pre) AS d USING (id))")
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
+        if self._dask is not None:
+            return self._dask.fetch_neurons(criteria)
         where, params = ["n.id <> 0"], []
         if criteria.ids is not None:
             where.append(f"n.id IN {_id_list(np.array(criteria.ids))}")
@@ -338,7 +395,7 @@ class ReleaseBackend(Backend):
         if not c.all_rois:
             return [], []
         if not self._has("roi_counts"):
-            raise DataFormatError(f"release folder {str(self.path)!r} has no roi_counts.parquet, so ROI criteria cannot be applied")
+            raise DataFormatError(f"release folder {self.location!r} has no roi_counts.parquet, so ROI criteria cannot be applied")
         rc = self._table("roi_counts")
         where, params = [], []
 
@@ -359,17 +416,23 @@ class ReleaseBackend(Backend):
     def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         if not self._has("roi_counts"):
             return schema.ROI_COUNTS.empty()
+        if self._dask is not None:
+            return self._dask.fetch_roi_counts(ids)
         return self._query(
             f"SELECT id, roi, pre, post FROM {self._table('roi_counts')} WHERE id IN {_id_list(ids)} ORDER BY id, roi"
         )
 
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
+        if self._dask is not None:
+            return self._dask.missing_ids(ids)
         found = self._query(f"SELECT id FROM {self._table('neurons')} WHERE id IN {_id_list(ids)}")["id"]
         return np.setdiff1d(ids, found.to_numpy(dtype="int64"))
 
     # -- connectivity ------------------------------------------------------------------------
 
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        if self._dask is not None:
+            return self._dask.get_connectivity(query)
         where, params = ["c.pre <> 0", "c.post <> 0"], []
         if query.sources is not None:
             where.append(f"c.pre IN {_id_list(query.sources)}")
@@ -404,13 +467,10 @@ class ReleaseBackend(Backend):
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         if not self._has("synapses"):
             return schema.SYNAPSES.empty()
+        if self._dask is not None:
+            return self._dask.get_synapses(query)
         ids = _id_list(query.ids)
-        sides = []
-        if query.pre:
-            sides.append(f"s.pre IN {ids}")
-        if query.post:
-            sides.append(f"s.post IN {ids}")
-        where, params = ["(" + " OR ".join(sides) + ")", "s.pre <> 0", "s.post <> 0"], []
+        where, params = ["s.pre <> 0", "s.post <> 0"], []
         if not query.include_autapses:
             where.append("s.pre <> s.post")
         if query.min_score is not None:
@@ -419,29 +479,168 @@ class ReleaseBackend(Backend):
         if query.rois is not None:
             where.append("s.roi IN (" + ",".join("?" for _ in query.rois) + ")")
             params += list(query.rois)
-        sql = f"SELECT s.* FROM {self._table('synapses')} AS s WHERE {' AND '.join(where)} ORDER BY s.synapse_id"
-        return self._query(sql, params)
+        rest = " AND ".join(where)
+        if not self._has(POST_COPY):  # a release written before the post-sorted copy: one scan
+            sides = ([f"s.pre IN {ids}"] if query.pre else []) + ([f"s.post IN {ids}"] if query.post else [])
+            sql = (f"SELECT s.* FROM {self._table('synapses')} AS s WHERE ({' OR '.join(sides)}) AND {rest} "
+                   "ORDER BY s.synapse_id")
+            return self._query(sql, params)
+        # each side from the copy sorted by it (row groups pruned by min/max); a row of both sides once
+        parts, part_params = [], []
+        if query.pre:
+            parts.append(f"SELECT s.* FROM {self._table('synapses')} AS s WHERE s.pre IN {ids} AND {rest}")
+            part_params += params
+        if query.post:
+            not_pre = f" AND s.pre NOT IN {ids}" if query.pre else ""
+            parts.append(f"SELECT s.* FROM {self._table(POST_COPY)} AS s WHERE s.post IN {ids}{not_pre} AND {rest}")
+            part_params += params
+        sql = f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY synapse_id"
+        return self._query(sql, part_params)
+
+    # -- whole-dataset aggregates (both engines; no connection rows reach this process) -------------
+
+    def _neuron_pairs(self, *, by_roi: bool, rois: list | None, min_weight: int, include_autapses: bool) -> str:
+        """SQL of the neuron-to-neuron pairs (per ROI with ``by_roi``) whose weight within ``rois`` is
+        ``>= min_weight``: the rows ``get_connectivity(NC(), NC())`` returns."""
+        neuron_ids = f"(SELECT id FROM {self._table('neurons')} WHERE {self._neuron_condition()})"
+        where = ["c.pre <> 0", "c.post <> 0", f"c.pre IN {neuron_ids}", f"c.post IN {neuron_ids}"]
+        if not include_autapses:
+            where.append("c.pre <> c.post")
+        if rois is not None:  # ROI names are bound parameters (see _aggregate)
+            where.append("c.roi IN (" + ",".join("?" for _ in rois) + ")")
+        base = f"SELECT c.pre, c.post, c.roi, c.weight FROM {self._table('connections')} AS c WHERE {' AND '.join(where)}"
+        if by_roi:
+            return (f"SELECT pre, post, roi, weight FROM ({base}) "
+                    f"QUALIFY sum(weight) OVER (PARTITION BY pre, post) >= {int(min_weight)}")
+        return f"SELECT pre, post, sum(weight) AS weight FROM ({base}) GROUP BY pre, post HAVING sum(weight) >= {int(min_weight)}"
+
+    def _types_sql(self) -> str:
+        return (f"(SELECT id, coalesce(type, {quote_str(schema.UNTYPED)}) AS type "
+                f"FROM {self._table('neurons')})")
+
+    def type_connectivity(self, *, by_roi: bool = False, rois: list | None = None, min_weight: int = 1,
+                          include_autapses: bool = False) -> pd.DataFrame:
+        """Type-to-type weights over every neuron pair of the dataset, computed by the engine.
+
+        The table ``Dataset.get_connectivity(NC(), NC(), by="type")`` returns
+        (``schema.TYPE_CONNECTIVITY``, plus ``roi`` with ``by_roi``): neuron
+        pairs with weight ``>= min_weight`` (within ``rois``), summed per
+        (pre type, post type); ``n_pre``/``n_post`` count distinct neurons,
+        ``n_pairs`` the pair (per-ROI with ``by_roi``) rows. Untyped neurons
+        are ``schema.UNTYPED``.
+        """
+        min_weight = max(int(min_weight), 1)
+        if self._dask is not None:
+            out = self._dask.type_connectivity(by_roi=by_roi, rois=rois, min_weight=min_weight,
+                                               include_autapses=include_autapses)
+        else:
+            keys = "tp.type, tq.type" + (", p.roi" if by_roi else "")
+            pairs = self._neuron_pairs(by_roi=by_roi, rois=rois, min_weight=min_weight,
+                                       include_autapses=include_autapses)
+            out = self._query(
+                f"SELECT tp.type AS pre_type, tq.type AS post_type{', p.roi AS roi' if by_roi else ''}, "
+                "CAST(sum(p.weight) AS BIGINT) AS weight, count(DISTINCT p.pre) AS n_pre, "
+                "count(DISTINCT p.post) AS n_post, count(*) AS n_pairs "
+                f"FROM ({pairs}) AS p JOIN {self._types_sql()} AS tp ON p.pre = tp.id "
+                f"JOIN {self._types_sql()} AS tq ON p.post = tq.id GROUP BY {keys}", list(rois or []))
+        keys = ["pre_type", "post_type"] + (["roi"] if by_roi else [])
+        out = out.astype({c: "int64" for c in ("weight", "n_pre", "n_post", "n_pairs")})
+        out = out.sort_values(["weight"] + keys, ascending=[False] + [True] * len(keys), kind="stable")
+        return out[["pre_type", "post_type", "weight", "n_pre", "n_post", "n_pairs"]
+                   + (["roi"] if by_roi else [])].reset_index(drop=True)
+
+    def partner_profiles(self, direction: str = "input", *, min_weight: int = 1,
+                         include_autapses: bool = False) -> pd.DataFrame:
+        """Per neuron, its input (or output) weight from (to) each partner type, over every neuron pair.
+
+        Columns ``id, partner_type, weight, n_partners, fraction``: ``fraction``
+        is ``weight`` over the neuron's total input (output) weight from (to)
+        neurons in pairs of weight ``>= min_weight``. Sorted by ``id``, then
+        weight (descending) and ``partner_type``.
+        """
+        if direction not in ("input", "output"):
+            raise InvalidArgumentError(f"direction must be 'input' or 'output'; got {direction!r}")
+        min_weight = max(int(min_weight), 1)
+        if self._dask is not None:
+            out = self._dask.partner_profiles(direction=direction, min_weight=min_weight,
+                                              include_autapses=include_autapses)
+        else:
+            me, other = ("post", "pre") if direction == "input" else ("pre", "post")
+            pairs = self._neuron_pairs(by_roi=False, rois=None, min_weight=min_weight,
+                                       include_autapses=include_autapses)
+            out = self._query(
+                f"SELECT p.{me} AS id, t.type AS partner_type, CAST(sum(p.weight) AS BIGINT) AS weight, "
+                f"count(*) AS n_partners FROM ({pairs}) AS p JOIN {self._types_sql()} AS t ON p.{other} = t.id "
+                "GROUP BY ALL")
+        out = out.astype({"id": "int64", "weight": "int64", "n_partners": "int64"})
+        out["fraction"] = out["weight"] / out.groupby("id")["weight"].transform("sum")
+        out = out.sort_values(["id", "weight", "partner_type"], ascending=[True, False, True], kind="stable")
+        return out.reset_index(drop=True)
+
+    def roi_totals(self, *, include_autapses: bool = False) -> pd.DataFrame:
+        """Per ROI (and ``NotPrimary``): connection weight and pairs of all bodies, and synaptic sites.
+
+        Columns ``roi, weight, n_pairs, pre, post``: ``weight`` sums
+        ``connections.weight`` in the ROI (every body, id 0 excluded; autapses
+        only with ``include_autapses``), ``n_pairs`` counts its (pre, post)
+        rows, ``pre``/``post`` sum ``roi_counts`` (``<NA>`` without that file).
+        """
+        if self._dask is not None:
+            out = self._dask.roi_totals(include_autapses=include_autapses)
+        else:
+            where = "pre <> 0 AND post <> 0" + ("" if include_autapses else " AND pre <> post")
+            sites = (f"LEFT JOIN (SELECT roi, sum(pre) AS pre, sum(post) AS post FROM {self._table('roi_counts')} "
+                     "WHERE id <> 0 GROUP BY roi) AS r USING (roi)" if self._has("roi_counts") else "")
+            out = self._query(
+                "SELECT * FROM (SELECT roi, CAST(sum(weight) AS BIGINT) AS weight, count(*) AS n_pairs "
+                f"FROM {self._table('connections')} WHERE {where} GROUP BY roi) AS c {sites}")
+        for column in ("pre", "post"):
+            out[column] = out[column].astype("Int64") if column in out.columns else pd.array(
+                [pd.NA] * len(out), dtype="Int64")
+        out = out.dropna(subset=["weight"]) if "weight" in out.columns else out
+        out = out.astype({"weight": "int64", "n_pairs": "int64"})
+        return out[["roi", "weight", "n_pairs", "pre", "post"]].sort_values("roi").reset_index(drop=True)
 
     # -- skeletons ---------------------------------------------------------------------------------
 
     def get_skeletons(self, ids: np.ndarray) -> Any:
         import navis
 
-        folder = self.path / "skeletons"
-        files = {int(i): folder / f"{int(i)}.swc" for i in ids}
-        missing = [i for i, f in files.items() if not f.is_file()]
+        # (on object storage: one listing, then one small read per skeleton)
+        files = {int(i): f"skeletons/{int(i)}.swc" for i in ids}
+        if self.path is not None:
+            missing = [i for i, f in files.items() if not (self.path / f).is_file()]
+        else:
+            present = set(self._loc.listdir("skeletons"))
+            missing = [i for i, f in files.items() if f.rsplit("/", 1)[-1] not in present]
         if missing:
+            n_present = sum(f.endswith(".swc") for f in self._loc.listdir("skeletons"))
             raise IdsNotFoundError(
                 f"no skeleton in release {self.info().name!r} for id(s) {missing}; "
-                f"skeletons exist for {len(list(folder.glob('*.swc')))} neurons",
+                f"skeletons exist for {n_present} neurons",
                 ids=missing,
             )
         names = self.fetch_neurons(NeuronCriteria(ids=list(files), label="segment")).set_index("id")
         neurons = []
         for i, f in files.items():
-            n = navis.read_swc(f, units="1 nm", id=i)
+            source = Path(self._loc.url(f)) if self.path is not None else self._loc.read_bytes(f).decode("utf-8")
+            n = navis.read_swc(source, units="1 nm", id=i)
             if i in names.index and pd.notna(names.at[i, "instance"]):
                 n.name = names.at[i, "instance"]
             n.dataset = self.info().name
             neurons.append(n)
         return navis.NeuronList(neurons)
+
+
+def _storage_options(where: Any, storage_options: dict | None, anon: bool | str | None) -> dict | None:
+    """fsspec options of a URL release: ``storage_options`` plus ``anon`` (``true``/``false`` from a URI)."""
+    if anon is None:
+        return storage_options
+    if isinstance(anon, str) and anon.strip().lower() in ("true", "false", "1", "0"):
+        anon = anon.strip().lower() in ("true", "1")
+    if not isinstance(anon, bool):
+        raise InvalidArgumentError(f"anon must be true or false; got {anon!r}")
+    if not is_url(where):
+        raise InvalidArgumentError("anon= applies to releases on object storage (release://s3://...), "
+                                   "not to local folders")
+    return {**(storage_options or {}), "anon": anon}

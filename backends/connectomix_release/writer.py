@@ -74,6 +74,7 @@ __all__ = [
     "read_manifest",
     "write_release",
     "write_synapses_streaming",
+    "write_post_copy",
     "validate_release",
 ]
 
@@ -165,6 +166,11 @@ TABLES: dict[str, TableSpec] = {
 #: The release backend compares these counts with the files on open; a table without a record is
 #: checked for duplicate keys there instead.
 CHECKED_ROWS = "checked_rows"
+
+#: The second copy of the synapse rows, sorted by ``post`` (FORMAT.md "Layout for scale"): a filter on
+#: ``post`` ids skips row groups there as a filter on ``pre`` does in ``synapses.parquet``.
+POST_COPY = "synapses_by_post.parquet"
+POST_SORT = ("post", "synapse_id")
 
 #: Tables whose ids must all appear in neurons.parquet (neuPrint: every body with synapses is a Segment).
 _ID_COLUMNS = {"connections": ("pre", "post"), "roi_counts": ("id",), "synapses": ("pre", "post")}
@@ -865,6 +871,8 @@ class ReleaseBuilder:
             self._checked.add(table)
         else:
             self._checked.discard(table)
+        if table == "synapses":
+            write_sorted(self.con, written, self.stage / POST_COPY, order_by=POST_SORT)
         self.rows[table] = n
         if table == "neurons":
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW _release_neurons AS SELECT id FROM {written}")
@@ -1130,6 +1138,7 @@ def write_synapses_streaming(folder: str | os.PathLike, batches: Iterable[pa.Rec
             sql, problems = coerce_relation(con, "synapses", src, manifest)
             if not problems:
                 n_rows = write_sorted(con, sql, out, order_by=TABLES["synapses"].sort)
+                write_sorted(con, f"read_parquet({quote_path(out)})", spool / POST_COPY, order_by=POST_SORT)
                 con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM read_parquet({quote_path(neurons_file)})")
                 problems = table_problems(con, "synapses", f"read_parquet({quote_path(out)})", manifest,
                                           neurons_rel="_release_neurons")
@@ -1144,10 +1153,41 @@ def write_synapses_streaming(folder: str | os.PathLike, batches: Iterable[pa.Rec
         tmp_manifest = spool / "manifest.json"
         tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.replace(out, folder / "synapses.parquet")
+        os.replace(spool / POST_COPY, folder / POST_COPY)
         os.replace(tmp_manifest, folder / "manifest.json")
     finally:
         shutil.rmtree(spool, ignore_errors=True)
     return folder / "synapses.parquet"
+
+
+def write_post_copy(folder: str | os.PathLike, *, memory_limit: str | None = None) -> Path:
+    """Write (or rewrite) ``synapses_by_post.parquet`` of a release from its ``synapses.parquet``.
+
+    Releases written before the copy was part of the format stay readable
+    without it (a filter on ``post`` ids then reads every row group); this
+    upgrades one in place, in bounded memory (DuckDB spills its sort to a
+    temporary folder inside the release).
+
+    Returns
+    -------
+    pathlib.Path
+        The new file.
+    """
+    folder = Path(folder)
+    src = folder / "synapses.parquet"
+    if not src.is_file():
+        raise DataFormatError(f"release folder {str(folder)!r} has no synapses.parquet")
+    spool = Path(tempfile.mkdtemp(prefix=".post-copy.partial-", dir=folder))
+    try:
+        con = connect(spool, memory_limit=memory_limit)
+        try:
+            write_sorted(con, f"read_parquet({quote_path(src)})", spool / POST_COPY, order_by=POST_SORT)
+        finally:
+            con.close()
+        os.replace(spool / POST_COPY, folder / POST_COPY)
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
+    return folder / POST_COPY
 
 
 def _empty_synapses_sql() -> str:
@@ -1219,6 +1259,9 @@ def validate_release(folder: str | os.PathLike, *, deep: bool = False) -> Releas
                                                       f"manifest's {CHECKED_ROWS} records {n:,}: changed after writing"))
         if manifest.get("score_name") and "synapses" not in files:
             report.checks.append("score_name")
+        if (folder / POST_COPY).is_file():
+            report.problems += _post_copy_problems(con, folder, report.rows.get("synapses"))
+            report.checks.append(f"{POST_COPY}: rows and order")
     finally:
         con.close()
     return report
@@ -1273,6 +1316,23 @@ def _file_problems(con, table: str, path: Path, rel: str, manifest: Mapping[str,
                                            f"{len(too_big)} are larger (e.g. {groups[too_big[0]]:,} rows)"))
         report.checks.append("synapses: row-group sizes")
     return problems
+
+
+def _post_copy_problems(con, folder: Path, synapse_rows: int | None) -> list[Problem]:
+    """``synapses_by_post.parquet`` holds as many rows as ``synapses.parquet``, in ``post`` order (statistics)."""
+    meta = con.execute(f"SELECT row_group_id, row_group_num_rows, stats_min, stats_max FROM "
+                       f"parquet_metadata({quote_path(folder / POST_COPY)}) WHERE path_in_schema = 'post' "
+                       "ORDER BY row_group_id").fetchall()
+    rows = sum(m[1] for m in meta)
+    if synapse_rows is None or rows != synapse_rows:
+        return [Problem("synapses", f"{POST_COPY} has {rows:,} rows but synapses.parquet has "
+                                    f"{synapse_rows if synapse_rows is None else format(synapse_rows, ',')}; "
+                                    "rewrite it with connectomix_release.writer.write_post_copy(folder)")]
+    for a, b in zip(meta, meta[1:]):
+        if a[3] is not None and b[2] is not None and int(b[2]) < int(a[3]):
+            return [Problem("synapses", f"{POST_COPY} must be sorted by post: row group {b[0]} starts at "
+                                        f"post={b[2]} after row group {a[0]} ended at {a[3]}", "post")]
+    return []
 
 
 def _stats_problems(table: str, spec: TableSpec, groups: dict[int, int],

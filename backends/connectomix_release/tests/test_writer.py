@@ -65,7 +65,7 @@ def test_write_release_round_trip(tmp_path):
     dest = write_release(tmp_path / "rel", manifest=manifest(), readme="# toy\n", **t)
     assert sorted(p.name for p in dest.iterdir()) == [
         "README.md", "connections.parquet", "manifest.json", "neurons.parquet", "roi_counts.parquet",
-        "synapses.parquet"]
+        "synapses.parquet", "synapses_by_post.parquet"]
     n = pd.read_parquet(dest / "neurons.parquet")
     assert n["id"].tolist() == sorted(t["neurons"]["id"])  # sorted, ids exact (no float round trip)
     assert n["side"].tolist() == t["neurons"].sort_values("id")["side"].tolist()  # extra column kept
