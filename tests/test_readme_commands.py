@@ -1,6 +1,7 @@
 """The README's code runs exactly as written, read from README.md (never copied into this file).
 
-Every fenced block of the README that holds code to run (```bash, ```python) is one of:
+The same holds for the command-line guide, docs/guide/cli.md. Every fenced block of these pages that
+holds code to run (```bash, ```python) is one of:
 
 * ```python: run as a script in a fresh interpreter (an empty folder, a fresh cache); the quickstart
   snippet between the ``<!-- quickstart: start/end -->`` markers is one of them;
@@ -38,6 +39,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+PAGES = (README, ROOT / "docs" / "guide" / "cli.md")  # pages held to the marker convention
 FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 MARKER = re.compile(r"<!--\s*readme-test:\s*(\S+)\s*(.*?)\s*-->\s*\Z", re.S)
 MODES = ("run", "server", "ci", "skip")
@@ -46,6 +48,7 @@ CODE = ("bash", "python")  # languages whose blocks are code to run (toml etc. a
 
 @dataclass(frozen=True)
 class Block:
+    page: str  # path relative to the repository
     language: str
     code: str
     line: int  # 1-based line of the opening fence
@@ -59,26 +62,29 @@ class Block:
         return [c for c in re.sub(r"\\\n", " ", self.code).splitlines() if c.strip()]
 
 
-def readme_blocks(text: str) -> list[Block]:
+def readme_blocks(text: str, page: str = "README.md") -> list[Block]:
     """Every fenced block of a Markdown text, with the readme-test marker just above it (if any)."""
     blocks = []
     for m in FENCE.finditer(text):
         before = text[: m.start()].rstrip()
         marker = MARKER.search(before[before.rfind("\n") + 1:] if "\n" in before else before)
-        blocks.append(Block(m.group(1).strip(), m.group(2), text.count("\n", 0, m.start()) + 1, m.start(),
+        blocks.append(Block(page, m.group(1).strip(), m.group(2), text.count("\n", 0, m.start()) + 1, m.start(),
                             marker.group(1) if marker else None, marker.group(2) if marker else ""))
     return blocks
 
 
-BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = [b for page in PAGES
+          for b in readme_blocks(page.read_text(encoding="utf-8"), str(page.relative_to(ROOT)))]
 
 
-def _blocks(language: str, mode: str | None = None) -> list[Block]:
-    return [b for b in BLOCKS if b.language == language and (mode is None or b.mode == mode)]
+def _blocks(language: str, mode: str | None = None, page: str | None = None) -> list[Block]:
+    return [b for b in BLOCKS
+            if b.language == language and (mode is None or b.mode == mode) and (page is None or b.page == page)]
 
 
-def _commands(mode: str) -> list[tuple[int, str]]:
-    return [(b.line, c) for b in _blocks("bash", mode) for c in b.commands]
+def _commands(mode: str, page: str | None = None) -> list[tuple[str, str]]:
+    """``(where, command)`` of every command of the bash blocks marked ``mode``."""
+    return [(f"{b.page} line {b.line}", c) for b in _blocks("bash", mode, page) for c in b.commands]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -109,7 +115,7 @@ def test_the_parser_reads_markers_and_languages():
     text = ("intro\n\n<!-- readme-test: skip needs data -->\n```bash\nconnectomix x \\\n  --y\n\nls\n```\n\n"
             "```python\nprint(1)\n```\n\n<!-- readme-test: run -->\n\n```bash\nls\n```\n```\nplain\n```\n")
     blocks = readme_blocks(text)
-    assert [(b.language, b.mode, b.reason) for b in blocks] == [
+    assert [(b.page, b.language, b.mode, b.reason)[1:] for b in blocks] == [
         ("bash", "skip", "needs data"), ("python", None, ""), ("bash", "run", ""), ("", None, "")]
     assert blocks[0].commands == ["connectomix x    --y", "ls"] and blocks[0].line == 4
 
@@ -117,7 +123,7 @@ def test_the_parser_reads_markers_and_languages():
 def test_every_readme_code_block_is_run_or_marked_with_a_reason():
     problems = []
     for b in BLOCKS:
-        where = f"README.md line {b.line}"
+        where = f"{b.page} line {b.line}"
         if not b.language:
             problems.append(f"{where}: a fenced block without a language (```bash, ```python, ```toml ...)")
         elif b.language in ("sh", "shell", "console", "py"):
@@ -131,7 +137,9 @@ def test_every_readme_code_block_is_run_or_marked_with_a_reason():
             problems.append(f"{where}: python blocks always run (or are marked skip with a reason)")
     assert not problems, "\n".join(problems)
     # the README has what this file runs: the quickstart, command-line examples and both emulators
-    assert len(_commands("run")) >= 5 and len(_commands("server")) == 2 and len(_commands("ci")) == 2
+    readme = "README.md"
+    assert len(_commands("run", readme)) >= 5 and len(_commands("server", readme)) == 2
+    assert len(_commands("ci", readme)) == 2 and len(_commands("run", "docs/guide/cli.md")) >= 5
 
 
 def test_ci_runs_the_set_up_commands_verbatim():
@@ -147,7 +155,7 @@ def test_the_quickstart_is_a_python_block_of_the_readme():
     text = README.read_text(encoding="utf-8")
     start = text.index("<!-- quickstart: start")
     end = text.index("<!-- quickstart: end -->")
-    inside = [b for b in BLOCKS if start < b.offset < end]
+    inside = [b for b in BLOCKS if b.page == "README.md" and start < b.offset < end]
     assert [b.language for b in inside] == ["python"] and inside[0].mode is None
     assert "connectomix.open(" in inside[0].code
 
@@ -155,28 +163,28 @@ def test_the_quickstart_is_a_python_block_of_the_readme():
 PYTHON = [b for b in _blocks("python") if b.mode is None]
 
 
-@pytest.mark.parametrize("block", PYTHON, ids=[f"line{b.line}" for b in PYTHON])
+@pytest.mark.parametrize("block", PYTHON, ids=[f"{Path(b.page).stem}-line{b.line}" for b in PYTHON])
 def test_python_block_runs_as_written(block, tmp_path):
     script = tmp_path / "readme_block.py"
     script.write_text(block.code, encoding="utf-8")
     run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
                          text=True, timeout=300)
-    assert run.returncode == 0, f"README.md line {block.line}:\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"{block.page} line {block.line}:\n{run.stderr[-3000:]}"
 
 
 # -- the command-line examples ---------------------------------------------------------------------------
 
 
-RUN = _commands("run")
+RUN = list({c: (where, c) for where, c in reversed(_commands("run"))}.values())[::-1]  # each command once
 
 
-@pytest.mark.parametrize("line, command", RUN, ids=[c.split("#")[0].strip()[:60] for _, c in RUN])
-def test_command_runs_as_written(line, command, tmp_path):
+@pytest.mark.parametrize("where, command", RUN, ids=[c.split("#")[0].strip()[:60] for _, c in RUN])
+def test_command_runs_as_written(where, command, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     run = subprocess.run(["bash", "-c", command], cwd=work, env=_env(tmp_path), capture_output=True, text=True,
                          timeout=300)
-    assert run.returncode == 0, f"README.md (block at line {line}): {command}\n{run.stdout[-2000:]}{run.stderr}"
+    assert run.returncode == 0, f"{where} (the block's fence): {command}\n{run.stdout[-2000:]}{run.stderr}"
     assert "Traceback" not in run.stderr
     assert run.stdout.strip() or "-o " in command  # it printed its answer, or wrote it to a file
     for output in re.findall(r"-o\s+(\S+)", command):  # what -o names was written, and is not empty
@@ -188,8 +196,8 @@ def test_command_runs_as_written(line, command, tmp_path):
 SERVERS = _commands("server")
 
 
-@pytest.mark.parametrize("line, command", SERVERS, ids=[c.split()[2] for _, c in SERVERS])
-def test_server_command_serves_until_stopped(line, command, tmp_path):
+@pytest.mark.parametrize("where, command", SERVERS, ids=[c.split()[2] for _, c in SERVERS])
+def test_server_command_serves_until_stopped(where, command, tmp_path):
     # Ctrl-C as in a terminal: SIGINT's default action restored (a background test run may have it ignored,
     # and a process that starts with SIGINT ignored never sees KeyboardInterrupt)
     proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=_env(tmp_path), text=True,
@@ -206,7 +214,7 @@ def test_server_command_serves_until_stopped(line, command, tmp_path):
             seen.append(out)
             found = re.search(r"https?://127\.0\.0\.1:\d+", out)
             url = found.group(0) if found else None
-        assert url, f"README.md line {line}: {command} printed no 127.0.0.1 address:\n{''.join(seen)}"
+        assert url, f"{where}: {command} printed no 127.0.0.1 address:\n{''.join(seen)}"
         assert _http_status(url) > 0  # it answers HTTP(S) on the address it printed (any status: no token sent)
         assert proc.poll() is None, "the server stopped by itself"
         proc.send_signal(signal.SIGINT)  # Ctrl-C, as its output says
