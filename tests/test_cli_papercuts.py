@@ -11,7 +11,7 @@ import json
 import pandas as pd
 import pytest
 
-from connectomix.cli import _build_parser, main
+from connectomix.cli import _build_parser, _roi_arg, main
 from connectomix.testing.conformance import ToyTruth
 
 
@@ -54,6 +54,25 @@ def test_rois_do_not_swallow_the_dataset_name(uri, toy_release, tmp_path, argv):
     in_rois = set(counts[counts["roi"].isin(rois) & ((counts["pre"] > 0) | (counts["post"] > 0))]["id"])
     neurons = set(truth.neurons[truth.neurons["is_neuron"]]["id"])  # criteria without ids match neurons only
     assert in_rois - neurons and sorted(pd.read_csv(out)["id"]) == sorted(in_rois & neurons)
+
+
+def test_rois_then_dataset_as_in_the_issue(tmp_path):
+    from connectomix_release.plugin import SAMPLE_DIR
+
+    out = tmp_path / "al.csv"
+    assert main(["neurons", "--rois", "AL(R)", "sample", "-o", str(out)]) == 0
+    counts = pd.read_parquet(SAMPLE_DIR / "roi_counts.parquet")
+    neurons = pd.read_parquet(SAMPLE_DIR / "neurons.parquet")
+    in_al = set(counts[(counts["roi"] == "AL(R)") & ((counts["pre"] > 0) | (counts["post"] > 0))]["id"])
+    expected = in_al & set(neurons[neurons["is_neuron"]]["id"])
+    assert expected and sorted(pd.read_csv(out)["id"]) == sorted(expected)
+
+
+def test_rois_lists_and_repeats_are_parsed_into_one_list():
+    args = _build_parser().parse_args(["synapses", "--rois", "A", "--rois", "B,C(R)", "ds", "101"])
+    assert (args.dataset, args.neurons, _roi_arg(args.rois)) == ("ds", "101", ["A", "B", "C(R)"])
+    args = _build_parser().parse_args(["connectivity", "--rois", "A(L)", "ds", "--sources", "1"])
+    assert (args.dataset, _roi_arg(args.rois)) == ("ds", ["A(L)"])
 
 
 def test_rois_error_is_one_line(uri, capsys):
