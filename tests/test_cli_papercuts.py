@@ -11,7 +11,7 @@ import json
 import pandas as pd
 import pytest
 
-from connectomix.cli import _build_parser, _roi_arg, main
+from connectomix.cli import _build_parser, main
 from connectomix.testing.conformance import ToyTruth
 
 
@@ -69,6 +69,8 @@ def test_rois_then_dataset_as_in_the_issue(tmp_path):
 
 
 def test_rois_lists_and_repeats_are_parsed_into_one_list():
+    from connectomix.cli import _roi_arg  # (imported here: the rest of this file also runs on the old CLI)
+
     args = _build_parser().parse_args(["synapses", "--rois", "A", "--rois", "B,C(R)", "ds", "101"])
     assert (args.dataset, args.neurons, _roi_arg(args.rois)) == ("ds", "101", ["A", "B", "C(R)"])
     args = _build_parser().parse_args(["connectivity", "--rois", "A(L)", "ds", "--sources", "1"])
