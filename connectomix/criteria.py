@@ -354,10 +354,10 @@ class NeuronCriteria:
             for name in set(STRING_FIELDS) - set(PATTERN_FIELDS_OF_A_GUESS):
                 if getattr(self, name) is not None:
                     set_(self, name, tuple(hints.literal_pattern(v) for v in getattr(self, name)))
-        if regex:
-            for name in STRING_FIELDS:
+        if regex:  # (values escaped above are literals by construction: not checked as patterns)
+            for name in PATTERN_FIELDS_OF_A_GUESS if guessed else STRING_FIELDS:
                 for pattern in getattr(self, name) or ():
-                    _check_pattern(name, pattern, guessed if name in PATTERN_FIELDS_OF_A_GUESS else None)
+                    _check_pattern(name, pattern, guessed)
         if not isinstance(roi_req, str) or roi_req not in ("all", "any"):
             raise InvalidArgumentError(f"roi_req must be 'all' or 'any'; got {roi_req!r}")
         set_(self, "roi_req", roi_req)
@@ -442,9 +442,21 @@ def to_criteria(x: Any) -> NeuronCriteria:
     --------
     >>> to_criteria(1734350788)
     NeuronCriteria(ids=(1734350788,))
+    >>> to_criteria("DA1_lPN")
+    Traceback (most recent call last):
+    ...
+    connectomix.errors.InvalidIdError: ids must be non-negative integers (ASCII digits, at most 9223372036854775807); got 'DA1_lPN'. A name is not an id: where neuprint-python reads a string as a type or instance, write NeuronCriteria(type='DA1_lPN') (or instance='DA1_lPN')
     """
     if isinstance(x, NeuronCriteria):
         return x
     if x is None:
         raise InvalidArgumentError("expected neuron ids or a NeuronCriteria; got None")
-    return NeuronCriteria(ids=x)
+    try:
+        return NeuronCriteria(ids=x)
+    except InvalidIdError as exc:
+        names = [x] if isinstance(x, str) else list(x) if isinstance(x, (list, tuple)) else []
+        name = next((n for n in names if isinstance(n, str) and not _ASCII_DIGITS.fullmatch(n.strip())), None)
+        if name is None:
+            raise
+        raise InvalidIdError(f"{exc}. A name is not an id: where neuprint-python reads a string as a type or "
+                             f"instance, write NeuronCriteria(type={name!r}) (or instance={name!r})") from None

@@ -53,8 +53,8 @@ def _ids_of_type(files, pattern: str) -> list[int]:
 
 @contextlib.contextmanager
 def _no_empty_result_warning():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", errors.EmptyResultWarning)
+    with warnings.catch_warnings():  # (getattr: on code without the class, the assertions after it still run)
+        warnings.simplefilter("error", getattr(errors, "EmptyResultWarning", errors.ConnectomixWarning))
         yield
 
 
@@ -129,6 +129,14 @@ def test_neuprint_criteria_spellings_are_aliases():
 def test_neuprint_criteria_with_another_meaning_get_a_hint(field, value, needle):
     with pytest.raises(errors.InvalidArgumentError, match=f"neuprint-python's spelling; in connectomix use .*{needle}"):
         NC(**{field: value})
+
+
+def test_a_name_where_ids_go_says_how_to_select_by_type(sample):
+    """neuprint-python reads fetch_neurons('DA1_lPN') as NC(type=..., instance=...) (matching either)."""
+    with pytest.raises(errors.InvalidIdError, match=r"write NeuronCriteria\(type='DA1_lPN'\)"):
+        sample.fetch_neurons("DA1_lPN")
+    with pytest.raises(errors.InvalidIdError, match=r"NeuronCriteria\(type='KC'\)"):
+        sample.get_connectivity(sources=["KC", "PN"])
 
 
 def test_fetch_neurons_takes_bodyId_too(sample):
@@ -274,6 +282,17 @@ NEUPRINT_TOKEN = "habits-token"
 CAVE_TOKEN = "habits-cave-token"
 
 
+def _open_cave(emu):
+    """The sample's CAVE emulator opened with the settings of a datastack outside the catalogue."""
+    primary = json.loads((SAMPLE / "manifest.json").read_text())["primary_rois"]
+    with pytest.warns(UserWarning, match="not in the connectomix catalogue"):
+        return connectomix.open(
+            f"cave://{emu.datastack}", server=emu.url, token=CAVE_TOKEN, materialization=1,
+            filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
+            neuron_table="cell_types", type_column="cell_type", instance_column="instance",
+            annotation_map="side=side,class=class", primary_rois=",".join(primary), cache=False)
+
+
 @pytest.fixture(scope="module")
 def served():
     """The sample through the release backend and the neuPrint and CAVE emulators (as hemibrain)."""
@@ -282,16 +301,10 @@ def served():
     from connectomix_cave.emulator import CaveEmulator
     from connectomix_neuprint.emulator import NeuprintEmulator
 
-    primary = json.loads((SAMPLE / "manifest.json").read_text())["primary_rois"]
     with NeuprintEmulator(SAMPLE, token=NEUPRINT_TOKEN, dataset="hemibrain:v1.2.1") as np_emu, \
             CaveEmulator(SAMPLE, token=CAVE_TOKEN, datastack="sample_stack") as cave_emu:
         host = np_emu.url.split("://", 1)[1]
-        with pytest.warns(UserWarning, match="not in the connectomix catalogue"):
-            cave = connectomix.open(
-                f"cave://{cave_emu.datastack}", server=cave_emu.url, token=CAVE_TOKEN, materialization=1,
-                filtered=False, connection_view=None, score_column="cleft_score", neuropil_column="neuropil",
-                neuron_table="cell_types", type_column="cell_type", instance_column="instance",
-                annotation_map="side=side,class=class", primary_rois=",".join(primary), cache=False)
+        cave = _open_cave(cave_emu)
         with connectomix.open("sample", cache=False) as release, \
                 connectomix.open(f"neuprint://{host}/hemibrain:v1.2.1", token=NEUPRINT_TOKEN,
                                  verify=str(np_emu.cert_path), cache=False) as neuprint, cave:
@@ -335,16 +348,21 @@ def test_progress_bars_only_for_work_that_takes_long(capfd, monkeypatch):
     assert "slow" in capfd.readouterr().err  # work longer than the delay: a bar
 
 
-def test_one_neuron_prints_nothing_and_the_version_is_logged_once(served, capfd, caplog):
+def test_one_neuron_prints_nothing_and_the_version_is_logged_once(capfd, caplog):
+    """Two Datasets on one CAVE datastack, queries for one neuron: nothing printed, one INFO line in all."""
     import logging
 
-    from connectomix import hints
+    pytest.importorskip("caveclient")
+    from connectomix_cave.emulator import CaveEmulator
 
-    hints._announced.clear()  # the fixture's queries announced the version already
-    with caplog.at_level(logging.INFO, logger="connectomix"):
-        for _ in range(2):
-            served["cave"].get_synapses(1734350788)
-            served["cave"].fetch_neurons(1734350788)
-    assert capfd.readouterr().err == ""  # no progress bar, no printed version line
+    with CaveEmulator(SAMPLE, token=CAVE_TOKEN, datastack="sample_stack") as emu:
+        capfd.readouterr()
+        with caplog.at_level(logging.INFO, logger="connectomix"):
+            for _ in range(2):
+                with _open_cave(emu) as ds:
+                    ds.get_synapses(1734350788)
+                    ds.fetch_neurons(1734350788)
+                    ds.get_connectivity(1734350788)
+        assert capfd.readouterr().err == ""  # no progress bar, no printed version line
     said = [r.getMessage() for r in caplog.records if "Using materialization version" in r.getMessage()]
     assert len(said) == 1 and said[0].endswith("sample_stack: Using materialization version 1.")
