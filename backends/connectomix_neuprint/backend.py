@@ -62,6 +62,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import requests
 
 from connectomix import frames, schema
@@ -319,6 +320,55 @@ def parse_json_column(values: pd.Series) -> list[dict]:
     return [json.loads(v) if isinstance(v, str) else (v if isinstance(v, dict) else {}) for v in items]
 
 
+def _primary_counts(roi_info: pd.Series, keys: Sequence[str],
+                    primary: set[str]) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+    """``(row, roi, {key: counts})`` for every primary ROI a row's ``roiInfo`` JSON names, via Arrow's JSON reader.
+
+    ``None`` when the column is not all one-line JSON objects of integer counts (the caller then
+    decodes it with ``json.loads``). Within a row the ROIs come in name order.
+    """
+    import pyarrow.compute as pc
+    import pyarrow.json as pa_json
+
+    items = roi_info.tolist()
+    if not items or not all(type(v) is str for v in items):
+        return None
+    data = "\n".join(items).encode()
+    if data.count(b"\n") != len(items) - 1:  # a value spread over lines: not one row per value
+        return None
+    try:
+        table = pa_json.read_json(pa.BufferReader(data), read_options=pa_json.ReadOptions(
+            block_size=max(len(data) + 1, 1 << 20)))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(items):
+        return None
+    rows, names, values = [], [], {key: [] for key in keys}
+    for roi in sorted(primary & set(table.column_names)):
+        column = table.column(roi).combine_chunks()
+        if not pa.types.is_struct(column.type):
+            return None
+        present = column.is_valid().to_numpy(zero_copy_only=False)
+        index = np.flatnonzero(present)
+        rows.append(index)
+        names.append(np.full(len(index), roi, dtype=object))
+        for key in keys:
+            if column.type.get_field_index(key) < 0:
+                values[key].append(np.zeros(len(index), dtype="int64"))
+                continue
+            field = pc.struct_field(column, [column.type.get_field_index(key)])
+            if not (pa.types.is_integer(field.type) or pa.types.is_null(field.type)):
+                return None
+            values[key].append(field.fill_null(0).to_numpy(zero_copy_only=False).astype("int64")[index])
+    if not rows:
+        empty = np.zeros(0, dtype="int64")
+        return empty, np.zeros(0, dtype=object), {key: empty for key in keys}
+    row = np.concatenate(rows)
+    order = np.argsort(row, kind="stable")  # by row; within a row, ROIs in name order
+    return (row[order], np.concatenate(names)[order],
+            {key: np.concatenate(v)[order] for key, v in values.items()})
+
+
 def split_roi_info(roi_info: pd.Series, fields: Mapping[str, tuple[str, pd.Series]],
                    primary: set[str]) -> pd.DataFrame:
     """Spread neuPrint ``roiInfo`` maps into one row per primary ROI plus a :data:`~connectomix.schema.NOT_PRIMARY` row.
@@ -327,16 +377,26 @@ def split_roi_info(roi_info: pd.Series, fields: Mapping[str, tuple[str, pd.Serie
     NotPrimary row carries ``total - sum over primary ROIs`` (clipped at 0), which is how the schema
     accounts for synapses outside every primary ROI. Rows whose counts are all zero are dropped. The
     result has a ``row`` column (position in the input), ``roi`` and the output columns.
+
+    JSON text is decoded by Arrow's JSON reader, column by column (:func:`_primary_counts`); anything
+    it cannot take (decoded maps, missing values, non-integer counts) goes through ``json.loads``.
     """
-    infos = parse_json_column(roi_info)
-    hits = [(i, roi, counts) for i, info in enumerate(infos) for roi, counts in info.items() if roi in primary]
-    row = np.fromiter((h[0] for h in hits), dtype="int64", count=len(hits))
-    inside = pd.DataFrame({"row": row, "roi": pd.Series([h[1] for h in hits], dtype=object)})
-    rest = pd.DataFrame({"row": np.arange(len(infos), dtype="int64"), "roi": schema.NOT_PRIMARY})
+    keys = [key for key, _ in fields.values()]
+    hits = _primary_counts(roi_info, keys, primary)
+    if hits is None:
+        infos = parse_json_column(roi_info)
+        found = [(i, roi, counts) for i, info in enumerate(infos) for roi, counts in info.items() if roi in primary]
+        hits = (np.fromiter((h[0] for h in found), dtype="int64", count=len(found)),
+                np.array([h[1] for h in found], dtype=object),
+                {key: np.fromiter((int(h[2].get(key, 0)) for h in found), dtype="int64", count=len(found))
+                 for key in keys})
+    row, rois, counts = hits
+    inside = pd.DataFrame({"row": row, "roi": pd.Series(rois, dtype=object)})
+    rest = pd.DataFrame({"row": np.arange(len(roi_info), dtype="int64"), "roi": schema.NOT_PRIMARY})
     for column, (key, totals) in fields.items():
-        values = np.fromiter((int(h[2].get(key, 0)) for h in hits), dtype="int64", count=len(hits))
+        values = counts[key]
         inside[column] = values
-        in_primary = np.bincount(row, weights=values, minlength=len(infos)).astype("int64")
+        in_primary = np.bincount(row, weights=values, minlength=len(roi_info)).astype("int64")
         total = pd.to_numeric(totals).fillna(0).to_numpy(dtype="int64")
         rest[column] = np.maximum(total - in_primary, 0)
     out = pd.concat([inside, rest], ignore_index=True)
