@@ -239,3 +239,35 @@ def test_size_memo_falls_back_from_upstream_to_post_and_says_unknown():
     assert memo.get(np.array([1, 2, 3]), "upstream")[:2].tolist() == [7.0, 9.0]
     down = memo.get(np.array([1, 2, 3]), "downstream")
     assert np.isnan(down[0]) and down[1] == 4.0 and np.isnan(down[2])
+
+
+def test_roi_info_decoded_by_arrow_equals_json_loads(monkeypatch):
+    """The column-wise Arrow decoding of roiInfo gives the rows json.loads gives (order within a row aside)."""
+    from connectomix_neuprint.backend import _primary_counts, split_roi_info
+
+    rng = np.random.default_rng(5)
+    names = ["AL(R)", "LH(R)", 'odd "name"', "not primary"]
+    infos = []
+    for _ in range(2000):
+        picked = rng.choice(names, rng.integers(0, 4), replace=False)
+        infos.append(json.dumps({str(r): {k: int(rng.integers(0, 4)) for k in ("pre", "post") if rng.random() < 0.8}
+                                 for r in picked}))
+    info = pd.Series(infos, dtype=object)
+    fields = {"pre": ("pre", pd.Series(rng.integers(0, 12, 2000))), "post": ("post", pd.Series(rng.integers(0, 12, 2000)))}
+    primary = {"AL(R)", "LH(R)", 'odd "name"'}
+    assert _primary_counts(info, ["pre", "post"], primary) is not None  # the Arrow path is taken
+    fast = split_roi_info(info, fields, primary)
+    monkeypatch.setattr(np_backend, "_primary_counts", lambda *args: None)
+    slow = split_roi_info(info, fields, primary)
+    keys = ["row", "roi"]
+    pd.testing.assert_frame_equal(fast.sort_values(keys).reset_index(drop=True),
+                                  slow.sort_values(keys).reset_index(drop=True))
+    assert len(fast) > 2000
+
+
+@pytest.mark.parametrize("values", [['{"A": {"post": 1.5}}'], ['{"A": 3}'], ['{"A": {"post": 1}}', None],
+                                    ['{"A":\n {"post": 1}}'], ['not json']])
+def test_roi_info_the_arrow_path_cannot_take_goes_through_json_loads(values):
+    from connectomix_neuprint.backend import _primary_counts
+
+    assert _primary_counts(pd.Series(values, dtype=object), ["post"], {"A"}) is None
