@@ -66,7 +66,7 @@ def add_partner_columns(df: pd.DataFrame, neurons_of: Callable[[np.ndarray], pd.
     pre = df["pre"].to_numpy()
     post = df["post"].to_numpy()
     if len(df):
-        ids = np.unique(np.concatenate([pre, post]))
+        ids = np.sort(pd.unique(np.concatenate([pre, post])))  # hashing, not sorting millions of ids
         neurons = neurons_of(ids)
         index = pd.Index(neurons["id"].to_numpy(dtype="int64"))
         if not index.is_unique:  # a neuron table has one row per id; never pick one of two labels silently
@@ -79,13 +79,10 @@ def add_partner_columns(df: pd.DataFrame, neurons_of: Callable[[np.ndarray], pd.
         index = pd.Index(np.array([], dtype="int64"))
     columns: dict[str, pd.api.extensions.ExtensionArray] = {}
     for side, ids in (("pre", pre), ("post", post)):
-        rows = index.get_indexer(ids)  # -1 where the neuron table has no row: <NA>
-        found = rows >= 0
+        rows = index.get_indexer(ids)  # -1 where the neuron table has no row: the <NA> appended last
         for label in _LABELS:
-            values = np.full(len(ids), pd.NA, dtype=object)
             source = neurons[label].astype("string").to_numpy(dtype=object, na_value=pd.NA)
-            values[found] = source[rows[found]]
-            columns[f"{side}_{label}"] = pd.array(values, dtype="string")
+            columns[f"{side}_{label}"] = pd.arrays.StringArray(np.append(source, pd.NA)[rows])
     # column by column, without copying the table (synapse tables can hold millions of rows)
     out = frames.from_columns({**{c: df[c] for c in df.columns if c not in columns}, **columns})
     out.attrs = dict(df.attrs)
