@@ -335,10 +335,11 @@ class NeuronCriteria:
         for name, value in (*strings.items(), ("rois", rois), ("input_rois", input_rois),
                             ("output_rois", output_rois)):
             set_(self, name, _as_tuple(value, name))
-        if regex is not None and not isinstance(regex, (bool, np.bool_)) and regex != "guess":
+        guess = regex is None or (isinstance(regex, str) and regex == "guess")
+        if not guess and not isinstance(regex, (bool, np.bool_)):
             raise InvalidArgumentError(f"regex must be True or False (or None: guess as neuprint-python does); got {regex!r}")
         guessed = None
-        if regex is None or regex == "guess":  # neuprint-python's rule, on the same fields
+        if guess:  # neuprint-python's rule, on the same fields
             guessed = hints.guess_regex(v for name in GUESSED_FIELDS for v in getattr(self, name) or ())
             regex = guessed is not None
         regex = bool(regex)
@@ -370,7 +371,7 @@ class NeuronCriteria:
             set_(self, name, int(value))
         if label is None:
             label = "segment" if self.ids is not None else "neuron"
-        if label in ("Neuron", "Segment"):  # neuprint-python's node labels
+        if isinstance(label, str) and label in ("Neuron", "Segment"):  # neuprint-python's node labels
             label = label.lower()
         if not isinstance(label, str) or label not in ("neuron", "segment"):
             raise InvalidArgumentError(f"label must be 'neuron' or 'segment'; got {label!r}")
