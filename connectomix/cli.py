@@ -107,8 +107,8 @@ def parse_neuron_spec(spec: str) -> NeuronCriteria:
 
 #: Output formats by file-name ending (checked longest first, case-insensitively).
 _FORMATS = {
-    ".csv.gz": "csv", ".csv": "csv", ".tsv.gz": "tsv", ".tsv": "tsv",
-    ".json.gz": "json", ".json": "json", ".jsonl.gz": "jsonl", ".jsonl": "jsonl", ".parquet": "parquet",
+    ".csv": "csv", ".csv.gz": "csv", ".tsv": "tsv", ".tsv.gz": "tsv",
+    ".json": "json", ".json.gz": "json", ".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".parquet": "parquet",
 }
 #: Widest a printed text value gets before it is cut with "..." (the file output keeps it whole).
 _MAX_COLWIDTH = 24
