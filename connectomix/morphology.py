@@ -66,10 +66,8 @@ def _site_groups(xyz: np.ndarray) -> tuple[np.ndarray, int]:
     """Site index of each row: rows at the same position are one site; sites numbered by first row."""
     if not len(xyz):
         return np.zeros(0, dtype="int64"), 0
-    _, first, inverse = np.unique(xyz, axis=0, return_index=True, return_inverse=True)
-    rank = np.empty(len(first), dtype="int64")
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse.ravel()], len(first)
+    site = pd.DataFrame(xyz).groupby([0, 1, 2], sort=False, dropna=False).ngroup().to_numpy(dtype="int64")
+    return site, int(site.max()) + 1
 
 
 def _most_common(values: np.ndarray) -> Any:
@@ -112,29 +110,39 @@ class _SynapseIndex:
                 else np.empty((0, 3))
             site, n_sites = _site_groups(xyz)
             by_site = np.argsort(site, kind="stable")  # rows of each site together, in table order
-            bounds = np.searchsorted(site[by_site], np.arange(n_sites + 1))
-            partner = c["post" if side == "pre" else "pre"][rows].astype("int64")
-            synapse_id = c["synapse_id"][rows].astype("int64")
-            score = self.site_score[side][rows]
-            first = by_site[bounds[:-1]] if n_sites else np.zeros(0, dtype="int64")
-            groups = [by_site[bounds[i]:bounds[i + 1]] for i in range(n_sites)]
+            counts = np.bincount(site, minlength=n_sites)
+            starts = np.cumsum(counts) - counts
+            first = by_site[starts]
+            score = self.site_score[side][rows][by_site]
+            roi = self.roi[rows][first].astype(object)
+            if n_sites < len(rows):  # some sites have several connections
+                score = np.fmax.reduceat(score, starts)  # NaN-skipping maximum per site
+                codes = pd.factorize(self.roi[rows][by_site], use_na_sentinel=True)[0]
+                mixed = np.flatnonzero(np.minimum.reduceat(codes, starts) != np.maximum.reduceat(codes, starts))
+                for k in mixed:  # sites whose connections disagree on the ROI (rare): the most common one
+                    roi[k] = _most_common(self.roi[rows][by_site[starts[k]:starts[k] + counts[k]]])
             parts.append({
                 "xyz": xyz[first],
                 "type": np.full(n_sites, code, dtype="int8"),
-                "roi": [_most_common(self.roi[rows[g]]) for g in groups],
-                "score": np.array([np.nan if np.isnan(score[g]).all() else np.nanmax(score[g]) for g in groups],
-                                  dtype="float64"),
-                "n_partners": np.array([len(g) for g in groups], dtype="int64"),
-                "partner_ids": [tuple(int(v) for v in partner[g]) for g in groups],
-                "synapse_ids": [tuple(int(v) for v in synapse_id[g]) for g in groups],
+                "roi": roi,
+                "score": score.astype("float64"),
+                "n_partners": counts.astype("int64"),
+                "partner_ids": _tuples(c["post" if side == "pre" else "pre"][rows][by_site], starts, counts),
+                "synapse_ids": _tuples(c["synapse_id"][rows][by_site], starts, counts),
             })
-        out: dict[str, Any] = {}
-        for key in ("xyz", "type", "score", "n_partners"):
-            out[key] = np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
-        for key in ("roi", "partner_ids", "synapse_ids"):
-            out[key] = [v for p in parts for v in p[key]]
-        return out
+        return {key: np.concatenate([p[key] for p in parts]) if parts else np.zeros(0, dtype=object)
+                for key in ("xyz", "type", "roi", "score", "n_partners", "partner_ids", "synapse_ids")}
 
+
+def _tuples(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """An object array of int tuples: ``values[start:start + count]`` for each site."""
+    flat = values.astype("int64").tolist()
+    out = np.empty(len(starts), dtype=object)
+    if len(flat) == len(starts):  # one connection per site (every PSD; CAVE tables): 1-tuples at C speed
+        out[:] = list(zip(flat))
+    else:
+        out[:] = [tuple(flat[a:a + n]) for a, n in zip(starts.tolist(), counts.tolist())]
+    return out
 
 def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float | None = 10_000,
                     clean: bool = True, pre: bool = True, post: bool = True) -> Any:
@@ -231,6 +239,8 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
             raise InvalidArgumentError(f"cannot attach synapses to a {type(n).__name__}; use a TreeNeuron or MeshNeuron")
         nm_per_unit(n)  # refuse neurons without length units before copying any
     sides = tuple(s for s, on in (("pre", pre), ("post", post)) if on)
+    if not sides:
+        raise InvalidArgumentError("pre and post are both False: no sites to attach; set at least one to True")
     index = _SynapseIndex(synapses)
     out = []
     for original in items:
@@ -255,11 +265,11 @@ def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float
             "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
             "type": pd.Categorical.from_codes(site["type"][keep].astype("int8"), categories=["pre", "post"]),
             id_col: nearest[keep].astype("int64"),
-            "roi": pd.array([site["roi"][i] for i in kept], dtype="string"),
+            "roi": pd.array(site["roi"][keep], dtype="string"),
             "score": site["score"][keep].astype("float64"),
             "n_partners": site["n_partners"][keep].astype("int64"),
-            "partner_ids": pd.Series([site["partner_ids"][i] for i in kept], dtype=object),
-            "synapse_ids": pd.Series([site["synapse_ids"][i] for i in kept], dtype=object),
+            "partner_ids": pd.Series(site["partner_ids"][keep], dtype=object),
+            "synapse_ids": pd.Series(site["synapse_ids"][keep], dtype=object),
             "distance": dist[keep],
         })
         out.append(n)

@@ -211,3 +211,35 @@ def test_zero_or_missing_units_are_refused():
         nm_per_unit(n)
     with pytest.raises(errors.InvalidArgumentError, match="not a length"):
         nm_per_unit(object())
+
+
+def test_a_polyadic_tbar_is_one_connector_with_every_partner():
+    """Rows sharing the neuron's side position are one site; the site's columns sum up its connections."""
+    n = _line_neuron()
+    syn = _table([
+        (50, 5, 7, 80.0, 1.0, 0.2, "A"),  # T-bar at 80 nm, PSDs in A, B, B -> ROI B
+        (51, 5, 8, 80.0, 2.0, float("nan"), "B"),
+        (52, 5, 9, 80.0, 3.0, 0.9, "B"),
+        (53, 5, 7, 0.0, 4.0, 0.3, "A"),  # another T-bar: tie A/B -> the first, A
+        (54, 5, 8, 0.0, 5.0, 0.4, "B"),
+        (55, 5, 9, 160.0, 6.0, 0.5, None),  # a T-bar outside every ROI but one PSD -> that ROI
+        (56, 5, 6, 160.0, 7.0, 0.6, "C"),
+        (57, 6, 5, 0.0, 80.0, 0.7, "A"),  # a PSD at 80 nm: a site of its own side
+    ])
+    c = attach_synapses(n, syn).connectors
+    assert c["type"].astype(str).tolist() == ["pre", "pre", "pre", "post"]
+    assert c["partner_ids"].tolist() == [(7, 8, 9), (7, 8), (9, 6), (6,)]
+    assert c["synapse_ids"].tolist() == [(50, 51, 52), (53, 54), (55, 56), (57,)]
+    assert c["n_partners"].tolist() == [3, 2, 2, 1]
+    assert c["roi"].tolist() == ["B", "A", "C", "A"]
+    assert c["score"].tolist() == [0.9, 0.4, 0.6, 0.7]  # no per-side scores: the best connection's
+    assert c["node_id"].tolist() == [12, 11, 13, 12]
+    with_sides = syn.assign(pre_score=[0.95, 0.95, 0.95, 0.5, 0.5, float("nan"), float("nan"), 0.1],
+                            post_score=0.8)
+    c = attach_synapses(n, with_sides).connectors
+    assert c["score"].tolist()[:2] == [0.95, 0.5] and np.isnan(c["score"].tolist()[2])  # the T-bar's own
+    assert c["score"].tolist()[3] == 0.8  # the PSD's own
+    with pytest.raises(errors.InvalidArgumentError, match="pre and post"):
+        attach_synapses(n, syn, pre=False, post=False)
+    only_post = attach_synapses(n, syn, pre=False).connectors
+    assert only_post["synapse_ids"].tolist() == [(57,)]
