@@ -330,7 +330,7 @@ class NeuronCriteria:
             given[name] = value
         ids, class_, rois, input_rois, output_rois, label = (given[k] for k in (
             "ids", "class_", "rois", "input_rois", "output_rois", "label"))
-        set_(self, "ids", None if ids is None else tuple(int(i) for i in parse_ids(ids)))
+        set_(self, "ids", None if ids is None else _ids_or_hint(ids))
         strings = {name: given[name] for name in STRING_FIELDS}
         for name, value in (*strings.items(), ("rois", rois), ("input_rois", input_rois),
                             ("output_rois", output_rois)):
@@ -452,12 +452,20 @@ def to_criteria(x: Any) -> NeuronCriteria:
         return x
     if x is None:
         raise InvalidArgumentError("expected neuron ids or a NeuronCriteria; got None")
+    return NeuronCriteria(ids=x)
+
+
+def _ids_or_hint(x: Any) -> tuple[int, ...]:
+    """:func:`parse_ids` as a tuple; a name where ids go gets neuprint-python's meaning of it as a hint."""
     try:
-        return NeuronCriteria(ids=x)
+        return tuple(int(i) for i in parse_ids(x))
     except InvalidIdError as exc:
         names = [x] if isinstance(x, str) else list(x) if isinstance(x, (list, tuple)) else []
         name = next((n for n in names if isinstance(n, str) and not _ASCII_DIGITS.fullmatch(n.strip())), None)
         if name is None:
             raise
+        if re.fullmatch(r"[a-z]{1,2}", name):  # NeuronCriteria("n", ...): neuprint-python's Cypher variable
+            raise InvalidIdError(f"{exc}. neuprint-python's first argument (matchvar, the Cypher variable) has "
+                                 "no counterpart: connectomix's first argument is the ids; leave it out") from None
         raise InvalidIdError(f"{exc}. A name is not an id: where neuprint-python reads a string as a type or "
                              f"instance, write NeuronCriteria(type={name!r}) (or instance={name!r})") from None

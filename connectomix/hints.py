@@ -128,8 +128,8 @@ CRITERIA_HINTS = {
     "matchvar": "nothing here: connectomix writes the queries itself",
     "client": ("nothing here: criteria are not bound to a server; pass them to a Dataset's method "
                "(ds = connectomix.open(...); ds.fetch_neurons(criteria))"),
-    "case": "nothing here: matching is case-sensitive; use regex=True with '(?i)' is not portable, "
-            "list the spellings instead",
+    "case": ("nothing here: matching is case-sensitive (a case-insensitive pattern is not portable across "
+             "backends); list the spellings, e.g. type=['KC', 'kc']"),
 }
 
 #: Method arguments of neuprint-python / fafbseg that are spelled or placed differently here,

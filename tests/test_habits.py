@@ -139,6 +139,11 @@ def test_a_name_where_ids_go_says_how_to_select_by_type(sample):
         sample.get_connectivity(sources=["KC", "PN"])
 
 
+def test_neuprint_pythons_matchvar_gets_a_hint():
+    with pytest.raises(errors.InvalidIdError, match="matchvar, the Cypher variable"):
+        NC("n", type="DA1_lPN")
+
+
 def test_fetch_neurons_takes_bodyId_too(sample):
     neurons, _ = sample.fetch_neurons(bodyId=[1734350788], omit_rois=True)
     assert neurons["id"].tolist() == [1734350788]
