@@ -61,12 +61,15 @@ SKELETON = "/api/skeletons/skeleton/"
 DATASETS = "/api/dbmeta/datasets"
 VERSION = "/api/version"
 
+# partner_types=False: the tables' own requests (the partner columns' neuron lookup is a fetch_neurons query,
+# the first operation)
 OPERATIONS = {
     "fetch_neurons": lambda ds: ds.fetch_neurons(type="(KC|PN_a)", regex=True),
-    "connectivity": lambda ds: ds.get_connectivity(sources=[101, 102, 103, 104], progress=False),
+    "connectivity": lambda ds: ds.get_connectivity(sources=[101, 102, 103, 104], progress=False,
+                                                   partner_types=False),
     "connectivity_by_roi": lambda ds: ds.get_connectivity(sources=[101, 102, 103, 104], by_roi=True,
-                                                          progress=False),
-    "get_synapses": lambda ds: ds.get_synapses([101, 104], progress=False),
+                                                          progress=False, partner_types=False),
+    "get_synapses": lambda ds: ds.get_synapses([101, 104], progress=False, partner_types=False),
     "get_skeletons": lambda ds: ds.get_skeletons([101, 102]),
 }
 #: transport -> operation -> {path: requests made to it}
