@@ -236,17 +236,19 @@ class ReleaseBackend(Backend):
         checked for duplicates here.
         """
         recorded = self.manifest.get(CHECKED_ROWS) or {}
+        if self._has("synapses") and self._has(POST_COPY):
+            rows, copied = self._footer_rows("synapses.parquet"), self._footer_rows(POST_COPY)
+            if rows != copied:
+                raise DataFormatError(
+                    f"{self._loc.url(POST_COPY)!r} does not hold the rows of synapses.parquet ({copied:,} vs "
+                    f"{rows:,}): one was changed after the release was written; rebuild the release folder, or "
+                    "rewrite the copy with connectomix_release.writer.write_post_copy(folder)")
         for table in ("neurons", "connections", "roi_counts", "synapses"):
             if not self._has(table):
                 continue
             file = self._loc.url(f"{table}.parquet")
             if table != "neurons" and table in recorded:
                 rows = self._footer_rows(f"{table}.parquet")
-                if table == "synapses" and self._has(POST_COPY) and self._footer_rows(POST_COPY) != rows:
-                    raise DataFormatError(
-                        f"{self._loc.url(POST_COPY)!r} does not hold the rows of synapses.parquet "
-                        f"({self._footer_rows(POST_COPY):,} vs {rows:,}): rebuild the release folder, or "
-                        "rewrite the copy with connectomix_release.writer.write_post_copy(folder)")
                 if rows == recorded[table]:
                     continue
                 raise DataFormatError(
