@@ -62,6 +62,14 @@ def test_attaching_returns_new_neurons_and_leaves_the_users_untouched(attached):
     pd.testing.assert_frame_equal(one.connectors, kept)
 
 
+def test_attach_synapses_does_not_modify_its_argument(ds):
+    """Independent of what is returned: the neuron passed in keeps navis's own connectors, unchanged."""
+    neuron = navis.example_neurons(1)
+    kept = neuron.connectors.copy()
+    attach_synapses(neuron, ds.get_synapses(neuron, progress=False))
+    pd.testing.assert_frame_equal(neuron.connectors, kept)
+
+
 def test_one_connector_per_tbar_and_psd_like_navis(attached):
     neurons, _, syn, new = attached
     for theirs, ours in zip(neurons, new):
