@@ -34,7 +34,6 @@ are explicit (``partner_side`` is ``ipsi``, ``contra`` or ``unknown``).
 
 from __future__ import annotations
 
-import inspect
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -636,9 +635,7 @@ def _as_list(value: Any, what: str) -> list[str]:
 
 def _annotations(ds: Dataset, crit: NeuronCriteria) -> pd.DataFrame:
     """Neuron rows for their annotations only (synapse totals come from the connectivity)."""
-    # remote backends count synapses only when asked (``counts=``, where fetch_neurons has it): not needed here
-    no_counts = {"counts": False} if "counts" in inspect.signature(ds.fetch_neurons).parameters else {}
-    return ds.fetch_neurons(crit, omit_rois=True, **no_counts).neurons
+    return ds.fetch_neurons(crit, omit_rois=True, counts=False).neurons
 
 
 def _select(ds: Dataset, types: list[str], ids: np.ndarray | None, cross: list[str]) -> pd.DataFrame:
@@ -848,8 +845,9 @@ def _fetch(ds: Dataset, types: list[str], ids: np.ndarray | None, min_weight: in
             empty, empty, schema.NEURONS.empty()
     qids = query["id"].to_numpy()
     # every connection (weight >= 1) once: the totals, then the one threshold, the same in every dataset
-    outputs = ds.get_connectivity(sources=qids, min_weight=1, progress=False)[["pre", "post", "weight"]]
-    inputs = ds.get_connectivity(targets=qids, min_weight=1, progress=False)[["pre", "post", "weight"]]
+    edges = {"min_weight": 1, "progress": False, "partner_types": False}
+    outputs = ds.get_connectivity(sources=qids, **edges)[["pre", "post", "weight"]]
+    inputs = ds.get_connectivity(targets=qids, **edges)[["pre", "post", "weight"]]
     query = query.assign(total_input=query["id"].map(inputs.groupby("post")["weight"].sum()).fillna(0).astype("int64"),
                          total_output=query["id"].map(outputs.groupby("pre")["weight"].sum()).fillna(0).astype("int64"))
     outputs = outputs[outputs["weight"] >= min_weight]
