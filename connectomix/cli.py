@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import textwrap
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -299,7 +300,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         if getattr(args, "output", None) is not None:
             _output_path(args.output)  # refuse a bad -o before running the query
-        return _COMMANDS[args.command](args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _COMMANDS[args.command](args) or 0
     except ConnectomixError as exc:
         print(f"connectomix: error: {_one_line(exc)}", file=sys.stderr)
         return 2
@@ -313,6 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"connectomix: internal error (a bug; set CONNECTOMIX_DEBUG=1 for the traceback): "
               f"{type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on stderr for a person: the category and message wrapped to the terminal, no source line."""
+    width = max(40, shutil.get_terminal_size((80, 24)).columns)
+    text = f"connectomix: {category.__name__}: {_one_line(Warning(str(message)))}"
+    print(textwrap.fill(text, width, subsequent_indent="  "), file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -423,9 +433,6 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_datasets(args) -> None:
-    import shutil
-    import textwrap
-
     from . import catalogue, datasets
     from .config import load_config
 
@@ -434,7 +441,7 @@ def _cmd_datasets(args) -> None:
     width = max(60, shutil.get_terminal_size((80, 24)).columns)
     for name, uri in sorted(datasets().items()):
         line = f"{name:20s} {redact(uri)}"
-        print(line if not args.long or len(line) <= width else f"{name}\n    {redact(uri)}")
+        print(line if len(line) <= width else f"{name}\n    {redact(uri)}")  # (a URI is never broken)
         if name in configured:
             print("    from the config file" + ("; it overrides the catalogue entry" if name in entries else ""))
         elif name in entries:
@@ -447,9 +454,10 @@ def _cmd_datasets(args) -> None:
 def _cmd_backends(args) -> None:
     from . import backends
 
+    width = max(40, shutil.get_terminal_size((80, 24)).columns)
     for name, info in sorted(backends().items()):
         schemes = ", ".join(s + "://" for s in info.schemes)
-        print(f"{name:10s} {schemes:14s} {info.description}")
+        print(textwrap.fill(f"{name:10s} {schemes:14s} {info.description}", width, subsequent_indent=" " * 26))
 
 
 def _cmd_config_path(args) -> None:

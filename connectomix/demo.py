@@ -7,6 +7,7 @@ synapses look like -- every number read through the public API.
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 
 import pandas as pd
@@ -16,13 +17,14 @@ from .criteria import NeuronCriteria
 __all__ = ["run_demo"]
 
 
+def _width() -> int:
+    """The terminal's width (80 when it is not a terminal), at least 40: every line printed fits it."""
+    return max(40, shutil.get_terminal_size((80, 24)).columns)
+
+
 def _section(title: str) -> None:
-    print(f"\n== {title} " + "=" * max(0, 70 - len(title)))
-
-
-def _types_of(ds, ids) -> pd.Series:
-    neurons, _ = ds.fetch_neurons(NeuronCriteria(ids=ids), omit_rois=True)
-    return neurons.set_index("id")["type"].fillna("(untyped segment)")
+    print(textwrap.fill(f"\n== {title} " + "=" * max(0, min(_width(), 76) - 5 - len(title)), _width(),
+                        replace_whitespace=False))
 
 
 def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
@@ -31,14 +33,15 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
 
     with open_dataset(name) as ds:
         info = ds.info
-        print(f"connectomix demo: {ds!r}")
+        width = _width()
+        print(textwrap.fill(f"connectomix demo: {ds!r}", width, subsequent_indent="  "))
         for key in ("source", "license"):
             if info.extra.get(key):
-                print(textwrap.fill(f"{key}: {info.extra[key]}", 100, subsequent_indent="  "))
+                print(textwrap.fill(f"{key}: {info.extra[key]}", width, subsequent_indent="  "))
         if info.synthetic:
             print("SYNTHETIC parts (labelled in df.attrs['synthetic']):")
             for table, what in info.synthetic.items():
-                print(textwrap.fill(f"- {table}: {what}", 100, subsequent_indent="    "))
+                print(textwrap.fill(f"- {table}: {what}", width, subsequent_indent="    "))
 
         _section(f"{cell_type} neurons and their synapses per ROI")
         neurons, roi_counts = ds.fetch_neurons(type=cell_type, regex=False)
@@ -49,8 +52,8 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
         if not roi_counts.empty:
             per_roi = roi_counts.groupby("roi")[["pre", "post"]].sum().sort_values("post", ascending=False)
             have = roi_counts["id"].nunique()
-            print(f"\nper ROI, summed over the {have} of them with per-ROI counts "
-                  "(pre = output sites, post = input sites):")
+            print("\n" + textwrap.fill(f"per ROI, summed over the {have} of them with per-ROI counts "
+                                      "(pre = output sites, post = input sites):", width))
             print(per_roi.to_string())
 
         ids = neurons["id"].to_numpy()
@@ -60,7 +63,7 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
             if edges.empty:
                 print("(none)")
                 continue
-            edges = edges.assign(partner_type=edges[partner].map(_types_of(ds, edges[partner].unique())))
+            edges = edges.assign(partner_type=edges[f"{partner}_type"].fillna("(untyped segment)"))
             by_type = (edges.groupby("partner_type")
                        .agg(neurons=(partner, "nunique"), synapses=("weight", "sum"))
                        .sort_values("synapses", ascending=False).head(10))
@@ -81,4 +84,4 @@ def run_demo(name: str = "sample", cell_type: str = "DA1_lPN") -> None:
         hi = syn[["post_x", "post_y", "post_z"]].max() / 1000
         print("extent (um): " + ", ".join(f"{a} {lo.iloc[i]:.0f}-{hi.iloc[i]:.0f}" for i, a in enumerate("xyz")))
         print("\nfirst rows of the synapse table:")
-        print(syn.head(5).to_string(index=False))
+        print(syn.head(5).to_string(index=False, line_width=width, max_colwidth=24))

@@ -7,6 +7,7 @@ Each failed on the code before the fix: options without help, ``--rois`` swallow
 
 import argparse
 import json
+import warnings
 
 import pandas as pd
 import pytest
@@ -150,6 +151,27 @@ def test_printed_tables_fit_the_terminal(uri, capsys, monkeypatch, argv, columns
         assert {"synapse_id", "pre_x", "post_z", "score", "roi", "post_instance"} <= header_words  # wrapped, kept
     if argv[0] == "neurons":
         assert {"id", "type", "upstream", "downstream"} <= header_words
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["demo", "{uri}", "--type", "PN_a"], ["backends"], ["datasets"],
+                                  ["neurons", "sample", "--type", "DA1_lPN"]])
+def test_every_command_fits_80_columns_warnings_included(uri, capsys, monkeypatch, argv):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([a.format(uri=uri) for a in argv]) == 0
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    too_wide = [line for line in lines if len(line) > 80 and " " in line.strip()]  # (a lone URI is never cut)
+    assert not too_wide, too_wide
+
+
+def test_warnings_are_one_wrapped_message_without_source_lines(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # (shown once per process; earlier tests in this one may have seen it)
+        assert main(["neurons", "sample", "--type", "DA1_lPN", "--roi-counts"]) == 0  # 2 PNs lack per-ROI counts
+    err = capsys.readouterr().err
+    assert err.startswith("connectomix: MissingDataWarning: ") and "1765040289" in err
+    assert ".py:" not in err and "fetch_neurons(" not in err  # no file:line, no echoed source line
 
 
 def test_long_text_is_cut_when_printed_but_whole_in_files(uri, tmp_path, capsys, monkeypatch):
