@@ -10,10 +10,6 @@ from __future__ import annotations
 import shutil
 import textwrap
 
-import pandas as pd
-
-from .criteria import NeuronCriteria
-
 __all__ = ["run_demo"]
 
 
