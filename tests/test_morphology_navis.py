@@ -117,6 +117,22 @@ def test_pre_or_post_only(ds):
     assert len(only_pre.connectors) == PN_TABLE[int(neuron.id)][0]
 
 
+def test_neuprint_backend_gives_the_same_sites():
+    """The neuPrint emulator serving the sample: the same T-bars/PSDs as navis's own connectors."""
+    from connectomix_neuprint.emulator import NeuprintEmulator
+
+    with NeuprintEmulator(SAMPLE_DIR, token="attach-np", dataset="hemibrain:v1.2.1") as emu:
+        host = emu.url.split("://", 1)[1]
+        with connectomix.open(f"neuprint://{host}/hemibrain:v1.2.1", token="attach-np", verify=str(emu.cert_path),
+                              cache=False) as np_ds:
+            neurons = navis.example_neurons(2)
+            _, new = np_ds.get_synapses(neurons, attach=True, progress=False)
+    for theirs, ours in zip(neurons, new):
+        assert len(ours.presynapses) == len(theirs.presynapses) == PN_TABLE[int(theirs.id)][0]
+        assert len(ours.postsynapses) == len(theirs.postsynapses) == PN_TABLE[int(theirs.id)][1]
+        assert set(_site_key(ours.connectors)) == set(_site_key(theirs.connectors))
+
+
 # -- fafbseg, unmodified, against the CAVE emulator serving the same sample ----------------------------------
 
 flywire = pytest.importorskip("fafbseg.flywire")
