@@ -144,6 +144,7 @@ def _tuples(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.nd
         out[:] = [tuple(flat[a:a + n]) for a, n in zip(starts.tolist(), counts.tolist())]
     return out
 
+
 def attach_synapses(neurons: Any, synapses: pd.DataFrame, *, max_distance: float | None = 10_000,
                     clean: bool = True, pre: bool = True, post: bool = True) -> Any:
     """New navis neurons with ``.connectors`` made from a connectomix synapse table.
