@@ -75,6 +75,14 @@ class Location:
         self.path = None
         self.protocol = protocol
         self.root = str(where).rstrip("/")
+        # one listing fills fsspec's listings cache: the many size/modified look-ups of the readers are
+        # then answered from it instead of one request each (fingerprints() lists afresh on every query)
+        try:
+            self.fs.ls(self.root, detail=True)
+        except FileNotFoundError:
+            pass  # reported as a missing manifest.json
+        except OSError as exc:
+            raise DataFormatError(f"cannot list {self.root!r}: {type(exc).__name__}: {exc}") from None
 
     def __repr__(self) -> str:  # never the storage options
         return f"Location({self.root!r})"
@@ -142,10 +150,18 @@ class Location:
             from connectomix.cache import file_fingerprints
 
             return file_fingerprints(self.path, names)
+        # one listing request for all of them (fresh: a release replaced in the bucket must show)
+        try:
+            listing = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e
+                       for e in self.fs.ls(self.root, detail=True, refresh=True)}
+        except FileNotFoundError:
+            listing = {}
+        except OSError as exc:
+            raise DataFormatError(f"cannot list {self.root!r}: {type(exc).__name__}: {exc}") from None
         out: dict[str, Any] = {}
         for name in names:
-            info = self._info(name)
-            if info is None:
+            info = listing.get(name)
+            if info is None or info.get("type") != "file":
                 out[name] = None
                 continue
             mtime = info.get("LastModified") or info.get("mtime") or info.get("updated")
