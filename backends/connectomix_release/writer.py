@@ -82,6 +82,10 @@ FORMAT_NAME = "connectomix-release"
 FORMAT_VERSION = 1
 #: Rows per Parquet row group of ``synapses.parquet`` (FORMAT.md: 131,072); used for every table.
 SYNAPSE_ROW_GROUP_SIZE = 131_072
+#: Rows per row group of the two synapse files as written now (FORMAT.md "Layout for scale"): an id's
+#: rows sit in one or two row groups, so a filter on 100 ids reads about 100 x this many rows whatever
+#: the table's size (at most SYNAPSE_ROW_GROUP_SIZE is valid: older releases keep theirs).
+SYNAPSE_SCAN_ROW_GROUP_SIZE = 16_384
 _MAX_INT64 = 2**63 - 1
 _EXAMPLES = 5
 
@@ -857,7 +861,8 @@ class ReleaseBuilder:
             raise ReleaseValidationError(problems)
         spec = TABLES[table]
         out = self.stage / spec.file
-        n = write_sorted(self.con, sql, out, order_by=spec.sort)
+        n = write_sorted(self.con, sql, out, order_by=spec.sort,
+                         row_group_size=SYNAPSE_SCAN_ROW_GROUP_SIZE if table == "synapses" else SYNAPSE_ROW_GROUP_SIZE)
         written = f"read_parquet({quote_path(out)})"
         if check:
             have_neurons = "neurons" in self.rows
@@ -872,7 +877,8 @@ class ReleaseBuilder:
         else:
             self._checked.discard(table)
         if table == "synapses":
-            write_sorted(self.con, written, self.stage / POST_COPY, order_by=POST_SORT)
+            write_sorted(self.con, written, self.stage / POST_COPY, order_by=POST_SORT,
+                         row_group_size=SYNAPSE_SCAN_ROW_GROUP_SIZE)
         self.rows[table] = n
         if table == "neurons":
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW _release_neurons AS SELECT id FROM {written}")
@@ -1137,8 +1143,10 @@ def write_synapses_streaming(folder: str | os.PathLike, batches: Iterable[pa.Rec
         try:
             sql, problems = coerce_relation(con, "synapses", src, manifest)
             if not problems:
-                n_rows = write_sorted(con, sql, out, order_by=TABLES["synapses"].sort)
-                write_sorted(con, f"read_parquet({quote_path(out)})", spool / POST_COPY, order_by=POST_SORT)
+                n_rows = write_sorted(con, sql, out, order_by=TABLES["synapses"].sort,
+                                      row_group_size=SYNAPSE_SCAN_ROW_GROUP_SIZE)
+                write_sorted(con, f"read_parquet({quote_path(out)})", spool / POST_COPY, order_by=POST_SORT,
+                             row_group_size=SYNAPSE_SCAN_ROW_GROUP_SIZE)
                 con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM read_parquet({quote_path(neurons_file)})")
                 problems = table_problems(con, "synapses", f"read_parquet({quote_path(out)})", manifest,
                                           neurons_rel="_release_neurons")
@@ -1181,7 +1189,8 @@ def write_post_copy(folder: str | os.PathLike, *, memory_limit: str | None = Non
     try:
         con = connect(spool, memory_limit=memory_limit)
         try:
-            write_sorted(con, f"read_parquet({quote_path(src)})", spool / POST_COPY, order_by=POST_SORT)
+            write_sorted(con, f"read_parquet({quote_path(src)})", spool / POST_COPY, order_by=POST_SORT,
+                         row_group_size=SYNAPSE_SCAN_ROW_GROUP_SIZE)
         finally:
             con.close()
         os.replace(spool / POST_COPY, folder / POST_COPY)
