@@ -154,7 +154,10 @@ def weight_compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str]
     over = merged[merged["weight_p"].fillna(0) > merged["weight_c"].fillna(0)]
     if len(over):
         return f"DIFFERS: {len(over)} edges heavier than connectomix's (e.g. {over[list(keys)].iloc[0].tolist()})"
+    zero = int(((merged["_merge"] == "right_only") & (merged["weight_p"] == 0)).sum())
     missing_edges = int((merged["_merge"] == "left_only").sum())
+    if not lost and not missing_edges and zero:
+        return f"same weights, plus {zero:,} zero-weight rows connectomix does not list"
     lighter = int(((merged["_merge"] == "both") & (merged["weight_p"] < merged["weight_c"])).sum())
     parts = [f"{lost:,} of {int(ours['weight'].sum()):,} synapses missing"]
     if missing_edges:
@@ -165,7 +168,7 @@ def weight_compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str]
 
 
 def complete(answer: str) -> bool:
-    return answer in ("identical", "reference")
+    return answer in ("identical", "reference") or answer.startswith("same weights")
 
 
 # --- the physical minimum ----------------------------------------------------------------------------------
@@ -291,3 +294,14 @@ def counts_option(ds) -> dict:
     import inspect
 
     return {"counts": True} if "counts" in inspect.signature(ds.fetch_neurons).parameters else {}
+
+
+def cx_counts(ds, ids, **options):
+    """connectomix's synapse counts in the peers' sense: ``pre``/``post`` = synapses out of / into each neuron.
+
+    The peers count synapse rows (FlyWire's table has one row per connection), which is connectomix's
+    ``downstream``/``upstream``; connectomix's own ``pre``/``post`` count presynaptic sites and
+    postsynaptic densities (``<NA>`` on CAVE, which has no sites).
+    """
+    df = ds.fetch_neurons(ids, **options, **counts_option(ds)).neurons
+    return pd.DataFrame({"id": df["id"], "pre": df["downstream"], "post": df["upstream"]})

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _peers import compare, counts_option, pages, weight_compare
+from _peers import compare, counts_option, cx_counts, pages, weight_compare
 from _synthetic import make_synthetic_release
 
 TOKEN = "bench-token"
@@ -100,7 +100,7 @@ class CaveBench:
                 "synapses": ("get_synapses(ids)", lambda ids: cx_synapses(cx, ids)),
                 "neurons": ("fetch_neurons(ids)", lambda ids: cx_neurons(cx, ids)),
                 "counts": (f"fetch_neurons(ids{', counts=True' if counts_option(cx) else ''})",
-                           lambda ids: cx_neurons(cx, ids, **counts_option(cx))),
+                           lambda ids: cx_counts(cx, ids, materialization=MAT)),
             },
             "connecto": {
                 "connectivity": ("FlyWire(backend='cave').connectivity.edges(ids, upstream=False)",

@@ -77,3 +77,9 @@ def test_targets_name_each_miss():
     slow_warm = _row(0.1, 1, "connecto", 0.5, neurons=1000, query="connectivity", warm=0.02)
     assert check_targets([slow_warm]) == [
         "CAVE connectivity 1,000 neurons 20 ms: warm cache took 20.0 ms (target < 10 ms)"]
+
+
+def test_zero_weight_rows_are_named_not_counted_as_lost():
+    theirs = pd.concat([OURS, pd.DataFrame({"pre": [2], "post": [1], "roi": ["AL"], "weight": [0]})])
+    assert weight_compare(theirs, OURS, ["pre", "post", "roi"]) == \
+        "same weights, plus 1 zero-weight rows connectomix does not list"
