@@ -16,7 +16,7 @@ mapping its columns -- "incomplete" says how many rows the peer lost or duplicat
 It prints the Markdown tables that go into README.md, then checks issue 11's targets and names
 every row that misses one.
 
-    python benchmarks/peers.py                    # the full grid (~40 minutes on 2 cores)
+    python benchmarks/peers.py                    # the full grid (~45 minutes on 2 shared cores)
     python benchmarks/peers.py --quick            # 10 and 100 neurons at 20 ms
     python benchmarks/peers.py --only cave --query synapses --neurons 100 --latency 20
 """
