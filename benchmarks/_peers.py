@@ -133,7 +133,8 @@ def compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str], *, wh
         return "identical"
     extra = both[both["c"] == 0]
     if len(extra):
-        return f"DIFFERS: {len(extra):,} {what} not in connectomix's answer (e.g. {list(extra.index[0])})"
+        sample = [v.item() if hasattr(v, "item") else v for v in extra.index[0]]
+        return f"DIFFERS: {len(extra):,} {what} not in connectomix's answer (e.g. {sample})"
     missing = int((both["c"] - both["p"]).clip(lower=0).sum())
     dupes = int((both["p"] - both["c"]).clip(lower=0).sum())
     notes = []

@@ -28,6 +28,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -320,9 +321,16 @@ def report(rows: list[Row], headers) -> None:
         if table:
             print(table, end="\n\n")
     missed = check_targets(rows)
-    print(f"Targets: {len(rows)} rows checked; " + ("all met." if not missed else f"{len(missed)} misses:"))
+    print(f"Targets: {len(rows)} rows checked; " + ("all met." if not missed else
+                                                    f"{len(missed)} misses, by query and kind (rows as neurons/ms):"))
+    groups: dict[tuple[str, str], list[str]] = {}
     for line in missed:
-        print(f"- MISSED {line}")
+        where, _, what = line.partition(": ")
+        backend, query, n, _, ms = where.split()[:5]
+        kind = " ".join(re.sub(r"[0-9][0-9.,]*x?", "#", what).split()[:4])
+        groups.setdefault((f"{backend} {query}", kind), []).append(f"{n}/{ms}: {what}")
+    for (where, _), items in groups.items():
+        print(f"- MISSED {where}: " + "; ".join(items))
     seen = set()
     for r in rows:
         for run in r.runs:
