@@ -311,7 +311,7 @@ def report(rows: list[Row], headers) -> None:
     """Print the README block: when and what was measured, the tables, and every missed target."""
     headers = headers if isinstance(headers, list) else [headers]
     for h in headers:
-        print(f"Measured on {h['date']}, commit {h['commit']}, {h['cores']} shared cores (load average "
+        print(f"{'- ' if len(headers) > 1 else ''}Measured on {h['date']}, commit {h['commit']}, {h['cores']} shared cores (load average "
               f"{h['load']:.1f} over 5 minutes), {h['minutes']:.0f} minutes: `{h['command']}`; {h['versions']}. "
               "SYNTHETIC data.")
     print()
