@@ -264,6 +264,68 @@ class CheckedIds:
                 self._known.popitem(last=False)
 
 
+def memo_key(*parts: Any) -> str:
+    """A short key for :class:`TableMemo` from plain values and id arrays (hashed by their bytes, not per id)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            h.update(b"a" + str(part.dtype).encode() + part.tobytes())
+        else:
+            h.update(b"v" + json.dumps(part, sort_keys=True, default=repr).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class TableMemo:
+    """Finished tables kept in memory by key: the in-session front of the result cache; bounded and thread-safe.
+
+    :class:`connectomix.Dataset` keeps one for the tables it returns, keyed by
+    :func:`memo_key` of the method, the data's identity (as remembered for
+    ``identity_ttl``) and the normalised arguments, so repeating a query in a
+    notebook costs a dictionary lookup and a copy: no request, no decoding, no
+    re-sorting. Tables are stored and handed out as copies, so a caller who
+    edits a returned table never changes a later answer. It holds at most
+    ``max_cells`` table cells (rows x columns; the oldest are forgotten first).
+
+    Examples
+    --------
+    >>> memo = TableMemo(max_cells=5)
+    >>> memo.put("a", pd.DataFrame({"x": [1, 2]})); memo.put("b", pd.DataFrame({"x": [1, 2, 3, 4]}))
+    >>> memo.get("a") is None, memo.get("b")["x"].tolist()   # "a" forgotten: 2 + 4 cells > 5
+    (True, [1, 2, 3, 4])
+    >>> t = memo.get("b"); t.loc[0, "x"] = 99; memo.get("b")["x"].tolist()[0]   # a copy each time
+    1
+    """
+
+    def __init__(self, max_cells: int = 20_000_000):
+        self._max = int(max_cells)
+        self._lock = threading.Lock()
+        self._known: OrderedDict[str, pd.DataFrame] = OrderedDict()
+        self._cells = 0
+
+    def get(self, key: str) -> pd.DataFrame | None:
+        """A copy of the table stored under ``key``, or ``None``."""
+        with self._lock:
+            df = self._known.get(key)
+            if df is not None:
+                self._known.move_to_end(key)
+        return None if df is None else df.copy()
+
+    def put(self, key: str, df: pd.DataFrame) -> None:
+        cells = df.size
+        if cells > self._max:
+            return
+        df = df.copy()
+        with self._lock:
+            old = self._known.pop(key, None)
+            self._cells -= 0 if old is None else old.size
+            self._known[key] = df
+            self._cells += cells
+            while self._cells > self._max:
+                _, dropped = self._known.popitem(last=False)
+                self._cells -= dropped.size
+
+
 # --- entries -------------------------------------------------------------------------------------------
 
 

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from . import frames, hints, schema
-from . import gaps
 from .backend import Backend, Capability, ConnectivityQuery, DatasetInfo, SynapseQuery
 from . import counts as _counts
-from .cache import ResultCache, default_cache_dir, query_key
+from . import gaps
+from .cache import ResultCache, TableMemo, default_cache_dir, memo_key, query_key
 from .config import configured_dataset, parse_uri, protect_options, scrub_exception
 from .criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria, parse_ids, to_criteria
 from .errors import (
@@ -264,6 +264,31 @@ class Dataset:
             version = self._info.version
         return memo.get(version, self._backend.cache_identity, self._backend.identity_ttl, fresh=fresh)
 
+    def _tables(self) -> TableMemo:
+        """Finished tables of this Dataset kept in memory (the in-session front of the result cache)."""
+        memo = self.__dict__.get("_finished")
+        if memo is None:
+            with _caches_lock:
+                memo = self.__dict__.setdefault("_finished", TableMemo())
+        return memo
+
+    def _memo_key(self, method: str, version: Any, *arguments: Any) -> str | None:
+        """The :class:`~connectomix.cache.TableMemo` key of a finished table, or ``None`` when not to keep it.
+
+        Only where the result cache would serve the query (caching on and
+        usable, the data identified): the key holds the data's identity as
+        remembered for ``identity_ttl`` (:meth:`_identity`), so a table is
+        reused exactly while a cached entry would be, and never across data
+        that changed. ``arguments`` are the normalised ones (ids checked).
+        """
+        cache = self.cache
+        if cache is None or not cache.usable:
+            return None
+        identity = self._identity(version)
+        if identity is None:
+            return None
+        return memo_key(self.backend_name, method, version, identity, *arguments)
+
     # -- metadata ----------------------------------------------------------------------
 
     @property
@@ -497,6 +522,10 @@ class Dataset:
         tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
         gaps.warn_partial_synapses(self, _concat(src, tgt))  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
+        memo = self._memo_key("get_connectivity", version, src, tgt, by_roi, roi_list, min_weight,
+                              include_autapses, src_neurons, tgt_neurons, partner_types, by)
+        if memo is not None and (hit := self._tables().get(memo)) is not None:
+            return hit
         table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
         if (src is not None and src.size == 0) or (tgt is not None and tgt.size == 0):
             df = table.empty()
@@ -521,8 +550,11 @@ class Dataset:
             df = add_partner_columns(df, neuron_lookup(self, version))
         if by == "type":
             df, table_name = self._by_type(df, version), "type_connectivity"
-        return self._label(df, table_name, version, min_weight=min_weight,
-                           rois=list(roi_list) if roi_list else None, by=by)
+        df = self._label(df, table_name, version, min_weight=min_weight,
+                         rois=list(roi_list) if roi_list else None, by=by)
+        if memo is not None:
+            self._tables().put(memo, df)
+        return df
 
     def _by_type(self, edges: pd.DataFrame, version: Any) -> pd.DataFrame:
         ids = np.unique(np.concatenate([edges["pre"].to_numpy(), edges["post"].to_numpy()]))
@@ -658,9 +690,9 @@ class Dataset:
         -------
         pandas.DataFrame
             :data:`connectomix.schema.SYNAPSES`, then the partner columns;
-            each synaptic connection once.
-            With ``attach=True`` an :class:`~connectomix.morphology.AttachedSynapses`
-            ``(synapses, neurons)`` instead: ``syn, neurons = ds.get_synapses(neurons,
+            each synaptic connection once. With ``attach=True`` an
+            :class:`~connectomix.morphology.AttachedSynapses` ``(synapses,
+            neurons)`` instead: ``syn, neurons = ds.get_synapses(neurons,
             attach=True)``.
 
         Examples
