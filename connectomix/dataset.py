@@ -388,7 +388,7 @@ class Dataset:
         _check_bool(omit_rois, "omit_rois")
         counts = _counts.check_counts(counts)
         materialization = _check_materialization(materialization)
-        crit = to_criteria(criteria) if criteria is not None else _criteria_from_fields(fields)
+        crit = to_criteria(self._unkey(criteria)) if criteria is not None else _criteria_from_fields(fields)
         self._check_rois(crit.all_rois)
         if crit.all_rois and Capability.ROIS not in self.capabilities:
             raise UnsupportedOperation(
@@ -726,7 +726,7 @@ class Dataset:
             min_score, score_attrs = self._score_threshold(min_score)
         roi_list = self._roi_list(rois)
         batch_size = _optional_batch_size(batch_size)
-        ids = self._resolve_ids(to_criteria(x), "x", materialization)  # to_criteria refuses None
+        ids = self._resolve_ids(to_criteria(self._unkey(x)), "x", materialization)  # to_criteria refuses None
         gaps.warn_partial_synapses(self, ids)  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(ids, materialization)
         if ids.size == 0:
@@ -804,7 +804,7 @@ class Dataset:
         missing = check_missing(missing)
         if Capability.SKELETONS not in self.capabilities:
             raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no skeletons")
-        crit = to_criteria(x)
+        crit = to_criteria(self._unkey(x))
         ids = np.asarray(crit.ids, dtype="int64") if crit.is_ids_only else self._resolve_ids(crit, "x", None)
         return skeletons_with_gaps(self._backend.get_skeletons, ids, missing, dataset=self.name,
                                    not_in_dataset=lambda gone: self._backend.missing_ids(gone, None))
@@ -833,7 +833,7 @@ class Dataset:
                 f"ids of dataset {self.name!r} ({self.backend_name}) do not change over time; nothing to update"
             )
         materialization = _check_materialization(materialization)
-        ids = parse_ids(x)
+        ids = parse_ids(self._unkey(x))
         df = self._backend.update_ids(ids, materialization)
         return self._label(df, "id_updates", materialization)
 
@@ -920,6 +920,28 @@ class Dataset:
                 raise UnknownROIError(roi, valid, self.name)
         return tuple(dict.fromkeys(items))
 
+    def _unkey(self, x: Any) -> Any:
+        """Ids from cross-dataset keys ``"<label>:<id>"`` labelled with this dataset's name; other input unchanged.
+
+        Keys are coconatfly's convention (:func:`connectomix.parse_keys`); here
+        the label must name this dataset (the name it was opened by, or its
+        release name), so a key of another dataset is refused, never read as
+        an id of this one.
+        """
+        if isinstance(x, str):
+            items = x
+        elif isinstance(x, (list, tuple, pd.Series, pd.Index, np.ndarray)) and len(x) \
+                and all(isinstance(v, str) for v in x):
+            items = list(x)
+        else:
+            return x
+        if ":" not in items if isinstance(items, str) else not any(":" in v for v in items):
+            return x
+        from .comparative import parse_keys
+
+        keyed = parse_keys(items, labels=sorted({self.name, self._info.name}))
+        return np.concatenate(list(keyed.values()))
+
     def _resolve_ids(self, x: Any, what: str, materialization: Any) -> np.ndarray | None:
         """Ids for one side of a query; criteria are resolved through fetch_neurons.
 
@@ -928,7 +950,7 @@ class Dataset:
         """
         if x is None:
             return None
-        crit = to_criteria(x) if not isinstance(x, NeuronCriteria) else x
+        crit = to_criteria(self._unkey(x)) if not isinstance(x, NeuronCriteria) else x
         if crit is not x or crit.is_ids_only:  # plain ids give ids-only criteria (no second parse to tell)
             ids = np.asarray(crit.ids, dtype="int64")
             self._raise_missing(ids, what, materialization)
