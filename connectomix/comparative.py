@@ -644,9 +644,9 @@ def _select(ds: Dataset, types: list[str], ids: np.ndarray | None, cross: list[s
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if types:
-            frames.append(_annotations(ds, NeuronCriteria(type=types)))
+            frames.append(_annotations(ds, NeuronCriteria(type=types, regex=False)))
             for column in cross:
-                frames.append(_annotations(ds, NeuronCriteria(**{column: types})))
+                frames.append(_annotations(ds, NeuronCriteria(**{column: types}, regex=False)))
         if ids is not None and ids.size:
             frames.append(_annotations(ds, NeuronCriteria(ids=ids)))
     found = any(len(f) for f in frames)
@@ -881,9 +881,9 @@ def _elsewhere(ds: Dataset, label: str, tables: Mapping[str, pd.DataFrame], mapp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConnectomixWarning)  # most of these names are expected to be absent
         if names:
-            frames.append(_annotations(ds, NeuronCriteria(type=sorted(names))))
+            frames.append(_annotations(ds, NeuronCriteria(type=sorted(names), regex=False)))
         for column, values in cross.items():
-            frames.append(_annotations(ds, NeuronCriteria(**{column: sorted(values)})))
+            frames.append(_annotations(ds, NeuronCriteria(**{column: sorted(values)}, regex=False)))
     if not frames:
         return schema.NEURONS.empty()
     return pd.concat(frames, ignore_index=True).drop_duplicates("id")

@@ -366,3 +366,15 @@ def test_fetch_keys(tmp_path, base):
     assert "dataset 'a'" in " ".join(getattr(info.value, "__notes__", []))
     with pytest.raises(errors.InvalidArgumentError, match="names dataset 'zz'"):
         fetch_keys({"a": base}, ["zz:1"])
+
+
+def test_a_type_name_with_regex_characters_is_matched_exactly():
+    """Type names come from the data: 'VP1m+VP2_lvPN2' (a real hemibrain type in the sample) is a name, not a
+    pattern (neuprint-python's guess would read the '+' as a quantifier and match nothing)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = connectomix.compare_types({"a": "sample", "b": "sample"}, type="VP1m+VP2_lvPN2", min_weight=1)
+    assert set(c.neurons["type"]) == {"VP1m+VP2_lvPN2"}
+    assert (c.neurons["dataset"] == "a").sum() == (c.neurons["dataset"] == "b").sum() == 4
