@@ -1077,9 +1077,12 @@ def _pivot(long: pd.DataFrame, mapping: list[tuple[str, str]]) -> pd.DataFrame:
     out = pd.DataFrame({"id": ids})
     rows = long.dropna(subset=["key"])
     if len(rows):
-        joined = (rows.drop_duplicates(["id", "key", "value"]).sort_values(["id", "key", "value"])
-                  .groupby(["id", "key"], sort=True)["value"].agg(";".join).unstack("key"))
-        joined = joined.reindex(ids)
+        rows = rows.drop_duplicates(["id", "key", "value"]).sort_values(["id", "key", "value"])
+        several = rows.duplicated(["id", "key"], keep=False)  # most neurons have one value per key: no join
+        values = rows[~several].set_index(["id", "key"])["value"]
+        if several.any():
+            values = pd.concat([values, rows[several].groupby(["id", "key"], sort=True)["value"].agg(";".join)])
+        joined = values.unstack("key").reindex(ids)
     else:
         joined = pd.DataFrame(index=ids)
     for column, source in mapping:
