@@ -431,7 +431,7 @@ def partial(neurons: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """
     real = neurons.loc[~neurons["synthetic"] & ~neurons["id"].isin(DA1_IDS), "id"].astype("int64").tolist()
     fake = neurons.loc[neurons["synthetic"], "id"].astype("int64").tolist()
-    totals_only = (f"real hemibrain olfactory PNs other than the five DA1 lPNs: the sample has only their totals "
+    totals_only = (f"real hemibrain olfactory PNs other than the five DA1 lPNs navis ships (navis.example_neurons): the sample has only their totals "
                    f"(pre, post, upstream, downstream) from {PN_TABLE.name}")
     return {
         "roi_counts": {"ids": real, "reason": f"{totals_only}, not their per-ROI counts; ROI criteria cannot "
