@@ -135,9 +135,10 @@ def _verdict(bench, query, client, theirs, ours, ids) -> str:
 
 
 def _warm_connectomix(bench, cached, query, ids, run: Run, fresh: bool) -> None:
-    fn = {"connectivity": lambda: cached.get_connectivity(sources=ids, **_mat(bench), progress=False),
-          "connectivity_roi": lambda: cached.get_connectivity(sources=ids, by_roi=True, **_mat(bench), progress=False),
-          "synapses": lambda: cached.get_synapses(ids, **_mat(bench), progress=False),
+    ids_only = {"progress": False, "partner_types": False, **_mat(bench)}  # the peers' tables: ids only
+    fn = {"connectivity": lambda: cached.get_connectivity(sources=ids, **ids_only),
+          "connectivity_roi": lambda: cached.get_connectivity(sources=ids, by_roi=True, **ids_only),
+          "synapses": lambda: cached.get_synapses(ids, **ids_only),
           "neurons": lambda: cached.fetch_neurons(ids, **_mat(bench)),
           "counts": lambda: cached.fetch_neurons(ids, **_mat(bench), **counts_option(cached))}[query]
     with quiet():
@@ -187,9 +188,10 @@ def child(spec_json: str) -> None:
     ds = connectomix.open(spec["uri"], **spec["options"])
     mat = {"materialization": spec["materialization"]} if spec["materialization"] is not None else {}
     ids = spec["ids"]
-    fn = {"connectivity": lambda: ds.get_connectivity(sources=ids, **mat, progress=False),
-          "connectivity_roi": lambda: ds.get_connectivity(sources=ids, by_roi=True, **mat, progress=False),
-          "synapses": lambda: ds.get_synapses(ids, **mat, progress=False),
+    ids_only = {"progress": False, "partner_types": False, **mat}  # the peers' tables: ids only
+    fn = {"connectivity": lambda: ds.get_connectivity(sources=ids, **ids_only),
+          "connectivity_roi": lambda: ds.get_connectivity(sources=ids, by_roi=True, **ids_only),
+          "synapses": lambda: ds.get_synapses(ids, **ids_only),
           "neurons": lambda: ds.fetch_neurons(ids, **mat),
           "counts": lambda: ds.fetch_neurons(ids, **mat, **counts_option(ds))}[spec["query"]]
     t0 = time.perf_counter()

@@ -95,9 +95,10 @@ class CaveBench:
         self.connecto_neurons = probed
         return {
             "connectomix": {
-                "connectivity": ("get_connectivity(ids)", lambda ids: cx_edges(cx, ids, False)),
-                "connectivity_roi": ("get_connectivity(ids, by_roi=True)", lambda ids: cx_edges(cx, ids, True)),
-                "synapses": ("get_synapses(ids)", lambda ids: cx_synapses(cx, ids)),
+                "connectivity": ("get_connectivity(ids, partner_types=False)", lambda ids: cx_edges(cx, ids, False)),
+                "connectivity_roi": ("get_connectivity(ids, by_roi=True, partner_types=False)",
+                                     lambda ids: cx_edges(cx, ids, True)),
+                "synapses": ("get_synapses(ids, partner_types=False)", lambda ids: cx_synapses(cx, ids)),
                 "neurons": ("fetch_neurons(ids)", lambda ids: cx_neurons(cx, ids)),
                 "counts": (f"fetch_neurons(ids{', counts=True' if counts_option(cx) else ''})",
                            lambda ids: cx_counts(cx, ids, materialization=MAT)),
@@ -173,13 +174,15 @@ class CaveBench:
 
 # --- the calls, and each answer mapped to connectomix's columns ------------------------------------------------
 
+# connectomix's tables are asked without its partner type/instance columns (partner_types=False): the
+# peers' tables hold ids only, so every client answers the same question with the same columns.
 def cx_edges(ds, ids, by_roi):
-    df = ds.get_connectivity(sources=ids, by_roi=by_roi, materialization=MAT, progress=False)
+    df = ds.get_connectivity(sources=ids, by_roi=by_roi, materialization=MAT, progress=False, partner_types=False)
     return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
 
 
 def cx_synapses(ds, ids):
-    return ds.get_synapses(ids, materialization=MAT, progress=False)
+    return ds.get_synapses(ids, materialization=MAT, progress=False, partner_types=False)
 
 
 def cx_neurons(ds, ids, **counts):

@@ -107,9 +107,11 @@ class NeuprintBench:
 
         return {
             "connectomix": {
-                "connectivity": ("get_connectivity(ids)", lambda ids: cx_edges(cx, ids, False)),
-                "connectivity_roi": ("get_connectivity(ids, by_roi=True)", lambda ids: cx_edges(cx, ids, True)),
-                "synapses": ("get_synapses(ids)", lambda ids: cx.get_synapses(ids, progress=False)),
+                "connectivity": ("get_connectivity(ids, partner_types=False)", lambda ids: cx_edges(cx, ids, False)),
+                "connectivity_roi": ("get_connectivity(ids, by_roi=True, partner_types=False)",
+                                     lambda ids: cx_edges(cx, ids, True)),
+                "synapses": ("get_synapses(ids, partner_types=False)",
+                             lambda ids: cx.get_synapses(ids, progress=False, partner_types=False)),
                 "neurons": ("fetch_neurons(ids)", lambda ids: cx_neurons(cx, ids)),
                 "counts": (f"fetch_neurons(ids{', counts=True' if counts_option(cx) else ''})",
                            lambda ids: cx_counts(cx, ids)),
@@ -169,7 +171,7 @@ def cx_neurons(ds, ids, **counts):
 
 
 def cx_edges(ds, ids, by_roi):
-    df = ds.get_connectivity(sources=ids, by_roi=by_roi, progress=False)
+    df = ds.get_connectivity(sources=ids, by_roi=by_roi, progress=False, partner_types=False)  # ids only, as the peers
     return df[["pre", "post", "roi", "weight"] if by_roi else ["pre", "post", "weight"]]
 
 
