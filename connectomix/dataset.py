@@ -929,13 +929,15 @@ class Dataset:
         an id of this one.
         """
         if isinstance(x, str):
-            items = x
+            items = x  # parse_keys splits one string of keys at commas and white space
+            keyed = ":" in x
         elif isinstance(x, (list, tuple, pd.Series, pd.Index, np.ndarray)) and len(x) \
                 and all(isinstance(v, str) for v in x):
             items = list(x)
+            keyed = any(":" in v for v in items)
         else:
             return x
-        if ":" not in items if isinstance(items, str) else not any(":" in v for v in items):
+        if not keyed:
             return x
         from .comparative import parse_keys
 
