@@ -931,8 +931,8 @@ class Dataset:
         if isinstance(x, str):
             items = x  # parse_keys splits one string of keys at commas and white space
             keyed = ":" in x
-        elif isinstance(x, (list, tuple, pd.Series, pd.Index, np.ndarray)) and len(x) \
-                and all(isinstance(v, str) for v in x):
+        elif isinstance(x, (list, tuple, pd.Series, pd.Index, np.ndarray)) and getattr(x, "ndim", 1) == 1 \
+                and len(x) and all(isinstance(v, str) for v in x):  # (a 0-d array has no len())
             items = list(x)
             keyed = any(":" in v for v in items)
         else:

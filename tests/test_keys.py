@@ -49,3 +49,12 @@ def test_keys_and_bare_strings_do_not_mix_and_missing_ids_still_raise(ds):
         ds.get_synapses([f"sample:{A}", "123"])
     with pytest.raises(errors.IdsNotFoundError, match="99"):
         ds.get_connectivity(sources="sample:99")
+
+
+def test_zero_dimensional_arrays_are_ids_as_before(ds):
+    """Found by test_bad_input's property test: np.array(5) has no len(); it is an id like 5, not keys."""
+    import numpy as np
+
+    pd.testing.assert_frame_equal(quiet(ds.fetch_neurons, np.array(A)).neurons, quiet(ds.fetch_neurons, A).neurons)
+    with pytest.raises(errors.InvalidIdError):
+        ds.fetch_neurons(np.array("sample:1"))
