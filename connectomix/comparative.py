@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .compare import connectomix_open
 from .criteria import NeuronCriteria
 from .dataset import Dataset
 from .errors import ConnectomixError, ConnectomixWarning, InvalidArgumentError, InvalidIdError
@@ -908,9 +909,3 @@ def _query_table(label: str, query: pd.DataFrame, matched_of: Mapping[str, str],
                         "total_output": query["total_output"].to_numpy()})
     return out.astype({"dataset": "string", "key": "string", "type": "string", "matched_type": "string",
                        "side": "string", "query": "string", "query_type": "string", "query_side": "string"})
-
-
-def connectomix_open(name: str) -> Dataset:
-    from .dataset import open as open_dataset
-
-    return open_dataset(name)
