@@ -99,11 +99,7 @@ def test_neuprint_warm_hits_send_no_request(neuprint_emu, tmp_path, query):
         _equal(QUERIES[query](ds), cold)  # and it is the server's answer
 
 
-CAVE_QUERIES = ["connectivity", "connectivity by ROI to neurons", "synapses", pytest.param(
-    "neurons by id", marks=pytest.mark.xfail(strict=True, reason=(
-        "found here, not a cache bug: the CAVE backend gives a native annotation column (cell_type) with NaN "
-        "for a missing value, which the core keeps as an object column; the cached table holds <NA> (string). "
-        "Values agree, dtypes differ")))]
+CAVE_QUERIES = ["connectivity", "connectivity by ROI to neurons", "synapses", "neurons by id"]
 
 
 @pytest.mark.parametrize("query", CAVE_QUERIES)
@@ -114,6 +110,27 @@ def test_cave_warm_hits_send_no_request_at_an_integer_materialization(cave_emu, 
         warm, warm_requests = sent(cave_emu, lambda: QUERIES[query](ds))
         assert warm_requests == 0
         _equal(warm, cold)
+
+
+@pytest.mark.parametrize("query", sorted(QUERIES))
+def test_cave_cached_and_uncached_tables_are_the_same_frames(cave_emu, tmp_path, query):
+    """Every path a table can take gives the same frame, dtypes included: no cache, the answer that fills
+    the cache, the in-session memo, and the disk cache read by a new Dataset. (A native annotation column,
+    ``cell_type``, was ``object`` with NaN uncached but ``string`` with <NA> from the cache.)"""
+    with open_cave(cave_emu, False) as ds:
+        plain = QUERIES[query](ds)
+    with open_cave(cave_emu, str(tmp_path / "cache")) as ds:
+        cold = QUERIES[query](ds)
+        memo = QUERIES[query](ds)
+    with open_cave(cave_emu, str(tmp_path / "cache")) as ds:
+        disk = QUERIES[query](ds)
+    for name, got in (("cold", cold), ("memo", memo), ("disk", disk)):
+        for a, b in zip(plain if isinstance(plain, tuple) else (plain,), got if isinstance(got, tuple) else (got,)):
+            pd.testing.assert_frame_equal(b, a, check_exact=True, obj=f"{query} ({name})")
+            assert b.attrs == a.attrs, name
+    native = plain[0] if isinstance(plain, tuple) else None
+    if native is not None and "cell_type" in native:  # the native annotation column: pandas strings, as elsewhere
+        assert native["cell_type"].dtype == "string" and native["type"].dtype == native["cell_type"].dtype
 
 
 def test_cave_auto_resolves_then_hits(cave_emu, tmp_path):

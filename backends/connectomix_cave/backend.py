@@ -1090,8 +1090,8 @@ def _pivot(long: pd.DataFrame, mapping: list[tuple[str, str]]) -> pd.DataFrame:
         out[column] = _normalise(column, values.astype("string")).to_numpy()
     taken = set(out.columns) | set(schema.NEURONS.names) | {"pre", "post", "upstream", "downstream"}
     for key in joined.columns:
-        if key not in taken and key not in NEURON_CORE:
-            out[key] = joined[key].astype("string").to_numpy()
+        if key not in taken and key not in NEURON_CORE:  # pandas strings, as native text columns everywhere
+            out[key] = joined[key].astype("string").array
     for column, _ in mapping:
         out[column] = out[column].astype("string")
     return out
