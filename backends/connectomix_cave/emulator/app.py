@@ -16,6 +16,7 @@ from connectomix.errors import InvalidArgumentError
 
 from .dataset import EmulatedDataset
 from .faults import FaultInjector, RequestStats
+from .meshes import MeshService
 from .query import QueryError, QueryResult, run_query
 from .server import AuthPolicy, HttpError, Request, Response, Router
 from .tables import EmulatedTable
@@ -153,6 +154,7 @@ class CaveApp:
         self.stats = stats
         self.base_url = ""
         self.router = Router()
+        self.meshes = MeshService(self)
         self._add_routes()
 
     # --- routing -----------------------------------------------------------------------------------------
@@ -200,6 +202,7 @@ class CaveApp:
         r(post, cg + "/lineage_graph_multiple", "lineage_graph", self.lineage_graph)
         r(get, cg + "/root/{node}/lineage_graph", "lineage_graph", self.lineage_graph)
         r(get, cg + "/delta_roots", "delta_roots", self.delta_roots)
+        self.meshes.add_routes(r)  # meshing service manifest, fragment files, flat segmentations
 
     # --- common checks -----------------------------------------------------------------------------------
 
@@ -514,15 +517,15 @@ class CaveApp:
         res = list(self.dataset.resolution)
         return Response.json({
             "app": {"supported_api_versions": [0, 1]},
-            "data_dir": f"{self.base_url}/segmentation-data-not-served",
             "data_type": "uint64",
             "graph": {"chunk_size": [256, 256, 512], "n_bits_for_layer_id": 8, "n_layers": self.n_layers,
                       "spatial_bit_masks": {str(i): 10 for i in range(1, self.n_layers + 1)}},
-            "mesh": "graphene_meshes", "mesh_dir": "graphene_meshes", "num_channels": 1,
+            "mesh_dir": "graphene_meshes", "num_channels": 1,
             "scales": [{"chunk_sizes": [[256, 256, 32]], "encoding": "raw", "key": "_".join(map(str, res)),
                         "resolution": res, "size": [1, 1, 1], "voxel_offset": [0, 0, 0]}],
-            "type": "segmentation", "sharded_mesh": True, "verify_mesh": False,
-            "description": "connectomix CAVE emulator: roots over SYNTHETIC supervoxels; no image or mesh data",
+            "type": "segmentation", "verify_mesh": False,
+            "description": "connectomix CAVE emulator: roots over SYNTHETIC supervoxels; no image data",
+            **self.meshes.graphene_info(),  # data_dir, mesh, sharded_mesh: where the mesh fragments are
         })
 
     def _node_ids(self, req: Request, key: str = "node_ids") -> list[int]:

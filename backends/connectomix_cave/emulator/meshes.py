@@ -1,0 +1,254 @@
+"""Segmentation meshes of the emulated datastack: PyChunkedGraph's meshing service and flat layers.
+
+What a CAVE datastack publishes for meshes, and what of it the emulator serves:
+
+* **The graphene source** (every datastack): ``segmentation_source`` of the datastack info is
+  ``graphene://<server>/segmentation/table/<pcg table>``. cloud-volume reads its ``info`` from the
+  chunkedgraph (``data_dir``, ``mesh``) and asks the meshing service for a root's fragments
+  (``GET <server>/meshing/api/v1/table/<table>/manifest/<root>:0?verify=True`` with a JSON body
+  ``{"start_layer": ...}``; cloud-volume ``datasource/graphene/mesh/unsharded.py``
+  ``fetch_manifest_remote`` and ``graphene/metadata.py`` ``manifest_endpoint``; the route is
+  PyChunkedGraph ``pychunkedgraph/app/meshing/v1/routes.py``), then reads the fragment files from
+  ``<data_dir>/<mesh>/`` (a public bucket on the real deployments). The emulator answers the manifest
+  with ``{"fragments": [...]}`` -- the **unsharded** manifest format (legacy fragment names, as in
+  cloud-volume's own ``test/test_graphene.py`` fixture ``cv_graphene_mesh_draco``) -- and serves the
+  fragments as **legacy precomputed** meshes from ``<base>/pcg-data/<table>/graphene_meshes/``. The real
+  FlyWire/MICrONS sources are sharded Draco ("initial" shards plus "dynamic" fragments;
+  PyChunkedGraph ``pychunkedgraph/meshing/manifest/sharded_format.md``): Draco quantises vertices,
+  so the emulator keeps the exact legacy format, which cloud-volume's ``GrapheneUnshardedMeshSource``
+  reads through the same manifest endpoint (its Draco decoder falls back to the legacy decoder).
+* **Flat segmentations** (FlyWire only: ``precomputed://gs://flywire_v141_m783`` and ``..._m630``,
+  fafbseg ``fafbseg/flywire/utils.py`` ``FLYWIRE_URLS``): one precomputed layer per materialization,
+  whose segment ids are that version's root ids. The emulator serves ``<base>/flywire_v141_m<v>`` for
+  every version ``v`` (legacy meshes from :func:`connectomix.precomputed.segmentation_tree`; the real
+  buckets hold multi-resolution meshes -- fafbseg reads them with ``lod=2``). Other datastacks get no
+  flat layer (connecto 0.3.0 ``backends/cave/meshes.py``: BANC, FANC and MICrONS have none).
+
+Which roots have a mesh: a root whose supervoxels are exactly those of one or more whole release
+bodies with a mesh (version 1: every body with a mesh; after a SYNTHETIC merge: the merged bodies'
+meshes together). A root that holds part of a body (after a SYNTHETIC split) has no mesh: the manifest
+lists no fragment (as PyChunkedGraph's ``verify=True`` lists only fragments that exist) and the flat
+layers have no manifest for it.
+
+Meshes come from the release backend's ``get_meshes`` (nm), read once on the first mesh request.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from connectomix.errors import IdsNotFoundError, UnsupportedOperation
+
+from .server import HttpError, Request, Response
+
+__all__ = ["MeshService", "FLAT_SEGMENTATIONS", "GRAPHENE_MESH_DIR"]
+
+#: Flat segmentation names by datastack, ``{version}`` = materialization (fafbseg FLYWIRE_URLS "flat_783").
+FLAT_SEGMENTATIONS = {
+    "flywire_fafb_public": "flywire_v141_m{version}",
+    "flywire_fafb_production": "flywire_v141_m{version}",
+}
+#: The ``mesh`` member of the emulated chunkedgraph info (a folder under ``data_dir``).
+GRAPHENE_MESH_DIR = "graphene_meshes"
+_FLAT_PREFIX = "flywire_v141_m"
+
+
+def _release_meshes(path: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{body: (vertices_nm, faces)}`` of every release body with a mesh (none: ``{}``)."""
+    from connectomix_release.backend import ReleaseBackend
+
+    backend = ReleaseBackend(path)
+    try:
+        ids = np.asarray(backend.fetch_neurons(_all_segments())["id"], dtype=np.int64)
+        get = getattr(backend, "get_meshes", None)
+        if get is None or not len(ids):
+            return {}
+        try:
+            meshes = get(ids)
+        except IdsNotFoundError as exc:  # the bodies without a mesh: ask for the others
+            rest = np.setdiff1d(ids, np.asarray(list(exc.ids or ()), dtype=np.int64))
+            meshes = get(rest) if len(rest) else []
+        except UnsupportedOperation:
+            return {}
+    finally:
+        backend.close()
+    return {int(m.id): (np.asarray(m.vertices, dtype="float64"), np.asarray(m.faces, dtype="int64"))
+            for m in meshes}
+
+
+def _all_segments():
+    from connectomix.criteria import NeuronCriteria
+
+    return NeuronCriteria(label="segment")
+
+
+class MeshService:
+    """The mesh endpoints of one emulated datastack (see the module docstring).
+
+    Parameters
+    ----------
+    app
+        The :class:`~.app.CaveApp` (its dataset, chunkedgraph table, datastack names and base URL).
+    """
+
+    def __init__(self, app: Any):
+        self.app = app
+        self._lock = threading.Lock()
+        self._meshes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+        self._graphene_tree: dict[str, bytes] | None = None
+        self._flat_trees: dict[int, dict[str, bytes] | None] = {}
+
+    # --- what is served ------------------------------------------------------------------------------
+
+    @property
+    def meshes(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Release meshes by body id (nm), read on first use."""
+        with self._lock:
+            if self._meshes is None:
+                self._meshes = _release_meshes(self.app.dataset.release.path)
+            return self._meshes
+
+    def data_dir(self) -> str:
+        """The chunkedgraph info's ``data_dir``: where the fragment files are (a public 'bucket')."""
+        return f"{self.app.base_url}/pcg-data/{self.app.pcg_table}"
+
+    def flat_name(self, version: int) -> str | None:
+        """The flat segmentation's name at ``version`` (``None``: this datastack has none)."""
+        template = FLAT_SEGMENTATIONS.get(self.app.datastacks[0])
+        return template.format(version=int(version)) if template else None
+
+    def flat_url(self, version: int) -> str | None:
+        """``precomputed://<base>/<flat name>`` of a version, as fafbseg names the real bucket."""
+        name = self.flat_name(version)
+        return f"precomputed://{self.app.base_url}/{name}" if name else None
+
+    def bodies_of_root(self, root: int) -> list[int] | None:
+        """The whole release bodies a root consists of, if each has a mesh; else ``None`` (no mesh)."""
+        history = self.app.dataset.history
+        info = history.roots.get(int(root))
+        if info is None:
+            return None
+        layout = self.app.dataset.layout
+        bodies, counts = np.unique(layout.sv_body[info.sv_ordinals], return_counts=True)
+        whole = layout.counts()
+        meshes = self.meshes
+        if not len(bodies) or any(whole.get(int(b)) != int(n) or int(b) not in meshes
+                                  for b, n in zip(bodies, counts)):
+            return None
+        return [int(b) for b in bodies]
+
+    def _graphene(self) -> dict[str, bytes]:
+        from connectomix.precomputed import segmentation_tree
+
+        meshes = self.meshes
+        with self._lock:
+            if self._graphene_tree is None:
+                self._graphene_tree = (segmentation_tree(meshes=meshes, resolution_nm=self.app.dataset.resolution)
+                                       if meshes else {})
+            return self._graphene_tree
+
+    def _flat(self, version: int) -> dict[str, bytes] | None:
+        """The flat layer of a version: one mesh per root current then that has one (merged roots joined)."""
+        from connectomix.precomputed import segmentation_tree
+
+        if version in self._flat_trees:
+            return self._flat_trees[version]
+        spec = self.app.dataset.versions.get(version)
+        tree = None
+        if spec is not None and self.meshes:
+            roots = self.app.dataset.history.current_roots(spec.time_stamp)
+            meshes = {}
+            for root in roots.tolist():
+                bodies = self.bodies_of_root(root)
+                if bodies:
+                    meshes[root] = _joined([self.meshes[b] for b in bodies])
+            tree = segmentation_tree(meshes=meshes, resolution_nm=self.app.dataset.resolution) if meshes else None
+        with self._lock:
+            self._flat_trees.setdefault(version, tree)
+            return self._flat_trees[version]
+
+    def graphene_info(self) -> dict[str, Any]:
+        """The members of the chunkedgraph ``info`` that say where meshes are."""
+        return {"data_dir": self.data_dir(), "mesh": GRAPHENE_MESH_DIR, "sharded_mesh": False}
+
+    # --- routes ----------------------------------------------------------------------------------------
+
+    def add_routes(self, add: Any) -> None:
+        """Register the mesh endpoints with the app's router (``add = router.add``)."""
+        get = ("GET",)
+        add(get, "/meshing/api/v1/table/{tbl}/manifest/{node}", "mesh_manifest", self.manifest)
+        data = "/pcg-data/{tbl}"
+        add(get, data + "/{file}", "mesh_data", self.graphene_file, public=True)
+        add(get, data + "/{dir}/{file}", "mesh_data", self.graphene_file, public=True)
+        add(get, "/" + _FLAT_PREFIX + "{v}/{file}", "flat_segmentation", self.flat_file, public=True)
+        add(get, "/" + _FLAT_PREFIX + "{v}/{dir}/{file}", "flat_segmentation", self.flat_file, public=True)
+
+    def manifest(self, req: Request) -> Response:
+        """``GET /meshing/api/v1/table/{table}/manifest/{root}:0``: the root's fragment files.
+
+        Like PyChunkedGraph ``handle_get_manifest`` (``pychunkedgraph/app/meshing/common.py``): query
+        ``verify``, ``return_seg_ids``, ``prepend_seg_ids``; an unknown node is a 400 (as this emulator's
+        other chunkedgraph endpoints answer); a known root without a mesh lists no fragment.
+        """
+        self.app._cg(req)
+        node, sep, lod = req.params["node"].partition(":")
+        if sep != ":" or lod != "0" or not node.isdigit():
+            raise HttpError(404, f"no such manifest: {req.params['node']!r}; ask for '<root id>:0'")
+        root = int(node)
+        self.app._known_roots([root])
+        bodies = self.bodies_of_root(root) or []
+        fragments = [f"{b}:0:0" for b in bodies]
+        out: dict[str, Any] = {"fragments": fragments}
+        if _true(req.query.get("prepend_seg_ids")):
+            out["fragments"] = [f"~{b}:{f}" for b, f in zip(bodies, fragments)]
+        if _true(req.query.get("return_seg_ids")):
+            out["seg_ids"] = bodies
+        return Response.json(out)
+
+    def graphene_file(self, req: Request) -> Response:
+        if req.params["tbl"] != self.app.pcg_table:
+            raise HttpError(404, f"no such bucket path: {req.path}")
+        parts = [req.params.get("dir"), req.params["file"]]
+        path = "/".join(p for p in parts if p)
+        if path == f"{GRAPHENE_MESH_DIR}/info" or path.startswith(GRAPHENE_MESH_DIR + "/"):
+            path = "mesh/" + path[len(GRAPHENE_MESH_DIR) + 1:]
+        return _file(self._graphene(), path, req.path)
+
+    def flat_file(self, req: Request) -> Response:
+        raw = req.params["v"]
+        version = int(raw) if raw.isdigit() else None
+        name = self.flat_name(version) if version is not None else None
+        if name is None or name != _FLAT_PREFIX + raw:
+            raise HttpError(404, f"no such bucket: {req.path}")
+        tree = self._flat(version)
+        path = "/".join(p for p in (req.params.get("dir"), req.params["file"]) if p)
+        return _file(tree or {}, path, req.path)
+
+
+def _true(value: str | None) -> bool:
+    return value is not None and value in ("True", "true", "1")
+
+
+def _file(tree: dict[str, bytes], path: str, url_path: str) -> Response:
+    from connectomix.precomputed import serve_tree
+
+    data = serve_tree(tree, path)
+    if data is None:
+        # a bucket's 404 is not JSON; cloud-files reads a 404 as "no such file"
+        return Response(status=404, body=b"Not Found: " + url_path.encode(), content_type="text/plain")
+    kind = "application/json" if path.endswith("info") or path.endswith(":0") else "application/octet-stream"
+    return Response(body=data, content_type=kind)
+
+
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Meshes concatenated into one (faces re-indexed), in the order given."""
+    vertices, faces, offset = [], [], 0
+    for v, f in parts:
+        vertices.append(v)
+        faces.append(np.asarray(f, dtype="int64") + offset)
+        offset += len(v)
+    return np.concatenate(vertices), np.concatenate(faces)
+
