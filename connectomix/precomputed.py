@@ -1,0 +1,597 @@
+"""Neuroglancer precomputed meshes and skeletons: encode a segmentation tree, read one with cloud-volume.
+
+The format is Neuroglancer's "precomputed" segmentation layer:
+
+* top-level ``info``: a ``"segmentation"`` volume whose ``"mesh"`` and ``"skeletons"`` members name
+  the sub-folders (https://github.com/google/neuroglancer/blob/master/src/datasource/precomputed/volume.md);
+* ``mesh/``: the *legacy single-resolution* mesh format
+  (https://github.com/google/neuroglancer/blob/master/src/datasource/precomputed/meshes.md,
+  "Legacy single-resolution mesh format"): ``mesh/info`` is ``{"@type": "neuroglancer_legacy_mesh"}``,
+  ``mesh/{id}:0`` a JSON manifest ``{"fragments": [...]}`` and each fragment a little-endian
+  ``uint32`` vertex count, ``float32`` xyz vertex positions **in nanometres** and ``uint32`` triangle
+  vertex indices to the end of the file (a multiple of 12 bytes);
+* ``skeletons/``: the unsharded precomputed skeleton format
+  (https://github.com/google/neuroglancer/blob/master/src/datasource/precomputed/skeletons.md):
+  ``skeletons/info`` with ``"@type": "neuroglancer_skeletons"``, a ``transform`` from stored to model
+  (nm) coordinates and the ``vertex_attributes``; ``skeletons/{id}`` holds ``uint32`` vertex and edge
+  counts, ``float32`` xyz vertex positions, ``uint32`` edge vertex-index pairs, then each vertex
+  attribute in the order the info lists them (here one: ``radius``, ``float32``).
+
+connectomix does not parse these files itself: bytes are made with cloud-volume's
+``cloudvolume.Mesh.to_precomputed`` / ``cloudvolume.Skeleton.to_precomputed`` and sources (``precomputed://
+http://...``, ``precomputed://https://...``, ``precomputed://gs://...``, ``precomputed://file://...``) are
+read with an unmodified ``cloudvolume.CloudVolume`` -- the maintained reader navis and fafbseg use. What
+this module adds is the contract of the rest of connectomix: navis neurons in nm with their ids, every
+asked id or :class:`~connectomix.errors.IdsNotFoundError` naming the missing ones, and a
+:class:`~connectomix.errors.ConnectomixError` naming the source for a network fault or a file that is
+not the format (a short fragment, triangle indices past the vertices) -- never a partial list.
+
+Skeleton node ids are not part of the precomputed format: a skeleton read here has ``node_id`` equal
+to the vertex index (0, 1, ...), as navis's own precomputed reader numbers them; the encoder writes a
+``TreeNeuron``'s nodes in its node-table order, so vertex ``k`` is row ``k`` of ``neuron.nodes``.
+
+Emulators build a tree with :func:`segmentation_tree` at start-up and answer ``GET`` requests from it
+with :func:`serve_tree`; release folders store the same tree on disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gzip
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import (
+    ConnectomixError,
+    DataFormatError,
+    IdsNotFoundError,
+    InvalidArgumentError,
+    RemoteError,
+    RequestTimeoutError,
+)
+
+__all__ = [
+    "MESH_DIR",
+    "SKELETON_DIR",
+    "SKELETON_VERTEX_ATTRIBUTES",
+    "encode_mesh",
+    "encode_skeleton",
+    "segmentation_tree",
+    "serve_tree",
+    "read_meshes",
+    "read_skeletons",
+]
+
+#: Sub-folder names the top-level ``info`` of :func:`segmentation_tree` declares.
+MESH_DIR = "mesh"
+SKELETON_DIR = "skeletons"
+#: The vertex attributes of skeletons written here (``skeletons/info``).
+SKELETON_VERTEX_ATTRIBUTES = [{"id": "radius", "data_type": "float32", "num_components": 1}]
+#: Identity: skeleton vertices are stored in nm (3x4 row-major matrix, skeletons.md ``transform``).
+_IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+
+
+# --- encoding ---------------------------------------------------------------------------------------
+
+
+def _vertices(vertices_nm: Any, what: str) -> np.ndarray:
+    v = np.asarray(vertices_nm, dtype="float64")
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise InvalidArgumentError(f"{what} vertices must be an (N, 3) array of nm; got shape {v.shape}")
+    if not np.isfinite(v).all():
+        raise InvalidArgumentError(f"{what} vertices contain NaN or infinite coordinates")
+    return v.astype("<f4")
+
+
+def _indices(values: Any, width: int, n_vertices: int, what: str) -> np.ndarray:
+    a = np.asarray(values)
+    if a.size == 0:
+        a = a.reshape(0, width)
+    if a.ndim != 2 or a.shape[1] != width or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise InvalidArgumentError(f"{what} must be an (M, {width}) integer array of vertex indices; "
+                                   f"got shape {a.shape}, dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= n_vertices):
+        raise InvalidArgumentError(f"{what} index vertices outside 0..{n_vertices - 1}: "
+                                   f"min {a.min()}, max {a.max()}")
+    return a.astype("<u4")
+
+
+def encode_mesh(vertices_nm: Any, faces: Any) -> bytes:
+    """One legacy precomputed mesh fragment (meshes.md, "Legacy single-resolution mesh format").
+
+    Parameters
+    ----------
+    vertices_nm
+        ``(N, 3)`` vertex positions in nm (stored as ``float32``).
+    faces
+        ``(M, 3)`` triangles as vertex indices (stored as ``uint32``).
+
+    Returns
+    -------
+    bytes
+        ``uint32`` N, ``float32`` xyz * N, ``uint32`` triangle indices * 3M (little-endian), made by
+        ``cloudvolume.Mesh.to_precomputed``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For arrays of the wrong shape, non-finite coordinates or indices outside the vertices.
+
+    Examples
+    --------
+    >>> data = encode_mesh([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]])
+    >>> len(data) == 4 + 3 * 12 + 12
+    True
+    """
+    from cloudvolume import Mesh
+
+    v = _vertices(vertices_nm, "mesh")
+    f = _indices(faces, 3, len(v), "mesh faces")
+    return Mesh(v, f).to_precomputed()
+
+
+def encode_skeleton(vertices_nm: Any, edges: Any, radius: Any = None) -> bytes:
+    """One precomputed skeleton file (skeletons.md) with a ``float32`` ``radius`` vertex attribute.
+
+    Parameters
+    ----------
+    vertices_nm
+        ``(N, 3)`` vertex positions in nm.
+    edges
+        ``(M, 2)`` edges as vertex indices; connectomix writes ``(child, parent)``.
+    radius
+        ``N`` radii in nm; ``None`` (or missing values) are written as NaN.
+
+    Returns
+    -------
+    bytes
+        Made by ``cloudvolume.Skeleton.to_precomputed``; readable with the ``vertex_attributes`` of
+        :data:`SKELETON_VERTEX_ATTRIBUTES` in ``skeletons/info``.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For arrays of the wrong shape or edges outside the vertices.
+
+    Examples
+    --------
+    >>> data = encode_skeleton([[0, 0, 0], [80, 0, 0]], [[1, 0]], radius=[10, 12])
+    >>> len(data) == 8 + 2 * 12 + 8 + 2 * 4
+    True
+    """
+    from cloudvolume import Skeleton
+
+    v = _vertices(vertices_nm, "skeleton")
+    e = _indices(edges, 2, len(v), "skeleton edges")
+    r = np.full(len(v), np.nan) if radius is None else pd.to_numeric(pd.Series(radius), errors="coerce").to_numpy(
+        dtype="float64", na_value=np.nan)
+    if r.shape != (len(v),):
+        raise InvalidArgumentError(f"radius must have one value per vertex ({len(v)}); got {r.shape[0]}")
+    skeleton = Skeleton(v, e, radii=r.astype("<f4"), segid=0, space="physical",
+                        extra_attributes=SKELETON_VERTEX_ATTRIBUTES)
+    return skeleton.to_precomputed()
+
+
+def _tree_arrays(neuron: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices (nm), ``(child, parent)`` edges and radii (nm) of a navis TreeNeuron, in node-table order."""
+    from .morphology import nm_per_unit
+
+    scale = nm_per_unit(neuron)
+    nodes = neuron.nodes
+    xyz = nodes[["x", "y", "z"]].to_numpy(dtype="float64") * scale
+    position = pd.Series(np.arange(len(nodes)), index=nodes["node_id"].to_numpy())
+    has_parent = nodes["parent_id"].to_numpy() >= 0
+    child = np.flatnonzero(has_parent)
+    parent = position.reindex(nodes["parent_id"].to_numpy()[has_parent]).to_numpy()
+    if np.isnan(parent.astype("float64")).any():
+        raise InvalidArgumentError(f"skeleton {neuron.id} has parent ids that are not nodes")
+    radius = nodes["radius"].to_numpy(dtype="float64", na_value=np.nan) * scale if "radius" in nodes \
+        else np.full(len(nodes), np.nan)
+    return xyz, np.column_stack([child, parent.astype("int64")]).reshape(-1, 2), radius
+
+
+def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
+                      skeletons: Mapping[int, Any] | None = None,
+                      resolution_nm: Iterable[float] = (1, 1, 1),
+                      bounds_nm: tuple[Iterable[float], Iterable[float]] | None = None,
+                      compress: bool = False) -> dict[str, bytes]:
+    """The files of a precomputed segmentation layer holding these meshes and skeletons.
+
+    Parameters
+    ----------
+    meshes
+        ``{id: (vertices_nm, faces)}``; each becomes ``mesh/{id}:0`` (manifest
+        ``{"fragments": ["{id}:0:0"]}``) and the fragment ``mesh/{id}:0:0``.
+    skeletons
+        ``{id: navis.TreeNeuron}`` (any length units; converted to nm); each becomes ``skeletons/{id}``
+        with its nodes in node-table order and a ``radius`` attribute.
+    resolution_nm
+        Voxel size declared by the top-level ``info`` (its only scale). Meshes and skeletons are in nm
+        whatever it is; it matters only to viewers and to the declared volume ``size``.
+    bounds_nm
+        ``(lower, upper)`` corner of the volume in nm; by default the bounding box of every vertex.
+    compress
+        Store meshes and skeletons gzipped under ``name + ".gz"`` -- the layout cloud-volume reads from
+        ``precomputed://file://`` folders (a web server would instead send the plain name with
+        ``Content-Encoding: gzip``). ``info`` files and manifests stay plain JSON.
+
+    Returns
+    -------
+    dict of str to bytes
+        Relative path -> file content: ``info``, ``mesh/info``, ``mesh/{id}:0``, ``mesh/{id}:0:0``,
+        ``skeletons/info``, ``skeletons/{id}`` (only the parts given).
+
+    Raises
+    ------
+    InvalidArgumentError
+        For a non-positive id, bad arrays, or neither meshes nor skeletons.
+
+    Examples
+    --------
+    >>> tree = segmentation_tree(meshes={7: ([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]])})
+    >>> sorted(tree)
+    ['info', 'mesh/7:0', 'mesh/7:0:0', 'mesh/info']
+    >>> json.loads(tree["mesh/7:0"])
+    {'fragments': ['7:0:0']}
+    """
+    meshes = dict(meshes or {})
+    skeletons = dict(skeletons or {})
+    if not meshes and not skeletons:
+        raise InvalidArgumentError("segmentation_tree needs meshes or skeletons (or both); got neither")
+    resolution = [float(r) for r in resolution_nm]
+    if len(resolution) != 3 or min(resolution) <= 0:
+        raise InvalidArgumentError(f"resolution_nm must be three positive numbers; got {resolution_nm!r}")
+    tree: dict[str, bytes] = {}
+    suffix = ".gz" if compress else ""
+
+    def put(name: str, data: bytes) -> None:
+        tree[name + suffix] = gzip.compress(data, mtime=0) if compress else data
+
+    corners = []
+    for segid, (vertices, faces) in sorted(meshes.items()):
+        segid = _segid(segid)
+        data = encode_mesh(vertices, faces)
+        tree[f"{MESH_DIR}/{segid}:0"] = _json({"fragments": [f"{segid}:0:0"]})
+        put(f"{MESH_DIR}/{segid}:0:0", data)
+        corners.append(_vertices(vertices, "mesh"))
+    for segid, neuron in sorted(skeletons.items()):
+        segid = _segid(segid)
+        xyz, edges, radius = _tree_arrays(neuron)
+        put(f"{SKELETON_DIR}/{segid}", encode_skeleton(xyz, edges, radius))
+        corners.append(xyz)
+    if meshes:
+        tree[f"{MESH_DIR}/info"] = _json({"@type": "neuroglancer_legacy_mesh"})
+    if skeletons:
+        tree[f"{SKELETON_DIR}/info"] = _json({"@type": "neuroglancer_skeletons", "transform": _IDENTITY,
+                                              "vertex_attributes": SKELETON_VERTEX_ATTRIBUTES})
+    if bounds_nm is None:
+        points = np.concatenate([c for c in corners if len(c)] or [np.zeros((1, 3))])
+        lower, upper = points.min(axis=0), points.max(axis=0)
+    else:
+        lower, upper = (np.asarray(list(b), dtype="float64") for b in bounds_nm)
+    offset = np.floor(lower / resolution).astype("int64")
+    size = np.maximum(np.ceil(upper / resolution).astype("int64") - offset, 1)
+    info: dict[str, Any] = {
+        "@type": "neuroglancer_multiscale_volume", "type": "segmentation", "data_type": "uint64",
+        "num_channels": 1,
+        "scales": [{"key": "_".join(f"{r:g}" for r in resolution), "resolution": resolution,
+                    "size": size.tolist(), "voxel_offset": offset.tolist(), "chunk_sizes": [[64, 64, 64]],
+                    "encoding": "raw"}],
+    }
+    if meshes:
+        info["mesh"] = MESH_DIR
+    if skeletons:
+        info["skeletons"] = SKELETON_DIR
+    tree["info"] = _json(info)
+    return tree
+
+
+def _segid(value: Any) -> int:
+    try:
+        segid = int(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"segment ids must be positive integers; got {value!r}") from None
+    if segid <= 0 or segid != value:
+        raise InvalidArgumentError(f"segment ids must be positive integers; got {value!r}")
+    return segid
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def serve_tree(tree: Mapping[str, bytes], path: str) -> bytes | None:
+    """The content of ``path`` in a :func:`segmentation_tree`, or ``None`` (answer 404) if there is none.
+
+    ``path`` is relative to the layer (leading/trailing ``/`` ignored). A compressed tree's
+    ``name.gz`` is answered decompressed for ``name``, so a plain HTTP server needs no
+    ``Content-Encoding``.
+
+    Examples
+    --------
+    >>> tree = segmentation_tree(meshes={7: ([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]])})
+    >>> serve_tree(tree, "/mesh/7:0")
+    b'{"fragments":["7:0:0"]}'
+    >>> serve_tree(tree, "mesh/8:0") is None
+    True
+    """
+    name = str(path).strip("/")
+    if name in tree:
+        return tree[name]
+    if name + ".gz" in tree:
+        return gzip.decompress(tree[name + ".gz"])
+    return None
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def _ids(ids: Any) -> list[int]:
+    values = np.atleast_1d(np.asarray(ids))
+    if values.size and not np.issubdtype(values.dtype, np.integer):
+        raise InvalidArgumentError(f"ids must be integers; got dtype {values.dtype}")
+    out = [int(i) for i in values]
+    bad = [i for i in out if i <= 0]
+    if bad:
+        raise InvalidArgumentError(f"segment ids must be positive; got {bad[:5]}")
+    return list(dict.fromkeys(out))
+
+
+def _source_name(source_url: str) -> str:
+    """The URL without credentials or query (for messages)."""
+    text = str(source_url)
+    scheme, sep, rest = text.rpartition("://")
+    if "@" in rest.split("/", 1)[0]:
+        rest = rest.split("@", 1)[1]
+    return (scheme + sep + rest).split("?", 1)[0]
+
+
+def _run(source_url: str, timeout: float | None, work: Any, what: str) -> Any:
+    """Run ``work()`` (cloud-volume calls) with a total deadline, translating its errors.
+
+    ``what`` (e.g. ``"meshes of [1, 2]"``) goes into every message.
+    """
+    name = _source_name(source_url)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="connectomix-precomputed")
+    future = pool.submit(work)
+    try:
+        return future.result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise RequestTimeoutError(f"reading {what} from {name} took longer than {timeout} s", url=name) from None
+    except ConnectomixError:
+        raise
+    except Exception as err:  # cloud-volume / cloud-files / requests / decoding errors
+        raise _translate(err, name, what) from err
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _translate(err: Exception, name: str, what: str) -> ConnectomixError:
+    import requests
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(err).__name__}: {err}")  # cloud-volume colours some messages
+    if isinstance(err, requests.HTTPError) and err.response is not None:
+        return RemoteError(f"reading {what}: precomputed source {name} answered HTTP "
+                           f"{err.response.status_code}: {text}", status=err.response.status_code, url=name)
+    if isinstance(err, (requests.RequestException, OSError)) and not isinstance(err, FileNotFoundError):
+        return RemoteError(f"reading {what}: could not read precomputed source {name}: {text}", url=name)
+    return DataFormatError(f"reading {what}: precomputed source {name} is not a readable neuroglancer "
+                           f"precomputed segmentation layer (a missing info, or a truncated or damaged file): "
+                           f"{text}")
+
+
+def _open(source_url: str) -> Any:
+    from cloudvolume import CloudVolume
+
+    return CloudVolume(source_url, use_https=True, progress=False, fill_missing=False, cache=False)
+
+
+def _check_mesh(segid: int, mesh: Any, name: str) -> None:
+    """Refuse meshes no correct fragment can give (meshes.md: triangles fill the rest of the file)."""
+    faces = np.asarray(mesh.faces)
+    n = len(mesh.vertices)
+    if n == 0 or faces.size == 0:
+        raise DataFormatError(f"mesh {segid} from {name} has {n} vertices and {faces.size // 3} triangles; "
+                              "a truncated or empty fragment")
+    if faces.max() >= n:
+        raise DataFormatError(f"mesh {segid} from {name} has triangle indices up to {faces.max()} but only "
+                              f"{n} vertices; a damaged fragment")
+
+
+def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
+    """Meshes of segments from a precomputed source, as navis ``MeshNeuron``s in nm.
+
+    Parameters
+    ----------
+    source_url
+        A cloud-volume path of a segmentation layer with a ``mesh`` member:
+        ``precomputed://https://host/path``, ``precomputed://http://127.0.0.1:PORT/path``,
+        ``precomputed://gs://bucket/path``, ``precomputed://file:///folder``.
+    ids
+        Segment ids (duplicates read once).
+    timeout
+        Total seconds for the whole read (cloud-volume has no request timeout of its own);
+        ``None`` waits indefinitely.
+
+    Returns
+    -------
+    navis.NeuronList
+        One ``MeshNeuron`` per id in the order asked, ``units="1 nanometer"``, every fragment of the
+        segment's manifest concatenated as stored (vertex for vertex, no de-duplication).
+
+    Raises
+    ------
+    IdsNotFoundError
+        Ids without a mesh manifest in the source (all of them named).
+    RemoteError
+        The source could not be reached or answered an HTTP error.
+    RequestTimeoutError
+        The read took longer than ``timeout``.
+    DataFormatError
+        A file is not the format (bad ``info``, manifest or a short/damaged fragment).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> tree = segmentation_tree(meshes={7: ([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]])})
+    >>> for name, data in tree.items():
+    ...     _ = (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     _ = (folder / name).write_bytes(data)
+    >>> meshes = read_meshes(f"precomputed://file://{folder}", [7])
+    >>> meshes[0].id, len(meshes[0].vertices), str(meshes[0].units)
+    (7, 3, '1 nanometer')
+    """
+    import navis
+
+    wanted = _ids(ids)
+    name = _source_name(source_url)
+
+    def work() -> dict[int, Any]:
+        if not wanted:
+            return {}
+        cv = _open(source_url)
+        if not cv.info.get("mesh"):
+            raise DataFormatError(f"precomputed source {name} has no meshes (its info has no 'mesh' member)")
+        present = {int(k): v is not None for k, v in cv.mesh.exists(wanted).items()}
+        missing = [i for i in wanted if not present.get(i, False)]
+        if missing:
+            raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
+        return cv.mesh.get(wanted, fuse=False, remove_duplicate_vertices=False)
+
+    got = _run(source_url, timeout, work, f"meshes of {wanted}")
+    neurons = []
+    for segid in wanted:
+        mesh = got.get(segid)
+        if mesh is None:
+            raise DataFormatError(f"precomputed source {name} returned no mesh for {segid}")
+        _check_mesh(segid, mesh, name)
+        neurons.append(navis.MeshNeuron((np.asarray(mesh.vertices, dtype="float64"),
+                                         np.asarray(mesh.faces, dtype="int64")),
+                                        units="1 nanometer", id=segid, process=False))
+    return navis.NeuronList(neurons)
+
+
+def _expected_skeleton_bytes(data: bytes, attributes: list[dict]) -> int | None:
+    if len(data) < 8:
+        return None
+    n_vertices, n_edges = np.frombuffer(data[:8], dtype="<u4").tolist()
+    per_vertex = sum(int(a.get("num_components", 1)) * np.dtype(a["data_type"]).itemsize for a in attributes)
+    return 8 + 12 * n_vertices + 8 * n_edges + per_vertex * n_vertices
+
+
+def _tree_neuron(segid: int, vertices: np.ndarray, edges: np.ndarray, radius: np.ndarray | None) -> Any:
+    """A TreeNeuron (node_id = vertex index) from a skeleton's vertices (nm) and edges."""
+    import navis
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(vertices)
+    edges = np.asarray(edges, dtype="int64").reshape(-1, 2)
+    child, parent_ix = edges[:, 0], edges[:, 1]
+    graph = coo_matrix((np.ones(len(edges)), (child, parent_ix)), shape=(n, n))
+    n_components = connected_components(graph, directed=False)[0] if n else 0
+    if len(np.unique(child)) == len(child) and n_components == n - len(edges):
+        parent = np.full(n, -1, dtype="int64")  # a forest written (child, parent), as connectomix writes it
+        parent[child] = parent_ix
+        nodes = pd.DataFrame({"node_id": np.arange(n, dtype="int64"), "parent_id": parent,
+                              "x": vertices[:, 0], "y": vertices[:, 1], "z": vertices[:, 2]})
+        if radius is not None:
+            nodes["radius"] = radius
+        return navis.TreeNeuron(nodes, units="1 nanometer", id=segid)
+    # other orientations / graphs: navis orients the edges from a root per connected component
+    neuron = navis.edges2neuron(edges, vertices=vertices, validate=True)
+    if radius is not None:
+        neuron.nodes["radius"] = radius[neuron.nodes["node_id"].to_numpy()]
+    neuron.units = "1 nanometer"
+    neuron.id = segid
+    return neuron
+
+
+def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
+    """Skeletons of segments from a precomputed source, as navis ``TreeNeuron``s in nm.
+
+    Parameters
+    ----------
+    source_url
+        A cloud-volume path of a segmentation layer with a ``skeletons`` member, or of a skeleton
+        folder itself (its ``info`` has ``"@type": "neuroglancer_skeletons"``); see :func:`read_meshes`.
+    ids
+        Segment ids (duplicates read once).
+    timeout
+        Total seconds for the whole read; ``None`` waits indefinitely.
+
+    Returns
+    -------
+    navis.NeuronList
+        One ``TreeNeuron`` per id in the order asked, ``units="1 nanometer"`` (the info's
+        ``transform`` applied by cloud-volume), ``node_id`` = vertex index, ``radius`` from the
+        ``radius`` vertex attribute where the source has one.
+
+    Raises
+    ------
+    IdsNotFoundError
+        Ids without a skeleton file (all of them named).
+    RemoteError, RequestTimeoutError, DataFormatError
+        As :func:`read_meshes`; a skeleton file shorter or longer than its counts and the declared
+        vertex attributes require is a ``DataFormatError``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, navis
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> n = navis.example_neurons(1)
+    >>> for name, data in segmentation_tree(skeletons={int(n.id): n}).items():
+    ...     _ = (folder / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     _ = (folder / name).write_bytes(data)
+    >>> sk = read_skeletons(f"precomputed://file://{folder}", [n.id])[0]
+    >>> sk.n_nodes == n.n_nodes, str(sk.units)
+    (True, '1 nanometer')
+    """
+    import navis
+    from cloudfiles import CloudFiles
+    from cloudvolume import Skeleton
+
+    wanted = _ids(ids)
+    name = _source_name(source_url)
+
+    def work() -> list[Any]:
+        if not wanted:
+            return []
+        cv = _open(source_url)
+        if not cv.info.get("skeletons") and cv.info.get("@type") != "neuroglancer_skeletons":
+            raise DataFormatError(f"precomputed source {name} has no skeletons "
+                                  "(its info has no 'skeletons' member)")
+        source = cv.skeleton
+        attributes = list(source.meta.info.get("vertex_attributes") or [])
+        paths = {segid: source.meta.join(source.meta.skeleton_path, str(segid)) for segid in wanted}
+        files = CloudFiles(cv.cloudpath, progress=False, secrets=cv.config.secrets)
+        contents = {segid: files.get(path) for segid, path in paths.items()}
+        missing = [segid for segid, data in contents.items() if data is None]
+        if missing:
+            raise IdsNotFoundError(f"no skeleton in {name} for id(s) {missing}", ids=missing)
+        out = []
+        for segid, data in contents.items():
+            expected = _expected_skeleton_bytes(data, attributes)
+            if expected != len(data):
+                raise DataFormatError(f"skeleton {segid} from {name} is {len(data)} bytes but its vertex and "
+                                      f"edge counts and vertex attributes need {expected}; a truncated or "
+                                      "damaged file")
+            # decoded by cloud-volume, which also applies the info's transform (as CloudVolume.skeleton.get)
+            skeleton = Skeleton.from_precomputed(data, segid=segid, vertex_attributes=attributes)
+            skeleton.transform = source.meta.transform
+            out.append((segid, skeleton.physical_space()))
+        return out
+
+    neurons = []
+    for segid, skeleton in _run(source_url, timeout, work, f"skeletons of {wanted}"):
+        radius = getattr(skeleton, "radius", None)
+        radius = None if radius is None or len(radius) != len(skeleton.vertices) else np.asarray(radius, "float64")
+        neurons.append(_tree_neuron(segid, np.asarray(skeleton.vertices, dtype="float64"),
+                                    np.asarray(skeleton.edges), radius))
+    return navis.NeuronList(neurons)
