@@ -13,7 +13,8 @@ output afterwards, so every backend has the same semantics:
 * :meth:`Backend.fetch_neurons` and :meth:`Backend.fetch_roi_counts`
 * :meth:`Backend.get_connectivity` -- per-ROI weights for a :class:`ConnectivityQuery`
 * :meth:`Backend.get_synapses` -- synaptic connections for a :class:`SynapseQuery`
-* optionally :meth:`Backend.get_skeletons` (capability ``SKELETONS``)
+* optionally :meth:`Backend.get_skeletons` (capability ``SKELETONS``) and
+  :meth:`Backend.get_meshes` (capability ``MESHES``)
 
 Backends may push every filter of a query down to their server (and should,
 for speed); the core re-applies the defining filters (thresholds, autapses,
@@ -53,6 +54,7 @@ class Capability(enum.Enum):
     SYNAPSE_SCORES = "synapse_scores"  #: a meaningful ``score`` column (``min_score`` works)
     ROIS = "rois"  #: per-ROI counts and weights
     SKELETONS = "skeletons"  #: :meth:`Backend.get_skeletons`
+    MESHES = "meshes"  #: :meth:`Backend.get_meshes`
     MATERIALIZATION = "materialization"  #: several versions; ``materialization=`` accepted
     NEURON_SIDES = "neuron_sides"  #: connectivity can restrict a side to neurons in the query itself
     ID_UPDATES = "id_updates"  #: ids change over time; ``update_ids`` available
@@ -312,6 +314,31 @@ class Backend:
     def get_skeletons(self, ids: np.ndarray) -> Any:
         """A navis ``NeuronList`` of ``TreeNeuron`` s in nm."""
         raise UnsupportedOperation(f"the {self.name} backend has no skeletons")
+
+    def get_meshes(self, ids: np.ndarray) -> Any:
+        """A navis ``NeuronList`` of ``MeshNeuron`` s in nm (capability ``MESHES``).
+
+        Parameters
+        ----------
+        ids
+            Unique ``int64`` neuron ids, already checked by the core.
+
+        Returns
+        -------
+        navis.NeuronList
+            One ``MeshNeuron`` per id, in the order of ``ids``: ``id`` the neuron id (``int``), vertices in
+            nm (``units="1 nanometer"``), ``dataset`` (and, for versioned data, ``version``) as neuron
+            attributes. :func:`connectomix.precomputed.read_meshes` reads a neuroglancer precomputed
+            segmentation source this way.
+
+        Raises
+        ------
+        IdsNotFoundError
+            Naming (``.ids``) every id the backend holds no mesh for -- exactly as :meth:`get_skeletons`;
+            the core then applies ``missing="raise" | "warn" | "skip"`` and tells ids the dataset does not
+            have apart from neurons without a mesh.
+        """
+        raise UnsupportedOperation(f"the {self.name} backend has no meshes")
 
     def update_ids(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         """Map outdated ids forward (``old_id, new_id, changed``)."""
