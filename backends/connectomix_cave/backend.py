@@ -1036,6 +1036,17 @@ class CaveBackend(Backend):
                     rows.append((int(old), int(best), True, float(overlap)))
         return pd.DataFrame(rows, columns=["old_id", "new_id", "changed", "confidence"])
 
+    # -- meshes ----------------------------------------------------------------------------------
+
+    def get_meshes(self, ids: np.ndarray) -> Any:
+        """Meshes of root ids at the materialization in effect, from the datastack's segmentation source.
+
+        ``MeshNeuron`` s in nm; roots without a mesh raise ``IdsNotFoundError`` (see :mod:`.meshes`).
+        """
+        from .meshes import get_meshes
+
+        return get_meshes(self, ids)
+
 
 #: String core columns of the neuron table besides ``id`` (schema.NEURONS).
 NEURON_CORE = ("type", "instance", "status", "side", "class", "superclass", "nt")

@@ -239,7 +239,9 @@ def _file(tree: dict[str, bytes], path: str, url_path: str) -> Response:
     if data is None:
         # a bucket's 404 is not JSON; cloud-files reads a 404 as "no such file"
         return Response(status=404, body=b"Not Found: " + url_path.encode(), content_type="text/plain")
-    kind = "application/json" if path.endswith("info") or path.endswith(":0") else "application/octet-stream"
+    name = path.rsplit("/", 1)[-1]
+    manifest = name.count(":") == 1 and name.endswith(":0")  # '{id}:0'; fragments are '{id}:0:0'
+    kind = "application/json" if name == "info" or manifest else "application/octet-stream"
     return Response(body=data, content_type=kind)
 
 
