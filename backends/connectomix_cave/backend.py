@@ -137,7 +137,7 @@ class CaveBackend(Backend):
     description = "CAVE datastacks (FlyWire, FANC, BANC, MICrONS) via caveclient, with materialization resolution"
     capabilities = frozenset(
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.MATERIALIZATION,
-         Capability.ID_UPDATES}
+         Capability.ID_UPDATES, Capability.MESHES}
     )
     OPTIONS = ("token", "server", "batch_size", "timeout", "identity_ttl") + CaveSettings.option_names()
     #: Retries and timeouts of every request (option ``timeout`` replaces its ``request_timeout``).
