@@ -41,7 +41,7 @@ from .errors import (
     ServerError,
 )
 
-__all__ = ["HttpClient", "RetryPolicy", "RETRY_STATUSES", "json_body", "check_content_length"]
+__all__ = ["HttpClient", "RetryPolicy", "Transient", "RETRY_STATUSES", "json_body", "check_content_length"]
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 T = TypeVar("T")
@@ -99,9 +99,30 @@ def _no_query(url: str | None) -> str | None:
     return url.split("?", 1)[0] if url else url
 
 
+class Transient(Exception):
+    """Raised by an attempt of :meth:`RetryPolicy.run`: it failed in a way worth retrying.
+
+    Parameters
+    ----------
+    error
+        What to raise if no attempt succeeds (with the budget spent added to its message).
+    retry_after
+        The server's ``Retry-After`` header, if it sent one.
+    cause
+        The exception ``error`` is raised from at the end (``None``: none, e.g. because the
+        ``requests`` exception carries the request and its token).
+    """
+
+    def __init__(self, error: RemoteError, *, retry_after: str | None = None, cause: BaseException | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How :class:`HttpClient` retries.
+    """How remote requests are retried (:class:`HttpClient`, the CAVE transport): :meth:`run`.
 
     Attempt ``k`` (from 0) waits ``uniform(0, min(max_delay, base_delay * 2**k))``
     seconds ("full jitter"), or the server's ``Retry-After``, and no retry
@@ -121,6 +142,53 @@ class RetryPolicy:
             except ValueError:
                 pass
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+    def run(self, attempt: Callable[[float], T]) -> T:
+        """``attempt(timeout)``, repeated with backoff while it raises :class:`Transient`, within the budget.
+
+        ``timeout`` is :attr:`request_timeout`, bounded by what is left of
+        :attr:`total_timeout` (at least 0.1 s). Any other exception of
+        ``attempt`` is raised at once. When :attr:`max_attempts` are spent, or
+        the next wait would end after :attr:`total_timeout`, the last
+        transient error is raised with the spent budget added to its message.
+
+        Examples
+        --------
+        >>> answers = iter([Transient(ServerError("HTTP 503: busy")), "rows"])
+        >>> def attempt(timeout):
+        ...     answer = next(answers)
+        ...     if isinstance(answer, Transient):
+        ...         raise answer
+        ...     return answer
+        >>> RetryPolicy(base_delay=0.001).run(attempt)
+        'rows'
+        >>> RetryPolicy(max_attempts=2, base_delay=0.001).run(lambda timeout: 1 / 0)
+        Traceback (most recent call last):
+        ...
+        ZeroDivisionError: division by zero
+        >>> def busy(timeout):
+        ...     raise Transient(ServerError("HTTP 503: busy", status=503))
+        >>> RetryPolicy(max_attempts=2, base_delay=0.001).run(busy)
+        Traceback (most recent call last):
+        ...
+        connectomix.errors.ServerError: HTTP 503: busy -- gave up after 2 attempt(s) in 0.0s (retry budget 120s, 2 attempts)
+        """
+        started, attempts = time.monotonic(), 0
+        while True:
+            remaining = self.total_timeout - (time.monotonic() - started)
+            try:
+                return attempt(max(0.1, min(self.request_timeout, remaining)))
+            except Transient as failure:
+                error, retry_after, cause = failure.error, failure.retry_after, failure.cause
+            attempts += 1
+            wait = self.delay(attempts - 1, retry_after)
+            elapsed = time.monotonic() - started
+            if attempts >= self.max_attempts or elapsed + wait > self.total_timeout:
+                raise type(error)(
+                    f"{error} -- gave up after {attempts} attempt(s) in {elapsed:.1f}s (retry budget "
+                    f"{self.total_timeout:g}s, {self.max_attempts} attempts)", status=error.status,
+                    server_message=error.server_message, url=error.url) from cause
+            time.sleep(wait)
 
 
 class HttpClient:
@@ -195,15 +263,11 @@ class HttpClient:
             failures: on every attempt the budget allowed).
         """
         url = f"{self.base_url}{path}"
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            remaining = self.retry.total_timeout - (time.monotonic() - started)
-            retry_after = None
+
+        def attempt(timeout: float) -> Any:
             try:
                 response = self.session.request(
-                    method, url, json=json_body, params=params, headers=self._headers(),
-                    timeout=max(0.1, min(self.retry.request_timeout, remaining)),
+                    method, url, json=json_body, params=params, headers=self._headers(), timeout=timeout,
                     # per request: requests lets $REQUESTS_CA_BUNDLE override Session.verify otherwise
                     verify=self.session.verify,
                 )
@@ -213,8 +277,8 @@ class HttpClient:
                     check_content_length(response)
                     return decode(response) if decode is not None else response
             except IncompleteResponseError as exc:  # transient: retried like a dropped connection
-                error: RemoteError = exc
-                cause: Exception | None = None
+                exc.url = exc.url or url  # a decoder's error may not know where the body came from
+                raise Transient(exc) from None
             except requests.exceptions.SSLError as exc:
                 if _certificate_error(exc):
                     raise ServerError(
@@ -222,33 +286,21 @@ class HttpClient:
                         "for a server with its own certificate (e.g. the local emulators' cert_path), or "
                         "verify=false to skip verification", url=url) from exc
                 # any other TLS failure (e.g. EOF on a connection the server closed) is a dropped connection
-                error = ServerError(f"could not talk to {self.service} at {self.base_url} (TLS: {_short(exc)})",
-                                    url=url)
-                cause = exc
+                raise Transient(ServerError(f"could not talk to {self.service} at {self.base_url} (TLS: "
+                                            f"{_short(exc)})", url=url), cause=exc) from None
             except requests.Timeout as exc:
-                error = RequestTimeoutError(f"{self.service} did not answer {method} {path} in time", url=url)
-                cause = exc
+                raise Transient(RequestTimeoutError(f"{self.service} did not answer {method} {path} in time",
+                                                    url=url), cause=exc) from None
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                     requests.exceptions.ContentDecodingError) as exc:
-                error = ServerError(f"could not talk to {self.service} at {self.base_url} ({type(exc).__name__}: "
-                                    f"{_short(exc)})", url=url)
-                cause = exc
-            else:
-                if response.status_code not in RETRY_STATUSES:
-                    raise self._error(response, method, path, query_text)
-                error, cause = self._error(response, method, path, query_text), None
-                retry_after = response.headers.get("Retry-After")
-            attempt += 1
-            wait = self.retry.delay(attempt - 1, retry_after)
-            elapsed = time.monotonic() - started
-            if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.total_timeout:
-                budget = (f"gave up after {attempt} attempt(s) in {elapsed:.1f}s "
-                          f"(retry budget {self.retry.total_timeout:.0f}s)")
-                if isinstance(error, RequestTimeoutError):
-                    raise RequestTimeoutError(f"{error} -- {budget}", url=url) from cause
-                raise type(error)(f"{error} -- {budget}", status=error.status,
-                                  server_message=error.server_message, url=url) from cause
-            time.sleep(wait)
+                raise Transient(ServerError(f"could not talk to {self.service} at {self.base_url} "
+                                            f"({type(exc).__name__}: {_short(exc)})", url=url), cause=exc) from None
+            error = self._error(response, method, path, query_text)
+            if response.status_code not in RETRY_STATUSES:
+                raise error
+            raise Transient(error, retry_after=response.headers.get("Retry-After"))
+
+        return self.retry.run(attempt)
 
     def _error(self, response: requests.Response, method: str, path: str, query_text: str | None) -> RemoteError:
         status = response.status_code

@@ -15,7 +15,9 @@ stream cut right after a complete message for a valid, shorter one. The
   (:func:`connectomix.wire.check_arrow_stream`), a JSON body that does not
   parse, a ``roots_binary`` answer without one root id per supervoxel id sent;
 * retries HTTP 429/502/503/504, dropped or reset connections, timeouts and
-  incomplete bodies with the policy's backoff, on every endpoint, and raises a
+  incomplete bodies with the policy's backoff (:meth:`RetryPolicy.run
+  <connectomix.http.RetryPolicy.run>`, the loop neuPrint's requests use too),
+  on every endpoint, and raises a
   :class:`~connectomix.errors.ServerError` (``RequestTimeoutError`` for
   timeouts, ``IncompleteResponseError`` for cut bodies) when the budget is
   spent. Exceptions are raised without the ``requests`` exception as their
@@ -25,7 +27,6 @@ stream cut right after a complete message for a valid, shorter one. The
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -33,7 +34,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from connectomix.errors import IncompleteResponseError, RequestTimeoutError, ServerError
-from connectomix.http import RETRY_STATUSES, RetryPolicy
+from connectomix.http import RETRY_STATUSES, RetryPolicy, Transient
 from connectomix.wire import check_arrow_stream
 
 __all__ = ["CheckedAdapter", "harden", "check_body"]
@@ -101,41 +102,31 @@ class CheckedAdapter(HTTPAdapter):
         self._policy = policy
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # noqa: D102
-        policy = self._policy()
         url = _where(request.url)
-        started, attempt = time.monotonic(), 0
-        while True:
-            remaining = policy.total_timeout - (time.monotonic() - started)
-            limit = max(0.1, min(policy.request_timeout, remaining)) if timeout is None else timeout
-            retry_after = None
+        where = f"CAVE failed on {request.method} {url}"
+        send = super().send
+
+        def attempt(budgeted: float) -> requests.Response:
+            limit = budgeted if timeout is None else timeout
             try:
-                response = super().send(request, stream=stream, timeout=limit, verify=verify, cert=cert,
-                                        proxies=proxies)
+                response = send(request, stream=stream, timeout=limit, verify=verify, cert=cert, proxies=proxies)
                 if not stream:
                     check_body(response)
-                if response.status_code not in RETRY_STATUSES:
-                    return response
-                retry_after = response.headers.get("Retry-After")
-                text = response.text[:300]
-                error: ServerError = ServerError(f"HTTP {response.status_code}: {text}", status=response.status_code,
-                                                 server_message=text, url=url)
             except requests.Timeout:
-                error = RequestTimeoutError(f"no answer within {limit:.1f}s", url=url)
+                raise Transient(RequestTimeoutError(f"{where}: no answer within {limit:.1f}s", url=url)) from None
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                     requests.exceptions.ContentDecodingError) as exc:
-                error = ServerError(f"{type(exc).__name__}: {_short(exc)}", url=url)
+                raise Transient(ServerError(f"{where}: {type(exc).__name__}: {_short(exc)}", url=url)) from None
             except IncompleteResponseError as exc:
-                error = exc
-            attempt += 1
-            wait = policy.delay(attempt - 1, retry_after)
-            elapsed = time.monotonic() - started
-            if attempt >= policy.max_attempts or elapsed + wait > policy.total_timeout:
-                message = (f"CAVE kept failing on {request.method} {url}: gave up after {attempt} attempt(s) in "
-                           f"{elapsed:.1f}s (retry budget {policy.total_timeout:g}s, {policy.max_attempts} "
-                           f"attempts); last error: {error}")
-                raise type(error)(message, status=error.status, server_message=error.server_message,
-                                  url=url) from None
-            time.sleep(wait)
+                raise Transient(exc) from None
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            text = response.text[:300]
+            raise Transient(ServerError(f"{where}: HTTP {response.status_code}: {text}", status=response.status_code,
+                                        server_message=text, url=url),
+                            retry_after=response.headers.get("Retry-After"))
+
+        return self._policy().run(attempt)  # a spent budget raises without the requests exception as cause
 
 
 def harden(session: requests.Session, policy: Callable[[], RetryPolicy], *, pool_maxsize: int = 10,
