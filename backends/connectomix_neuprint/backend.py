@@ -10,7 +10,9 @@ endpoint when the server has it; default true), ``retry`` (a
 :class:`~connectomix.http.RetryPolicy`, or a mapping of its fields, e.g.
 ``{"max_attempts": 3, "base_delay": 0.1}``), ``identity_ttl`` (seconds an open
 Dataset trusts the dataset's ``last-mod``/``uuid`` stamps for its result cache,
-default :data:`DEFAULT_IDENTITY_TTL`; see :meth:`NeuprintBackend.cache_identity`).
+default :data:`DEFAULT_IDENTITY_TTL`; see :meth:`NeuprintBackend.cache_identity`), ``mesh_source``
+(the precomputed segmentation to read meshes from, instead of the one the server publishes; see
+:mod:`.morphology`).
 
 Every answer is checked whole before it is used: Arrow streams must end with
 their end-of-stream marker (:func:`connectomix.wire.read_arrow_stream`), JSON
@@ -87,7 +89,7 @@ from connectomix.http import RETRY_STATUSES, HttpClient, RetryPolicy, json_body
 from connectomix.parallel import batched, map_batches
 from connectomix.wire import read_arrow_stream
 
-from . import cypher
+from . import cypher, morphology
 
 __all__ = ["NeuprintBackend", "synapse_ids", "query_table"]
 
@@ -443,15 +445,16 @@ class NeuprintBackend(Backend):
     description = "neuPrint servers (hemibrain, MANC, optic lobe, male CNS) via Cypher over HTTPS"
     capabilities = frozenset(
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
-         Capability.NEURON_SIDES}
+         Capability.NEURON_SIDES, Capability.MESHES}
     )
-    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue", "identity_ttl")
+    OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue", "identity_ttl",
+               "mesh_source")
 
     def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
                  verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None,
                  arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None,
                  units: str | None = None, catalogue: str | None = None,
-                 identity_ttl: float = DEFAULT_IDENTITY_TTL):
+                 identity_ttl: float = DEFAULT_IDENTITY_TTL, mesh_source: str | None = None):
         token = Secret(token) if token is not None and not isinstance(token, Secret) else token
         token = token or _token_from_env()
         host = server.split("/")[0]
@@ -465,6 +468,9 @@ class NeuprintBackend(Backend):
         self.batch_size = batch_size
         self.identity_ttl = check_identity_ttl(identity_ttl)
         self._sizes = SizeMemo()
+        self._timeout = float(timeout)
+        self._mesh_source = str(mesh_source) if mesh_source else None  # None: found on first get_meshes
+        self._mesh_lock = threading.Lock()
         self.http = HttpClient(
             f"https://{server}", token=token, verify=verify, service="neuPrint",
             auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
@@ -492,7 +498,7 @@ class NeuprintBackend(Backend):
                 "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
             )
         kwargs: dict[str, Any] = {}
-        for key in ("token", "retry", "units", "catalogue", "identity_ttl"):
+        for key in ("token", "retry", "units", "catalogue", "identity_ttl", "mesh_source"):
             if key in options:
                 kwargs[key] = options[key]
         if "verify" in options:
@@ -1030,3 +1036,36 @@ class NeuprintBackend(Backend):
             return n
 
         return navis.NeuronList(map_batches(fetch, list(ids), max_workers=8))
+
+    # -- meshes ------------------------------------------------------------------------------------
+
+    @property
+    def mesh_source(self) -> str:
+        """The precomputed segmentation this dataset's meshes are read from (found once, see :mod:`.morphology`)."""
+        with self._mesh_lock:
+            if self._mesh_source is None:
+                catalogue = self._entry.value("morphology.mesh_source") if self._entry is not None else None
+                published = morphology.published_sources(self.http, self.run, self._dataset_name)
+                self._mesh_source = morphology.choose_source(published, catalogue, self._dataset_name, self.server)
+            return self._mesh_source
+
+    def get_meshes(self, ids: np.ndarray) -> Any:
+        """Meshes in nm from the dataset's precomputed segmentation (cloud-volume), ``MESH_WORKERS`` reads at once.
+
+        Raises
+        ------
+        IdsNotFoundError
+            Naming every id the segmentation has no mesh for.
+        ServerError, UnsupportedOperation
+            The server and the catalogue name different sources, or none is named (see :mod:`.morphology`).
+        """
+        import navis
+
+        source = self.mesh_source
+        hint = (f"cloud-volume reads {source} with the system's certificates or $REQUESTS_CA_BUNDLE; set it to "
+                f"{self.http.session.verify}") if isinstance(self.http.session.verify, str) else None
+        neurons = morphology.read_meshes_concurrently(source, ids, timeout=self._timeout, tls_hint=hint)
+        for n in neurons:
+            n.dataset = self._dataset_name
+            n.mesh_source = source
+        return navis.NeuronList(neurons)

@@ -14,6 +14,10 @@ also under ``/api/v1[...]/``, like neuPrintHTTP):
 ``POST /api/custom/custom`` (GET + body)     ``{"cypher", "dataset"}`` -> ``{"columns", "data", "debug"}``
 ``POST /api/custom/arrow`` (GET + body)      the same, as an Arrow IPC stream
 ``GET  /api/skeletons/skeleton/{ds}/{id}``   SWC (``?format=swc``) or ``{"columns", "data"}``, voxels
+``GET  /api/npexplorer/nglayers/{ds}.json``  the neuroglancer state naming the segmentation layer
+``GET  /precomputed/{ds}/segmentation/...``  the release's meshes and skeletons as a precomputed
+                                             layer (no token: it stands in for a public bucket;
+                                             see :mod:`.morphology`)
 ===========================================  =====================================================
 
 Errors follow neuPrintHTTP: ``401 {"message": "invalid or expired token"}``
@@ -55,6 +59,7 @@ from connectomix.errors import InvalidArgumentError
 
 from .engine import ENGINE_NAME, CypherError, EngineError, KuzuEngine, QueryTimeout, WriteQueryError
 from .faults import TIMEOUT_MESSAGE, Fault, FaultInjector, RequestStats
+from . import morphology
 from .model import GraphModel, build_model, skeleton_swc
 from .tls import TlsFiles, make_certificates, server_context
 from .values import ARROW_CONTENT_TYPE, QueryResult, encode_arrow, encode_json
@@ -69,14 +74,15 @@ _UNAUTHORIZED = {"message": "invalid or expired token"}
 _FORBIDDEN = {"message": "insufficient permissions for dataset"}
 _ROUTES = ["/api/serverinfo", "/api/version", "/api/available", "/api/dbmeta/datasets", "/api/dbmeta/version",
            "/api/dbmeta/database", "/api/custom/custom", "/api/custom/arrow",
-           "/api/skeletons/skeleton/:dataset/:id", "/profile"]
+           "/api/skeletons/skeleton/:dataset/:id", "/api/npexplorer/nglayers/:dataset", "/profile"]
 _VERSIONED = re.compile(r"^/api/v(\d+)(?:\.\d+)*(/.*)$")
 
 
 class _Dataset:
-    def __init__(self, model: GraphModel, engine: KuzuEngine):
+    def __init__(self, model: GraphModel, engine: KuzuEngine, segmentation: str | None = None):
         self.model = model
         self.engine = engine
+        self.segmentation = segmentation  # the precomputed layer's source URL, if the release has morphology
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -317,9 +323,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"IsPublic": True, "Version": emu.server_version})
         if path == "/api/version" and method == "GET":
             return self._json(200, {"Version": emu.server_version})
+        if path.startswith(morphology.PRECOMPUTED_PREFIX) and method in ("GET", "HEAD"):
+            return self._precomputed(path)
         known = path in ("/api/available", "/api/dbmeta/datasets", "/api/dbmeta/version", "/api/dbmeta/database",
                          "/profile", "/api/custom/custom", "/api/custom/arrow") \
-            or path.startswith("/api/skeletons/skeleton/")
+            or path.startswith("/api/skeletons/skeleton/") or path.startswith("/api/npexplorer/nglayers/")
         if not known:
             return self._json(404, {"message": "Not Found"})
         token = self._token(query)
@@ -340,7 +348,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._custom(token, body, arrow=path.endswith("arrow"))
         if path.startswith("/api/skeletons/skeleton/") and method == "GET":
             return self._skeleton(token, path, query)
+        if path.startswith("/api/npexplorer/nglayers/") and method == "GET":
+            return self._nglayers(token, path[len("/api/npexplorer/nglayers/"):])
         return self._json(405, {"message": "Method Not Allowed"})
+
+    def _nglayers(self, token: str | None, filename: str) -> None:
+        """``<dataset>.json``: the dataset's neuroglancer state (neuPrintHTTP serves it from its ng-dir)."""
+        emu = self.server.emulator
+        if not filename or "/" in filename:
+            return self._json(400, {"message": "invalid neuroglancer layer name"})
+        ds = emu._dataset(filename[:-len(".json")]) if filename.endswith(".json") else None
+        if ds is not None and not emu._allowed(token, ds.model.name):
+            return self._json(403, _FORBIDDEN)
+        if ds is None or ds.segmentation is None or "nglayers" not in emu.publish_segmentation:
+            return self._json(404, {"message": "Not Found"})
+        return self._json(200, morphology.nglayers_state(ds.model.name, ds.segmentation))
+
+    def _precomputed(self, path: str) -> None:
+        """A file of a dataset's precomputed layer; 404 (as a bucket) for anything else."""
+        found = morphology.serve(self.server.emulator._layers, path)
+        if found is None:
+            return self._send(404, b"NoSuchKey", "text/plain; charset=UTF-8")
+        return self._send(200, *found)
 
     def _custom(self, token: str | None, body: bytes, *, arrow: bool) -> None:
         emu = self.server.emulator
@@ -413,6 +442,10 @@ def _endpoint_name(path: str) -> str:
         path = "/api" + m.group(2)
     if path.startswith("/api/skeletons/skeleton/"):
         return "/api/skeletons/skeleton"
+    if path.startswith(morphology.PRECOMPUTED_PREFIX):
+        return "/precomputed"
+    if path.startswith("/api/npexplorer/nglayers/"):
+        return "/api/npexplorer/nglayers"
     return path.rstrip("/") or "/"
 
 
@@ -468,6 +501,11 @@ class NeuprintEmulator:
     side_values
         ``somaSide`` spellings of the release's ``side`` values (default
         ``{"left": "L", "right": "R", "center": "M"}``).
+    publish_segmentation
+        Where a release's meshes and skeletons, served as a precomputed layer under
+        ``/precomputed/``, are advertised: ``"nglayers"`` (``/api/npexplorer/nglayers/<ds>.json``,
+        as every real dataset) and/or ``"meta"`` (``:Meta.neuroglancerMeta``, as hemibrain); ``()``
+        serves the layer but advertises it nowhere (see :mod:`.morphology`).
 
     Examples
     --------
@@ -483,7 +521,8 @@ class NeuprintEmulator:
                  voxel_size: Iterable[float] | None = None, post_high_accuracy_threshold: float | None = None,
                  pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION,
                  arrow_batch_rows: int | None = None, position_units: str = "voxel", meta_voxel_size: bool = True,
-                 side_values: Mapping[str, str] | None = None):
+                 side_values: Mapping[str, str] | None = None,
+                 publish_segmentation: Iterable[str] = morphology.PUBLISH_PLACES):
         if isinstance(release, Mapping):
             if dataset is not None:
                 raise InvalidArgumentError("give dataset names as the keys of the release mapping, not dataset=")
@@ -511,6 +550,8 @@ class NeuprintEmulator:
         self._threshold = None if post_high_accuracy_threshold is None else float(post_high_accuracy_threshold)
         self._model_options = {"position_units": position_units, "meta_voxel_size": bool(meta_voxel_size),
                                "side_values": side_values}
+        self.publish_segmentation = morphology.check_places(publish_segmentation)
+        self._layers: dict[str, morphology.ReleaseLayer] = {}  # URL path -> precomputed layer
         self._pool_size = int(pool_size)
         self._buffer_pool_mb = buffer_pool_mb
         self._datasets: dict[str, _Dataset] = {}
@@ -533,17 +574,20 @@ class NeuprintEmulator:
         if self._server is not None:
             return self
         try:
+            self._tmp = Path(tempfile.mkdtemp(prefix="connectomix-neuprint-tls-"))
+            self._tls = make_certificates(self._tmp)
+            self._stop_event.clear()
+            # bound (not yet serving) before the models are built: :Meta names the layers' loopback URL
+            self._server = _HttpServer(("127.0.0.1", self._port), _Handler, self, server_context(self._tls))
             for name, folder in self._releases.items():
                 model = build_model(folder, name=name, voxel_size=self._voxel_size,
                                     post_high_accuracy_threshold=self._threshold, **self._model_options)
                 if model.name.lower() in self._datasets:
                     raise InvalidArgumentError(f"two releases are both served as dataset {model.name!r}")
+                source = self._serve_morphology(model, folder)
                 self._datasets[model.name.lower()] = _Dataset(model, KuzuEngine(model, pool_size=self._pool_size,
-                                                                                    buffer_pool_mb=self._buffer_pool_mb))
-            self._tmp = Path(tempfile.mkdtemp(prefix="connectomix-neuprint-tls-"))
-            self._tls = make_certificates(self._tmp)
-            self._stop_event.clear()
-            self._server = _HttpServer(("127.0.0.1", self._port), _Handler, self, server_context(self._tls))
+                                                                                    buffer_pool_mb=self._buffer_pool_mb),
+                                                              source)
             self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                             name=f"neuprint-emulator:{self.port}", daemon=True)
             self._thread.start()
@@ -557,7 +601,8 @@ class NeuprintEmulator:
         """Stop serving, wait up to ``timeout`` s for running queries, release everything."""
         self._stop_event.set()
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for serve_forever, which may never have run
+                self._server.shutdown()
             self._server.close_connections()
             self._server.server_close()
             if self._thread is not None:
@@ -571,6 +616,7 @@ class NeuprintEmulator:
             else:
                 ds.engine.close()
         self._datasets.clear()
+        self._layers.clear()
         self._server = None
         self._thread = None
         if self._tmp is not None:
@@ -635,7 +681,27 @@ class NeuprintEmulator:
             raise InvalidArgumentError(f"no dataset {dataset!r}; served: {self.datasets}")
         return self._run(ds, cypher)
 
+    def segmentation_source(self, dataset: str | None = None) -> str | None:
+        """The ``precomputed://https://127.0.0.1:<port>/...`` source of a dataset's meshes (None: it has none)."""
+        ds = self._dataset(dataset or self.dataset)
+        if ds is None:
+            raise InvalidArgumentError(f"no dataset {dataset!r}; served: {self.datasets}")
+        return ds.segmentation
+
     # -- internals used by the handler -------------------------------------------------------------
+
+    def _serve_morphology(self, model: GraphModel, folder: Path) -> str | None:
+        """Build the release's precomputed layer, advertise it per ``publish_segmentation``; its source or None."""
+        if not morphology.ReleaseLayer.present(folder):
+            return None
+        path = morphology.layer_path(model.name)
+        if path in self._layers:
+            raise InvalidArgumentError(f"two datasets would serve their meshes at {path}; rename one")
+        self._layers[path] = morphology.ReleaseLayer(folder, model.voxel_size)
+        source = f"precomputed://{self.url}{path}"
+        morphology.publish(model, source, self.publish_segmentation)
+        return source
+
 
     def _enter(self) -> None:
         with self._inflight_cv:

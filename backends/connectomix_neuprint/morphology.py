@@ -1,0 +1,204 @@
+"""Meshes of neuPrint datasets: find the dataset's segmentation source, read it with cloud-volume.
+
+neuPrint does not serve neuron meshes itself. A dataset's meshes live in a public neuroglancer
+precomputed segmentation layer, which the server names in two places (the ``[morphology]``
+sections of the catalogue cite what each real dataset publishes):
+
+1. ``GET /api/npexplorer/nglayers/<dataset>.json``: the neuroglancer state neuPrint Explorer opens
+   (connectome-neuprint/neuPrintHTTP:main.go:117-135@eeca68a serves it from its ``ng-dir``); the
+   ``"segmentation"`` layer named after the dataset holds the source. Every public dataset has one
+   (MANC's names ``precomputed://gs://manc-seg-v1p2/manc-seg-v1.2``).
+2. ``:Meta.neuroglancerMeta``: a JSON list of layers; the one with ``"dataType": "segmentation"``
+   (hemibrain fills it; MANC and the male CNS do not: schlegelp/connecto
+   connecto/backends/neuprint/dataset.py:65-78, connecto 0.3.0).
+
+This is the order and the layer choice of navis' ``fetch_mesh_neuron``
+(navis-org/navis:navis/interfaces/neuprint.py:861-915@ae9f042: a layer named exactly as the
+dataset, else the first segmentation layer; its first source; ``{"url": ...}`` sources by their
+url). What the server publishes is checked against the catalogue's ``morphology.mesh_source``
+when the dataset has a catalogue entry: two different answers raise :class:`ServerError` (which
+is right is not guessed); the catalogue value is used only when the server publishes nothing.
+The ``mesh_source`` option overrides all of this.
+
+Meshes are read with :func:`connectomix.precomputed.read_meshes` (cloud-volume), in nm: legacy
+precomputed mesh vertices are nm by the format, and cloud-volume returns multi-resolution meshes
+in physical (nm) coordinates -- the "units (e.g. nanometers)" navis divides by ``:Meta.voxelSize``
+to get voxels (navis/interfaces/neuprint.py:520-525@ae9f042). So nothing is converted here.
+cloud-volume makes its own HTTPS requests: it trusts the system's certificate authorities or
+``$REQUESTS_CA_BUNDLE``, not the backend's ``verify`` option.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from connectomix.errors import IdsNotFoundError, RemoteError, ServerError, UnsupportedOperation
+from connectomix.http import json_body
+from connectomix.parallel import batched, map_batches
+
+__all__ = ["published_sources", "choose_source", "same_source", "read_meshes_concurrently",
+           "MESH_BATCH", "MESH_WORKERS"]
+
+log = logging.getLogger("connectomix_neuprint")
+
+#: Ids per cloud-volume read, and reads in flight (each read opens the layer: one ``info`` request).
+MESH_BATCH = 16
+MESH_WORKERS = 4
+
+
+def _layer_source(layer: dict) -> str | None:
+    """A layer's first source URL (a string, a ``{"url": ...}`` or a list of either), as navis reads it."""
+    source = layer.get("source")
+    if isinstance(source, list):
+        source = source[0] if source else None
+    if isinstance(source, dict):
+        source = source.get("url")
+    return source if isinstance(source, str) and source else None
+
+
+def _pick(layers: Any, dataset: str, type_key: str) -> str | None:
+    """The segmentation source among neuroglancer layers: the one named ``dataset``, else the first."""
+    if not isinstance(layers, list):
+        return None
+    segs = [layer for layer in layers if isinstance(layer, dict) and layer.get(type_key) == "segmentation"]
+    named = [layer for layer in segs if layer.get("name") == dataset]
+    for layer in named or segs:
+        source = _layer_source(layer)
+        if source:
+            return source
+    return None
+
+
+def published_sources(http: Any, run: Any, dataset: str) -> dict[str, str]:
+    """The segmentation sources a neuPrint server publishes for ``dataset``, by place.
+
+    Parameters
+    ----------
+    http
+        The backend's :class:`~connectomix.http.HttpClient`.
+    run
+        ``run(cypher, arrow=False) -> DataFrame`` on the dataset.
+    dataset
+        The server's name of the dataset, e.g. ``"hemibrain:v1.2.1"``.
+
+    Returns
+    -------
+    dict
+        ``{"nglayers": source, "neuroglancerMeta": source}``, the places that name one.
+    """
+    out: dict[str, str] = {}
+    path = f"/api/npexplorer/nglayers/{quote(dataset, safe=':')}.json"
+    try:
+        state = http.request("GET", path, decode=json_body)
+    except RemoteError as exc:
+        if exc.status != 404:  # 404: this server has no layer file for the dataset
+            raise
+        state = None
+    source = _pick(state.get("layers") if isinstance(state, dict) else None, dataset, "type")
+    if source:
+        out["nglayers"] = source
+    rows = run("MATCH (m:Meta) RETURN m.neuroglancerMeta AS neuroglancerMeta", arrow=False)
+    value = rows.iloc[0, 0] if len(rows) else None
+    if isinstance(value, str) and value.strip():
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ServerError(f"neuPrint's :Meta.neuroglancerMeta of {dataset!r} is not JSON: {value[:200]!r}") \
+                from None
+    source = _pick(value, dataset, "dataType")
+    if source:
+        out["neuroglancerMeta"] = source
+    return out
+
+
+def same_source(a: str, b: str) -> bool:
+    """Whether two segmentation sources name the same layer.
+
+    Ignores a ``precomputed://`` prefix, a trailing ``/`` and the ``gs://bucket`` /
+    ``https://storage.googleapis.com/bucket`` spellings (neuroglancer treats them as aliases).
+
+    Examples
+    --------
+    >>> same_source("precomputed://gs://b/v1.2/segmentation", "https://storage.googleapis.com/b/v1.2/segmentation/")
+    True
+    >>> same_source("precomputed://gs://b/v1.2/segmentation", "precomputed://gs://b/v1.1/segmentation")
+    False
+    """
+    def norm(s: str) -> str:
+        s = re.sub(r"^precomputed://", "", s.strip()).rstrip("/")
+        return re.sub(r"^https://storage\.googleapis\.com/", "gs://", s)
+    return norm(a) == norm(b)
+
+
+def choose_source(published: dict[str, str], catalogue: str | None, dataset: str, where: str) -> str:
+    """The one segmentation source to read, or an error saying why there is none.
+
+    Parameters
+    ----------
+    published
+        :func:`published_sources`.
+    catalogue
+        The catalogue's ``morphology.mesh_source`` of this dataset, if any.
+    dataset
+        The dataset's name (for messages).
+    where
+        The server (for messages).
+
+    Raises
+    ------
+    ServerError
+        The published sources disagree with each other or with the catalogue.
+    UnsupportedOperation
+        Nothing names a source, or it is not a precomputed layer (e.g. ``dvid://``).
+    """
+    hint = ("pass the mesh_source option (a precomputed segmentation URL) to choose, "
+            "or catalogue='none' to trust the server")
+    values = list(published.values())
+    if any(not same_source(values[0], v) for v in values[1:]):
+        raise ServerError(f"neuPrint server {where} names different segmentation sources for {dataset!r}: "
+                          f"{published}; {hint}")
+    source = values[0] if values else catalogue
+    if values and catalogue and not same_source(values[0], catalogue):
+        raise ServerError(f"neuPrint server {where} publishes the segmentation of {dataset!r} as {values[0]!r} "
+                          f"({', '.join(published)}), but the catalogue says {catalogue!r}; {hint}")
+    if source is None:
+        raise UnsupportedOperation(
+            f"neuPrint dataset {dataset!r} on {where} publishes no segmentation source (no segmentation layer in "
+            f"/api/npexplorer/nglayers/{dataset}.json or :Meta.neuroglancerMeta) and the catalogue has none, so "
+            "there is nowhere to read meshes from; pass the mesh_source option")
+    if not values:
+        log.info("neuPrint dataset %s publishes no segmentation source; using the catalogue's %s", dataset, source)
+    if re.match(r"^[a-z0-9+]+://", source) and not re.match(r"^(precomputed://)?(gs|https?|file)://", source):
+        raise UnsupportedOperation(f"the segmentation source of {dataset!r} is {source!r}: only neuroglancer "
+                                   "precomputed layers (precomputed://gs://, https://, file://) are read")
+    return source if source.startswith("precomputed://") else f"precomputed://{source}"
+
+
+def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,
+                             tls_hint: str | None = None) -> list[Any]:
+    """``MeshNeuron``s (nm) of ``ids`` from ``source``, :data:`MESH_BATCH` ids per cloud-volume read,
+    :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`."""
+    from connectomix.precomputed import read_meshes
+
+    def fetch(batch: np.ndarray) -> Any:
+        try:
+            return list(read_meshes(source, batch, timeout=timeout))
+        except IdsNotFoundError as exc:  # collected: the error names every missing id, not one batch's
+            return exc
+        except RemoteError as exc:
+            if tls_hint and "CERTIFICATE_VERIFY_FAILED" in str(exc).upper():
+                raise type(exc)(f"{exc} -- {tls_hint}", status=exc.status, url=exc.url) from exc
+            raise
+
+    parts = map_batches(fetch, list(batched(np.asarray(ids, dtype="int64"), MESH_BATCH)),
+                        max_workers=MESH_WORKERS)
+    missing = [i for part in parts if isinstance(part, IdsNotFoundError) for i in part.ids]
+    if missing:
+        raise IdsNotFoundError(f"no mesh for id(s) {missing} in {source}", ids=missing)
+    return [n for part in parts for n in part]
