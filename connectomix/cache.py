@@ -44,7 +44,7 @@ import pyarrow as pa
 from .errors import CacheWarning, ConnectomixError, IncompleteResponseError
 from .wire import read_arrow_stream
 
-__all__ = ["ResultCache", "IdentityMemo", "CheckedIds", "check_identity_ttl", "default_cache_dir", "query_key", "file_fingerprints", "CorruptEntryError"]
+__all__ = ["ResultCache", "IdentityMemo", "CheckedIds", "DiskRecords", "check_identity_ttl", "default_cache_dir", "query_key", "file_fingerprints", "CorruptEntryError"]
 
 DEFAULT_SIZE_LIMIT = 2 * 1024**3  # 2 GiB
 
@@ -207,8 +207,14 @@ class IdentityMemo:
         self._lock = threading.Lock()
         self._known: dict[str, tuple[float, Any]] = {}
 
-    def get(self, version: Any, ask: Callable[[Any], Any], ttl: float, *, fresh: bool = False) -> Any:
-        """``ask(version)``, or its answer from less than ``ttl`` seconds ago."""
+    def get(self, version: Any, ask: Callable[[Any], Any], ttl: float, *, fresh: bool = False,
+            disk: DiskRecords | None = None) -> Any:
+        """``ask(version)``, or its answer from less than ``ttl`` seconds ago.
+
+        ``disk``: where answers are also kept for new processes (:class:`DiskRecords`): an answer
+        written there less than ``ttl`` seconds ago is taken (and remembered here for what is left of
+        ``ttl``) instead of asking; every answer asked is written there.
+        """
         key = json.dumps(_normalise(version), sort_keys=True, default=str)
         asked_at = self._clock()
         if not fresh and ttl > 0:
@@ -216,14 +222,26 @@ class IdentityMemo:
                 known = self._known.get(key)
             if known is not None and 0 <= asked_at - known[0] < ttl:
                 return known[1]
+            found = disk.get("identity " + key, ttl) if disk is not None else None
+            if found is not None:
+                identity, age = found
+                self._put(key, asked_at - age, identity)  # as old as the record: trusted for ttl in all
+                return identity
         identity = ask(version)  # not under the lock: a request; two threads may both ask once
+        if disk is not None:
+            identity = _json_form(identity)  # as a record reads back, so both compare equal
         if ttl > 0:
-            with self._lock:
-                self._known.pop(key, None)
-                self._known[key] = (asked_at, identity)  # timed from before the request: never too young
-                while len(self._known) > self._size:
-                    del self._known[next(iter(self._known))]
+            self._put(key, asked_at, identity)  # timed from before the request: never too young
+            if disk is not None and identity is not None:  # None (live data) costs nothing to ask again
+                disk.put("identity " + key, identity)
         return identity
+
+    def _put(self, key: str, asked_at: float, identity: Any) -> None:
+        with self._lock:
+            self._known.pop(key, None)
+            self._known[key] = (asked_at, identity)
+            while len(self._known) > self._size:
+                del self._known[next(iter(self._known))]
 
 
 class CheckedIds:
@@ -581,3 +599,76 @@ class ResultCache:
         store = self._store
         if store is not None:
             store.close()
+
+
+def _json_form(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists); as it is if JSON cannot hold it."""
+    try:
+        return json.loads(json.dumps(_normalise(value), sort_keys=True))
+    except (TypeError, ValueError):
+        return value
+
+
+class DiskRecords:
+    """Small JSON records kept in a :class:`ResultCache`, each with the wall-clock time it was written.
+
+    What a remote backend learns by asking its server -- the dataset's metadata, a version's metadata,
+    the identity of the data, which ids exist -- is kept here, so that a *new process* on a warm cache
+    sends nothing. A record is taken only if it was written less than ``ttl`` seconds ago (the
+    backend's ``identity_ttl``; ``math.inf`` for facts keyed by an identity, which never change); an
+    older one, or one written "in the future" (the clock was set back), is asked again. Records are
+    ordinary self-checking entries of the cache (one-row tables: ``written``, ``value`` as JSON), keyed
+    by a digest of ``scope`` and the record's name; neither may hold a token.
+
+    Parameters
+    ----------
+    cache
+        The :class:`ResultCache` to keep them in (nothing is kept while it is unusable).
+    scope
+        What the records belong to: server address, dataset, settings (never credentials).
+    clock
+        Wall-clock seconds (records are compared across processes, so not a monotonic clock).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> now = 1000.0
+    >>> records = DiskRecords(ResultCache(tempfile.mkdtemp()), {"server": "h"}, clock=lambda: now)
+    >>> records.put("meta", {"voxelSize": [8, 8, 8]})
+    >>> now = 1010.0
+    >>> records.get("meta", ttl=60)
+    ({'voxelSize': [8, 8, 8]}, 10.0)
+    >>> records.get("meta", ttl=5) is None, records.get("other", ttl=60) is None   # too old; never written
+    (True, True)
+    """
+
+    def __init__(self, cache: ResultCache, scope: Any, *, clock: Callable[[], float] = time.time):
+        self._cache = cache
+        self._scope = _normalise(scope)
+        self._clock = clock
+
+    def _key(self, name: str) -> str:
+        return query_key({"records": self._scope}, "disk_record", name)
+
+    def get(self, name: str, ttl: float) -> tuple[Any, float] | None:
+        """``(value, age in seconds)`` of the record ``name`` if written less than ``ttl`` seconds ago, else ``None``."""
+        if not ttl > 0 or not self._cache.usable:
+            return None
+        df = self._cache.get(self._key(name))
+        if df is None or list(df.columns) != ["written", "value"] or len(df) != 1:
+            return None
+        age = self._clock() - float(df["written"].iloc[0])
+        if not 0 <= age < ttl:
+            return None
+        try:
+            return json.loads(df["value"].iloc[0]), age
+        except (TypeError, ValueError):
+            return None
+
+    def put(self, name: str, value: Any) -> None:
+        """Write the record ``name`` (JSON of ``value``; a value JSON cannot hold is not kept)."""
+        try:
+            text = json.dumps(_normalise(value), sort_keys=True)
+        except (TypeError, ValueError):
+            return
+        self._cache.put(self._key(name), pd.DataFrame({"written": [float(self._clock())], "value": [text]}))

@@ -189,11 +189,15 @@ class Dataset:
     def __init__(self, backend: Backend, *, name: str | None = None, max_workers: int | str = DEFAULT_MAX_WORKERS,
                  cache: Any = True):
         self._backend = backend
+        self._cache_spec = _cache_spec(cache)
+        self._cache: ResultCache | None = None
+        if getattr(backend, "identity_scope", None) is not None:
+            # remote backends keep what they learn from their server there (:class:`~.cache.DiskRecords`):
+            # a new process on a warm cache then connects only when a request is really needed
+            backend.result_cache = self.cache
         self._info: DatasetInfo = backend.info()
         self.name = name or self._info.name
         self.max_workers = _positive_int(max_workers, "max_workers")
-        self._cache_spec = _cache_spec(cache)
-        self._cache: ResultCache | None = None
 
     @property
     def cache(self) -> ResultCache | None:
@@ -262,7 +266,23 @@ class Dataset:
                 memo = self.__dict__.setdefault("_identities", IdentityMemo())
         if version is None and Capability.MATERIALIZATION not in self.capabilities:
             version = self._info.version
-        return memo.get(version, self._backend.cache_identity, self._backend.identity_ttl, fresh=fresh)
+        return memo.get(version, self._backend.cache_identity, self._backend.identity_ttl, fresh=fresh,
+                        disk=self._records())
+
+    def _records(self) -> Any:
+        """The backend's :class:`~connectomix.cache.DiskRecords` in the result cache, or ``None``.
+
+        Only for backends that name what their identities depend on (``identity_scope()``: server and
+        dataset, never a token) and only while the cache is usable. Identities found there are trusted
+        for what is left of ``identity_ttl`` since they were asked, in whichever process asked them.
+        """
+        scope = getattr(self._backend, "identity_scope", None)
+        cache = self.cache
+        if scope is None or cache is None or not cache.usable:
+            return None
+        from .cache import DiskRecords
+
+        return DiskRecords(cache, {"backend": self.backend_name, **scope()})
 
     def _tables(self) -> TableMemo:
         """Finished tables of this Dataset kept in memory (the in-session front of the result cache)."""
@@ -809,6 +829,56 @@ class Dataset:
         return skeletons_with_gaps(self._backend.get_skeletons, ids, missing, dataset=self.name,
                                    not_in_dataset=lambda gone: self._backend.missing_ids(gone, None))
 
+    @_scrubbed
+    def get_meshes(self, x: Any, *, missing: str = "raise") -> Any:
+        """Meshes (neuron surfaces) as a navis ``NeuronList`` of ``MeshNeuron`` s in nm.
+
+        Parameters
+        ----------
+        x
+            Neurons: ids, a :class:`NeuronCriteria`, ``'label:id'`` keys, or navis neurons (their ids).
+        missing
+            What to do with neurons the dataset has but holds no mesh for, as in
+            :meth:`get_skeletons`: ``"raise"`` (default) an
+            :class:`~connectomix.errors.IdsNotFoundError` naming them; ``"warn"`` leave them out with a
+            :class:`~connectomix.errors.MissingDataWarning` naming them (``what="mesh"``); ``"skip"``
+            leave them out silently. Ids the dataset does not have at all always raise.
+
+        Returns
+        -------
+        navis.NeuronList
+            One ``MeshNeuron`` per neuron (``units="1 nanometer"``, ``id`` the neuron id). ``.attrs``
+            records the provenance (``table="meshes"``, ``backend``, ``dataset``, ``version``,
+            ``units``); each neuron has ``dataset`` and ``version`` attributes.
+            ``get_synapses(meshes, attach=True)`` attaches synapses to the nearest vertices.
+
+        Raises
+        ------
+        UnsupportedOperation
+            The dataset has no meshes (:attr:`capabilities` lacks ``MESHES``).
+
+        Examples
+        --------
+        >>> import connectomix
+        >>> ds = connectomix.open("sample")
+        >>> meshes = ds.get_meshes(ds.fetch_neurons(type="DA1_lPN")[0]["id"], missing="skip")
+        >>> len(meshes), str(meshes[0].units), meshes.attrs["table"]
+        (5, '1 nanometer', 'meshes')
+        """
+        from .gaps import check_missing, morphology_with_gaps
+        from .morphology import label_neurons
+
+        missing = check_missing(missing)
+        if Capability.MESHES not in self.capabilities:
+            raise UnsupportedOperation(f"dataset {self.name!r} ({self.backend_name}) has no meshes")
+        crit = to_criteria(self._unkey(x))
+        ids = np.asarray(crit.ids, dtype="int64") if crit.is_ids_only else self._resolve_ids(crit, "x", None)
+        meshes = morphology_with_gaps(self._backend.get_meshes, pd.unique(ids), missing, dataset=self.name,
+                                      not_in_dataset=lambda gone: self._backend.missing_ids(gone, None),
+                                      what="mesh")
+        return label_neurons(meshes, table="meshes", backend=self.backend_name, dataset=self.name,
+                             version=self._info.version)
+
     # -- ids that change -----------------------------------------------------------
 
     @_scrubbed
@@ -1003,7 +1073,15 @@ class Dataset:
                         "missing_ids", ids)
         missing = checked.get(key)
         if missing is None:
-            missing = np.asarray(self._backend.missing_ids(ids, materialization), dtype="int64")
+            # an outcome kept on disk by another process is as good: the key holds the data's identity
+            records = self._records()
+            found = records.get("missing_ids " + key, math.inf) if records is not None else None
+            if found is not None:
+                missing = np.asarray(found[0], dtype="int64")
+            else:
+                missing = np.asarray(self._backend.missing_ids(ids, materialization), dtype="int64")
+                if records is not None:
+                    records.put("missing_ids " + key, missing.tolist())
             checked.put(key, missing)
         return missing
 

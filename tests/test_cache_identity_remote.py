@@ -4,7 +4,8 @@ Each emulator serves the toy release, is stopped, and is started again on the sa
 the release whose synapse positions differ (same manifest, same file times: only the content changed). A
 Dataset opened afterwards must return the new answer; so must one that was open across the restart, at once
 with ``identity_ttl=0`` and once its ``identity_ttl`` has passed (an open Dataset trusts the identity of the
-data it has seen for that long). Unchanged data is served from the cache with no request at all.
+data it has seen for that long, and so does a new Dataset reading what the cache recorded of the server:
+``DiskRecords``). Unchanged data is served from the cache with no request at all.
 """
 
 import os
@@ -63,10 +64,13 @@ def _restart_test(start, open_ds, query, metadata_endpoint, query_endpoints, toy
         with open_ds(emu, cache=False) as ds:
             new = query(ds)
         assert not new.equals(old)  # the restarted server really answers differently
-        with open_ds(emu, cache=cache_dir) as ds:
-            pd.testing.assert_frame_equal(query(ds), new)  # a new Dataset
+        with open_ds(emu, cache=cache_dir, identity_ttl=0) as ds:
+            pd.testing.assert_frame_equal(query(ds), new)  # a new Dataset that asks at once
         pd.testing.assert_frame_equal(query(eager), new)  # open across the restart, identity_ttl=0: at once
         time.sleep(max(0.0, ttl - (time.monotonic() - seen)) + 0.05)  # no timing is measured: ttl has passed
+        with open_ds(emu, cache=cache_dir, identity_ttl=ttl) as ds:
+            # a new Dataset (as in a new process): what the cache recorded of the old server is older than ttl
+            pd.testing.assert_frame_equal(query(ds), new)
         pd.testing.assert_frame_equal(query(survivor), new)  # the identity is asked again: the new data
         eager.close()
         survivor.close()

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import math
 import re
 import threading
@@ -158,13 +159,69 @@ class CaveBackend(Backend):
         self._caps = _CapRecorder()
         self._announced_caps: dict[str, int] = {}
         self._lock = threading.Lock()
-        self.client = self._connect(token)
-        self.resolver = VersionResolver(self.client, live_allowed=settings.live, datastack=datastack)
+        self._token = token
+        self._client = None  # built on first use (:attr:`client`)
+        self._client_lock = threading.Lock()
+        self._datastack_synapse_table: str | None = None
+        self._no_join: set = set()  # tables whose join with their reference target the server refused
+        self.resolver = VersionResolver(_LazyClient(self), live_allowed=settings.live, datastack=datastack)
         self._resolution: dict[tuple, np.ndarray] = {}
         self._rates = planning.RowRates()
         self._no_connection_view: set = set()  # versions at which the connection view answered 404
         self._roi_memo: tuple[Any, np.ndarray, pd.DataFrame] | None = None
         self._identities = IdentityMemo()  # of the annotation tables kept in the result cache
+
+    @property
+    def client(self):
+        """The ``caveclient.CAVEclient``, built (about a dozen requests) the first time a request needs it.
+
+        Nothing is asked at construction: a new process answering from a warm result cache at an
+        integer materialization never builds it (what it needs from the server was kept in the cache,
+        :meth:`identity_scope`).
+        """
+        with self._client_lock:
+            if self._client is None:
+                self._client = self._connect(self._token)
+            return self._client
+
+    @property
+    def synapse_table(self) -> str | None:
+        """The synapse table: the settings' (catalogue, option), else the datastack info's.
+
+        The datastack info's answer is kept in the result cache for ``identity_ttl`` seconds, so a new
+        process need not connect to learn it.
+        """
+        if self.settings.synapse_table:
+            return self.settings.synapse_table
+        if self._client is None:
+            records = self._records()
+            found = records.get("datastack", self.identity_ttl) if records is not None else None
+            if found is not None and isinstance(found[0], dict):
+                return found[0].get("synapse_table")
+        self.client  # noqa: B018 - connecting reads the datastack info
+        return self._datastack_synapse_table
+
+    def identity_scope(self) -> dict[str, Any]:
+        """What this backend's cache identities depend on besides the server's answers (no token).
+
+        :class:`~connectomix.Dataset` keys the records it keeps in the result cache with it
+        (:class:`~connectomix.cache.DiskRecords`): identities of versions, id checks; the backend
+        keeps the datastack info's synapse table and the versions and ids checked at a pinned
+        materialization there. Each is trusted for :attr:`identity_ttl` seconds after it was asked,
+        in any process, so a warm hit in a new process sends nothing, and a server re-deployed with
+        other data is noticed within ``identity_ttl`` (as an open Dataset notices it).
+        """
+        settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "materialization"}
+        return {"server": self.server, "datastack": self.datastack, "settings": settings}
+
+    def _records(self):
+        """This backend's :class:`~connectomix.cache.DiskRecords` in its result cache, or ``None``."""
+        from connectomix.cache import DiskRecords
+
+        cache = self.result_cache
+        if cache is None or not getattr(cache, "usable", False) or self.identity_ttl <= 0:
+            return None
+        return DiskRecords(cache, {"backend": self.name, **self.identity_scope()})
 
     def _connect(self, token: Secret | None):
         """Build the caveclient client, retried like any request, within a few request timeouts.
@@ -204,7 +261,10 @@ class CaveBackend(Backend):
             max_retries=0,  # connecting is retried as a whole by _connect, later requests by the transport
         )
         info = client.info.get_datastack_info()
-        self.synapse_table = self.settings.synapse_table or info.get("synapse_table")
+        self._datastack_synapse_table = info.get("synapse_table")
+        records = self._records()
+        if records is not None:
+            records.put("datastack", {"synapse_table": self._datastack_synapse_table})
         for service in (client.info, client.materialize, client.chunkedgraph):
             harden(service.session, lambda: self.retry, pool_maxsize=32, pool_block=True)
         probes = ((client.materialize, endpoints.materialization_common, endpoints.materialization_api_versions),
@@ -236,7 +296,7 @@ class CaveBackend(Backend):
             raise InvalidArgumentError(f"{uri.raw!r}: expected cave://<datastack>, e.g. cave://flywire_fafb_public")
         token = options.get("token")
         batch = options.get("batch_size")
-        return cls(
+        backend = cls(
             datastack, settings=settings_for(datastack, dict(options)),
             server=str(options.get("server", DEFAULT_SERVER)),
             token=Secret(token) if token is not None and not isinstance(token, Secret) else token,
@@ -244,12 +304,17 @@ class CaveBackend(Backend):
             timeout=_seconds("timeout", options["timeout"]) if options.get("timeout") is not None else None,
             identity_ttl=options.get("identity_ttl", DEFAULT_IDENTITY_TTL),
         )
+        backend.skeleton_source = options.get("skeleton_source")
+        return backend
 
     def __repr__(self) -> str:
         return f"CaveBackend(datastack={self.datastack!r}, server={self.server!r})"
 
     def close(self) -> None:
-        for service in (self.client.info, self.client.materialize, self.client.chunkedgraph):
+        client = self._client
+        if client is None:
+            return
+        for service in (client.info, client.materialize, client.chunkedgraph):
             with contextlib.suppress(Exception):
                 service.session.close()
 
@@ -356,9 +421,45 @@ class CaveBackend(Backend):
                 "version_metadata": stamps, "synapse_table": self.synapse_table, "settings": settings}
 
     def resolve_materialization(self, ids: np.ndarray | None, materialization: Any) -> Any:
+        """The concrete version to query ``ids`` at (:class:`~.versions.VersionResolver`).
+
+        At an integer materialization the outcome is also kept in the result cache: the version's
+        time stamp and expiry for :attr:`identity_ttl` seconds, and that ``ids`` were roots at that
+        time stamp (which never changes). A new process then resolves the same ids at the same
+        version without a request while the version record is younger than ``identity_ttl`` and the
+        version has not expired.
+        """
         requested = self.settings.materialization if materialization is None else materialization
+        if isinstance(requested, str) and requested.isdigit():
+            requested = int(requested)
+        pinned = isinstance(requested, (int, np.integer)) and not isinstance(requested, bool)
+        records = self._records() if pinned else None
+        if records is not None and self._checked_before(records, ids, int(requested)):
+            self.resolver.announce(int(requested))
+            return int(requested)
         with self._map_errors("resolving the materialization version"):
-            return self.resolver.resolve(ids, requested)
+            result = self.resolver.resolve(ids, requested)
+            if records is not None:
+                stamp = self.resolver.version(int(result))
+                version = {"time_stamp": stamp.timestamp.isoformat(),
+                           "expires_on": stamp.expires_on.isoformat() if stamp.expires_on else None}
+                records.put(f"version {int(result)}", version)
+                if ids is not None and len(ids):
+                    records.put(_ids_record(int(result), version, ids), True)
+        return result
+
+    def _checked_before(self, records: Any, ids: np.ndarray | None, version: int) -> bool:
+        """Whether the records say ``version`` is available and ``ids`` were roots at it (no request)."""
+        found = records.get(f"version {version}", self.identity_ttl)
+        if found is None or not isinstance(found[0], dict):
+            return False
+        meta = found[0]
+        expires = meta.get("expires_on")
+        if expires is not None and datetime.fromisoformat(expires) <= datetime.now(timezone.utc):
+            return False
+        if ids is None or not len(ids):
+            return True
+        return records.get(_ids_record(version, meta, ids), math.inf) is not None
 
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
         # Root ids are checked by resolve_materialization, which says *why* an id
@@ -1036,6 +1137,23 @@ class CaveBackend(Backend):
                     rows.append((int(old), int(best), True, float(overlap)))
         return pd.DataFrame(rows, columns=["old_id", "new_id", "changed", "confidence"])
 
+    # -- skeletons (:mod:`.morphology`) -------------------------------------------------------------------
+
+    capabilities = capabilities | {Capability.SKELETONS}
+    OPTIONS = OPTIONS + ("skeleton_source",)
+    #: Option ``skeleton_source``: ``'service'``, ``'none'`` or a precomputed URL template with
+    #: ``{materialization}``; ``None`` takes the catalogue's ``morphology.skeleton_source``.
+    skeleton_source: str | None = None
+    _skeleton_reader = None
+
+    def get_skeletons(self, ids: np.ndarray) -> Any:
+        """Skeletons (``TreeNeuron`` s in nm) of root ids at the materialization in effect (see :mod:`.morphology`)."""
+        from .morphology import SkeletonReader
+
+        if self._skeleton_reader is None:
+            self._skeleton_reader = SkeletonReader(self, self.skeleton_source)
+        return self._skeleton_reader.get(ids)
+
     # -- meshes ----------------------------------------------------------------------------------
 
     def get_meshes(self, ids: np.ndarray) -> Any:
@@ -1147,6 +1265,23 @@ def _with_ids(base: dict[str, dict], column: str, ids: np.ndarray) -> dict[str, 
     filters = {k: dict(v) for k, v in base.items()}
     filters.setdefault("filter_in_dict", {})[column] = [int(i) for i in ids]
     return filters
+
+
+class _LazyClient:
+    """Stands for the backend's ``CAVEclient`` until something is asked of it (then it is built)."""
+
+    def __init__(self, backend: CaveBackend):
+        self._backend = backend
+        self.server_address = backend.server
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend.client, name)
+
+
+def _ids_record(version: int, meta: Mapping[str, Any], ids: np.ndarray) -> str:
+    """The name of the record saying ``ids`` were root ids at ``version`` (with ``meta``'s time stamp)."""
+    digest = hashlib.sha256(np.unique(np.asarray(ids, dtype="int64")).tobytes()).hexdigest()
+    return f"ids at {version} {meta.get('time_stamp')} {digest}"
 
 
 def _within(seconds: float, build: Callable[[], Any], doing: str) -> Any:

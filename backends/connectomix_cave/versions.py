@@ -145,11 +145,15 @@ class VersionResolver:
             raise InvalidArgumentError(
                 f"materialization must be 'auto', 'latest', 'live' or a version number; got {requested!r}"
             )
+        self.announce(result)
+        return result
+
+    def announce(self, result: int | str) -> None:
+        """Say which version is used (the ``announce`` callback), the first time ``result`` is used."""
         if result not in self._announced:
             self._announced.add(result)
             self._announce(f"Using materialization version {result}." if result != LIVE
                            else "Using live (un-materialized) data.")
-        return result
 
     def _remember(self, key, value) -> None:
         with self._lock:
