@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +45,10 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .compare import connectomix_open
+from .compare import dataset_for
 from .criteria import NeuronCriteria
 from .dataset import Dataset
-from .errors import ConnectomixError, ConnectomixWarning, InvalidArgumentError, InvalidIdError
+from .errors import ConnectomixWarning, InvalidArgumentError, InvalidIdError
 
 __all__ = ["parse_keys", "make_keys", "fetch_keys", "match_types", "cosine_similarity", "cluster", "compare_types",
            "TypeComparison", "FAMILIES"]
@@ -167,15 +168,8 @@ def fetch_keys(datasets: Mapping[str, str | Dataset], keys: str | Iterable[str])
     frames, provenance = [], {}
     for label in [label for label in datasets if label in keyed]:  # datasets in the order given
         ids, given = keyed[label], datasets[label]
-        ds = connectomix_open(given) if isinstance(given, str) else given
-        try:
+        with dataset_for(label, given, "connectomix.fetch_keys") as ds:
             table = _annotations(ds, NeuronCriteria(ids=ids)).set_index("id", drop=False).loc[ids]
-        except ConnectomixError as exc:
-            exc.add_note(f"(while fetching keys of dataset {label!r})")
-            raise
-        finally:
-            if isinstance(given, str):
-                ds.close()
         provenance[label] = dict(table.attrs)
         frames.append(table.reset_index(drop=True).assign(dataset=label, key=make_keys(label, ids)))
     out = pd.concat(_nullable_where_missing(frames), ignore_index=True)
@@ -761,18 +755,15 @@ def compare_types(datasets: Mapping[str, str | Dataset], type: str | Iterable[st
     if not any(types.values()) and not keyed:
         raise InvalidArgumentError("give type= and/or ids= (keys 'label:id') to say what to compare")
 
-    opened = {label: connectomix_open(ds) if isinstance(ds, str) else ds for label, ds in datasets.items()}
-    try:
+    with ExitStack() as stack:  # datasets given by name are open for the whole comparison
+        opened = {label: stack.enter_context(dataset_for(label, ds)) for label, ds in datasets.items()}
         fam = {label: _family(label, ds) for label, ds in opened.items()}
         if families is not None:
             fam.update(families)
         raw = {}
         for label, ds in opened.items():
-            try:
+            with dataset_for(label, ds, "connectomix.compare_types"):
                 raw[label] = _fetch(ds, types[label], keyed.get(label), min_weight, fam, label)
-            except ConnectomixError as exc:
-                exc.add_note(f"(while querying dataset {label!r} in connectomix.compare_types)")
-                raise
         provenance = {label: {"dataset": ds.name, "backend": ds.backend_name, "version": _plain(ds.version),
                               "family": fam.get(label)} for label, ds in opened.items()}
         empty = [label for label in labels if raw[label][0].empty]
@@ -785,16 +776,15 @@ def compare_types(datasets: Mapping[str, str | Dataset], type: str | Iterable[st
         if len(labels) > 1 and not mapping["matched"].all():
             # a type seen in one dataset only may exist in another without being a partner there
             # (cocoa's Clustering.compile(join="existing")): look it up, so it is matched (weight 0 there)
-            more = {label: _elsewhere(ds, label, tables, mapping, fam, _synonym_rows(synonyms, labels), match_names)
-                    for label, ds in opened.items()}
+            more = {}
+            for label, ds in opened.items():
+                with dataset_for(label, ds, "connectomix.compare_types"):
+                    more[label] = _elsewhere(ds, label, tables, mapping, fam, _synonym_rows(synonyms, labels),
+                                             match_names)
             if any(len(m) for m in more.values()):
                 tables = {label: pd.concat([tables[label], more[label]], ignore_index=True).drop_duplicates("id")
                           for label in labels}
                 mapping = match_types(tables, families=fam, synonyms=synonyms, match_names=match_names)
-    finally:
-        for label, ds in datasets.items():
-            if isinstance(ds, str):
-                opened[label].close()
 
     if empty:
         warnings.warn(f"no query neurons in dataset(s) {empty}; they have no profiles", ConnectomixWarning,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -86,15 +87,8 @@ def compare(datasets: Iterable[str | Dataset] | Mapping[str, str | Dataset], met
 
     def run(item: tuple[str, str | Dataset]) -> pd.DataFrame:
         label, ds = item
-        opened = connectomix_open(ds) if isinstance(ds, str) else ds
-        try:
+        with dataset_for(label, ds, "connectomix.compare") as opened:
             result = getattr(opened, method)(*args, **kwargs)
-        except ConnectomixError as exc:
-            exc.add_note(f"(while querying dataset {label!r} in connectomix.compare)")
-            raise
-        finally:
-            if isinstance(ds, str):
-                opened.close()
         return result.neurons if isinstance(result, NeuronTables) else result
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(items)))) as pool:
@@ -148,3 +142,39 @@ def connectomix_open(name: str) -> Dataset:
     from .dataset import open as open_dataset
 
     return open_dataset(name)
+
+
+@contextmanager
+def dataset_for(label: str, ds: str | Dataset, where: str | None = None) -> Iterator[Dataset]:
+    """``ds`` as a :class:`Dataset` for the length of a ``with`` block, labelled ``label`` in errors.
+
+    A name or URI is opened, and closed when the block ends; a :class:`Dataset`
+    is used as it is (whoever made it closes it). A
+    :class:`~connectomix.errors.ConnectomixError` raised while opening, or
+    inside the block when ``where`` is given, gets a note naming the dataset
+    (``"(while querying dataset 'hb' in connectomix.compare)"``).
+
+    Examples
+    --------
+    >>> with dataset_for("a", "sample", "an example") as ds:
+    ...     ds.name
+    'sample'
+    >>> with dataset_for("a", "sample", "an example") as ds:
+    ...     ds.fetch_neurons(rois="nowhere")
+    Traceback (most recent call last):
+    ...
+    connectomix.errors.UnknownROIError: ...
+    """
+    opened = None
+    try:
+        opened = connectomix_open(ds) if isinstance(ds, str) else ds
+        yield opened
+    except ConnectomixError as exc:
+        if opened is None:
+            exc.add_note(f"(while opening dataset {label!r})")
+        elif where is not None:
+            exc.add_note(f"(while querying dataset {label!r} in {where})")
+        raise
+    finally:
+        if opened is not None and opened is not ds:
+            opened.close()
