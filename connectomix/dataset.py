@@ -861,9 +861,12 @@ class Dataset:
         --------
         >>> import connectomix
         >>> ds = connectomix.open("sample")
-        >>> meshes = ds.get_meshes(ds.fetch_neurons(type="DA1_lPN")[0]["id"], missing="skip")
+        >>> meshes = ds.get_meshes(connectomix.NeuronCriteria(type="DA1_lPN"), missing="skip")  # 5 of 7 have one
         >>> len(meshes), str(meshes[0].units), meshes.attrs["table"]
         (5, '1 nanometer', 'meshes')
+        >>> syn, attached = ds.get_synapses(meshes, attach=True)   # each site at its nearest vertex
+        >>> "vertex_id" in attached[0].connectors.columns
+        True
         """
         from .gaps import check_missing, morphology_with_gaps
         from .morphology import label_neurons

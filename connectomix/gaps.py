@@ -4,8 +4,8 @@ Every gap is reported the same way: a :class:`~connectomix.errors.MissingDataWar
 naming the ids (``w.ids``, ``w.what``), or an
 :class:`~connectomix.errors.IdsNotFoundError` where the caller asked for that:
 
-* a backend that holds no skeleton for some neurons: ``get_skeletons(ids,
-  missing="raise" | "warn" | "skip")``;
+* a backend that holds no skeleton (or mesh) for some neurons: ``get_skeletons(ids,
+  missing="raise" | "warn" | "skip")``, ``get_meshes(ids, missing=...)``;
 * a release folder that declares, in ``manifest.json`` ``"partial"``, neurons
   without per-ROI counts or with only part of their synapses (the embedded
   sample's real PNs other than the five DA1 lPNs have only their totals):
@@ -25,11 +25,12 @@ import numpy as np
 
 from .errors import IdsNotFoundError, InvalidArgumentError, MissingDataWarning
 
-__all__ = ["MISSING_CHOICES", "check_missing", "skeletons_with_gaps", "partial_ids", "warn_roi_gaps",
-           "warn_partial_synapses"]
+__all__ = ["MISSING_CHOICES", "check_missing", "morphology_with_gaps", "skeletons_with_gaps", "partial_ids",
+           "warn_roi_gaps", "warn_partial_synapses"]
 
 #: What ``get_skeletons(missing=...)`` does with neurons the dataset has but holds no skeleton for.
 MISSING_CHOICES = ("raise", "warn", "skip")
+_PLURAL = {"mesh": "meshes"}
 
 
 def _shown(ids: Any) -> str:
@@ -44,11 +45,13 @@ def check_missing(missing: Any) -> str:
     return missing
 
 
-def skeletons_with_gaps(fetch: Any, ids: np.ndarray, missing: str, *, dataset: str, not_in_dataset: Any) -> Any:
-    """``fetch(ids)`` (a backend's ``get_skeletons``), reporting neurons without a skeleton per ``missing``.
+def morphology_with_gaps(fetch: Any, ids: np.ndarray, missing: str, *, dataset: str, not_in_dataset: Any,
+                         what: str = "skeleton") -> Any:
+    """``fetch(ids)`` (a backend's ``get_skeletons``/``get_meshes``), reporting neurons without one per ``missing``.
 
+    ``what`` (``"skeleton"``, ``"mesh"``) names the kind of data in messages and in the warning's ``what``.
     A backend raises :class:`~connectomix.errors.IdsNotFoundError` naming the
-    ids it has no skeleton for. With ``missing="raise"`` that error is raised
+    ids it has no skeleton (mesh) for. With ``missing="raise"`` that error is raised
     (saying how to get the others); with ``"warn"``/``"skip"`` those ids are
     left out -- with one :class:`~connectomix.errors.MissingDataWarning` naming
     them for ``"warn"`` -- and the rest fetched. Ids the dataset does not have
@@ -70,16 +73,21 @@ def skeletons_with_gaps(fetch: Any, ids: np.ndarray, missing: str, *, dataset: s
                 raise IdsNotFoundError(f"x: {len(unknown)} id(s) not found in dataset {dataset!r}: "
                                        f"{_shown(unknown)}", ids=unknown) from None
             if missing == "raise" or not len(lacking) or not np.isin(lacking, ids).all():
-                raise IdsNotFoundError(f"{exc} (missing='warn' or 'skip' returns the other skeletons)",
+                others = _PLURAL.get(what, what + "s")
+                raise IdsNotFoundError(f"{exc} (missing='warn' or 'skip' returns the other {others})",
                                        ids=exc.ids) from None
             gaps += lacking.tolist()
             ids = ids[~np.isin(ids, lacking)]
     if gaps and missing == "warn":
         warnings.warn(MissingDataWarning(
-            f"dataset {dataset!r} has no skeleton for {len(gaps)} of the {len(gaps) + len(ids)} neurons asked: "
+            f"dataset {dataset!r} has no {what} for {len(gaps)} of the {len(gaps) + len(ids)} neurons asked: "
             f"{_shown(gaps)}; they are left out (missing='skip' leaves them out silently, 'raise' raises)",
-            ids=gaps, what="skeleton"), stacklevel=4)
+            ids=gaps, what=what), stacklevel=4)
     return skeletons
+
+
+#: The skeleton case of :func:`morphology_with_gaps` (its earlier name).
+skeletons_with_gaps = morphology_with_gaps
 
 
 def partial_ids(info: Any, what: str) -> tuple[np.ndarray, str]:

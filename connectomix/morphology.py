@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from .errors import InvalidArgumentError
 
-__all__ = ["AttachedSynapses", "attach_synapses", "nm_per_unit"]
+__all__ = ["AttachedSynapses", "attach_synapses", "label_neurons", "nm_per_unit"]
 
 def nm_per_unit(neuron: Any) -> float:
     """How many nm one coordinate unit of a navis neuron is (e.g. 8 for '8 nanometer').
@@ -48,6 +48,29 @@ def nm_per_unit(neuron: Any) -> float:
     if not np.isfinite(value) or value <= 0:
         raise InvalidArgumentError(f"neuron {getattr(neuron, 'id', '?')} has invalid units {units!r}")
     return value
+
+
+def label_neurons(neurons: Any, *, table: str, backend: str, dataset: str, version: Any) -> Any:
+    """Record where navis neurons came from (in place) and return them.
+
+    The list gets ``attrs`` -- the keys of a table's ``df.attrs`` (``table``, ``backend``, ``dataset``,
+    ``version``, ``units="nm"``) -- and each neuron the attributes ``dataset`` and ``version`` unless its
+    backend set them (a CAVE root id's own materialization, say).
+
+    Examples
+    --------
+    >>> import navis
+    >>> nl = label_neurons(navis.NeuronList([]), table="meshes", backend="release", dataset="sample",
+    ...                    version="v1")
+    >>> nl.attrs["units"], nl.attrs["table"]
+    ('nm', 'meshes')
+    """
+    for n in neurons:
+        for key, value in (("dataset", dataset), ("version", version)):
+            if getattr(n, key, None) is None:
+                setattr(n, key, value)
+    neurons.attrs = {"table": table, "backend": backend, "dataset": dataset, "version": version, "units": "nm"}
+    return neurons
 
 
 class AttachedSynapses(NamedTuple):

@@ -61,6 +61,7 @@ __all__ = [
     "SKELETON_VERTEX_ATTRIBUTES",
     "encode_mesh",
     "encode_skeleton",
+    "decode_mesh",
     "segmentation_tree",
     "serve_tree",
     "read_meshes",
@@ -401,6 +402,37 @@ def _check_mesh(segid: int, mesh: Any, name: str) -> None:
     if faces.max() >= n:
         raise DataFormatError(f"mesh {segid} from {name} has triangle indices up to {faces.max()} but only "
                               f"{n} vertices; a damaged fragment")
+
+
+def decode_mesh(data: bytes, *, segid: int, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices (nm, ``float32``) and triangles (``uint32``) of one legacy mesh fragment, checked.
+
+    Decoded by ``cloudvolume.Mesh.from_precomputed``. For stores that keep fragments outside a
+    precomputed folder (release folders keep them in ``meshes.parquet``); ``source`` names the store in
+    messages.
+
+    Raises
+    ------
+    DataFormatError
+        Bytes that are not a fragment: shorter than their vertex count needs, a triangle part that is not
+        a multiple of 12 bytes, no triangles, or triangle indices past the vertices.
+
+    Examples
+    --------
+    >>> v, f = decode_mesh(encode_mesh([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]]), segid=7, source="x")
+    >>> v.shape, f.tolist()
+    ((3, 3), [[0, 1, 2]])
+    """
+    from cloudvolume import Mesh
+
+    data = bytes(data)
+    n = int(np.frombuffer(data[:4], dtype="<u4")[0]) if len(data) >= 4 else -1
+    if n < 0 or len(data) < 4 + 12 * n or (len(data) - 4 - 12 * n) % 12:
+        raise DataFormatError(f"mesh {segid} in {source} is {len(data)} bytes, which no legacy fragment of "
+                              f"{max(n, 0)} vertices is (4 + 12 * vertices + 12 * triangles); truncated or damaged")
+    mesh = Mesh.from_precomputed(data, segid=segid)
+    _check_mesh(segid, mesh, source)
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
 def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
