@@ -39,8 +39,10 @@ from connectomix.errors import (
     InvalidArgumentError,
     InvalidRegexError,
     InvalidURIError,
+    UnsupportedOperation,
 )
 
+from .meshes import MESHES_FILE
 from .storage import Location, is_url
 from .writer import CHECKED_ROWS, POST_COPY, TABLES, quote_ident, quote_str
 
@@ -113,7 +115,7 @@ class ReleaseBackend(Backend):
     description = "Local connectome release folders (Parquet) queried with DuckDB; works offline"
     capabilities = frozenset(
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
-         Capability.NEURON_SIDES}
+         Capability.MESHES, Capability.NEURON_SIDES}
     )
     OPTIONS = ("threads", "memory_limit", "engine", "scheduler", "storage_options", "anon")
 
@@ -147,7 +149,7 @@ class ReleaseBackend(Backend):
         # on object storage every existence check is a request: the files are listed once, here
         self._remote_files: set[str] | None = None
         if self._loc.remote:
-            self._remote_files = {f for f in (*(f"{t}.parquet" for t in TABLES), POST_COPY)
+            self._remote_files = {f for f in (*(f"{t}.parquet" for t in TABLES), POST_COPY, MESHES_FILE)
                                   if self._loc.isfile(f)} | ({"skeletons"} if self._loc.isdir("skeletons") else set())
         for required in ("neurons.parquet", "connections.parquet"):
             if not self._has(required[:-len(".parquet")]):
@@ -319,6 +321,8 @@ class ReleaseBackend(Backend):
         if (self._remote_files is not None and "skeletons" in self._remote_files) or (
                 self.path is not None and (self.path / "skeletons").is_dir()):
             caps.add(Capability.SKELETONS)
+        if self._has(MESHES_FILE):
+            caps.add(Capability.MESHES)
         return frozenset(caps)
 
     def cache_identity(self, version: Any) -> Mapping[str, Any] | None:
@@ -632,6 +636,46 @@ class ReleaseBackend(Backend):
             n.dataset = self.info().name
             neurons.append(n)
         return navis.NeuronList(neurons)
+
+    # -- meshes (meshes.parquet, FORMAT.md "Meshes") ------------------------------------------------
+
+    def get_meshes(self, ids: np.ndarray) -> Any:
+        import navis
+
+        from connectomix.precomputed import decode_mesh
+
+        if not self._has(MESHES_FILE):
+            raise UnsupportedOperation(f"release {self.info().name!r} has no meshes ({MESHES_FILE})")
+        ids = [int(i) for i in dict.fromkeys(np.asarray(ids, dtype="int64").tolist())]
+        # one scan; row groups whose id range excludes the ids are skipped
+        rows = self._query(f"SELECT id, n_vertices, n_faces, fragment FROM {self._table(MESHES_FILE)} "
+                           f"WHERE id IN {_id_list(np.asarray(ids, dtype='int64'))}")
+        found = rows["id"].astype("int64").tolist()
+        if len(set(found)) != len(found):
+            raise DataFormatError(f"{self._loc.url(MESHES_FILE)!r} holds more than one mesh for id(s) "
+                                  f"{sorted({i for i in found if found.count(i) > 1})}; rebuild the release")
+        missing = [i for i in ids if i not in set(found)]
+        if missing:
+            (n_present,) = self._query(f"SELECT count(*) AS n FROM {self._table(MESHES_FILE)}")["n"].tolist()
+            raise IdsNotFoundError(f"no mesh in release {self.info().name!r} for id(s) {missing}; "
+                                   f"meshes exist for {n_present} neurons", ids=missing)
+        names = self.fetch_neurons(NeuronCriteria(ids=ids, label="segment")).set_index("id")
+        by_id = {int(r.id): r for r in rows.itertuples(index=False)}
+        source = self._loc.url(MESHES_FILE)
+        meshes = []
+        for i in ids:
+            row = by_id[i]
+            vertices, faces = decode_mesh(row.fragment, segid=i, source=source)
+            if (len(vertices), len(faces)) != (row.n_vertices, row.n_faces):
+                raise DataFormatError(f"mesh {i} in {source!r} has {len(vertices)} vertices and {len(faces)} "
+                                      f"triangles but its row records {row.n_vertices} and {row.n_faces}: "
+                                      "truncated or damaged; rebuild the release")
+            m = navis.MeshNeuron((vertices, faces), units="1 nanometer", id=i, process=False)
+            if i in names.index and pd.notna(names.at[i, "instance"]):
+                m.name = names.at[i, "instance"]
+            m.dataset = self.info().name
+            meshes.append(m)
+        return navis.NeuronList(meshes)
 
 
 def _storage_options(where: Any, storage_options: dict | None, anon: bool | str | None) -> dict | None:

@@ -9,6 +9,9 @@ Real inputs
 * ``navis.example_neurons()``: five hemibrain v1.2.1 DA1 lPNs with skeletons
   and all 14,836 of their synapse sites (position, ROI, confidence), in 8 nm
   voxels (Scheffer et al. 2020, CC BY 4.0).
+* ``navis.example_neurons(kind="mesh")``: the surface meshes of the same five
+  neurons (navis's ``navis/data/obj/<id>.obj``, hemibrain segmentation meshes in
+  8 nm voxels, as navis loads them), written in nm to ``meshes.parquet``.
 * ``S5_hemibrain_ALPN_meta.csv`` of flyconnectome/hemibrain_olf_data (MIT;
   Schlegel et al. 2021): 379 hemibrain olfactory projection neurons with their
   real ``pre``/``post``/``upstream``/``downstream`` totals, and the core
@@ -60,12 +63,14 @@ from scipy.spatial import cKDTree
 
 from connectomix.errors import DataFormatError
 
+from .meshes import MESHES_FILE, manifest_entry, write_meshes
+
 HERE = Path(__file__).parent
 PN_TABLE = HERE / "data" / "hemibrain_olf_data" / "S5_hemibrain_ALPN_meta.csv"
 DEFAULT_DEST = HERE / "data" / "sample"
 
 NAME = "hemibrain-olfactory-sample"
-VERSION = "v1.2.1-sample.3"
+VERSION = "v1.2.1-sample.4"
 SEED = 1734350788
 VOXEL_NM = 8
 DA1_IDS = (722817260, 754534424, 754538881, 1734350788, 1734350908)
@@ -119,7 +124,8 @@ CITATION = (
 )
 SOURCE = (
     "hemibrain v1.2.1 (Janelia FlyEM; Scheffer et al. 2020): five DA1 lPNs with skeletons and synapse sites as "
-    "shipped in navis's example data (navis.example_neurons()); 379 olfactory projection neurons from "
+    "shipped in navis's example data (navis.example_neurons()) and their meshes (navis.example_neurons("
+    "kind='mesh'), navis/data/obj/<id>.obj); 379 olfactory projection neurons from "
     "S5_hemibrain_ALPN_meta.csv of github.com/flyconnectome/hemibrain_olf_data (Schlegel et al. 2021); "
     "synapse partners and their sites synthetic (connectomix_release.build_sample, seed "
     f"{SEED})"
@@ -176,6 +182,26 @@ def load_inputs(pn_table: Path = PN_TABLE) -> tuple[list[Any], pd.DataFrame]:
                     f"says {kind}={int(table.loc[int(n.id), kind])}; the inputs changed"
                 )
     return da1, pns
+
+
+def load_meshes() -> dict[int, Any]:
+    """The five DA1 lPNs' meshes from ``navis.example_neurons(kind="mesh")`` (8 nm voxels), by id.
+
+    Raises
+    ------
+    DataFormatError
+        If navis returns other neurons or units.
+    """
+    import navis
+
+    meshes = {int(m.id): m for m in navis.example_neurons(kind="mesh")}
+    if tuple(sorted(meshes)) != DA1_IDS:
+        raise DataFormatError(f"navis.example_neurons(kind='mesh') returned bodies {sorted(meshes)}; "
+                              f"expected {DA1_IDS}")
+    for m in meshes.values():
+        if str(m.units) != "8 nanometer":
+            raise DataFormatError(f"navis example mesh {m.id} has units {m.units!s}; expected '8 nanometer'")
+    return meshes
 
 
 def real_sites(da1: Sequence[Any]) -> pd.DataFrame:
@@ -441,6 +467,8 @@ def partial(neurons: pd.DataFrame) -> dict[str, dict[str, Any]]:
                                             "they were drawn as partners of the five DA1 lPNs"},
         "skeletons": {"ids": sorted(real + fake), "reason": "only the five DA1 lPNs have skeletons (navis's "
                                                             "example neurons)"},
+        "meshes": {"ids": sorted(real + fake), "reason": "only the five DA1 lPNs have meshes (navis's example "
+                                                         "neurons, kind='mesh')"},
     }
 
 
@@ -453,8 +481,8 @@ def build_manifest(syn: pd.DataFrame, sites: pd.DataFrame, neurons: pd.DataFrame
         "name": NAME,
         "version": VERSION,
         "description": (
-            "Five real hemibrain v1.2.1 DA1 lPNs (skeletons and all 14,836 synapse sites with position, ROI and "
-            "confidence) and the 379 hemibrain olfactory projection neurons of Schlegel et al. 2021 (real ids, "
+            "Five real hemibrain v1.2.1 DA1 lPNs (skeletons, meshes and all 14,836 synapse sites with position, "
+            "ROI and confidence) and the 379 hemibrain olfactory projection neurons of Schlegel et al. 2021 (real ids, "
             "types and synapse totals), with SYNTHETIC synapse partners. Connectivity is only complete for the "
             "five DA1 lPNs, and most of their partners are invented; see README.md."
         ),
@@ -556,6 +584,9 @@ Coordinates are nanometres; ids int64; format: `FORMAT.md` of connectomix_releas
 * **Five DA1 lPNs** of hemibrain v1.2.1 ({', '.join(map(str, DA1_IDS))}) as shipped with navis
   (`navis.example_neurons()`):
   * skeletons, `skeletons/<id>.swc`: every node, label, radius and parent, converted from 8 nm voxels to nm;
+  * meshes, `meshes.parquet`: their surfaces as navis ships them (`navis.example_neurons(kind="mesh")`,
+    navis's `navis/data/obj/<id>.obj`: hemibrain segmentation meshes in 8 nm voxels), every vertex and
+    triangle, vertices × 8 = nm stored as float32 (FORMAT.md, "Meshes"; `get_meshes`);
   * all {len(sites):,} synapse sites ({int((sites.kind == 'pre').sum()):,} T-bars, \
 {int((sites.kind == 'post').sum()):,} PSDs): position (voxels × 8 = nm), ROI
     (null outside the primary ROIs) and confidence. Each appears in `synapses.parquet` on its own side of
@@ -591,7 +622,7 @@ hemibrain ships the example neurons' synapse sites without their partners. The p
 
 ## What is partial, and how connectomix reports it
 
-Only the five DA1 lPNs have everything (skeleton, every synapse site, per-ROI counts). `manifest.json`
+Only the five DA1 lPNs have everything (skeleton, mesh, every synapse site, per-ROI counts). `manifest.json`
 `partial` lists, per kind of data, the neurons the sample has without it:
 
 * **Per-ROI counts** (`partial.roi_counts`, {len(other_pns)} ids): the other real PNs. `fetch_neurons` warns
@@ -607,6 +638,7 @@ Only the five DA1 lPNs have everything (skeleton, every synapse site, per-ROI co
 * **Skeletons** (`partial.skeletons`, every body but the five): `get_skeletons(ids)` raises
   `IdsNotFoundError` naming them; `get_skeletons(ids, missing="warn")` returns the others with a
   `MissingDataWarning` naming them, `missing="skip"` returns the others silently.
+* **Meshes** (`partial.meshes`, every body but the five): `get_meshes` behaves exactly as `get_skeletons`.
 
 ## Columns and counting conventions
 
@@ -633,7 +665,8 @@ Only the five DA1 lPNs have everything (skeleton, every synapse site, per-ROI co
   adult Drosophila central brain. *eLife* 9:e57443. doi:10.7554/eLife.57443
 * PN table: flyconnectome/hemibrain_olf_data (MIT). Schlegel P, Bates AS et al. (2021) Information flow,
   cell types and stereotypy in a full olfactory connectome. *eLife* 10:e66018. doi:10.7554/eLife.66018
-* navis (GPL-3.0) distributes the five example neurons; only that hemibrain data is used, no navis code.
+* navis (GPL-3.0) distributes the five example neurons (skeletons and meshes); only that hemibrain data is
+  used, no navis code.
 * Synthetic parts: CC0.
 
 Cite Scheffer et al. (2020) and Schlegel et al. (2021) when you use the real parts.
@@ -667,6 +700,10 @@ def build(dest: Path = DEFAULT_DEST, *, pn_table: Path = PN_TABLE) -> Path:
         "synapses": syn,
     }
     manifest = build_manifest(syn, sites, tables["neurons"])
+    meshes = load_meshes()
+    manifest["meshes"] = {**manifest_entry(len(meshes)),
+                          "source": "navis.example_neurons(kind='mesh') (navis 1.x, navis/data/obj/<id>.obj): "
+                                    "hemibrain v1.2.1 meshes of the five DA1 lPNs in 8 nm voxels, multiplied by 8"}
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
@@ -678,6 +715,8 @@ def build(dest: Path = DEFAULT_DEST, *, pn_table: Path = PN_TABLE) -> Path:
         (tmp / "skeletons").mkdir()
         for n in da1:
             write_swc(n, tmp / "skeletons" / f"{int(n.id)}.swc")
+        # converted to nm (x 8) by write_meshes; the manifest declares them (FORMAT.md, "Meshes")
+        write_meshes(tmp / MESHES_FILE, meshes)
         (tmp / "README.md").write_text(render_readme(manifest, tables, sites))
         if dest.exists():
             shutil.rmtree(dest)

@@ -905,6 +905,29 @@ class ReleaseBuilder:
         finally:
             self.con.unregister(name)
 
+    def add_meshes(self, meshes: Mapping[int, Any]) -> int:
+        """Write ``meshes.parquet`` from navis ``MeshNeuron`` s (converted to nm) or ``(vertices_nm, faces)``.
+
+        The manifest then declares them (``"meshes"``; FORMAT.md, "Meshes"). Returns the number written.
+        """
+        from .meshes import MESHES_FILE, manifest_entry, write_meshes
+
+        self._require_open()
+        if "neurons" not in self.rows:
+            raise InvalidArgumentError("add the neurons table before meshes")
+        ids = [int(k) for k in meshes if isinstance(k, numbers.Integral) and not isinstance(k, bool)]
+        known = {r[0] for r in self.con.execute(
+            f"SELECT id FROM _release_neurons WHERE id IN ({','.join(map(str, ids)) or 'NULL'})").fetchall()}
+        unknown = sorted(set(ids) - known)
+        if unknown:
+            raise ReleaseValidationError(f"ids {unknown[:10]} are not in the neurons table", table="meshes")
+        try:
+            n = write_meshes(self.stage / MESHES_FILE, meshes)
+        except InvalidArgumentError as exc:
+            raise ReleaseValidationError(str(exc), table="meshes") from None
+        self.manifest = {**self.manifest, "meshes": manifest_entry(n)}
+        return n
+
     def add_skeletons(self, skeletons: Mapping[int, Any]) -> int:
         """Write ``skeletons/<id>.swc`` from navis ``TreeNeuron`` s (converted to nm) or SWC files."""
         self._require_open()
@@ -1013,6 +1036,7 @@ def _plain_schema(schema: pa.Schema) -> pa.Schema:
 def write_release(folder: str | os.PathLike, *, manifest: Mapping[str, Any], neurons: pd.DataFrame,
                   connections: pd.DataFrame, roi_counts: pd.DataFrame | None = None,
                   synapses: pd.DataFrame | None = None, skeletons: Mapping[int, Any] | None = None,
+                  meshes: Mapping[int, Any] | None = None,
                   readme: str | None = None, overwrite: bool = False) -> Path:
     """Validate tables against FORMAT.md and write a release folder atomically.
 
@@ -1030,6 +1054,9 @@ def write_release(folder: str | os.PathLike, *, manifest: Mapping[str, Any], neu
     skeletons
         ``{id: navis.TreeNeuron or path to an SWC file}``. TreeNeurons are
         converted to nm; SWC files are copied as they are (they must be in nm).
+    meshes
+        ``{id: navis.MeshNeuron or (vertices_nm, faces)}``, written to ``meshes.parquet`` in nm
+        (FORMAT.md, "Meshes").
     readme
         Text for ``README.md``.
     overwrite
@@ -1054,6 +1081,8 @@ def write_release(folder: str | os.PathLike, *, manifest: Mapping[str, Any], neu
                 rb.add_dataframe(table, df)
         if skeletons:
             rb.add_skeletons(skeletons)
+        if meshes:
+            rb.add_meshes(meshes)
         rb.readme = readme
     return rb.dest
 
@@ -1262,6 +1291,9 @@ def validate_release(folder: str | os.PathLike, *, deep: bool = False) -> Releas
                 con.execute(f"CREATE TEMP VIEW _release_neurons AS SELECT id FROM {rel}")
                 neurons_rel = "_release_neurons"
         report.problems += _skeleton_problems(con, folder, neurons_rel, report)
+        from .meshes import mesh_problems
+
+        report.problems += mesh_problems(con, folder, manifest, neurons_rel, report, deep=deep)
         for table, n in sorted((manifest.get(CHECKED_ROWS) or {}).items()):
             if table in report.rows and report.rows[table] != n:
                 report.problems.append(Problem(table, f"{TABLES[table].file} has {report.rows[table]:,} rows but the "
