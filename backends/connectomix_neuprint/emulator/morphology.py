@@ -45,8 +45,6 @@ log = logging.getLogger("connectomix_neuprint.emulator")
 
 #: Where the emulator serves precomputed layers (no token needed, like a public bucket).
 PRECOMPUTED_PREFIX = "/precomputed/"
-#: Where a release folder keeps meshes (connectomix_release FORMAT.md, "Meshes").
-MESH_GLOB = "mesh*"
 #: Where a dataset's segmentation source can be advertised: the ``nglayers`` state and ``:Meta.neuroglancerMeta``.
 PUBLISH_PLACES = ("nglayers", "meta")
 
@@ -83,8 +81,10 @@ class ReleaseLayer:
     @staticmethod
     def present(folder: str | Path) -> bool:
         """Whether the release has meshes or skeletons (a cheap look at the folder)."""
+        from connectomix_release.meshes import MESHES_FILE
+
         folder = Path(folder)
-        return any((folder / "skeletons").glob("*.swc")) or any(folder.glob(MESH_GLOB))
+        return any((folder / "skeletons").glob("*.swc")) or (folder / MESHES_FILE).is_file()
 
     @property
     def tree(self) -> dict[str, bytes]:
