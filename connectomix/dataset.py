@@ -847,7 +847,8 @@ class Dataset:
         Returns
         -------
         navis.NeuronList
-            One ``MeshNeuron`` per neuron (``units="1 nanometer"``, ``id`` the neuron id). ``.attrs``
+            One ``MeshNeuron`` per neuron, in id order as :meth:`get_skeletons` (``units="1 nanometer"``,
+            ``id`` the neuron id). ``.attrs``
             records the provenance (``table="meshes"``, ``backend``, ``dataset``, ``version``,
             ``units``); each neuron has ``dataset`` and ``version`` attributes.
             ``get_synapses(meshes, attach=True)`` attaches synapses to the nearest vertices.
