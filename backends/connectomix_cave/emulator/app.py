@@ -19,6 +19,7 @@ from .faults import FaultInjector, RequestStats
 from .meshes import MeshService
 from .query import QueryError, QueryResult, run_query
 from .server import AuthPolicy, HttpError, Request, Response, Router
+from .skeletons import add_routes as add_skeleton_routes, skeleton_source_url
 from .tables import EmulatedTable
 from .timeutil import format_cave, from_epoch_seconds, now_us, parse_iso, to_epoch_seconds
 from .wire import ARROW_CONTENT_TYPE, arrow_stream, ipc_compression, json_bytes, records_json, resolution_header
@@ -202,6 +203,7 @@ class CaveApp:
         r(post, cg + "/lineage_graph_multiple", "lineage_graph", self.lineage_graph)
         r(get, cg + "/root/{node}/lineage_graph", "lineage_graph", self.lineage_graph)
         r(get, cg + "/delta_roots", "delta_roots", self.delta_roots)
+        add_skeleton_routes(self)  # skeleton service, L2-cache table mapping, published FlyWire skeletons
         self.meshes.add_routes(r)  # meshing service manifest, fragment files, flat segmentations
 
     # --- common checks -----------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ class CaveApp:
             "soma_table": None,
             "local_server": self.base_url,
             "segmentation_source": f"graphene://{self.base_url}/segmentation/table/{self.pcg_table}",
-            "skeleton_source": None,
+            "skeleton_source": skeleton_source_url(self.base_url, ds),
             "analysis_database": None,
             "viewer_site": "https://neuroglancer-demo.appspot.com",
             "viewer_resolution_x": res[0], "viewer_resolution_y": res[1], "viewer_resolution_z": res[2],

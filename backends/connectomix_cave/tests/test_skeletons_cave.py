@@ -1,0 +1,256 @@
+"""Skeletons on CAVE datastacks (issue 14 items 1, 4, 5): the emulated skeleton service serves the release's own
+skeletons in the real wire shape; connectomix, unmodified caveclient and fafbseg read them; attaching synapses to
+them gives the release's nodes; faults raise, never a partial list; a warm cache sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import connectomix
+from connectomix.errors import ConnectomixError, IdsNotFoundError, IncompleteResponseError, ServerError
+from connectomix.http import RetryPolicy
+from connectomix_cave.emulator import CaveEmulator
+from connectomix_cave.emulator.testing import make_client, sample_release_path
+
+navis = pytest.importorskip("navis")
+
+SAMPLE = sample_release_path()
+pytestmark = pytest.mark.skipif(SAMPLE is None, reason="the embedded sample release is not installed")
+TOKEN = "0123456789abcdef0123456789abcdef"  # hexadecimal: cloud-volume's graphene client accepts no other
+DA1 = [1734350788, 1734350908, 722817260, 754534424, 754538881]  # the five sample DA1 lPNs with skeletons
+NO_SKELETON = [1765040289, 5813039315]  # sample DA1 lPNs without a skeleton (the sample's manifest says so)
+FLYWIRE_BASE = 720_575_940_600_000_000  # FlyWire-like root ids: layer 10 in the top byte
+
+
+def swc(root: Path, body: int) -> pd.DataFrame:
+    """A release skeleton file as written (read independently of the code under test)."""
+    return pd.read_csv(root / "skeletons" / f"{body}.swc", sep=" ", comment="#", header=None,
+                       names=["node_id", "label", "x", "y", "z", "radius", "parent_id"])
+
+
+@pytest.fixture(scope="module")
+def emu():
+    with CaveEmulator(SAMPLE, token=TOKEN) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def clean(emu):
+    yield emu
+    emu.faults.clear()
+    emu.stats.reset()
+    emu.app.skeletons.cut_next = 0
+
+
+def open_cave(emu, **options):
+    options.setdefault("cache", False)
+    return connectomix.open(f"cave://{emu.datastack}", server=emu.url, token=TOKEN, materialization=1,
+                            skeleton_source="service", **options)
+
+
+@pytest.fixture(scope="module")
+def cave(emu):
+    with open_cave(emu) as ds:
+        yield ds
+
+
+@pytest.fixture(scope="module")
+def release():
+    with connectomix.open("sample") as ds:
+        yield ds
+
+
+# -- the same skeletons, node for node ------------------------------------------------------------------------
+
+def test_cave_skeletons_equal_the_release_files_node_for_node(cave):
+    skeletons = cave.get_skeletons(DA1)
+    assert sorted(int(n.id) for n in skeletons) == sorted(DA1)
+    assert skeletons.provenance["materialization"] == 1
+    for n in skeletons:
+        theirs = swc(SAMPLE, int(n.id))
+        row = pd.Series(np.arange(len(theirs)), index=theirs["node_id"])
+        nodes = n.nodes.sort_values("node_id")
+        assert str(n.units) == "1 nanometer" and n.materialization == 1 and n.dataset == cave.name
+        assert nodes["node_id"].tolist() == list(range(len(theirs)))  # vertex index = file row
+        np.testing.assert_array_equal(nodes[["x", "y", "z"]].to_numpy(), theirs[["x", "y", "z"]].to_numpy())
+        np.testing.assert_array_equal(nodes["radius"].to_numpy(), theirs["radius"].to_numpy())
+        assert nodes["label"].tolist() == theirs["label"].tolist()
+        parents = theirs["parent_id"].map(lambda p: -1 if p < 0 else int(row[p]))
+        assert nodes["parent_id"].tolist() == parents.tolist()
+
+
+def test_cave_skeletons_equal_the_release_backends_skeletons(cave, release):
+    ours, theirs = cave.get_skeletons(DA1), release.get_skeletons(DA1)
+    assert [int(n.id) for n in ours] == [int(n.id) for n in theirs]
+    for a, b in zip(ours, theirs):
+        assert a.id == b.id and a.n_nodes == b.n_nodes and a.n_branches == b.n_branches
+        assert a.cable_length == pytest.approx(b.cable_length, rel=1e-6)  # navis keeps float32 coordinates
+        # navis reads SWC coordinates as float32; the service sends the file's numbers
+        np.testing.assert_array_equal(a.nodes[["x", "y", "z"]].to_numpy().astype("float32"),
+                                      b.nodes[["x", "y", "z"]].to_numpy())
+
+
+def test_missing_skeletons_follow_missing_and_unknown_ids_raise(cave):
+    with pytest.raises(IdsNotFoundError) as info:
+        cave.get_skeletons(DA1[:2] + NO_SKELETON)
+    assert sorted(info.value.ids) == sorted(NO_SKELETON)
+    got = cave.get_skeletons(DA1[:2] + NO_SKELETON, missing="skip")
+    assert sorted(int(n.id) for n in got) == sorted(DA1[:2])
+    with pytest.warns(connectomix.errors.MissingDataWarning, match=str(NO_SKELETON[0])):
+        cave.get_skeletons(DA1[:1] + NO_SKELETON[:1], missing="warn")
+    with pytest.raises(IdsNotFoundError, match="not root ids"):
+        cave.get_skeletons([DA1[0], 99])  # 99 is no root of the datastack at all
+
+
+# -- attaching synapses: the release's nodes ------------------------------------------------------------------
+
+def _node_of_synapse(neurons, node_ids) -> pd.Series:
+    """(neuron, pre/post, synapse id) -> release node id of the node it was attached to (``node_ids(neuron, node)``
+    maps a neuron's node ids to the release's)."""
+    rows = {}
+    for n in neurons:
+        exploded = n.connectors.explode("synapse_ids")
+        for kind, sid, node in zip(exploded["type"], exploded["synapse_ids"], exploded["node_id"]):
+            rows[(int(n.id), str(kind), int(sid))] = node_ids(int(n.id), int(node))
+    return pd.Series(rows)
+
+
+def test_attach_on_cave_skeletons_gives_the_release_node_ids(cave, release):
+    _, ours = cave.get_synapses(cave.get_skeletons(DA1), attach=True, progress=False)
+    _, theirs = release.get_synapses(release.get_skeletons(DA1), attach=True, progress=False)
+    files = {body: swc(SAMPLE, body)["node_id"].to_numpy() for body in DA1}  # CAVE node i = file row i
+    a = _node_of_synapse(ours, lambda body, node: int(files[body][node]))
+    b = _node_of_synapse(theirs, lambda body, node: node)
+    common = a.index.intersection(b.index)
+    assert len(common) > 0.5 * len(b)  # the CAVE view keeps most synapses (cleft score and de-duplication)
+    agree = float((a[common] == b[common]).mean())
+    assert agree >= 0.99, f"nearest node agrees for {agree:.2%}"
+
+
+# -- faults: an error, never a partial list ----------------------------------------------------------------------
+
+def test_a_persistent_5xx_is_a_server_error(emu, clean):
+    with open_cave(emu) as ds:
+        ds.backend.retry = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
+        emu.faults.fail_next(50, status=503, endpoint="skeleton")
+        with pytest.raises(ServerError, match="503"):
+            ds.get_skeletons(DA1)
+
+
+def test_a_transient_5xx_is_retried(emu, clean):
+    with open_cave(emu) as ds:
+        ds.backend.retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.02)
+        emu.faults.fail_next(2, status=502, endpoint="skeleton")
+        assert sorted(int(n.id) for n in ds.get_skeletons(DA1)) == sorted(DA1)
+
+
+def test_a_cut_gzip_body_in_a_valid_http_message_raises(emu, clean):
+    with open_cave(emu) as ds:
+        emu.app.skeletons.cut_next = 1
+        with pytest.raises(IncompleteResponseError, match="not whole gzip"):
+            ds.get_skeletons(DA1)
+
+
+@pytest.mark.parametrize("fault", ["reset", "short_length"])
+def test_a_broken_connection_after_the_retries_raises(emu, clean, fault):
+    with open_cave(emu) as ds:
+        ds.backend.retry = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+        if fault == "reset":
+            emu.faults.reset_next(50, endpoint="skeleton")
+        else:
+            emu.faults.lie_length_next(50, delta=-16, endpoint="skeleton")
+        with pytest.raises(ConnectomixError):
+            ds.get_skeletons(DA1)
+
+
+# -- the cache ----------------------------------------------------------------------------------------------------
+
+def test_a_cache_hit_sends_no_request(emu, clean, tmp_path):
+    with open_cave(emu, cache=str(tmp_path / "cache")) as ds:
+        first = ds.get_skeletons(DA1)
+        assert emu.stats.requests("skeleton") == len(DA1)
+        emu.stats.reset()
+        again = ds.get_skeletons(DA1)
+        assert emu.stats.snapshot() == {}
+    for a, b in zip(first, again):
+        pd.testing.assert_frame_equal(a.nodes.reset_index(drop=True), b.nodes.reset_index(drop=True))
+        assert b.materialization == 1
+
+
+# -- unmodified peers -----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    """The sample with FlyWire-like root ids (caveclient refuses ids whose layer is not the root layer), served
+    with one materialization, 783 (fafbseg publishes skeletons for 630 and 783 only)."""
+    folder = tmp_path_factory.mktemp("layered") / "sample"
+    folder.mkdir()
+    manifest = json.loads((SAMPLE / "manifest.json").read_text())
+    for entry in (manifest.get("partial") or {}).values():
+        entry["ids"] = [i + FLYWIRE_BASE for i in entry["ids"]]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for name, cols in (("neurons.parquet", ["id"]), ("synapses.parquet", ["pre", "post"]),
+                       ("connections.parquet", ["pre", "post"]), ("roi_counts.parquet", ["id"])):
+        frame = pd.read_parquet(SAMPLE / name)
+        for col in cols:
+            frame[col] = np.where(frame[col] != 0, frame[col] + FLYWIRE_BASE, 0).astype("int64")
+        frame.to_parquet(folder / name)
+    (folder / "skeletons").mkdir()
+    for body in DA1:
+        shutil.copy(SAMPLE / "skeletons" / f"{body}.swc", folder / "skeletons" / f"{body + FLYWIRE_BASE}.swc")
+    edits = {"synthetic": True, "versions": [{"version": 783, "time_stamp": "2024-01-01T00:00:00"}]}
+    with CaveEmulator(folder, token=TOKEN, edits=edits) as emulator:
+        yield emulator
+
+
+def test_unmodified_caveclient_reads_the_skeletons(layered):
+    client = make_client(layered)
+    assert client.info.get_datastack_info()["skeleton_source"].startswith(f"precomputed://{layered.url}/skeletoncache")
+    for body in DA1:
+        theirs = swc(SAMPLE, body)
+        sk = client.skeleton.get_skeleton(body + FLYWIRE_BASE)  # skeleton_version=4, output_format="dict"
+        np.testing.assert_array_equal(sk["vertices"], theirs[["x", "y", "z"]].to_numpy())
+        np.testing.assert_array_equal(sk["radius"], theirs["radius"].to_numpy())
+        table = client.skeleton.get_skeleton(body + FLYWIRE_BASE, output_format="swc")  # micrometres, 3 decimals
+        np.testing.assert_allclose(table[["x", "y", "z"]].to_numpy() * 1000, theirs[["x", "y", "z"]].to_numpy(),
+                                   atol=0.5)
+        assert (table["parent"] == -1).sum() == (theirs["parent_id"] < 0).sum()
+    bulk = client.skeleton.get_bulk_skeletons([b + FLYWIRE_BASE for b in DA1[:3]])
+    assert sorted(map(int, bulk)) == sorted(b + FLYWIRE_BASE for b in DA1[:3])
+    with pytest.raises(Exception, match="refusal list"):
+        client.skeleton.get_skeleton(NO_SKELETON[0] + FLYWIRE_BASE)
+
+
+def test_fafbseg_get_skeletons_reads_the_published_783_skeletons(layered, monkeypatch):
+    flywire = pytest.importorskip("fafbseg.flywire")
+    from fafbseg.flywire import skeletonize
+
+    # configuration only: fafbseg keeps the bucket's address in a module constant (skeletonize.py:38-41)
+    monkeypatch.setitem(skeletonize.SKELETON_BASE_URL, "783", f"{layered.url}/flyconnectome/flywire_skeletons_783")
+    for body in DA1:
+        n = flywire.get_skeletons(body + FLYWIRE_BASE, dataset=783)
+        theirs = swc(SAMPLE, body)
+        assert int(n.id) == body + FLYWIRE_BASE and n.n_nodes == len(theirs)
+        np.testing.assert_allclose(np.sort(n.nodes[["x", "y", "z"]].to_numpy(), axis=0),
+                                   np.sort(theirs[["x", "y", "z"]].to_numpy(), axis=0), rtol=1e-6)
+
+
+def test_connectomix_reads_the_published_precomputed_skeletons(layered):
+    template = f"{layered.url}/flyconnectome/flywire_skeletons_{{materialization}}"
+    with connectomix.open(f"cave://{layered.datastack}", server=layered.url, token=TOKEN, materialization=783,
+                          skeleton_source=template, cache=False) as ds:
+        got = ds.get_skeletons([b + FLYWIRE_BASE for b in DA1])
+        service = connectomix.open(f"cave://{layered.datastack}", server=layered.url, token=TOKEN,
+                                   materialization=783, skeleton_source="service", cache=False)
+        with service:
+            same = service.get_skeletons([b + FLYWIRE_BASE for b in DA1])
+    for a, b in zip(got, same):
+        assert a.n_nodes == b.n_nodes and a.materialization == 783
+        assert a.cable_length == pytest.approx(b.cable_length, rel=1e-6)  # float32 in the precomputed files
