@@ -21,9 +21,13 @@ is right is not guessed); the catalogue value is used only when the server publi
 The ``mesh_source`` option overrides all of this.
 
 Meshes are read with :func:`connectomix.precomputed.read_meshes` (cloud-volume), in nm: legacy
-precomputed mesh vertices are nm by the format, and cloud-volume returns multi-resolution meshes
-in physical (nm) coordinates -- the "units (e.g. nanometers)" navis divides by ``:Meta.voxelSize``
-to get voxels (navis/interfaces/neuprint.py:520-525@ae9f042). So nothing is converted here.
+precomputed mesh vertices are nm by the format, and cloud-volume applies a multi-resolution layer's
+``transform`` to give "physical coordinates (usually scaling by resolution)" (cloud-volume 12.15.2
+``cloudvolume/datasource/precomputed/mesh/multilod.py:42-43``) -- the "units (e.g. nanometers)" navis
+divides by ``:Meta.voxelSize`` to get voxels (navis/interfaces/neuprint.py:520-525@ae9f042). So nothing
+is converted here. The public hemibrain, MANC and male CNS layers are multi-resolution (catalogue
+``morphology.mesh_format``); reading them needs ``read_meshes`` to choose a level of detail, which it
+does not yet (it reads legacy layers, as the emulator serves).
 cloud-volume makes its own HTTPS requests: it trusts the system's certificate authorities or
 ``$REQUESTS_CA_BUNDLE``, not the backend's ``verify`` option.
 """

@@ -173,6 +173,23 @@ def test_source_is_published_as_neuprint_does(emu, nb):
     assert neu.get_seg_source(client=client) == source
 
 
+def test_layer_is_public_and_read_only_like_a_bucket(emu):
+    import requests
+
+    layer = emu.segmentation_source()[len("precomputed://"):]
+    info = requests.get(f"{layer}/info", verify=str(emu.cert_path), timeout=10)  # no token
+    assert info.status_code == 200 and info.json()["type"] == "segmentation" and info.json()["mesh"] == "mesh"
+    assert requests.head(f"{layer}/mesh/{MESH_IDS[0]}:0", verify=str(emu.cert_path), timeout=10).status_code == 200
+    for missing in (f"{layer}/mesh/1:0", f"{emu.url}/precomputed/other/segmentation/info"):
+        assert requests.get(missing, verify=str(emu.cert_path), timeout=10).status_code == 404
+    assert requests.put(f"{layer}/info", data=b"{}", verify=str(emu.cert_path), timeout=10).status_code != 200
+    nglayers = f"{emu.url}/api/npexplorer/nglayers/{DATASET}.json"
+    assert requests.get(nglayers, verify=str(emu.cert_path), timeout=10).status_code == 401  # as neuPrintHTTP
+    emu.wait_idle()
+    assert {"GET /precomputed", "HEAD /precomputed", "GET /api/npexplorer/nglayers"} <= set(
+        emu.stats.snapshot()["endpoints"])
+
+
 def test_only_meta_published_like_hemibrain_without_layers(emu):
     emu.publish_segmentation = ("meta",)  # the nglayers file now answers 404
     try:
