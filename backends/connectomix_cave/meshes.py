@@ -94,61 +94,70 @@ def get_meshes(backend: Any, ids: np.ndarray, *, progress: bool = True) -> Any:
     if not ids:
         return navis.NeuronList([])
     version = backend.resolve_materialization(np.asarray(ids, dtype=np.int64), None)
-    reader = _reader(backend)
-    cache, key_base = _cache_of(backend, version, reader.source)
+    cache, key_base = _cache_of(backend, version)
 
-    def one(root: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def one(root: int) -> tuple[np.ndarray, np.ndarray, str] | None:
         key = query_key(key_base, "cave_mesh", {"id": root}) if cache is not None else None
         if key is not None:
             hit = cache.get(key)
             if hit is not None:
                 return _from_frame(hit)
+        reader = _reader(backend)  # made on the first miss only: a warm cache asks nothing of the mesh source
         got = reader.read(root)
-        if got is not None and key is not None:
-            cache.put(key, _to_frame(*got))
-        return got
+        if got is None:
+            return None
+        if key is not None:
+            cache.put(key, _to_frame(*got, reader.source))
+        return (*got, reader.source)
 
     got = map_batches(one, ids, max_workers=DEFAULT_MAX_WORKERS, progress=progress, desc="meshes")
     missing = [i for i, g in zip(ids, got) if g is None]
     if missing:
         raise IdsNotFoundError(f"CAVE datastack {backend.datastack!r} has no mesh for root id(s) {missing} "
-                               f"(materialization {version}; source {reader.source})", ids=missing)
+                               f"(materialization {version}; source {_reader(backend).source})", ids=missing)
     neurons = []
-    for root, (vertices, faces) in zip(ids, got):
+    for root, (vertices, faces, source) in zip(ids, got):
         n = navis.MeshNeuron((vertices, faces), id=root, units="1 nanometer", process=False)
         n.materialization = version
         n.dataset = backend.datastack
-        n.mesh_source = reader.source
+        n.mesh_source = source
         neurons.append(n)
     return navis.NeuronList(neurons)
 
 
-def _cache_of(backend: Any, version: Any, source: str) -> tuple[Any, dict | None]:
-    """The result cache and the key base for meshes at ``version``, or ``(None, None)`` (no caching)."""
+def _cache_of(backend: Any, version: Any) -> tuple[Any, dict | None]:
+    """The result cache and the key base for meshes at ``version``, or ``(None, None)`` (no caching).
+
+    The key holds the version's identity (server, datastack, the version's metadata as the server reports
+    it: :meth:`~connectomix_cave.backend.CaveBackend.cache_identity`), so a re-deployed server is not
+    answered from an older deployment's meshes.
+    """
     cache = getattr(backend, "result_cache", None)
     if cache is None or not cache.usable or not isinstance(version, (int, np.integer)) or isinstance(version, bool):
         return None, None
     identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl)
     if identity is None:
         return None, None
-    return cache, {"backend": backend.name, "version": int(version), "data": dict(identity), "source": source}
+    return cache, {"backend": backend.name, "version": int(version), "data": dict(identity)}
 
 
-def _to_frame(vertices: np.ndarray, faces: np.ndarray) -> pd.DataFrame:
+def _to_frame(vertices: np.ndarray, faces: np.ndarray, source: str) -> pd.DataFrame:
     """One frame for the result cache: vertex rows (``kind`` 0, xyz nm) then face rows (``kind`` 1)."""
     n, m = len(vertices), len(faces)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "kind": np.concatenate([np.zeros(n, dtype="int8"), np.ones(m, dtype="int8")]),
         "x": np.concatenate([vertices[:, 0], faces[:, 0].astype("float64")]),
         "y": np.concatenate([vertices[:, 1], faces[:, 1].astype("float64")]),
         "z": np.concatenate([vertices[:, 2], faces[:, 2].astype("float64")]),
     })
+    frame.attrs["mesh_source"] = source
+    return frame
 
 
-def _from_frame(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _from_frame(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     kind = frame["kind"].to_numpy()
     xyz = frame[["x", "y", "z"]].to_numpy(dtype="float64")
-    return xyz[kind == 0], xyz[kind == 1].astype("int64")
+    return xyz[kind == 0], xyz[kind == 1].astype("int64"), str(frame.attrs.get("mesh_source", ""))
 
 
 def _reader(backend: Any) -> GrapheneMeshReader | _FlatMeshReader:
