@@ -26,7 +26,8 @@ query independent of the backend. Capability gaps raise
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -194,6 +195,9 @@ class SynapseQuery:
     progress: bool = False
 
 
+_binding_lock = threading.Lock()  # Backend.bind_result_cache
+
+
 class Backend:
     """Base class of connectomix backends.
 
@@ -228,10 +232,50 @@ class Backend:
     #: files, neuPrint properties) leave this ``False``: they are called without ``counts`` and always
     #: return them, so ``counts=False`` skips nothing there.
     optional_counts: ClassVar[bool] = False
-    #: The :class:`~connectomix.cache.ResultCache` of the dataset using this backend (set by
-    #: :class:`~connectomix.Dataset`; ``None``: caching is off). A backend may keep its own immutable
-    #: intermediate tables there (CAVE: annotation tables per materialization).
-    result_cache: Any = None
+    #: ``(place, cache getter)`` of the Dataset using this backend (:meth:`bind_result_cache`).
+    _result_cache_binding: tuple[str | None, Callable[[], Any]] | None = None
+
+    @property
+    def result_cache(self) -> Any:
+        """The :class:`~connectomix.cache.ResultCache` of the Dataset using this backend, or ``None``.
+
+        ``None`` while caching is off or no Dataset uses the backend. A backend
+        may keep its own immutable intermediate tables there (CAVE: annotation
+        tables per materialization; what a warm hit needs from the server).
+        Bound once by :class:`~connectomix.Dataset` (:meth:`bind_result_cache`).
+        """
+        binding = self._result_cache_binding
+        return None if binding is None else binding[1]()
+
+    def bind_result_cache(self, place: str | None, cache: Callable[[], Any]) -> None:
+        """Make ``cache()`` this backend's :attr:`result_cache`: the cache of the Dataset made on it.
+
+        Parameters
+        ----------
+        place
+            Where that cache is (its directory), ``None`` if the Dataset caches nothing.
+        cache
+            Returns the cache (which a Dataset opens on first use), or ``None``.
+
+        Raises
+        ------
+        InvalidArgumentError
+            The backend already serves a Dataset whose cache is elsewhere (or
+            off): a backend object keeps one cache, so that one Dataset never
+            writes into another's, or into a cache another was opened without.
+        """
+        with _binding_lock:
+            bound = self._result_cache_binding
+            if bound is None:
+                self._result_cache_binding = (place, cache)
+            elif bound[0] != place:
+                def say(where: str | None) -> str:
+                    return "no result cache" if where is None else f"the result cache at {where!r}"
+
+                raise InvalidArgumentError(
+                    f"this {self.name} backend object already serves a Dataset with {say(bound[0])}; a Dataset "
+                    f"with {say(place)} cannot share it (each would write into the other's cache): open the "
+                    "dataset again (connectomix.open) for a Dataset with another cache")
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:

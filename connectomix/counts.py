@@ -34,9 +34,8 @@ def query_of(backend: Any, criteria: Any, counts: bool | None) -> Any:
     return (criteria, counts) if backend.optional_counts else criteria
 
 
-def fetch(backend: Any, cache: Any, criteria: Any, version: Any, counts: bool | None) -> pd.DataFrame:
-    """``backend.fetch_neurons``, with ``counts`` where the backend takes it and the dataset's cache handed over."""
-    backend.result_cache = cache
+def fetch(backend: Any, criteria: Any, version: Any, counts: bool | None) -> pd.DataFrame:
+    """``backend.fetch_neurons``, with ``counts`` where the backend takes it."""
     if backend.optional_counts:
         return backend.fetch_neurons(criteria, version, counts=counts)
     return backend.fetch_neurons(criteria, version)

@@ -150,6 +150,14 @@ def _cache_spec(cache: Any) -> bool | ResultCache | str:
     raise InvalidArgumentError(f"cache must be True, False, a directory or a ResultCache; got {cache!r}")
 
 
+def _cache_place(spec: bool | ResultCache | str) -> str | None:
+    """The directory a validated ``cache`` option keeps results in (resolved), ``None`` for no cache."""
+    if spec is False:
+        return None
+    directory = default_cache_dir() if spec is True else spec.directory if isinstance(spec, ResultCache) else spec
+    return os.path.realpath(directory)
+
+
 _caches: dict[str, ResultCache] = {}
 _caches_lock = threading.Lock()
 
@@ -191,10 +199,9 @@ class Dataset:
         self._backend = backend
         self._cache_spec = _cache_spec(cache)
         self._cache: ResultCache | None = None
-        if getattr(backend, "identity_scope", None) is not None:
-            # remote backends keep what they learn from their server there (:class:`~.cache.DiskRecords`):
-            # a new process on a warm cache then connects only when a request is really needed
-            backend.result_cache = self.cache
+        # the backend keeps its own tables and what it learns from its server (:class:`~.cache.DiskRecords`)
+        # in this Dataset's cache, opened when first needed; a backend serves one cache (else this raises)
+        backend.bind_result_cache(_cache_place(self._cache_spec), lambda: self.cache)
         self._info: DatasetInfo = backend.info()
         self.name = name or self._info.name
         self.max_workers = _positive_int(max_workers, "max_workers")
@@ -427,7 +434,7 @@ class Dataset:
                     neurons[col.name] = pd.Series([], dtype=col.dtype)
         else:
             raw = self._cached("fetch_neurons", version, _counts.query_of(self._backend, crit, counts),
-                               lambda: _counts.fetch(self._backend, self.cache, crit, version, counts))
+                               lambda: _counts.fetch(self._backend, crit, version, counts))
             note = _counts.note_of(raw)  # counts the backend did not compute
             neurons = self._neuron_table(raw, crit)
         keep = _criteria_mask(neurons, crit, self.name)

@@ -106,7 +106,7 @@ def neuron_lookup(dataset, version) -> Callable[[np.ndarray], pd.DataFrame]:
     def neurons_of(ids: np.ndarray) -> pd.DataFrame:
         crit = NeuronCriteria(ids=ids)
         raw = dataset._cached("fetch_neurons", version, counts.query_of(dataset._backend, crit, False),
-                              lambda: counts.fetch(dataset._backend, dataset.cache, crit, version, False))
+                              lambda: counts.fetch(dataset._backend, crit, version, False))
         return dataset._neuron_table(raw)
 
     return neurons_of
