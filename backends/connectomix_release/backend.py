@@ -43,6 +43,7 @@ from connectomix.errors import (
 )
 
 from .meshes import MESHES_FILE
+from .rowgroups import RowGroupReader
 from .storage import Location, is_url
 from .writer import CHECKED_ROWS, POST_COPY, TABLES, quote_ident, quote_str
 
@@ -168,6 +169,7 @@ class ReleaseBackend(Backend):
             raise InvalidArgumentError(f"DuckDB refused threads={threads!r} / memory_limit={memory_limit!r}: "
                                        f"{exc}") from None
         self._loc.register(self._con)
+        self._rows = RowGroupReader(self._loc)  # parsed footers of the synapse files, kept per file identity
         self._lock = threading.Lock()
         self._closed = False
         self._neuron_columns = self._columns("neurons")
@@ -273,11 +275,8 @@ class ReleaseBackend(Backend):
                 )
 
     def _footer_rows(self, name: str) -> int:
-        """Rows of a Parquet file, from its footer (no scan)."""
-        with self._cursor() as cur:
-            (rows,) = cur.execute(
-                f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata({self._loc.sql(name)})").fetchone()
-        return int(rows)
+        """Rows of a Parquet file, from its footer (no scan; the parsed footer is kept for the synapse filter)."""
+        return int(self._rows.metadata(name)[0].num_rows)
 
     def _columns(self, table: str) -> tuple[str, ...]:
         with self._cursor() as cur:
@@ -486,22 +485,20 @@ class ReleaseBackend(Backend):
             where.append("s.roi IN (" + ",".join("?" for _ in query.rois) + ")")
             params += list(query.rois)
         rest = " AND ".join(where)
-        if not self._has(POST_COPY):  # a release written before the post-sorted copy: one scan
-            sides = ([f"s.pre IN {ids}"] if query.pre else []) + ([f"s.post IN {ids}"] if query.post else [])
-            sql = (f"SELECT s.* FROM {self._table('synapses')} AS s WHERE ({' OR '.join(sides)}) AND {rest} "
-                   "ORDER BY s.synapse_id")
-            return self._query(sql, params)
-        # each side from the copy sorted by it (row groups pruned by min/max); a row of both sides once
+        # each side from the file sorted by it (synapses.parquet by pre, the copy by post; a release without
+        # the copy filters post in synapses.parquet), reading only the row groups whose footer statistics can
+        # hold the ids (rowgroups.py, FORMAT.md "Layout for scale"); a row of both sides once
+        sides = ([("pre", "synapses.parquet")] if query.pre else []) + (
+            [("post", POST_COPY if self._has(POST_COPY) else "synapses.parquet")] if query.post else [])
         parts, part_params = [], []
-        if query.pre:
-            parts.append(f"SELECT s.* FROM {self._table('synapses')} AS s WHERE s.pre IN {ids} AND {rest}")
-            part_params += params
-        if query.post:
-            not_pre = f" AND s.pre NOT IN {ids}" if query.pre else ""
-            parts.append(f"SELECT s.* FROM {self._table(POST_COPY)} AS s WHERE s.post IN {ids}{not_pre} AND {rest}")
-            part_params += params
-        sql = f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY synapse_id"
-        return self._query(sql, part_params)
+        with self._cursor() as cur:
+            for side, name in sides:
+                cur.register(f"_{side}_rows", self._rows.read(name, side, query.ids))
+                not_pre = f" AND s.pre NOT IN {ids}" if side == "post" and query.pre else ""
+                parts.append(f"SELECT s.* FROM _{side}_rows AS s WHERE s.{side} IN {ids}{not_pre} AND {rest}")
+                part_params += params
+            sql = f"SELECT * FROM ({' UNION ALL BY NAME '.join(parts)}) ORDER BY synapse_id"
+            return cur.sql(sql, params=part_params or None).to_arrow_table().to_pandas()
 
     # -- whole-dataset aggregates (both engines; no connection rows reach this process) -------------
 

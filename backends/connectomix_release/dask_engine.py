@@ -28,6 +28,7 @@ from connectomix.backend import ConnectivityQuery, SynapseQuery
 from connectomix.criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria
 from connectomix.errors import DataFormatError, InvalidArgumentError, InvalidRegexError, InvalidURIError
 
+from .rowgroups import read_on_cluster
 from .writer import POST_COPY
 
 __all__ = ["DaskEngine"]
@@ -270,16 +271,13 @@ class DaskEngine:
         ids = self._ids(query.ids)
         rest = (query.include_autapses, None if query.min_score is None else float(query.min_score),
                 list(query.rois) if query.rois is not None else None)
-        parts = []
-        if query.pre:
-            s = self._read("synapses.parquet", filters=[("pre", "in", ids)])
-            parts.append(s.map_partitions(_keep_synapses, None, *rest, meta=s._meta))
-        if query.post:
-            # the post-sorted copy where the release has it (row groups pruned by post), else the same file
-            s = self._read(POST_COPY if self._b._has(POST_COPY) else "synapses.parquet", filters=[("post", "in", ids)])
-            parts.append(s.map_partitions(_keep_synapses, np.asarray(ids) if query.pre else None, *rest,
-                                          meta=s._meta))
-        frames = self._compute(parts)
+        # each side from the file sorted by it (the post-sorted copy where the release has it): the workers read
+        # only the row groups whose footer statistics can hold the ids (rowgroups.py), as the DuckDB engine does
+        sides = ([("synapses.parquet", "pre")] if query.pre else []) + (
+            [(POST_COPY if self._b._has(POST_COPY) else "synapses.parquet", "post")] if query.post else [])
+        tables = read_on_cluster(self.client, self._b._rows, sides, ids)
+        frames = [_keep_synapses(t.to_pandas(), np.asarray(ids) if column == "post" and query.pre else None, *rest)
+                  for t, (_, column) in zip(tables, sides)]
         columns = list(self._b._synapse_columns)
         df = pd.concat([f[columns] for f in frames], ignore_index=True)
         return df.sort_values("synapse_id", kind="stable").reset_index(drop=True)

@@ -1,0 +1,246 @@
+"""Read the rows of some ids from a Parquet file sorted by that id: only the row groups that can hold them.
+
+A release's synapse files are sorted by ``pre`` (``synapses.parquet``) and by
+``post`` (``synapses_by_post.parquet``), in row groups of 16,384 rows
+(FORMAT.md, "Layout for scale"). Each row group's footer statistics give the
+smallest and largest id it holds, so the row groups that can hold any of a
+set of ids are found from the footer alone (a binary search per row group),
+and only those are read: about one row group per id, whatever the size of
+the table. The same holds on object storage: the footer, then one byte range
+per run of adjacent selected row groups, nothing else.
+
+The parsed footer and its per-row-group ``[min, max]`` index are kept in
+memory per file, keyed by the file's identity (``stat`` values locally, ETag /
+size / modification time on object storage), so a file rewritten in place is
+read afresh. Nothing is written to disk: pyarrow needs the parsed footer to
+read any row group, so an index on disk would not spare reading the footer.
+
+Examples
+--------
+>>> import tempfile, pathlib, pyarrow as pa, pyarrow.parquet as pq
+>>> from connectomix_release.storage import Location
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> pq.write_table(pa.table({"pre": list(range(100)), "x": [0.5] * 100}), folder / "s.parquet", row_group_size=10)
+>>> reader = RowGroupReader(Location(folder))
+>>> reader.select("s.parquet", "pre", [3, 57]).tolist()
+[0, 5]
+>>> reader.read("s.parquet", "pre", [3, 57]).column("pre").to_pylist()
+[3, 57]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectomix.errors import DataFormatError
+
+from .storage import Location
+
+__all__ = ["RowGroupIndex", "RowGroupReader", "read_groups"]
+
+#: Row groups decoded at a time: bounds the memory of a filter on many ids (16,384-row groups: ~50 MB).
+GROUPS_PER_READ = 32
+
+
+@dataclass(frozen=True)
+class RowGroupIndex:
+    """The ``[low, high]`` range of one integer column in each row group of a Parquet file.
+
+    A row group whose statistics are missing gets the widest range (it is
+    always read), so a selection never misses a row.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def from_metadata(cls, metadata: pq.FileMetaData, column: str) -> RowGroupIndex:
+        names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+        if column not in names:
+            raise DataFormatError(f"the Parquet file has no column {column!r}; it has {names}")
+        where = names.index(column)
+        n = metadata.num_row_groups
+        low = np.full(n, np.iinfo("int64").min, dtype="int64")
+        high = np.full(n, np.iinfo("int64").max, dtype="int64")
+        for i in range(n):
+            stats = metadata.row_group(i).column(where).statistics
+            if stats is not None and stats.has_min_max and isinstance(stats.min, (int, np.integer)):
+                low[i], high[i] = stats.min, stats.max
+        return cls(low, high)
+
+    def select(self, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Numbers of the row groups whose range holds at least one of ``ids`` (ascending).
+
+        Examples
+        --------
+        >>> index = RowGroupIndex(np.array([0, 10, 20]), np.array([9, 19, 29]))
+        >>> index.select([15, 29, 99]).tolist()
+        [1, 2]
+        """
+        ids = np.unique(np.asarray(ids, dtype="int64"))
+        if ids.size == 0 or self.low.size == 0:
+            return np.zeros(0, dtype="int64")
+        # the first id >= each group's low end; the group is selected when that id is <= its high end
+        first = np.searchsorted(ids, self.low, side="left")
+        inside = first < ids.size
+        inside[inside] = ids[first[inside]] <= self.high[inside]
+        return np.flatnonzero(inside)
+
+
+class RowGroupReader:
+    """Reads the rows of given ids from a release's Parquet files, row groups selected by footer statistics.
+
+    Parameters
+    ----------
+    location : Location
+        The release folder (local or on object storage).
+    files : int
+        Parsed footers kept in memory (least recently used are dropped).
+    """
+
+    def __init__(self, location: Location, *, files: int = 8):
+        self._loc = location
+        self._size = files
+        self._memo: OrderedDict[tuple, tuple[pq.FileMetaData, dict[str, RowGroupIndex]]] = OrderedDict()
+        self._lock = threading.Lock()
+        #: footers parsed so far (a test counts them: a second query on an unchanged file parses none)
+        self.footers_read = 0
+
+    # -- the footer, once per file identity ----------------------------------------------------
+
+    def _identity(self, name: str) -> tuple:
+        (fingerprint,) = self._loc.fingerprints([name]).values()
+        if fingerprint is None:
+            raise DataFormatError(f"{self._loc.url(name)!r} does not exist (it was removed after the release was opened)")
+        return name, tuple(fingerprint)
+
+    def metadata(self, name: str) -> tuple[pq.FileMetaData, tuple]:
+        """The parsed footer of ``name`` and the identity it was read at."""
+        key = self._identity(name)
+        with self._lock:
+            if key in self._memo:
+                self._memo.move_to_end(key)
+                return self._memo[key][0], key
+        with self._open(name) as source:
+            try:
+                metadata = pq.read_metadata(source)
+            except (OSError, pa.ArrowException) as exc:
+                raise DataFormatError(f"cannot read the Parquet footer of {self._loc.url(name)!r}: {exc}") from None
+        with self._lock:
+            self.footers_read += 1
+            self._memo[key] = (metadata, {})
+            while len(self._memo) > self._size:
+                self._memo.popitem(last=False)
+        return metadata, key
+
+    def index(self, name: str, column: str) -> RowGroupIndex:
+        """The ``[min, max]`` of ``column`` per row group of ``name`` (from the memo when unchanged)."""
+        metadata, key = self.metadata(name)
+        with self._lock:
+            indexes = self._memo[key][1] if key in self._memo else {}
+            if column not in indexes:
+                indexes[column] = RowGroupIndex.from_metadata(metadata, column)
+            return indexes[column]
+
+    def select(self, name: str, column: str, ids: Iterable[int] | np.ndarray) -> np.ndarray:
+        """Row groups of ``name`` that can hold rows with ``column`` in ``ids``."""
+        return self.index(name, column).select(ids)
+
+    # -- rows -----------------------------------------------------------------------------------------
+
+    def _open(self, name: str) -> Any:
+        if self._loc.fs is None:
+            return open(self._loc.url(name), "rb")
+        # no read-ahead: pyarrow asks for exactly the byte ranges of the selected column chunks
+        return self._loc.fs.open(self._loc.url(name), "rb", cache_type="none")
+
+    def read(self, name: str, column: str, ids: Iterable[int] | np.ndarray,
+             columns: list[str] | None = None) -> pa.Table:
+        """The rows of ``name`` whose ``column`` is one of ``ids``, in file order.
+
+        Reads only the row groups :meth:`select` keeps, :data:`GROUPS_PER_READ`
+        at a time (rows of other ids are dropped after each read, so memory
+        stays bounded for any number of ids).
+        """
+        ids = np.unique(np.asarray(ids, dtype="int64"))
+        metadata, _ = self.metadata(name)
+        groups = self.select(name, column, ids)
+        with self._open(name) as source:
+            try:
+                parts = list(read_groups(source, metadata, groups, column, ids, columns))
+            except (OSError, pa.ArrowException) as exc:
+                raise DataFormatError(f"cannot read {self._loc.url(name)!r}: {exc}") from None
+        return pa.concat_tables(parts)
+
+
+def read_groups(source: Any, metadata: pq.FileMetaData, groups: np.ndarray, column: str, ids: np.ndarray,
+                columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """Tables of the rows of ``groups`` whose ``column`` is in ``ids`` (at least one table, maybe empty).
+
+    ``source`` is an open binary file (local or fsspec); ``metadata`` its
+    parsed footer. Used by :class:`RowGroupReader` and by the Dask engine's
+    workers.
+    """
+    parquet = pq.ParquetFile(source, metadata=metadata, pre_buffer=True)
+    wanted = pa.array(ids, type=pa.int64())
+    yield parquet.schema_arrow.empty_table() if columns is None else parquet.schema_arrow.empty_table().select(columns)
+    for start in range(0, len(groups), GROUPS_PER_READ):
+        chunk = [int(g) for g in groups[start:start + GROUPS_PER_READ]]
+        table = parquet.read_row_groups(chunk, columns=columns, use_threads=True)
+        yield table.filter(pc.is_in(table[column], value_set=wanted))
+
+
+# -- on a Dask cluster: the client selects the row groups, the workers read them ------------------------------
+
+#: parsed footers on a Dask worker, by (file, identity): a worker reads each file's footer once
+_WORKER_FOOTERS: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
+_WORKER_LOCK = threading.Lock()
+
+
+def _read_task(location: Location, name: str, identity: tuple, groups: np.ndarray, column: str,
+               ids: np.ndarray) -> pa.Table:
+    """(On a worker) the rows of ``groups`` of ``name`` whose ``column`` is in ``ids``."""
+    reader = RowGroupReader(location)
+    key = (location.url(name), identity)
+    with reader._open(name) as source:
+        with _WORKER_LOCK:
+            metadata = _WORKER_FOOTERS.get(key)
+        if metadata is None:
+            metadata = pq.read_metadata(source)
+            with _WORKER_LOCK:
+                _WORKER_FOOTERS[key] = metadata
+                while len(_WORKER_FOOTERS) > 8:
+                    _WORKER_FOOTERS.popitem(last=False)
+        return pa.concat_tables(read_groups(source, metadata, groups, column, ids))
+
+
+def read_on_cluster(client: Any, reader: RowGroupReader, sides: list[tuple[str, str]],
+                    ids: Iterable[int] | np.ndarray) -> list[pa.Table]:
+    """For each ``(file, column)`` of ``sides``, its rows whose ``column`` is in ``ids``, read by Dask workers.
+
+    This process selects the row groups from the footer it keeps
+    (:class:`RowGroupReader`); each worker task reads :data:`GROUPS_PER_READ`
+    of them (footer parsed once per worker and file identity) and returns only
+    the matching rows. Every side's tasks run at once.
+    """
+    ids = np.unique(np.asarray(ids, dtype="int64"))
+    futures = []
+    for name, column in sides:
+        _, (_, identity) = reader.metadata(name)
+        groups = reader.select(name, column, ids)
+        chunks = [groups[i:i + GROUPS_PER_READ] for i in range(0, len(groups), GROUPS_PER_READ)] or [groups]
+        futures.append([client.submit(_read_task, reader._loc, name, identity, chunk, column, ids, pure=False)
+                        for chunk in chunks])
+    try:
+        return [pa.concat_tables(client.gather(side)) for side in futures]
+    except (OSError, pa.ArrowException) as exc:
+        raise DataFormatError(f"release folder {reader._loc.root!r}: {type(exc).__name__}: {exc}") from None
