@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cert:      {emu.cert_path}   (export REQUESTS_CA_BUNDLE={emu.cert_path}, or verify=False)")
     print(token_hint)
     print(f"python:    neuprint.Client({emu.url!r}, dataset={emu.datasets[0]!r}, verify={str(emu.cert_path)!r})")
+    for name in emu.datasets:
+        if emu.segmentation_source(name):
+            print(f"meshes:    {emu.segmentation_source(name)}  ({name}; cloud-volume, navis fetch_mesh_neuron)")
     print("Ctrl-C to stop.", flush=True)
     try:
         stop.wait()
