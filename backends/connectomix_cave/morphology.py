@@ -22,7 +22,7 @@ Two sources, chosen per datastack by the catalogue's ``[datasets.X.morphology]``
 a URL template with ``{materialization}``
     Published neuroglancer precomputed skeletons per materialization (FlyWire's
     ``https://flyem.mrc-lmb.cam.ac.uk/flyconnectome/flywire_skeletons_{630,783}``,
-    navis-org/fafbseg-py ``fafbseg/flywire/skeletonize.py:38-48``: nm, float32
+    navis-org/fafbseg-py ``fafbseg/flywire/skeletonize.py:38-48`` (fafbseg 3.2.3): nm, float32
     radius): ``GET {url}/{root_id}`` per neuron (404: no skeleton), the folder's ``info`` (or
     fafbseg's ``SKELETON_INFO`` where it has none) for the vertex attributes, each file's length
     checked against its counts, decoded by cloud-volume's ``Skeleton.from_precomputed``; node ids
@@ -361,7 +361,7 @@ class SkeletonReader:
         return dict(zip(ids, map_batches(one, ids, max_workers=MAX_WORKERS, progress=progress, desc="skeletons")))
 
 
-#: fafbseg's info of the published FlyWire skeletons (navis-org/fafbseg-py fafbseg/flywire/skeletonize.py:42-48).
+#: fafbseg's info of the published FlyWire skeletons (fafbseg 3.2.3 fafbseg/flywire/skeletonize.py:42-48).
 PUBLISHED_INFO = {"@type": "neuroglancer_skeletons", "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0],
                   "vertex_attributes": [{"id": "radius", "data_type": "float32", "num_components": 1}]}
 

@@ -54,7 +54,7 @@ also needs an L2 cache (``l2cache.has_cache()``: the chunkedgraph table in
 ``GET /l2cache/api/v1/table_mapping``) and ``chunkedgraph.is_valid_nodes`` (``GET
 /segmentation/api/v1/table/{tbl}/valid_nodes``): both are served here.
 
-FlyWire's published precomputed skeletons (navis-org/fafbseg-py@d114e29
+FlyWire's published precomputed skeletons (fafbseg 3.2.3, installed; navis-org/fafbseg-py@d114e29 has it at lines 38-40;
 ``fafbseg/flywire/skeletonize.py:38-48``: ``{base}/flyconnectome/flywire_skeletons_{630,783}/{root_id}``,
 read with ``navis.read_precomputed(..., info=SKELETON_INFO)``, nm, a float32 ``radius``
 attribute): ``GET /flyconnectome/flywire_skeletons_{v}/{rid}`` serves the skeleton of a

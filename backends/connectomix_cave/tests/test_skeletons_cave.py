@@ -179,9 +179,13 @@ def test_a_cache_hit_sends_no_request(emu, clean, tmp_path):
         emu.stats.reset()
         again = ds.get_skeletons(DA1)
         assert emu.stats.snapshot() == {}
-    for a, b in zip(first, again):
+    with open_cave(emu, cache=str(tmp_path / "cache")) as fresh:  # a new Dataset (and client) on the same cache
+        later = fresh.get_skeletons(DA1)
+        assert emu.stats.requests("skeleton") == 0
+    for a, b, c in zip(first, again, later):
         pd.testing.assert_frame_equal(a.nodes.reset_index(drop=True), b.nodes.reset_index(drop=True))
-        assert b.materialization == 1
+        pd.testing.assert_frame_equal(a.nodes.reset_index(drop=True), c.nodes.reset_index(drop=True))
+        assert b.materialization == c.materialization == 1
 
 
 # -- unmodified peers -----------------------------------------------------------------------------------------------
@@ -254,3 +258,76 @@ def test_connectomix_reads_the_published_precomputed_skeletons(layered):
     for a, b in zip(got, same):
         assert a.n_nodes == b.n_nodes and a.materialization == 783
         assert a.cable_length == pytest.approx(b.cable_length, rel=1e-6)  # float32 in the precomputed files
+
+
+# -- decoding: a damaged answer is an error naming the root ---------------------------------------------------------
+
+def _flat(**fields):
+    from connectomix_cave.emulator.skeletons import compress_json
+
+    body = {"vertices": [[0, 0, 0], [1, 0, 0], [2, 0, 0]], "edges": [[1, 0], [2, 1]], "root": 0,
+            "radius": [1, 1, 1], "compartment": [1, 3, 3]}
+    body.update(fields)
+    return compress_json(body)
+
+
+def test_decode_flatdict_builds_the_tree_from_the_root():
+    from connectomix_cave.morphology import decode_flatdict
+
+    nodes = decode_flatdict(_flat(edges=[[0, 1], [2, 1]], root=2), 7, "u")  # edge orientation does not matter
+    assert nodes["parent_id"].tolist() == [1, 2, -1] and nodes["label"].tolist() == [1, 3, 3]
+
+
+@pytest.mark.parametrize("body, error, match", [
+    (_flat()[:-9], IncompleteResponseError, "not whole gzip"),
+    (b"{}", IncompleteResponseError, "not whole gzip"),
+    (_flat(edges=[[0, 1], [1, 2], [2, 0]]), connectomix.errors.DataFormatError, "edges"),
+    (_flat(radius=[1, 1]), connectomix.errors.DataFormatError, "2 radii"),
+    (_flat(vertices=[[0, 0], [1, 0]]), connectomix.errors.DataFormatError, "malformed|shape"),
+    (_flat(root=5), connectomix.errors.DataFormatError, "root 5"),
+])
+def test_decode_flatdict_refuses_damaged_skeletons(body, error, match):
+    from connectomix_cave.morphology import decode_flatdict
+
+    with pytest.raises(error, match=match):
+        decode_flatdict(body, 7, "u")
+
+
+def test_the_service_precomputed_answer_is_read_by_cloud_volume(emu, clean):
+    import requests
+    from cloudvolume import Skeleton
+
+    base = f"{emu.url}/skeletoncache/api/v1/{emu.datastack}/precomputed/skeleton"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    info = requests.get(f"{base}/info", headers=auth, timeout=30).json()
+    assert [a["id"] for a in info["vertex_attributes"]] == ["radius", "compartment"]  # Neuroglancer version 2
+    data = requests.get(f"{base}/{DA1[0]}", headers=auth, timeout=30).content
+    sk = Skeleton.from_precomputed(data, segid=DA1[0], vertex_attributes=info["vertex_attributes"])
+    theirs = swc(SAMPLE, DA1[0])
+    np.testing.assert_allclose(sk.vertices, theirs[["x", "y", "z"]].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(sk.radius, theirs["radius"].to_numpy(), rtol=1e-6)
+
+
+# -- the catalogue's source and its version gate ---------------------------------------------------------------------
+
+def test_flywire_public_defaults_to_the_published_skeletons_at_630_and_783_only(emu):
+    with connectomix.open(f"cave://{emu.datastack}", server=emu.url, token=TOKEN, materialization=1,
+                          cache=False) as ds:  # flywire_fafb_public: the catalogue's source
+        with pytest.raises(connectomix.errors.UnsupportedOperation, match=r"\[630, 783\]"):
+            ds.get_skeletons(DA1[:1])
+        assert "flyem.mrc-lmb.cam.ac.uk" in ds.backend._skeleton_reader.source
+    assert emu.stats.requests("flywire_skeleton") == 0
+
+
+def test_a_cut_precomputed_file_raises(layered):
+    template = f"{layered.url}/flyconnectome/flywire_skeletons_{{materialization}}"
+    with connectomix.open(f"cave://{layered.datastack}", server=layered.url, token=TOKEN, materialization=783,
+                          skeleton_source=template, cache=False) as ds:
+        layered.app.skeletons.cut_next = 1
+        try:
+            with pytest.raises(IncompleteResponseError, match="cut or damaged"):
+                ds.get_skeletons([DA1[0] + FLYWIRE_BASE])
+        finally:
+            layered.app.skeletons.cut_next = 0
+        with pytest.raises(IdsNotFoundError):
+            ds.get_skeletons([NO_SKELETON[0] + FLYWIRE_BASE])  # no file: 404
