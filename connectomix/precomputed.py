@@ -436,7 +436,7 @@ def decode_mesh(data: bytes, *, segid: int, source: str) -> tuple[np.ndarray, np
 
 
 def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
-    """Meshes of segments from a precomputed source, as navis ``MeshNeuron``s in nm.
+    """Meshes of segments from a precomputed source, as navis ``MeshNeuron`` s in nm.
 
     Parameters
     ----------
@@ -546,7 +546,7 @@ def _tree_neuron(segid: int, vertices: np.ndarray, edges: np.ndarray, radius: np
 
 
 def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
-    """Skeletons of segments from a precomputed source, as navis ``TreeNeuron``s in nm.
+    """Skeletons of segments from a precomputed source, as navis ``TreeNeuron`` s in nm.
 
     Parameters
     ----------
