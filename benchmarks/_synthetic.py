@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -11,8 +12,13 @@ import pandas as pd
 ROIS = ["AL(R)", "LH(R)", "CA(R)", "SLP(R)"]
 
 
-def make_synthetic_release(folder: Path, *, n_bodies: int = 3000, synapses_per_body: int = 60, seed: int = 0) -> Path:
-    """Write a release folder with ``n_bodies`` typed bodies and about ``n_bodies * synapses_per_body`` synapses."""
+def make_synthetic_release(folder: Path, *, n_bodies: int = 3000, synapses_per_body: int = 60, seed: int = 0,
+                           morphology: int = 0) -> Path:
+    """Write a release folder with ``n_bodies`` typed bodies and about ``n_bodies * synapses_per_body`` synapses.
+
+    ``morphology``: the first that many bodies also get a SYNTHETIC skeleton and mesh
+    (:func:`synthetic_morphology`).
+    """
     rng = np.random.default_rng(seed)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -48,9 +54,66 @@ def make_synthetic_release(folder: Path, *, n_bodies: int = 3000, synapses_per_b
                 "description": "SYNTHETIC benchmark connectome (random); not real data.", "voxel_size_nm": [8, 8, 8],
                 "rois": ROIS, "primary_rois": ROIS, "score_name": "confidence",
                 "synthetic": {"*": "every table is synthetic (benchmark data)"}}
+    if morphology:
+        manifest["meshes"] = write_synthetic_morphology(folder, ids[:morphology], seed=seed)
+        manifest["synthetic"]["skeletons"] = manifest["synthetic"]["meshes"] = (
+            "random trees and deformed spheres (benchmark data), not neuron shapes")
+        manifest["partial"] = {kind: {"ids": ids[morphology:].tolist(), "reason": "SYNTHETIC: morphology for the "
+                                      f"first {morphology} bodies only"} for kind in ("skeletons", "meshes")}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     neurons.to_parquet(folder / "neurons.parquet", index=False)
     conn.astype({"roi": "string"}).to_parquet(folder / "connections.parquet", index=False)
     rc.astype({"roi": "string"}).to_parquet(folder / "roi_counts.parquet", index=False)
     syn.to_parquet(folder / "synapses.parquet", index=False, row_group_size=131_072)
     return folder
+
+
+#: Size of each SYNTHETIC neuron: about the five real DA1 lPNs of the sample (4,000-5,000 skeleton nodes,
+#: 6,300-7,100 mesh vertices, 13,000-14,600 triangles).
+SKELETON_NODES = 4000
+MESH_SUBDIVISIONS = 5  # an icosphere of 10,242 vertices and 20,480 triangles
+
+
+def synthetic_morphology(body: int, *, seed: int = 0):
+    """A SYNTHETIC skeleton (SWC text, nm) and mesh ``(vertices_nm, faces)`` for one body: nothing real.
+
+    The skeleton is a random tree of :data:`SKELETON_NODES` nodes (each node 200-600 nm from a parent
+    among the last 50), the mesh an icosphere of 5-20 um radius with its vertices jittered by 5 %.
+    """
+    rng = np.random.default_rng([seed, body])
+    n = SKELETON_NODES
+    parent = np.full(n, -1, dtype="int64")
+    parent[1:] = np.maximum(np.arange(1, n) - rng.integers(1, 51, n - 1), 0)
+    steps = rng.normal(size=(n, 3))
+    steps *= (rng.uniform(200, 600, n) / np.linalg.norm(steps, axis=1))[:, None]
+    xyz = np.zeros((n, 3))
+    xyz[0] = rng.uniform(50_000, 200_000, 3)
+    for i in range(1, n):
+        xyz[i] = xyz[parent[i]] + steps[i]
+    radius = rng.uniform(50, 400, n)
+    rows = [f"{i + 1} 0 {x:.3f} {y:.3f} {z:.3f} {r:.3f} {p + 1 if p >= 0 else -1}"
+            for i, ((x, y, z), r, p) in enumerate(zip(xyz, radius, parent))]
+    unit, faces = _icosphere()
+    vertices = unit * rng.uniform(5_000, 20_000)
+    vertices *= rng.uniform(0.95, 1.05, (len(vertices), 1))
+    return "\n".join(["# SYNTHETIC skeleton (benchmark data, not a neuron)", *rows]) + "\n", (vertices + xyz[0], faces)
+
+
+@functools.lru_cache(maxsize=1)
+def _icosphere():
+    import trimesh
+
+    sphere = trimesh.creation.icosphere(subdivisions=MESH_SUBDIVISIONS)
+    return np.asarray(sphere.vertices), np.asarray(sphere.faces)
+
+
+def write_synthetic_morphology(folder: Path, ids, *, seed: int = 0) -> dict:
+    """``skeletons/<id>.swc`` and ``meshes.parquet`` for ``ids``; returns the manifest's ``"meshes"`` entry."""
+    from connectomix_release.meshes import MESHES_FILE, manifest_entry, write_meshes
+
+    (folder / "skeletons").mkdir(exist_ok=True)
+    meshes = {}
+    for body in ids:
+        swc, meshes[int(body)] = synthetic_morphology(int(body), seed=seed)
+        (folder / "skeletons" / f"{int(body)}.swc").write_text(swc)
+    return manifest_entry(write_meshes(folder / MESHES_FILE, meshes))
