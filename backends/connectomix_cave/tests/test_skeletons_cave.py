@@ -188,6 +188,23 @@ def test_a_cache_hit_sends_no_request(emu, clean, tmp_path):
         assert b.materialization == c.materialization == 1
 
 
+def test_a_damaged_cache_entry_is_fetched_again(emu, clean, tmp_path):
+    with open_cave(emu, cache=str(tmp_path / "cache")) as ds:
+        first = ds.get_skeletons(DA1[:2])
+        reader = ds.backend._skeleton_reader
+        cache, identity = reader._cache(1)
+        key = reader._key(identity, 1, DA1[0])
+        raw = cache._store.get(key)
+        cache._store.set(key, raw[: len(raw) // 2])
+        emu.stats.reset()
+        with pytest.warns(connectomix.errors.CacheWarning, match="corrupt entry"):
+            again = ds.get_skeletons(DA1[:2])
+        assert emu.stats.requests("skeleton") == 1  # only the damaged one
+        assert cache._store.get(key) == raw  # stored again, intact
+    for a, b in zip(first, again):
+        pd.testing.assert_frame_equal(a.nodes.reset_index(drop=True), b.nodes.reset_index(drop=True))
+
+
 # -- unmodified peers -----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -228,6 +245,11 @@ def test_unmodified_caveclient_reads_the_skeletons(layered):
         assert (table["parent"] == -1).sum() == (theirs["parent_id"] < 0).sum()
     bulk = client.skeleton.get_bulk_skeletons([b + FLYWIRE_BASE for b in DA1[:3]])
     assert sorted(map(int, bulk)) == sorted(b + FLYWIRE_BASE for b in DA1[:3])
+    asked = [DA1[0] + FLYWIRE_BASE, NO_SKELETON[0] + FLYWIRE_BASE]
+    cached = client.skeleton.fetch_skeletons(asked)  # only the roots that have one
+    assert list(map(int, cached)) == asked[:1]
+    np.testing.assert_array_equal(cached[str(asked[0])]["vertices"], swc(SAMPLE, DA1[0])[["x", "y", "z"]].to_numpy())
+    assert client.skeleton.skeletons_exist(root_ids=asked) == {asked[0]: True, asked[1]: False}
     with pytest.raises(Exception, match="refusal list"):
         client.skeleton.get_skeleton(NO_SKELETON[0] + FLYWIRE_BASE)
 
