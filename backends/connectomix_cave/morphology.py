@@ -38,8 +38,9 @@ Requests run on the backend's worker pool with its retry policy and whole-body
 checks; a broken body or a failure after the retries raises a
 :class:`~connectomix.errors.ConnectomixError`, never a partial list. At an integer
 materialization with the dataset's result cache, each skeleton is kept there
-(keyed by the version's cache identity, checked on read like every cached
-table), so asking again sends no skeleton request.
+(keyed by the version's cache identity, kept in the cache's records like the
+Dataset's; entries checked on read like every cached table), so asking again
+sends no request, also from a new process within ``identity_ttl``.
 """
 
 from __future__ import annotations
@@ -301,7 +302,10 @@ class SkeletonReader:
         if cache is None or not cache.usable or not isinstance(version, (int, np.integer)) or isinstance(
                 version, bool):
             return None, None
-        identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl)
+        # kept on disk too (the backend's records, as the Dataset keeps identities): a new process on a warm
+        # cache then reads skeletons without connecting, within identity_ttl of the version's last check
+        identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl,
+                                           disk=backend._records())
         return (cache, identity) if identity is not None else (None, None)
 
     def _key(self, identity: Any, version: Any, rid: int) -> str:
