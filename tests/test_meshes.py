@@ -225,15 +225,20 @@ def test_a_truncated_fragment_is_an_error_never_a_partial_mesh(tmp_path, cut):
 
 
 def _brute_nearest(points_nm: np.ndarray, sites_nm: np.ndarray):
-    """Nearest point and its distance for every site, by exhaustive search (no k-d tree)."""
-    index = np.empty(len(sites_nm), dtype="int64")
-    dist = np.empty(len(sites_nm))
-    for start in range(0, len(sites_nm), 256):
-        chunk = sites_nm[start:start + 256]
-        d2 = ((chunk[:, None, :] - points_nm[None, :, :]) ** 2).sum(axis=2)
-        index[start:start + 256] = d2.argmin(axis=1)
-        dist[start:start + 256] = np.sqrt(d2.min(axis=1))
-    return index, dist
+    """Nearest point and its distance for every site, by exhaustive search (no k-d tree).
+
+    Squared distances of every pair as |s|^2 - 2 s.p + |p|^2 (one matrix product per chunk), centred first
+    so the terms stay small; the distance of the chosen point is then computed directly.
+    """
+    centre = points_nm.mean(axis=0)
+    points, sites = points_nm - centre, sites_nm - centre
+    norms = (points ** 2).sum(axis=1)
+    index = np.empty(len(sites), dtype="int64")
+    for start in range(0, len(sites), 2048):
+        chunk = sites[start:start + 2048]
+        d2 = norms[None, :] - 2.0 * chunk @ points.T  # + |s|^2, the same for every point of a row
+        index[start:start + 2048] = d2.argmin(axis=1)
+    return index, np.linalg.norm(sites - points[index], axis=1)
 
 
 @pytest.fixture(scope="module")
@@ -298,3 +303,29 @@ def test_max_distance_cleans_meshes_as_it_cleans_skeletons(ds, attached):
         assert len(kept.connectors) == int((full.connectors["distance"] <= 250).sum())
     with pytest.raises(errors.InvalidArgumentError, match="max_distance"):
         ds.get_synapses(meshes[:1], attach=True, max_distance=-1, progress=False)
+
+
+def test_meshes_of_a_release_on_object_storage(ds, tmp_path):
+    """The sample on S3 (moto's server on 127.0.0.1): the same meshes, read through the release's own storage."""
+    s3fs = pytest.importorskip("s3fs")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
+        fs = s3fs.S3FileSystem(**options)
+        fs.mkdir("releases")
+        for name in ("manifest.json", "neurons.parquet", "connections.parquet", MESHES_FILE):  # what meshes need
+            fs.put(str(SAMPLE_DIR / name), f"releases/sample/{name}")
+        with connectomix.open("release://s3://releases/sample", storage_options=options, cache=False) as remote:
+            assert connectomix.Capability.MESHES in remote.capabilities
+            got = remote.get_meshes(FIVE[:2])
+            with pytest.raises(errors.IdsNotFoundError):
+                remote.get_meshes(TWO)
+        for m, local in zip(got, ds.get_meshes(FIVE[:2])):
+            np.testing.assert_array_equal(m.vertices, local.vertices)
+            np.testing.assert_array_equal(m.faces, local.faces)
+    finally:
+        server.stop()
