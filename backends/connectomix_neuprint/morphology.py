@@ -46,7 +46,7 @@ from connectomix.errors import IdsNotFoundError, RemoteError, ServerError, Unsup
 from connectomix.http import json_body
 from connectomix.parallel import batched, map_batches
 
-__all__ = ["published_sources", "choose_source", "same_source", "read_meshes_concurrently",
+__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "read_meshes_concurrently",
            "MESH_BATCH", "MESH_WORKERS"]
 
 log = logging.getLogger("connectomix_neuprint")
@@ -121,11 +121,39 @@ def published_sources(http: Any, run: Any, dataset: str) -> dict[str, str]:
     return out
 
 
+_PIPE_PRECOMPUTED = "|neuroglancer-precomputed:"
+
+
+def as_precomputed(source: str) -> str | None:
+    """``source`` as the ``precomputed://<location>`` cloud-volume opens, or None if it is not one.
+
+    Accepts ``precomputed://<url>``, a bare ``gs://``/``https://``/``http://``/``file://`` URL and
+    neuroglancer's newer ``<url>|neuroglancer-precomputed:`` spelling; anything else (``dvid://``,
+    ``graphene://``, ``zarr://``, other ``|`` formats) is None.
+
+    Examples
+    --------
+    >>> as_precomputed("gs://manc-seg-v1p2/manc-seg-v1.2/|neuroglancer-precomputed:")
+    'precomputed://gs://manc-seg-v1p2/manc-seg-v1.2'
+    >>> as_precomputed("dvid://https://emdata.example/abc/segmentation") is None
+    True
+    """
+    s = source.strip()
+    if s.endswith(_PIPE_PRECOMPUTED):
+        s = s[:-len(_PIPE_PRECOMPUTED)]
+    elif "|" in s:
+        return None
+    s = re.sub(r"^precomputed://", "", s).rstrip("/")
+    if not re.match(r"^(gs|https?|file)://\S", s):
+        return None
+    return f"precomputed://{s}"
+
+
 def same_source(a: str, b: str) -> bool:
     """Whether two segmentation sources name the same layer.
 
-    Ignores a ``precomputed://`` prefix, a trailing ``/`` and the ``gs://bucket`` /
-    ``https://storage.googleapis.com/bucket`` spellings (neuroglancer treats them as aliases).
+    Ignores the spelling (see :func:`as_precomputed`), a trailing ``/`` and the ``gs://bucket`` /
+    ``https://storage.googleapis.com/bucket`` aliases (neuroglancer treats them as the same).
 
     Examples
     --------
@@ -135,8 +163,8 @@ def same_source(a: str, b: str) -> bool:
     False
     """
     def norm(s: str) -> str:
-        s = re.sub(r"^precomputed://", "", s.strip()).rstrip("/")
-        return re.sub(r"^https://storage\.googleapis\.com/", "gs://", s)
+        s = as_precomputed(s) or s.strip()
+        return re.sub(r"^precomputed://https://storage\.googleapis\.com/", "precomputed://gs://", s)
     return norm(a) == norm(b)
 
 
@@ -178,10 +206,11 @@ def choose_source(published: dict[str, str], catalogue: str | None, dataset: str
             "there is nowhere to read meshes from; pass the mesh_source option")
     if not values:
         log.info("neuPrint dataset %s publishes no segmentation source; using the catalogue's %s", dataset, source)
-    if re.match(r"^[a-z0-9+]+://", source) and not re.match(r"^(precomputed://)?(gs|https?|file)://", source):
+    url = as_precomputed(source)
+    if url is None:
         raise UnsupportedOperation(f"the segmentation source of {dataset!r} is {source!r}: only neuroglancer "
                                    "precomputed layers (precomputed://gs://, https://, file://) are read")
-    return source if source.startswith("precomputed://") else f"precomputed://{source}"
+    return url
 
 
 def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,

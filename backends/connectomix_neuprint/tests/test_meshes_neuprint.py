@@ -232,7 +232,11 @@ def test_choose_source_rules():
     gs = "precomputed://gs://bucket/v1/segmentation"
     https = "https://storage.googleapis.com/bucket/v1/segmentation/"
     assert morphology.choose_source({"nglayers": gs, "neuroglancerMeta": https}, gs, "d", "s") == gs
-    assert morphology.choose_source({}, https, "d", "s") == f"precomputed://{https}"
+    assert morphology.choose_source({}, https, "d", "s") == f"precomputed://{https.rstrip('/')}"
+    piped = "gs://bucket/v1/segmentation/|neuroglancer-precomputed:"  # neuroglancer's newer source syntax
+    assert morphology.choose_source({"nglayers": piped}, gs, "d", "s") == gs
+    with pytest.raises(UnsupportedOperation, match="only neuroglancer precomputed"):
+        morphology.choose_source({"nglayers": "gs://bucket/v1/segmentation/|zarr2:"}, None, "d", "s")
     with pytest.raises(ServerError, match="different segmentation sources"):
         morphology.choose_source({"nglayers": gs, "neuroglancerMeta": gs.replace("v1", "v2")}, None, "d", "s")
     with pytest.raises(UnsupportedOperation, match="only neuroglancer precomputed"):
