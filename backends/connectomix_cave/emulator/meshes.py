@@ -100,6 +100,7 @@ class MeshService:
         self._meshes: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
         self._graphene_tree: dict[str, bytes] | None = None
         self._flat_trees: dict[int, dict[str, bytes] | None] = {}
+        self._sv_counts: dict[int, int] | None = None
 
     # --- what is served ------------------------------------------------------------------------------
 
@@ -133,7 +134,9 @@ class MeshService:
             return None
         layout = self.app.dataset.layout
         bodies, counts = np.unique(layout.sv_body[info.sv_ordinals], return_counts=True)
-        whole = layout.counts()
+        if self._sv_counts is None:
+            self._sv_counts = layout.counts()  # supervoxels per release body (fixed)
+        whole = self._sv_counts
         meshes = self.meshes
         if not len(bodies) or any(whole.get(int(b)) != int(n) or int(b) not in meshes
                                   for b, n in zip(bodies, counts)):
