@@ -471,20 +471,16 @@ class NeuprintBackend(Backend):
         self._timeout = float(timeout)
         self._mesh_source = str(mesh_source) if mesh_source else None  # None: found on first get_meshes
         self._mesh_lock = threading.Lock()
+        self._arrow_wanted = bool(arrow)
+        self._options = {"units": units, "catalogue": catalogue}
+        self._connection: dict[str, Any] | None = None  # dataset name, Arrow endpoint, :Meta (see _connect)
+        self._live = False  # whether _connection was asked of the server by this backend
+        self._connect_lock = threading.RLock()
         self.http = HttpClient(
             f"https://{server}", token=token, verify=verify, service="neuPrint",
             auth_help=f"Get a new token from https://{host}/account and set ${TOKEN_ENV}.",
             retry=_retry_policy(retry, float(timeout)),
         )
-        try:
-            self._dataset_name = self._check_dataset()
-            self.use_arrow = bool(arrow) and self._arrow_supported()
-            self._meta = self._fetch_meta()
-            self._entry = self._catalogue_entry(catalogue)
-            self.units = self._units(units)
-        except BaseException:
-            self.http.close()
-            raise
 
     # -- construction -------------------------------------------------------------------
 
@@ -519,6 +515,80 @@ class NeuprintBackend(Backend):
     def __repr__(self) -> str:
         return f"NeuprintBackend(server={self.server!r}, dataset={self.dataset!r})"
 
+    # -- connecting ------------------------------------------------------------------------
+
+    def identity_scope(self) -> dict[str, Any]:
+        """What this backend's cache identities depend on besides the server's answers (no token).
+
+        :class:`~connectomix.Dataset` keys the records it keeps in the result cache with it
+        (:class:`~connectomix.cache.DiskRecords`), and the backend keeps what it learns on connecting
+        there (:meth:`_connect`).
+        """
+        return {"server": self.server, "dataset": self.dataset, "arrow": self._arrow_wanted}
+
+    def _records(self):
+        from connectomix.cache import DiskRecords
+
+        cache = self.result_cache
+        if cache is None or not getattr(cache, "usable", False) or self.identity_ttl <= 0:
+            return None
+        return DiskRecords(cache, {"backend": self.name, **self.identity_scope()})
+
+    def _connect(self, *, live: bool = False) -> dict[str, Any]:
+        """The dataset's name as the server spells it, whether it has the Arrow endpoint, its ``:Meta``.
+
+        Asked of the server (``/api/dbmeta/datasets``, ``/api/version``, the ``:Meta`` query) the first
+        time they are needed, and kept in the result cache (:class:`~connectomix.cache.DiskRecords`):
+        a new backend takes them from there while they are younger than :attr:`identity_ttl`, so opening
+        a dataset and answering from a warm cache sends nothing. ``live``: asked of the server by this
+        backend (before the first request that needs them; the records only stand in while nothing is
+        sent). Within ``identity_ttl`` a new Dataset may therefore show the metadata the server had when
+        the records were written (the same trade as the cache's identities; ``identity_ttl=0`` asks at once).
+        """
+        with self._connect_lock:
+            if self._connection is not None and (self._live or not live):
+                return self._connection
+            records = self._records()
+            if not live and records is not None:
+                found = records.get("connection", self.identity_ttl)
+                if found is not None and isinstance(found[0], dict) and set(found[0]) == {"name", "arrow", "meta"}:
+                    self._adopt(found[0])
+                    return self._connection
+            try:
+                name = self._check_dataset()
+                arrow = self._arrow_wanted and self._arrow_supported()
+                connection = {"name": name, "arrow": arrow, "meta": self._fetch_meta(name)}
+                self._adopt(connection)
+            except BaseException:
+                if self._connection is None:
+                    self.http.close()
+                raise
+            self._live = True
+            if records is not None:
+                records.put("connection", connection)
+            return self._connection
+
+    def _adopt(self, connection: dict[str, Any]) -> None:
+        """Take ``connection`` (see :meth:`_connect`) with the catalogue entry and units it implies."""
+        before = self._connection
+        self._connection = connection
+        try:
+            self._entry_value = self._catalogue_entry(self._options["catalogue"])
+            self._units_value = self._units(self._options["units"])
+        except BaseException:
+            self._connection = before
+            raise
+
+    _dataset_name = property(lambda self: self._connect()["name"], doc="The dataset's name as the server spells it.")
+    _meta = property(lambda self: self._connect()["meta"], doc="The dataset's ``:Meta`` node.")
+    _entry = property(lambda self: (self._connect(), self._entry_value)[1], doc="The catalogue entry (or None).")
+    units = property(lambda self: (self._connect(), self._units_value)[1], doc='``"voxel"`` or ``"nm"``.')
+
+    @property
+    def use_arrow(self) -> bool:
+        """Whether queries go to ``/api/custom/arrow`` (the server has it and the ``arrow`` option allows it)."""
+        return self._connect()["arrow"]
+
     # -- transport ------------------------------------------------------------------------
 
     def run(self, query: str, *, arrow: bool = True) -> pd.DataFrame:
@@ -529,8 +599,9 @@ class NeuprintBackend(Backend):
         pass ``arrow=False``: neuPrintHTTP renders those as Go text in Arrow, but as JSON in
         ``/api/custom/custom``.
         """
-        body = {"cypher": query, "dataset": self._dataset_name}
-        if arrow and self.use_arrow:
+        connection = self._connect(live=True)
+        body = {"cypher": query, "dataset": connection["name"]}
+        if arrow and connection["arrow"]:
             try:
                 return self.http.request("POST", "/api/custom/arrow", json_body=body, query_text=query,
                                          decode=_arrow_table)
@@ -570,8 +641,10 @@ class NeuprintBackend(Backend):
             )
         return by_lower[self.dataset.lower()]
 
-    def _fetch_meta(self) -> dict[str, Any]:
-        rows = self.run(cypher.meta_query(), arrow=False)  # lists (primaryRois, voxelSize)
+    def _fetch_meta(self, name: str) -> dict[str, Any]:
+        body = {"cypher": cypher.meta_query(), "dataset": name}  # lists (primaryRois, voxelSize): JSON, not Arrow
+        rows = self.http.request("POST", "/api/custom/custom", json_body=body, query_text=body["cypher"],
+                                 decode=query_table)
         if rows.empty:
             raise ServerError(f"neuPrint dataset {self.dataset!r} has no :Meta node")
         meta = rows.iloc[0].to_dict()
@@ -1064,7 +1137,9 @@ class NeuprintBackend(Backend):
         source = self.mesh_source
         hint = (f"cloud-volume reads {source} with the system's certificates or $REQUESTS_CA_BUNDLE; set it to "
                 f"{self.http.session.verify}") if isinstance(self.http.session.verify, str) else None
-        neurons = morphology.read_meshes_concurrently(source, ids, timeout=self._timeout, tls_hint=hint)
+        cache, key_base = morphology.mesh_cache(self, source)
+        neurons = morphology.read_meshes_concurrently(source, ids, timeout=self._timeout, tls_hint=hint,
+                                                      cache=cache, key_base=key_base)
         for n in neurons:
             n.dataset = self._dataset_name
             n.mesh_source = source
