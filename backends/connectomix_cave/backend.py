@@ -559,6 +559,11 @@ class CaveBackend(Backend):
                     metadata=False, limit=limit, log_warning=False,
                     **{k: {table: v} for k, v in kw.items()},
                 )
+            elif isinstance(table, Join):
+                df = table.rows(mat.join_query(
+                    table.tables(), select_columns=table.select(columns), suffixes=table.suffixes(),
+                    split_positions=True, metadata=False, materialization_version=int(version), limit=limit,
+                    log_warning=False, **{k: table.filters(v) for k, v in kw.items()}))
             elif is_view:
                 df = mat.query_view(table, select_columns=columns, split_positions=True, metadata=False,
                                     materialization_version=int(version), limit=limit, **kw)
@@ -913,9 +918,9 @@ class CaveBackend(Backend):
         return rows
 
     def _whole_annotation_rows(self, version: Any, select: list[str]) -> pd.DataFrame:
-        """Every row of the annotation table with its ``root`` (target and reference tables asked at once)."""
+        """Every row of the annotation table with its ``root`` (one join, or target and reference tables at once)."""
         s = self.settings
-        if s.annotation_reference is None:
+        if s.annotation_reference is None or self._join(version, select) is not None:
             return self._annotation_rows_remote(version, select, {}, None)
         table, target, root = s.neuron_table, s.annotation_reference, s.neuron_id_column
         asks = [lambda: self._query(table, False, version, {}, ["id", "target_id", *select], f"querying {table!r}"),
@@ -939,7 +944,30 @@ class CaveBackend(Backend):
                                split_column=s.neuron_id_column if id_filter is not None else None)
             return rows.rename(columns={s.neuron_id_column: "root"}) if s.neuron_id_column != "root" else rows
         # A reference table carries target_id (a row of the target table), not root ids: merge them in
-        # through the target, as caveclient's merge_reference=True does on the server.
+        # through the target, as caveclient's merge_reference=True does on the server -- in one request
+        # (the server's join), or as two plain queries where the server refuses the join.
+        join = self._join(version, select)
+        if join is not None:
+            f = {k: dict(v) for k, v in filters.items()}
+            if id_filter is not None:
+                f.setdefault("filter_in_dict", {})[join.root] = id_filter
+            try:
+                rows = self._query(join, False, version, f, ["id", "target_id", *select, join.root],
+                                   f"querying {table!r} joined with {join.target!r}",
+                                   split_column=join.root if id_filter is not None else None)
+            except QueryError:  # refused (HTTP 4xx): two plain queries; remembered if they are accepted
+                rows = None
+            if rows is not None:
+                rows = rows[rows[join.root] != 0]  # an annotation point outside every segment has root id 0
+                return rows.astype({"target_id": "int64"}).rename(columns={join.root: "root"})
+            with self._lock:
+                self._no_join.add(table)
+            try:
+                return self._annotation_rows_remote(version, select, filters, id_filter)
+            except BaseException:
+                with self._lock:
+                    self._no_join.discard(table)
+                raise
         refs = self._reference_roots(version, ids=id_filter) if id_filter is not None else None
         f = {k: dict(v) for k, v in filters.items()}
         if refs is not None:
@@ -954,6 +982,21 @@ class CaveBackend(Backend):
             refs = self._reference_roots(version, target_ids=targets) if targets else pd.DataFrame(
                 {"target_id": pd.Series([], dtype="int64"), "root": pd.Series([], dtype="int64")})
         return rows.astype({"target_id": "int64"}).merge(refs, on="target_id", how="inner")
+
+    def _join(self, version: Any, select: list[str]) -> Join | None:
+        """The annotation table joined with its reference target in one query, or ``None`` where not used.
+
+        Used at materialized versions (caveclient's ``live_live_query`` joins differently, and the
+        emulator does not join live) unless the server refused the join before, or the target's root
+        column would clash with a selected column of the annotation table (the server would suffix it).
+        """
+        s = self.settings
+        if s.annotation_reference is None or version == LIVE or s.neuron_id_column in ("id", "target_id", *select):
+            return None
+        with self._lock:
+            if s.neuron_table in self._no_join:
+                return None
+        return Join(s.neuron_table, s.annotation_reference, s.neuron_id_column)
 
     def _annotations(self, criteria: NeuronCriteria, version: Any, ids: list[int] | None) -> pd.DataFrame:
         """One row per annotated neuron: ``id``, the mapped core/cross-type columns and native extras.
@@ -1265,6 +1308,54 @@ def _with_ids(base: dict[str, dict], column: str, ids: np.ndarray) -> dict[str, 
     filters = {k: dict(v) for k, v in base.items()}
     filters.setdefault("filter_in_dict", {})[column] = [int(i) for i in ids]
     return filters
+
+
+@dataclasses.dataclass(frozen=True)
+class Join:
+    """A reference table joined with its target table in one query, as caveclient's ``merge_reference=True``.
+
+    caveclient 8.2.1 sends ``query_table(..., merge_reference=True)`` as a join query (``POST
+    .../version/{v}/query`` with ``"tables": [[table, "target_id"], [target, "id"]]`` and ``suffix_map``
+    ``{table: "", target: "_ref"}``; CAVEconnectome/CAVEclient:caveclient/materializationengine.py
+    ``_resolve_merge_reference`` and ``_format_query_components``), after reading the table's metadata for
+    its reference table. Here the join is asked directly (``join_query``: the same request without the
+    metadata read), with filters keyed by the table that owns each column, so that ids can filter the
+    target's root column -- which ``query_table`` cannot (it puts every filter on the annotation table).
+    Columns of the target that also exist in the table come back with the target's suffix (the
+    FlyConnectome CAVE tutorial's merged output: ``id_ref``, ``valid_ref``); only the target's root column
+    is selected, and it is read back under either name.
+    """
+
+    table: str
+    target: str
+    root: str  #: the target's root id column
+
+    def tables(self) -> list[list[str]]:
+        return [[self.table, "target_id"], [self.target, "id"]]
+
+    def suffixes(self) -> dict[str, str]:
+        return {self.table: "", self.target: "_ref"}
+
+    def _owner(self, column: str) -> str:
+        return self.target if column == self.root else self.table
+
+    def select(self, columns: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for column in columns:
+            out.setdefault(self._owner(column), []).append(column)
+        return out
+
+    def filters(self, flat: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for column, value in flat.items():
+            out.setdefault(self._owner(column), {})[column] = value
+        return out
+
+    def rows(self, df: pd.DataFrame) -> pd.DataFrame:
+        suffixed = self.root + "_ref"
+        if self.root not in df.columns and suffixed in df.columns:
+            df = df.rename(columns={suffixed: self.root})
+        return df
 
 
 class _LazyClient:

@@ -162,7 +162,8 @@ def test_synapses_take_about_rows_over_cap_requests_and_lose_nothing(counted, tr
     minimum = sum(minimum_requests(int(syn[f"{side}_pt_root_id"].isin(ids).sum()), CAP) for side in ("pre", "post"))
     print(f"synapses of {n} neurons: {sent} data requests, physical minimum {minimum}")
     assert within_target(sent, minimum), (n, sent, minimum)
-    metadata = {k: v for k, v in other_requests(counted).items() if k != "table_query"}  # (partner lookups)
+    metadata = {k: v for k, v in other_requests(counted).items()
+                if k not in ("table_query", "join_query")}  # (partner lookups)
     assert sum(metadata.values()) <= 3, metadata  # versions, roots, view metadata
 
 
@@ -268,9 +269,9 @@ def test_neuron_lookup_sends_no_synapse_query_and_says_counts_are_not_computed(c
         neurons, roi_counts = ds.fetch_neurons(ids)
     assert len([w for w in caught if "counts=True" in str(w.message)]) == 1
     snap = counted.stats.snapshot()
-    queried = snap["table_query"]["requests"]
     assert data_requests(counted) == 0  # no synapse (or connection) view asked
-    assert queried == 2  # the annotation table and its reference target, each whole, at once
+    # the annotation table joined with its reference target on the server, whole: one request per cap
+    assert "table_query" not in snap and snap["join_query"]["requests"] == 1
     assert len(neurons) == 1000 and neurons["id"].tolist() == ids.tolist()
     for column in ("pre", "post", "upstream", "downstream"):
         assert str(neurons[column].dtype) == "Int64" and neurons[column].isna().all()  # <NA>, never 0
@@ -328,7 +329,8 @@ def test_roi_criteria_compute_roi_counts_once(counted, truth):
     assert len(roi_counts) > 0 and set(roi_counts["id"]) == set(neurons["id"])
     snap = counted.stats.snapshot()
     assert snap["view_query"]["requests"] <= 2 * 2  # per side: one count, one batch (about 1,700 rows)
-    assert snap["table_query"]["requests"] == 2  # the annotation table and its target, filtered by id
+    assert snap["join_query"]["requests"] == 1  # the annotation table joined with its target, filtered by id
+    assert "table_query" not in snap
 
 
 def test_a_connection_view_the_server_lacks_falls_back_to_counting_synapses(counted, truth):
