@@ -1,6 +1,6 @@
 """Benchmark (issue 15): SYNTHETIC releases of 10, 30, 100 million synapses on DuckDB, on Dask, and from S3.
 
-    python benchmarks/scale.py --rows 10000000 [--rows 30000000 ...] [--ids 100] [--keep]
+    python benchmarks/scale.py --rows 10000000 [--rows 30000000 ...] [--ids 100] [--ops filter ...] [--keep]
 
 Every number in the generated releases is SYNTHETIC: the FlyWire-format
 table of ``benchmarks/release_filter.py`` (100,000 listed neurons,
@@ -15,12 +15,16 @@ Dask worker process, read by ``client.run``):
 ``s3-filter`` the release uploaded to moto's S3 server (127.0.0.1, in the child), opened as
               ``release://s3://...``: bytes fetched by s3fs's range reads vs the files' size.
 
-Operations: ``filter`` = synapses of 100 random listed neurons (pre or post side);
+Operations (``--ops``, default all): ``filter`` = synapses of 100 random listed neurons (pre or
+post side): time of the first query after opening (footers read then) and of the same query again;
 ``types`` = ``get_connectivity(NC(), NC(), by="type")`` over every neuron;
 ``profiles`` = ``partner_profiles("input")`` of every neuron. "bytes read" is
 ``rchar`` of ``/proc/<pid>/io`` (bytes the process read from files, page
 cache included) summed over the processes that did the work. Answers are
-compared between engines (an order-independent digest of the rows).
+compared between engines (an order-independent digest of the rows). From S3,
+the bytes fetched by the filter are split into footers and row groups and set
+beside the compressed size of the row groups the filter selects (pyarrow
+statistics of the local copy) and the size of the two synapse files.
 """
 
 from __future__ import annotations
@@ -92,10 +96,7 @@ def _run_op(ds, op: str, ids) -> tuple[float, str, int]:
     from connectomix import NeuronCriteria as NC
 
     t0 = time.perf_counter()
-    if op == "filter":
-        df = ds.get_synapses(ids, progress=False, partner_types=False)
-        key = ["synapse_id"]
-    elif op == "types":
+    if op == "types":
         df = ds.get_connectivity(NC(), NC(), by="type")
         key = ["pre_type", "post_type", "weight", "n_pre", "n_post", "n_pairs"]
     else:
@@ -104,15 +105,39 @@ def _run_op(ds, op: str, ids) -> tuple[float, str, int]:
     return time.perf_counter() - t0, _digest(df, key), len(df)
 
 
+def _filter(ds, ids, cpu=time.process_time, between=lambda: None) -> dict:
+    """The id filter twice: the first query after opening (footers parsed then) and the same again.
+
+    Wall seconds and CPU seconds (``cpu()``: of the processes doing the work; on a shared machine the
+    CPU time is what the query costs, the wall time what it waited too).
+    """
+    out = {}
+    for label in ("", "again_"):
+        c0, t0 = cpu(), time.perf_counter()
+        df = ds.get_synapses(ids, progress=False, partner_types=False)
+        out[f"{label}s"], out[f"{label}cpu_s"] = round(time.perf_counter() - t0, 3), round(cpu() - c0, 3)
+        digest = _digest(df, ["synapse_id"])
+        assert out.setdefault("digest", digest) == digest
+        if not label:
+            between()
+    return {**out, "rows": len(df)}
+
+
 def phase_duckdb(args) -> dict:
     import connectomix
 
     _, rel = _paths(args.rows)
     before = _rchar()
+    t0 = time.perf_counter()
     with connectomix.open(f"release://{rel}", cache=False) as ds:
+        opened = time.perf_counter() - t0
         assert ds.info.synthetic
-        seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
-    return {"s": round(seconds, 3), "digest": digest, "rows": n, "read_mb": round((_rchar() - before) / 1e6),
+        if args.op == "filter":
+            out = _filter(ds, release_filter._query_ids(args.ids))
+        else:
+            seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
+            out = {"s": round(seconds, 3), "digest": digest, "rows": n}
+    return {**out, "open_s": round(opened, 3), "read_mb": round((_rchar() - before) / 1e6),
             "peak_mb": {"client": _peak_mb()}}
 
 
@@ -127,17 +152,26 @@ def phase_dask(args) -> dict:
         client.run(lambda: None)  # workers up and imported before the clock starts
         start = client.run(_rchar)
         before = _rchar()
+        t0 = time.perf_counter()
         with connectomix.open(f"release://{rel}", cache=False, engine="dask", scheduler=client) as ds:
-            seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
+            opened = time.perf_counter() - t0
+            if args.op == "filter":
+                out = _filter(ds, release_filter._query_ids(args.ids),
+                              cpu=lambda: time.process_time() + sum(client.run(time.process_time).values()))
+            else:
+                seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
+                out = {"s": round(seconds, 3), "digest": digest, "rows": n}
         end, peaks = client.run(_rchar), client.run(_peak_mb)
     read = sum(end[w] - start[w] for w in end) + _rchar() - before
-    return {"s": round(seconds, 3), "digest": digest, "rows": n, "read_mb": round(read / 1e6),
+    return {**out, "open_s": round(opened, 3), "read_mb": round(read / 1e6),
             "peak_mb": {"client": _peak_mb(), **{f"worker{i}": v for i, v in enumerate(peaks.values())}}}
 
 
 def phase_s3(args) -> dict:
+    import pyarrow.parquet as pq
     import s3fs
     import s3fs.core
+    from connectomix_release.rowgroups import RowGroupIndex
     from moto.server import ThreadedMotoServer
 
     import connectomix
@@ -148,26 +182,47 @@ def phase_s3(args) -> dict:
     try:
         host, port = server.get_host_and_port()
         options = {"endpoint_url": f"http://{host}:{port}", "key": "bench", "secret": "bench"}
-        fs = s3fs.S3FileSystem(**options)
+        # the upload waits for moto to join the parts of GB-sized files: a client time-out and retry of the
+        # completion made moto fail ('seek of closed file', its parts already consumed)
+        fs = s3fs.S3FileSystem(**options, config_kwargs={"read_timeout": 3600, "retries": {"max_attempts": 1}})
         fs.mkdir("bench")
         fs.put(str(rel), "bench/release", recursive=True)
         size = sum(p.stat().st_size for p in rel.iterdir() if p.is_file())
-        fetched = {"bytes": 0, "requests": 0}
+        fetched: list[tuple[str, int, int]] = []
         original = s3fs.core.S3File._fetch_range
 
         def counting(self, start, end):
             data = original(self, start, end)
-            fetched["bytes"] += len(data)
-            fetched["requests"] += 1
+            fetched.append((self.path.rsplit("/", 1)[-1], start, len(data)))
             return data
 
         s3fs.core.S3File._fetch_range = counting
+        ids = release_filter._query_ids(args.ids)
+        t0 = time.perf_counter()
         with connectomix.open("release://s3://bench/release", cache=False, storage_options=options) as ds:
-            seconds, digest, n = _run_op(ds, "filter", release_filter._query_ids(args.ids))
+            opened = time.perf_counter() - t0
+            at_open = sum(n for _, _, n in fetched)
+            fetched.clear()
+            first: list[tuple[str, int, int]] = []
+            out = _filter(ds, ids, between=lambda: (first.extend(fetched), fetched.clear()))
     finally:
         server.stop()
-    return {"s": round(seconds, 3), "digest": digest, "rows": n, "fetched_mb": round(fetched["bytes"] / 1e6, 1),
-            "range_requests": fetched["requests"], "release_mb": round(size / 1e6), "peak_mb": {"process": _peak_mb()}}
+    # what the filter had to read: the footers and the selected row groups of the two synapse files
+    footers = selected = synapse_files = 0
+    for name, column in (("synapses.parquet", "pre"), ("synapses_by_post.parquet", "post")):
+        meta = pq.ParquetFile(rel / name).metadata
+        groups = RowGroupIndex.from_metadata(meta, column).select(ids)
+        selected += sum(meta.row_group(int(g)).column(c).total_compressed_size for g in groups
+                        for c in range(meta.num_columns))
+        footers += meta.serialized_size
+        synapse_files += (rel / name).stat().st_size
+    got = sum(n for _, _, n in first)  # the first query (its footers were read when the release was opened)
+    return {**out, "open_s": round(opened, 3), "fetched_mb": round(got / 1e6, 1),
+            "again_fetched_mb": round(sum(n for _, _, n in fetched) / 1e6, 1),
+            "open_fetched_mb": round(at_open / 1e6, 1), "selected_mb": round(selected / 1e6, 1),
+            "footers_mb": round(footers / 1e6, 1), "synapse_files_mb": round(synapse_files / 1e6),
+            "range_requests": len(first),
+            "release_mb": round(size / 1e6), "peak_mb": {"process": _peak_mb()}}
 
 
 PHASES = {"build": phase_build, "duckdb": phase_duckdb, "dask": phase_dask, "s3": phase_s3}
@@ -177,7 +232,7 @@ def run(phase: str, args, rows: int, op: str = "") -> dict:
     out = WORK / f".{phase}-{op}.json"
     cmd = [sys.executable, __file__, "--phase", phase, "--op", op or "filter", "--rows", str(rows), "--ids",
            str(args.ids), "--memory-limit", args.memory_limit, "--result", str(out)]
-    t0 = time.perf_counter()
+    t0, load = time.perf_counter(), os.getloadavg()[0]
     child = subprocess.Popen(cmd)
     _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
@@ -185,6 +240,9 @@ def run(phase: str, args, rows: int, op: str = "") -> dict:
     result = json.loads(out.read_text())
     out.unlink()
     result["wall_s"] = round(time.perf_counter() - t0, 1)
+    result["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # 1-minute load average before / after
+    if phase == "build":  # the converter's peak memory (DuckDB spills its sorts beyond --memory-limit)
+        result["peak_mb"] = {"converter": round(usage.ru_maxrss / 1024)}
     return result
 
 
@@ -193,6 +251,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, action="append", help="synthetic synapse rows (repeat; default 10,000,000)")
     ap.add_argument("--ids", type=int, default=100)
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the converter")
+    ap.add_argument("--ops", choices=OPS, action="append", help="operations to run (repeat; default all)")
+    ap.add_argument("--engines", choices=("duckdb", "dask", "s3"), action="append",
+                    help="engines to run (repeat; default all; s3 = the filter from the local S3 server)")
     ap.add_argument("--keep", action="store_true", help="keep the releases in benchmarks/_work/scale")
     ap.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
     ap.add_argument("--op", choices=OPS, default="filter", help=argparse.SUPPRESS)
@@ -203,45 +264,74 @@ def main() -> None:
         Path(args.result).write_text(json.dumps(PHASES[args.phase](args)))
         return
     sizes = args.rows or [10_000_000]
+    ops = [op for op in OPS if op in (args.ops or OPS)]
     WORK.mkdir(parents=True, exist_ok=True)
-    results = {}
+    store = WORK / "results.json"  # kept across runs: each size and operation is measured on its own
+    results = {int(k): v for k, v in json.loads(store.read_text()).items()} if store.is_file() else {}
     for rows in sizes:
-        r = results[rows] = {}
+        r = results.setdefault(rows, {})
         if not (_paths(rows)[1] / "manifest.json").is_file():
             r["build"] = run("build", args, rows)
             print(json.dumps({rows: r["build"]}), flush=True)
-        for op in OPS:
-            for engine in ("duckdb", "dask"):
+        engines = args.engines or ("duckdb", "dask", "s3")
+        for op in ops:
+            for engine in ("duckdb", "dask", "s3"):
+                if engine not in engines or (engine == "s3" and op != "filter"):
+                    continue
                 r[f"{engine}-{op}"] = run(engine, args, rows, op)
                 print(json.dumps({rows: {f"{engine}-{op}": r[f"{engine}-{op}"]}}), flush=True)
-        r["s3-filter"] = run("s3", args, rows)
-        print(json.dumps({rows: {"s3-filter": r["s3-filter"]}}), flush=True)
+                store.write_text(json.dumps(results, indent=1))
         if not args.keep:
             shutil.rmtree(_paths(rows)[1].parent, ignore_errors=True)
-    (WORK / "results.json").write_text(json.dumps(results, indent=1))
     report(results, args)
 
 
+def _load(res: dict) -> str:
+    return " to ".join(map(str, res["load"])) if "load" in res else "-"
+
+
+def _peaks(res: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in res["peak_mb"].items())
+
+
 def report(results: dict, args) -> None:
-    print(f"\nSYNTHETIC releases; filter = synapses of {args.ids} neurons; Dask = LocalCluster of 2 worker "
-          "processes\n")
-    print("| synapses | operation | engine | time s | peak MB per process | read MB | rows | same answer |")
-    print("|---|---|---|---|---|---|---|---|")
-    for rows, r in results.items():
+    """The table of every measurement in results.json, then how time and memory grow with the table."""
+    print(f"\nSYNTHETIC releases; filter = synapses of {args.ids} neurons (first query after opening; again); "
+          "Dask = LocalCluster of 2 worker processes\n")
+    print("| synapses | operation | engine | time s | open s | peak MB per process | read MB | rows | same answer "
+          "| load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for rows in sorted(results):
+        r = results[rows]
         for op in OPS:
+            if f"duckdb-{op}" not in r or f"dask-{op}" not in r:
+                continue
             duck, dask = r[f"duckdb-{op}"], r[f"dask-{op}"]
             same = duck["digest"] == dask["digest"]
             for name, res in (("duckdb", duck), ("dask", dask)):
-                peaks = ", ".join(f"{k} {v:,}" for k, v in res["peak_mb"].items())
-                print(f"| {rows / 1e6:.0f} M | {op} | {name} | {res['s']:.2f} | {peaks} | {res['read_mb']:,} | "
-                      f"{res['rows']:,} | {'yes' if same else 'NO'} |")
+                again = (f" (again {res['again_s']:.2f}; CPU {res['cpu_s']:.2f} / {res['again_cpu_s']:.2f})"
+                         if res.get("again_s") is not None else "")
+                print(f"| {rows / 1e6:.0f} M | {op} | {name} | {res['s']:.2f}{again} | {res.get('open_s', '-')} | "
+                      f"{_peaks(res)} | {res['read_mb']:,} | {res['rows']:,} | {'yes' if same else 'NO'} | {_load(res)} |")
             assert same, f"engines disagree on {op} at {rows:,} rows"
-        s3 = r["s3-filter"]
-        same = s3["digest"] == r["duckdb-filter"]["digest"]
-        print(f"| {rows / 1e6:.0f} M | filter from S3 (moto) | duckdb | {s3['s']:.2f} | "
-              f"{s3['peak_mb']['process']:,} | fetched {s3['fetched_mb']:,} of {s3['release_mb']:,} "
-              f"({s3['range_requests']} range requests) | {s3['rows']:,} | {'yes' if same else 'NO'} |")
-        assert same, "the S3 release answered differently"
+        s3 = r.get("s3-filter")
+        if s3 is not None and "selected_mb" in s3:
+            same = s3["digest"] == r["duckdb-filter"]["digest"]
+            print(f"| {rows / 1e6:.0f} M | filter from S3 (moto) | duckdb | {s3['s']:.2f} (again {s3['again_s']:.2f}; CPU "
+                  f"{s3['cpu_s']:.2f} / {s3['again_cpu_s']:.2f}) | "
+                  f"{s3['open_s']} | {_peaks(s3)} | fetched {s3['fetched_mb']:,} in {s3['range_requests']} range "
+                  f"requests (selected row groups {s3['selected_mb']:,}; the synapse files {s3['synapse_files_mb']:,}; "
+                  f"at open {s3['open_fetched_mb']:,}, footers {s3['footers_mb']:,} of it) | {s3['rows']:,} | {'yes' if same else 'NO'} "
+                  f"| {_load(s3)} |")
+            assert same, "the S3 release answered differently"
+    sizes = sorted(results)
+    if len(sizes) > 1:
+        small, big = sizes[0], sizes[-1]
+        print(f"\nfrom {small / 1e6:.0f} M to {big / 1e6:.0f} M rows ({big / small:.0f}x):")
+        for key in sorted(set(results[small]) & set(results[big]) - {"build"}):
+            a, b = results[small][key], results[big][key]
+            peak = max(b["peak_mb"].values()) / max(a["peak_mb"].values())
+            print(f"  {key}: time x{b['s'] / a['s']:.2f}, largest peak memory x{peak:.2f}")
 
 
 if __name__ == "__main__":
