@@ -37,16 +37,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+import pandas as pd
 
 from connectomix.errors import IdsNotFoundError, RemoteError, ServerError, UnsupportedOperation
 from connectomix.http import json_body
 from connectomix.parallel import batched, map_batches
 
-__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "read_meshes_concurrently",
+__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "mesh_cache", "read_meshes_concurrently",
            "MESH_BATCH", "MESH_WORKERS"]
 
 log = logging.getLogger("connectomix_neuprint")
@@ -213,11 +215,54 @@ def choose_source(published: dict[str, str], catalogue: str | None, dataset: str
     return url
 
 
+_IDENTITIES_LOCK = threading.Lock()
+
+
+def mesh_cache(backend: Any, source: str) -> tuple[Any, dict | None]:
+    """The backend's result cache and the key base of its meshes, or ``(None, None)`` (not cached).
+
+    The key holds the dataset's identity (server, dataset, ``last-mod`` and ``uuid``:
+    :meth:`~connectomix_neuprint.backend.NeuprintBackend.cache_identity`, asked at most once per
+    ``identity_ttl`` per backend) and the mesh source, so meshes of a re-deployed dataset or of
+    another segmentation are never answered from older entries.
+    """
+    from connectomix.cache import IdentityMemo
+
+    cache = getattr(backend, "result_cache", None)
+    ttl = float(getattr(backend, "identity_ttl", 0.0))
+    if cache is None or not getattr(cache, "usable", False):
+        return None, None
+    with _IDENTITIES_LOCK:
+        memo = backend.__dict__.setdefault("_mesh_identities", IdentityMemo())
+    identity = memo.get("meshes", lambda _: backend.cache_identity(None), ttl)
+    if identity is None:
+        return None, None
+    return cache, {"backend": backend.name, "data": dict(identity), "mesh_source": source}
+
+
 def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,
-                             tls_hint: str | None = None) -> list[Any]:
+                             tls_hint: str | None = None, cache: Any = None, key_base: dict | None = None) -> list[Any]:
     """``MeshNeuron``s (nm) of ``ids`` from ``source``, :data:`MESH_BATCH` ids per cloud-volume read,
-    :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`."""
+    :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`.
+
+    With a result ``cache`` and ``key_base`` (the data's identity and the source), each mesh is kept
+    on disk under its id and read from there next time; only the others are asked of the source.
+    """
+    import navis
+
+    from connectomix.cache import query_key
     from connectomix.precomputed import read_meshes
+
+    order = list(dict.fromkeys(int(i) for i in np.asarray(ids, dtype="int64").tolist()))
+    keys = {i: query_key(key_base, "neuprint_mesh", {"id": i}) for i in order} \
+        if cache is not None and key_base is not None else {}
+    found: dict[int, Any] = {}
+    for i, key in keys.items():
+        hit = cache.get(key)
+        if hit is not None:
+            vertices, faces = _from_frame(hit)
+            found[i] = navis.MeshNeuron((vertices, faces), id=i, units="1 nanometer", process=False)
+    ids = np.asarray([i for i in order if i not in found], dtype="int64")
 
     def fetch(batch: np.ndarray) -> Any:
         try:
@@ -229,9 +274,28 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
                 raise type(exc)(f"{exc} -- {tls_hint}", status=exc.status, url=exc.url) from exc
             raise
 
-    parts = map_batches(fetch, list(batched(np.asarray(ids, dtype="int64"), MESH_BATCH)),
-                        max_workers=MESH_WORKERS)
+    parts = map_batches(fetch, list(batched(ids, MESH_BATCH)), max_workers=MESH_WORKERS) if len(ids) else []
+    for n in (n for part in parts if not isinstance(part, IdsNotFoundError) for n in part):
+        found[int(n.id)] = n
+        if int(n.id) in keys:  # kept even if other ids are missing: the core then asks for the rest
+            cache.put(keys[int(n.id)], _to_frame(np.asarray(n.vertices), np.asarray(n.faces)))
     missing = [i for part in parts if isinstance(part, IdsNotFoundError) for i in part.ids]
     if missing:
         raise IdsNotFoundError(f"no mesh for id(s) {missing} in {source}", ids=missing)
-    return [n for part in parts for n in part]
+    return [found[i] for i in order]
+
+
+def _to_frame(vertices: np.ndarray, faces: np.ndarray) -> pd.DataFrame:
+    """One result-cache frame per mesh: vertex rows (``kind`` 0, xyz nm) then triangle rows (``kind`` 1)."""
+    return pd.DataFrame({
+        "kind": np.concatenate([np.zeros(len(vertices), dtype="int8"), np.ones(len(faces), dtype="int8")]),
+        "x": np.concatenate([vertices[:, 0], faces[:, 0]]).astype("float64"),
+        "y": np.concatenate([vertices[:, 1], faces[:, 1]]).astype("float64"),
+        "z": np.concatenate([vertices[:, 2], faces[:, 2]]).astype("float64"),
+    })
+
+
+def _from_frame(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    kind = frame["kind"].to_numpy()
+    xyz = frame[["x", "y", "z"]].to_numpy(dtype="float64")
+    return xyz[kind == 0], xyz[kind == 1].astype("int64")

@@ -30,7 +30,12 @@ from connectomix.errors import (  # noqa: E402
 )
 from connectomix_neuprint import morphology  # noqa: E402
 from connectomix_neuprint.backend import NeuprintBackend  # noqa: E402
-from connectomix_neuprint.emulator.testing import emulator_fixture, neuprint_client, running_emulator  # noqa: E402
+from connectomix_neuprint.emulator.testing import (  # noqa: E402
+    emulator_fixture,
+    neuprint_client,
+    running_emulator,
+    synthetic_release,
+)
 from connectomix_release.backend import ReleaseBackend  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "connectomix_release" / "data" / "sample"
@@ -144,6 +149,31 @@ def test_dataset_get_meshes_and_missing(host, emu, other_ids, release_meshes):
         assert np.array_equal(skipped[0].vertices, release_meshes[MESH_IDS[0]].vertices)
 
 
+def test_meshes_are_cached_on_disk(host, emu, tmp_path, release_meshes):
+    def precomputed_requests():
+        emu.wait_idle()
+        return emu.stats.snapshot()["endpoints"].get("GET /precomputed", {}).get("requests", 0)
+
+    def open_dataset():
+        return connectomix.open(f"neuprint://{host}/{DATASET}", token=emu.token.reveal(),
+                                verify=str(emu.cert_path), catalogue="none", cache=str(tmp_path / "cache"))
+
+    before = precomputed_requests()
+    with open_dataset() as ds:
+        cold = ds.get_meshes(MESH_IDS[:3])
+        assert precomputed_requests() > before
+        before = precomputed_requests()
+        warm = ds.get_meshes(MESH_IDS[:3][::-1])
+    with open_dataset() as ds:  # a new Dataset (and backend) on the same cache directory
+        again = ds.get_meshes(MESH_IDS[:3])
+    assert precomputed_requests() == before  # both answered from the cache: nothing read from the layer
+    assert sorted(int(n.id) for n in warm) == sorted(int(n.id) for n in again) == sorted(MESH_IDS[:3])
+    for n in (*cold, *warm, *again):
+        r = release_meshes[int(n.id)]
+        assert np.array_equal(n.vertices, r.vertices) and np.array_equal(n.faces, r.faces)
+        assert str(n.units) == "1 nanometer" and n.dataset == DATASET
+
+
 def test_every_missing_id_is_named_across_concurrent_reads(nb, other_ids, monkeypatch):
     monkeypatch.setattr(morphology, "MESH_BATCH", 2)  # 4 reads, the missing ids in different ones
     asked = np.asarray([other_ids[0], *MESH_IDS[:3], *other_ids[1:]], dtype="int64")
@@ -213,8 +243,8 @@ def test_server_and_catalogue_disagree(emu):
     b.close()
 
 
-def test_nothing_published():
-    with running_emulator(SAMPLE, dataset=DATASET, publish_segmentation=()) as e:
+def test_nothing_published(tmp_path_factory):
+    with running_emulator(synthetic_release(tmp_path_factory), dataset=DATASET, publish_segmentation=()) as e:
         b = backend(e, catalogue="none")
         try:
             with pytest.raises(UnsupportedOperation, match="publishes no segmentation source"):
