@@ -135,7 +135,9 @@ def _cache_of(backend: Any, version: Any) -> tuple[Any, dict | None]:
     cache = getattr(backend, "result_cache", None)
     if cache is None or not cache.usable or not isinstance(version, (int, np.integer)) or isinstance(version, bool):
         return None, None
-    identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl)
+    # the identity as the backend keeps it in the result cache too: a new process on a warm cache asks nothing
+    identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl,
+                                       disk=backend._records())
     if identity is None:
         return None, None
     return cache, {"backend": backend.name, "version": int(version), "data": dict(identity)}
