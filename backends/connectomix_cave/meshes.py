@@ -51,6 +51,7 @@ from connectomix.errors import (
     IncompleteResponseError,
     RequestTimeoutError,
     ServerError,
+    UnsupportedOperation,
 )
 from connectomix.parallel import DEFAULT_MAX_WORKERS, map_batches
 
@@ -162,16 +163,27 @@ def _from_frame(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     return xyz[kind == 0], xyz[kind == 1].astype("int64"), str(frame.attrs.get("mesh_source", ""))
 
 
+_READER_LOCK = threading.Lock()
+
+
 def _reader(backend: Any) -> GrapheneMeshReader | _FlatMeshReader:
     """The backend's mesh reader, made once (one datastack info and chunkedgraph info request)."""
     reader = getattr(backend, "_mesh_reader", None)
     if reader is None:
-        with backend._lock:
+        with _READER_LOCK:
             reader = getattr(backend, "_mesh_reader", None)
             if reader is None:
+                try:
+                    import cloudvolume  # noqa: F401 - its decoders read the fragments
+                except ImportError:
+                    raise UnsupportedOperation("meshes of CAVE datastacks are read with cloud-volume, which is not "
+                                               "installed: pip install cloud-volume") from None
                 with backend._map_errors("reading the datastack's segmentation source"):
-                    source = backend.client.info.get_datastack_info()["segmentation_source"]
-                reader = (GrapheneMeshReader(backend, source) if str(source).startswith("graphene://")
+                    source = backend.client.info.get_datastack_info().get("segmentation_source")
+                if not isinstance(source, str) or not source:
+                    raise DataFormatError(f"the info of CAVE datastack {backend.datastack!r} names no "
+                                          f"segmentation_source (got {source!r}), so it has no meshes to read")
+                reader = (GrapheneMeshReader(backend, source) if source.startswith("graphene://")
                           else _FlatMeshReader(source))
                 backend._mesh_reader = reader
     return reader

@@ -173,7 +173,9 @@ class ReleaseBackend(Backend):
         self._lock = threading.Lock()
         self._closed = False
         self._neuron_columns = self._columns("neurons")
-        self._synapse_columns = self._columns("synapses") if self._has("synapses") else ()
+        # (from the footer the synapse filter keeps: DuckDB's DESCRIBE would read it once more)
+        self._synapse_columns = tuple(self._rows.metadata("synapses.parquet")[0].schema.to_arrow_schema().names
+                                      ) if self._has("synapses") else ()
         self._check_integrity()
         self.engine = engine
         self._dask = None
