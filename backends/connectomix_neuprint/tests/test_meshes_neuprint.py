@@ -258,6 +258,17 @@ def test_nothing_published(tmp_path_factory):
             b.close()
 
 
+def test_publish_segmentation_option_is_checked():
+    from connectomix.errors import InvalidArgumentError
+    from connectomix_neuprint.emulator import NeuprintEmulator
+    from connectomix_neuprint.emulator.morphology import layer_path
+
+    with pytest.raises(InvalidArgumentError, match="publish_segmentation names unknown places"):
+        NeuprintEmulator(SAMPLE, publish_segmentation=("bucket",))
+    assert layer_path("hemibrain:v1.2.1") == "/precomputed/hemibrain-v1.2.1/segmentation"
+    assert layer_path("a b/c") == "/precomputed/a-b-c/segmentation"
+
+
 def test_choose_source_rules():
     gs = "precomputed://gs://bucket/v1/segmentation"
     https = "https://storage.googleapis.com/bucket/v1/segmentation/"
