@@ -302,6 +302,8 @@ def test_navis_fetch_mesh_neuron_reads_the_emulator(emu, release_meshes):
         expected = navis.MeshNeuron(fused.consolidate())
         np.testing.assert_allclose(np.asarray(n.vertices, dtype="float64") * voxel, expected.vertices, rtol=1e-6)
         assert np.array_equal(np.asarray(n.faces), np.asarray(expected.faces))
+    default = neu.fetch_mesh_neuron(MESH_IDS[0], client=client)  # as users call it: lod=1 (ignored: one level)
+    assert np.array_equal(default[0].vertices, got.idx[MESH_IDS[0]].vertices)
 
 
 def test_cloudvolume_reads_meshes_and_skeletons(emu, release_meshes):
