@@ -32,8 +32,9 @@ table, in its real shape: a *long* table (one row per neuron and key: FlyWire
 (FlyWire, BANC, MICrONS ``aibs_metamodel_celltypes_v661``) has ``target_id``
 instead of root ids, which are taken from its target table (``proofread_neurons``,
 ``cell_representative_point``, ``nucleus_detection_v0``) -- the same rows
-``merge_reference=True`` gives, asked as two plain queries so both can be split
-under the row cap. Several values of one key for one neuron (several rows) are
+``merge_reference=True`` gives, asked as the same server-side join in one request
+(:class:`Join`; split under the row cap like any query; two plain queries where a
+server refuses the join). Several values of one key for one neuron (several rows) are
 joined, sorted and unique, with ``";"``: nothing is dropped and the answer does
 not depend on row order (a criterion ``type="A"`` then does not match ``"A;B"``).
 Sides are mapped to left/right/center (:data:`SIDE_VALUES`), transmitters to full
