@@ -549,8 +549,9 @@ class Dataset:
         tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
         gaps.warn_partial_synapses(self, _concat(src, tgt))  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
-        memo = self._memo_key("get_connectivity", version, src, tgt, by_roi, roi_list, min_weight,
-                              include_autapses, src_neurons, tgt_neurons, partner_types, by)
+        arguments = (src, tgt, by_roi, roi_list, min_weight, include_autapses, src_neurons, tgt_neurons,
+                     partner_types, by)
+        memo = self._memo_key("get_connectivity", version, *arguments)
         if memo is not None and (hit := self._tables().get(memo)) is not None:
             return hit
         table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
@@ -579,8 +580,8 @@ class Dataset:
             df, table_name = self._by_type(df, version), "type_connectivity"
         df = self._label(df, table_name, version, min_weight=min_weight,
                          rois=list(roi_list) if roi_list else None, by=by)
-        if memo is not None:
-            self._tables().put(memo, df)
+        if memo is not None and memo == self._memo_key("get_connectivity", version, *arguments):
+            self._tables().put(memo, df)  # not if the data changed while it was fetched (its identity did)
         return df
 
     def _by_type(self, edges: pd.DataFrame, version: Any) -> pd.DataFrame:
