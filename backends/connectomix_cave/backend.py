@@ -57,7 +57,6 @@ import hashlib
 import math
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -88,7 +87,7 @@ from connectomix.errors import (
     TruncatedResultError,
     UnsupportedOperation,
 )
-from connectomix.http import RETRY_STATUSES, RetryPolicy
+from connectomix.http import RETRY_STATUSES, RetryPolicy, Transient
 from connectomix.parallel import batched, map_batches
 
 from . import planning
@@ -234,9 +233,9 @@ class CaveBackend(Backend):
         timeouts, and is repeated on transient failures. Afterwards every session is hardened
         (:func:`.transport.harden`).
         """
-        started, attempt = time.monotonic(), 0
-        while True:
-            policy = self.retry
+        policy = self.retry
+
+        def attempt(_timeout: float):
             try:
                 with self._map_errors("connecting to CAVE"):
                     return _within(policy.request_timeout * self.CONNECT_TIMEOUTS, lambda: self._build_client(token),
@@ -244,13 +243,9 @@ class CaveBackend(Backend):
             except ConnectomixError as exc:
                 if not _transient(exc):
                     raise
-                attempt += 1
-                wait = policy.delay(attempt - 1)
-                elapsed = time.monotonic() - started
-                if attempt >= policy.max_attempts or elapsed + wait > policy.total_timeout:
-                    raise type(exc)(f"{exc} (gave up after {attempt} attempt(s) in {elapsed:.1f}s)",
-                                    status=exc.status, server_message=exc.server_message, url=exc.url) from None
-                time.sleep(wait)
+                raise Transient(exc) from None
+
+        return policy.run(attempt)
 
     def _build_client(self, token: Secret | None):
         import caveclient
