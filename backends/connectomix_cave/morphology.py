@@ -34,8 +34,9 @@ a URL template with ``{materialization}``
 Root ids are those of the resolved materialization (``'auto'`` picks a version
 where all of them exist, an integer checks that they exist there); the version is
 recorded on every neuron (``materialization``) and on the list (``provenance``).
-Requests run on the backend's worker pool with its retry policy and whole-body
-checks; a broken body or a failure after the retries raises a
+Requests run on a worker pool (:func:`connectomix.parallel.map_batches`, :data:`MAX_WORKERS`,
+with a progress bar for long work) through sessions with the backend's retry policy and
+whole-body checks (:mod:`.transport`); a broken body or a failure after the retries raises a
 :class:`~connectomix.errors.ConnectomixError`, never a partial list. At an integer
 materialization with the dataset's result cache, each skeleton is kept there
 (keyed by the version's cache identity, kept in the cache's records like the
