@@ -106,10 +106,13 @@ def test_ids_the_dataset_lacks_always_raise(ds):
         ds.get_meshes(FIVE[0], missing="ignore")
 
 
-def test_a_release_without_meshes_says_so(toy):
-    assert connectomix.Capability.MESHES not in toy.capabilities
-    with pytest.raises(errors.UnsupportedOperation, match="no meshes"):
-        toy.get_meshes([1])
+def test_a_release_without_meshes_says_so(tmp_path):
+    folder = _tiny_release(tmp_path / "r", None)
+    assert not (folder / MESHES_FILE).exists()
+    with connectomix.open(f"release://{folder}", cache=False) as r:
+        assert connectomix.Capability.MESHES not in r.capabilities
+        with pytest.raises(errors.UnsupportedOperation, match="no meshes"):
+            r.get_meshes([1])
 
 
 def test_the_sample_declares_its_meshes_and_stays_small(ds):

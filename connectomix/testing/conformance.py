@@ -529,6 +529,41 @@ class ConformanceTests:
         assert len(n.nodes) == 20
         assert n.nodes["x"].max() == pytest.approx(20_000)
 
+    # -- meshes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _toy_meshes(folder: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The toy's meshes, decoded here from ``meshes.parquet`` (legacy precomputed fragments, nm)."""
+        out = {}
+        for row in pd.read_parquet(folder / "meshes.parquet").itertuples(index=False):
+            n = int(np.frombuffer(row.fragment[:4], dtype="<u4")[0])
+            vertices = np.frombuffer(row.fragment[4:4 + 12 * n], dtype="<f4").reshape(n, 3)
+            faces = np.frombuffer(row.fragment[4 + 12 * n:], dtype="<u4").reshape(-1, 3)
+            out[int(row.id)] = (vertices.astype("float64"), faces.astype("int64"))
+        return out
+
+    def test_meshes(self, dataset, toy_release):
+        """MeshNeurons in nm, vertex for vertex the release's; neurons without a mesh are gaps, not errors."""
+        if Capability.MESHES not in dataset.capabilities:
+            with pytest.raises(errors.UnsupportedOperation):
+                dataset.get_meshes([101])
+            return
+        expected = self._toy_meshes(toy_release)
+        got = dataset.get_meshes([102, 101])
+        assert [int(m.id) for m in got] == [101, 102]
+        for m in got:
+            vertices, faces = expected[int(m.id)]
+            assert str(m.units) in ("1 nanometer", "1.0 nanometer")
+            np.testing.assert_allclose(np.asarray(m.vertices, dtype="float64"), vertices, atol=1e-3)
+            np.testing.assert_array_equal(np.asarray(m.faces), faces)
+        with pytest.raises(errors.IdsNotFoundError, match="103") as info:
+            dataset.get_meshes([101, 103])
+        assert info.value.ids == [103]
+        with pytest.warns(errors.MissingDataWarning, match="103") as caught:
+            assert [int(m.id) for m in dataset.get_meshes([101, 103], missing="warn")] == [101]
+        assert [w.message.what for w in caught if isinstance(w.message, errors.MissingDataWarning)] == ["mesh"]
+        assert [int(m.id) for m in dataset.get_meshes([103, 102], missing="skip")] == [102]
+
     # -- one meaning per criterion (empty lists, None, missing ids) ------------------------------
 
     def _sides(self, dataset):
@@ -543,6 +578,8 @@ class ConformanceTests:
             calls["get_synapses"] = lambda x: dataset.get_synapses(x)
         if Capability.SKELETONS in dataset.capabilities:
             calls["get_skeletons"] = lambda x: dataset.get_skeletons(x)
+        if Capability.MESHES in dataset.capabilities:
+            calls["get_meshes"] = lambda x: dataset.get_meshes(x)
         return calls
 
     def test_empty_alternatives_match_nothing_in_every_method(self, dataset):
@@ -596,6 +633,8 @@ class ConformanceTests:
             assert set(syn["pre"]) == set(ids) & set(truth.synapses["pre"])
         if Capability.SKELETONS in dataset.capabilities:
             assert sorted(int(i) for i in dataset.get_skeletons(NC(ids=[101, 102], type="PN_a")).id) == [101, 102]
+        if Capability.MESHES in dataset.capabilities:
+            assert sorted(int(i) for i in dataset.get_meshes(NC(ids=[101, 102], type="PN_a")).id) == [101, 102]
 
     def test_not_primary_means_the_same_for_synapses_and_connectivity(self, dataset, truth):
         """``rois="NotPrimary"``: synapses outside every primary ROI (roi ``"NotPrimary"`` in the synapse table

@@ -182,11 +182,40 @@ def make_toy_release(folder: str | Path) -> Path:
     roi_counts.to_parquet(folder / "roi_counts.parquet", index=False)
     syn.to_parquet(folder / "synapses.parquet", index=False, row_group_size=131_072)
     _write_skeletons(folder / "skeletons", [101, 102])
+    manifest["meshes"] = _write_meshes(folder / "meshes.parquet", [101, 102])
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
     (folder / "README.md").write_text(
         "# toy (SYNTHETIC)\n\nA synthetic toy connectome written by "
         "`connectomix.testing.make_toy_release` for conformance tests. Nothing here is real data.\n"
     )
     return folder
+
+
+#: The toy meshes (SYNTHETIC): a box (8 vertices, 12 triangles) around each toy skeleton, in nm.
+TOY_MESH_FACES = np.array([[0, 1, 3], [0, 3, 2], [4, 6, 7], [4, 7, 5], [0, 4, 5], [0, 5, 1],
+                           [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 5, 7], [1, 7, 3]], dtype="uint32")
+
+
+def toy_mesh_vertices(k: int) -> np.ndarray:
+    """The 8 corners (nm) of the box of the ``k``-th toy skeleton (101: 0, 102: 1), 200 nm around it."""
+    lo = np.array([1000, 500 * k + 40, 8016], dtype="float64") - 200
+    hi = np.array([20000, 500 * k + 800, 8320], dtype="float64") + 200
+    return np.array([[(lo, hi)[i >> 2 & 1][0], (lo, hi)[i >> 1 & 1][1], (lo, hi)[i & 1][2]] for i in range(8)])
+
+
+def _write_meshes(path: Path, ids: list[int]) -> dict:
+    """``meshes.parquet`` of the release format (one legacy precomputed fragment per id); the manifest entry."""
+    import struct
+
+    rows = []
+    for k, body in enumerate(ids):
+        vertices = toy_mesh_vertices(k)
+        fragment = struct.pack("<I", len(vertices)) + vertices.astype("<f4").tobytes() + TOY_MESH_FACES.astype(
+            "<u4").tobytes()
+        rows.append((body, len(vertices), len(TOY_MESH_FACES), fragment))
+    pd.DataFrame(rows, columns=["id", "n_vertices", "n_faces", "fragment"]).to_parquet(path, index=False)
+    return {"file": "meshes.parquet", "count": len(rows), "units": "nm",
+            "encoding": "neuroglancer precomputed legacy mesh fragment", "source": "SYNTHETIC toy boxes"}
 
 
 def _write_skeletons(folder: Path, ids: list[int]) -> None:
