@@ -19,22 +19,7 @@ from connectomix.cache import ResultCache
 from connectomix.dataset import Dataset
 from connectomix_release.backend import ReleaseBackend
 
-TOKEN = "binding-token"
-
-
-@pytest.fixture(scope="module")
-def cave_emu(toy_release):
-    from connectomix_cave.emulator import CaveEmulator
-
-    with CaveEmulator(toy_release, token=TOKEN, datastack="toy_stack") as emu:
-        yield emu
-
-
-def open_cave(emu, cache):
-    return connectomix.open(
-        f"cave://{emu.datastack}", server=emu.url, token=TOKEN, filtered=False, connection_view=None,
-        score_column="cleft_score", neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type",
-        primary_rois="A,B,C(R)", materialization=1, cache=cache)
+from cache_support import cave_emu, open_cave  # noqa: F401 - a fixture
 
 
 def test_a_backend_shared_with_another_cache_is_refused(cave_emu, tmp_path):

@@ -13,7 +13,6 @@ for re-deployed servers).
 
 import threading
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,7 +21,7 @@ from connectomix import errors
 from connectomix.backend import Backend
 from connectomix.cache import ResultCache
 
-from cache_support import CountingRelease, make, uncached
+from cache_support import CountingRelease, cave_emu, drop_neuron, make, open_cave, uncached  # noqa: F401 - a fixture
 
 TOKEN = "warm-cache-token"
 
@@ -35,26 +34,10 @@ def neuprint_emu(toy_release):
         yield emu
 
 
-@pytest.fixture(scope="module")
-def cave_emu(toy_release):
-    from connectomix_cave.emulator import CaveEmulator
-
-    with CaveEmulator(toy_release, token=TOKEN, datastack="toy_stack") as emu:
-        yield emu
-
-
 def open_neuprint(emu, cache, **options):
     host = emu.url.split("://", 1)[1]
     return connectomix.open(f"neuprint://{host}/toy:v1", token=TOKEN, verify=str(emu.cert_path), cache=cache,
                             **options)
-
-
-def open_cave(emu, cache, **options):
-    options = {"materialization": 1, **options}
-    return connectomix.open(
-        f"cave://{emu.datastack}", server=emu.url, token=TOKEN, filtered=False, connection_view=None,
-        score_column="cleft_score", neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type",
-        primary_rois="A,B,C(R)", cache=cache, **options)
 
 
 def sent(emu, call):
@@ -254,18 +237,6 @@ class RememberingRelease(CountingRelease):
         return super().missing_ids(ids, materialization)
 
 
-def _drop_neuron(folder, body):
-    """Remove ``body`` from every table of a release folder (a re-deployment without it)."""
-    for name, columns in (("neurons", ["id"]), ("synapses", ["pre", "post"]), ("connections", ["pre", "post"]),
-                          ("roi_counts", ["id"])):
-        path = folder / f"{name}.parquet"
-        df = pd.read_parquet(path)
-        keep = np.ones(len(df), dtype=bool)
-        for column in columns:
-            keep &= (df[column] != body).to_numpy()
-        df[keep].to_parquet(path, index=False)
-
-
 def test_a_check_remembered_for_old_data_is_redone_when_a_miss_finds_new_data(tmp_path):
     from connectomix.testing import make_toy_release
 
@@ -275,7 +246,7 @@ def test_a_check_remembered_for_old_data_is_redone_when_a_miss_finds_new_data(tm
     ds.get_synapses([101, 105])
     ds.get_synapses([101, 105], pre=False)  # another query, the same ids: their check is remembered
     assert RememberingRelease.checks == 1
-    _drop_neuron(folder, 105)  # the data changes; the Dataset still trusts the old identity (an hour)
+    drop_neuron(folder, 105)  # the data changes; the Dataset still trusts the old identity (an hour)
     # a query the cache does not hold is fetched from the new data; the identity asked after it differs,
     # so the ids are checked again there: 105 is gone, so it raises instead of giving a shorter table
     with pytest.raises(errors.IdsNotFoundError) as info:
@@ -293,7 +264,7 @@ def test_release_folders_are_looked_at_on_every_query(tmp_path):
     folder = make_toy_release(tmp_path / "rel")
     ds = make(folder, ResultCache(tmp_path / "cache"))
     ds.get_synapses([101, 105])
-    _drop_neuron(folder, 105)
+    drop_neuron(folder, 105)
     with pytest.raises(errors.IdsNotFoundError):  # the changed files are seen at once: no remembered check
         ds.get_synapses([101, 105])
 

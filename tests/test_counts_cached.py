@@ -16,23 +16,8 @@ import pytest
 
 import connectomix
 
-TOKEN = "counts-token"
+from cache_support import cave_emu, open_cave  # noqa: F401 - a fixture
 IDS = [101, 102, 104, 109]
-
-
-@pytest.fixture(scope="module")
-def cave_emu(toy_release):
-    from connectomix_cave.emulator import CaveEmulator
-
-    with CaveEmulator(toy_release, token=TOKEN, datastack="toy_stack") as emu:
-        yield emu
-
-
-def open_cave(emu, cache):
-    return connectomix.open(
-        f"cave://{emu.datastack}", server=emu.url, token=TOKEN, filtered=False, connection_view=None,
-        score_column="cleft_score", neuropil_column="neuropil", neuron_table="cell_types", type_column="cell_type",
-        primary_rois="A,B,C(R)", materialization=1, cache=cache)
 
 
 CALLS = {

@@ -8,14 +8,13 @@ what is raised), and both clients going through it against a real server on
 127.0.0.1.
 """
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 import requests
 
 from connectomix import errors, http
 from connectomix.http import HttpClient, RetryPolicy, Transient
+
+from test_http import script, server  # noqa: F401 - a fixture: a real HTTP server answering a script
 
 
 class FakeTime:
@@ -127,29 +126,6 @@ def test_the_raised_error_carries_only_the_cause_it_was_given(clock):
 # --- both clients go through the one loop -----------------------------------------------------------------
 
 
-class Busy(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        body = b'{"error": "busy"}'
-        self.send_response(503)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-@pytest.fixture(scope="module")
-def busy_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 class CountingPolicy(RetryPolicy):
     """A policy that counts the loops run with it and the attempts made in them."""
 
@@ -169,22 +145,24 @@ def counting():
     return CountingPolicy(max_attempts=3, base_delay=0.001, max_delay=0.002)
 
 
-def test_neuprint_http_client_retries_through_the_policy(busy_server, counting):
-    client = HttpClient(busy_server, service="test", retry=counting)
+def test_neuprint_http_client_retries_through_the_policy(server, counting):
+    script((503, {"error": "busy"}))
+    client = HttpClient(server, service="test", retry=counting)
     with pytest.raises(errors.ServerError, match="HTTP 503.*busy.*gave up after 3 attempt") as info:
         client.request("GET", "/x")
     assert (CountingPolicy.loops, CountingPolicy.attempts) == (1, 3)
-    assert info.value.status == 503 and info.value.url == f"{busy_server}/x"
+    assert info.value.status == 503 and info.value.url == f"{server}/x"
 
 
-def test_cave_transport_retries_through_the_policy(busy_server, counting):
+def test_cave_transport_retries_through_the_policy(server, counting):
     from connectomix_cave.transport import harden
 
+    script((503, {"error": "busy"}))
     session = requests.Session()
     harden(session, lambda: counting)
     with pytest.raises(errors.ServerError, match=r"CAVE failed on GET .*/x: HTTP 503.*gave up after 3 attempt") as info:
-        session.get(f"{busy_server}/x?token=SECRET")
+        session.get(f"{server}/x?token=SECRET")
     assert (CountingPolicy.loops, CountingPolicy.attempts) == (1, 3)
-    assert info.value.status == 503 and info.value.url == f"{busy_server}/x"  # never the query string
+    assert info.value.status == 503 and info.value.url == f"{server}/x"  # never the query string
     assert info.value.__cause__ is None and info.value.__context__ is None
     session.close()

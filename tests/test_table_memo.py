@@ -15,7 +15,6 @@ Faults that would not raise, each with a test that catches it:
   came back.
 """
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -24,6 +23,8 @@ from connectomix.cache import IdentityMemo, ResultCache
 from connectomix.dataset import Dataset
 from connectomix.testing import make_toy_release
 from connectomix_release.backend import ReleaseBackend
+
+from cache_support import drop_neuron
 
 BASE = {"sources": [101, 102]}
 #: One argument changed from BASE at a time (and a few other sides); each changes the answer.
@@ -95,25 +96,13 @@ class RemoteLike(ReleaseBackend):
     identity_ttl = 60.0
 
 
-def _drop_neuron(folder, body):
-    """Remove ``body`` from every table of a release folder (a re-deployment without it)."""
-    for name, columns in (("neurons", ["id"]), ("synapses", ["pre", "post"]), ("connections", ["pre", "post"]),
-                          ("roi_counts", ["id"])):
-        path = folder / f"{name}.parquet"
-        df = pd.read_parquet(path)
-        keep = np.ones(len(df), dtype=bool)
-        for column in columns:
-            keep &= (df[column] != body).to_numpy()
-        df[keep].to_parquet(path, index=False)
-
-
 def test_after_identity_ttl_a_changed_dataset_is_never_answered_from_the_old_table(release, tmp_path):
     now = [0.0]
     ds = memoised(release, tmp_path, RemoteLike(release))
     ds.__dict__["_identities"] = IdentityMemo(clock=lambda: now[0])
     old = ds.get_connectivity(**BASE)
     assert (old["post"] == 105).any()
-    _drop_neuron(release, 105)
+    drop_neuron(release, 105)
     new = Dataset(ReleaseBackend(release), cache=False).get_connectivity(**BASE)
     assert not (new["post"] == 105).any()
     now[0] = 30.0
@@ -146,7 +135,7 @@ class Switching(ReleaseBackend):
 def test_a_table_fetched_while_the_data_changed_is_not_kept_as_the_old_datas(tmp_path):
     one = make_toy_release(tmp_path / "one")
     two = make_toy_release(tmp_path / "two")
-    _drop_neuron(two, 105)
+    drop_neuron(two, 105)
     Switching.folders, Switching.stamp = {1: one, 2: two}, 1
     now = [0.0]
     ds = memoised(one, tmp_path, Switching(one))
