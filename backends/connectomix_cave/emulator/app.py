@@ -53,6 +53,22 @@ def graph_layers(dataset: EmulatedDataset) -> tuple[int, bool]:
     return N_LAYERS, False
 
 
+def _prefiltered(frame, body: Any, name: str):
+    """``frame`` without the rows ``body``'s ``filter_in_dict`` for table ``name`` excludes anyway.
+
+    A join keeps only rows that pass every filter, which are applied again after the merge (with
+    their checks and errors); dropping excluded rows first, as a database would with an index, keeps
+    the emulator's join from merging whole tables on every request.
+    """
+    spec = (body.get("filter_in_dict") or {}).get(name) if isinstance(body.get("filter_in_dict"), dict) else None
+    if not isinstance(spec, dict):
+        return frame
+    for column, values in spec.items():
+        if column in frame.columns and isinstance(values, list):
+            frame = frame[frame[column].isin(values)]
+    return frame
+
+
 def _flag(req: Request, name: str, default: bool = False) -> bool:
     raw = req.query.get(name)
     if raw is None or raw == "":
@@ -443,8 +459,8 @@ class CaveApp:
         if isinstance(body.get("suffixes"), list):
             suffixes = dict(zip((name, target), body["suffixes"]))
         suffix = suffixes.get(target, "_ref") or "_ref"
-        left = self.dataset.table(name, v)
-        right = self.dataset.table(target, v)
+        left = _prefiltered(self.dataset.table(name, v), body, name)
+        right = _prefiltered(self.dataset.table(target, v), body, target)
         target_table = self.dataset.tables[target]
         clash = set(left.columns) & set(right.columns)
         renamed = {c: (c + suffix if c in clash else c) for c in right.columns}
