@@ -1186,7 +1186,10 @@ class CaveBackend(Backend):
     _skeleton_reader = None
 
     def get_skeletons(self, ids: np.ndarray) -> Any:
-        """Skeletons (``TreeNeuron`` s in nm) of root ids at the materialization in effect (see ``connectomix_cave.morphology``)."""
+        """Skeletons (``TreeNeuron`` s in nm) of root ids at the materialization in effect.
+
+        From the datastack's published source: see ``connectomix_cave.morphology``.
+        """
         from .morphology import SkeletonReader
 
         if self._skeleton_reader is None:
