@@ -48,8 +48,8 @@ from connectomix.errors import IdsNotFoundError, RemoteError, ServerError, Unsup
 from connectomix.http import json_body
 from connectomix.parallel import batched, map_batches
 
-__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "mesh_cache", "read_meshes_concurrently",
-           "MESH_BATCH", "MESH_WORKERS"]
+__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "mesh_cache",
+           "read_meshes_concurrently", "MESH_BATCH", "MESH_WORKERS"]
 
 log = logging.getLogger("connectomix_neuprint")
 
