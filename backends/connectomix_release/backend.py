@@ -14,6 +14,7 @@ import numbers
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -44,8 +45,9 @@ from connectomix.errors import (
 
 from .meshes import MESHES_FILE
 from .rowgroups import RowGroupReader
+from . import aggregates
 from .storage import Location, is_url
-from .writer import CHECKED_ROWS, POST_COPY, TABLES, quote_ident, quote_str
+from .writer import CHECKED_ROWS, POST_COPY, TABLES, quote_ident
 
 ENGINES = ("duckdb", "dask")
 
@@ -519,10 +521,6 @@ class ReleaseBackend(Backend):
                     f"QUALIFY sum(weight) OVER (PARTITION BY pre, post) >= {int(min_weight)}")
         return f"SELECT pre, post, sum(weight) AS weight FROM ({base}) GROUP BY pre, post HAVING sum(weight) >= {int(min_weight)}"
 
-    def _types_sql(self) -> str:
-        return (f"(SELECT id, coalesce(type, {quote_str(schema.UNTYPED)}) AS type "
-                f"FROM {self._table('neurons')})")
-
     def type_connectivity(self, *, by_roi: bool = False, rois: list | None = None, min_weight: int = 1,
                           include_autapses: bool = False) -> pd.DataFrame:
         """Type-to-type weights over every neuron pair of the dataset, computed by the engine.
@@ -535,24 +533,10 @@ class ReleaseBackend(Backend):
         are ``schema.UNTYPED``.
         """
         min_weight = max(int(min_weight), 1)
-        if self._dask is not None:
-            out = self._dask.type_connectivity(by_roi=by_roi, rois=rois, min_weight=min_weight,
-                                               include_autapses=include_autapses)
-        else:
-            keys = "tp.type, tq.type" + (", p.roi" if by_roi else "")
-            pairs = self._neuron_pairs(by_roi=by_roi, rois=rois, min_weight=min_weight,
-                                       include_autapses=include_autapses)
-            out = self._query(
-                f"SELECT tp.type AS pre_type, tq.type AS post_type{', p.roi AS roi' if by_roi else ''}, "
-                "CAST(sum(p.weight) AS BIGINT) AS weight, count(DISTINCT p.pre) AS n_pre, "
-                "count(DISTINCT p.post) AS n_post, count(*) AS n_pairs "
-                f"FROM ({pairs}) AS p JOIN {self._types_sql()} AS tp ON p.pre = tp.id "
-                f"JOIN {self._types_sql()} AS tq ON p.post = tq.id GROUP BY {keys}", list(rois or []))
-        keys = ["pre_type", "post_type"] + (["roi"] if by_roi else [])
-        out = out.astype({c: "int64" for c in ("weight", "n_pre", "n_post", "n_pairs")})
-        out = out.sort_values(["weight"] + keys, ascending=[False] + [True] * len(keys), kind="stable")
-        return out[["pre_type", "post_type", "weight", "n_pre", "n_post", "n_pairs"]
-                   + (["roi"] if by_roi else [])].reset_index(drop=True)
+        compute = self._dask.type_connectivity if self._dask is not None else partial(
+            aggregates.duckdb_type_connectivity, self)
+        coded, names = compute(by_roi=by_roi, rois=rois, min_weight=min_weight, include_autapses=include_autapses)
+        return aggregates.finish_type_connectivity(coded, names, by_roi)
 
     def partner_profiles(self, direction: str = "input", *, min_weight: int = 1,
                          include_autapses: bool = False) -> pd.DataFrame:
@@ -566,21 +550,10 @@ class ReleaseBackend(Backend):
         if direction not in ("input", "output"):
             raise InvalidArgumentError(f"direction must be 'input' or 'output'; got {direction!r}")
         min_weight = max(int(min_weight), 1)
-        if self._dask is not None:
-            out = self._dask.partner_profiles(direction=direction, min_weight=min_weight,
-                                              include_autapses=include_autapses)
-        else:
-            me, other = ("post", "pre") if direction == "input" else ("pre", "post")
-            pairs = self._neuron_pairs(by_roi=False, rois=None, min_weight=min_weight,
-                                       include_autapses=include_autapses)
-            out = self._query(
-                f"SELECT p.{me} AS id, t.type AS partner_type, CAST(sum(p.weight) AS BIGINT) AS weight, "
-                f"count(*) AS n_partners FROM ({pairs}) AS p JOIN {self._types_sql()} AS t ON p.{other} = t.id "
-                "GROUP BY ALL")
-        out = out.astype({"id": "int64", "weight": "int64", "n_partners": "int64"})
-        out["fraction"] = out["weight"] / out.groupby("id")["weight"].transform("sum")
-        out = out.sort_values(["id", "weight", "partner_type"], ascending=[True, False, True], kind="stable")
-        return out.reset_index(drop=True)
+        compute = self._dask.partner_profiles if self._dask is not None else partial(
+            aggregates.duckdb_partner_profiles, self)
+        coded, names = compute(direction=direction, min_weight=min_weight, include_autapses=include_autapses)
+        return aggregates.finish_partner_profiles(coded, names)
 
     def roi_totals(self, *, include_autapses: bool = False) -> pd.DataFrame:
         """Per ROI (and ``NotPrimary``): connection weight and pairs of all bodies, and synaptic sites.

@@ -33,6 +33,11 @@ from .writer import POST_COPY
 
 __all__ = ["DaskEngine"]
 
+#: rows of connections.parquet per partition of a whole-dataset aggregate (whole row groups; ~40 MB of columns)
+PARTITION_ROWS = 1_000_000
+#: partial states combined per task of the tree reduction
+SPLIT_EVERY = 8
+
 
 def _client_for(scheduler: Any) -> tuple[Any, list]:
     """A ``distributed.Client`` for ``scheduler`` and the objects this engine must close."""
@@ -89,9 +94,153 @@ def _keep_synapses(df: pd.DataFrame, not_pre: np.ndarray | None, autapses: bool,
     return df[keep]
 
 
-def _with_types(df: pd.DataFrame, types: pd.Series) -> pd.DataFrame:
-    return df.assign(pre_type=df["pre"].map(types).fillna(schema.UNTYPED).astype(object),
-                     post_type=df["post"].map(types).fillna(schema.UNTYPED).astype(object))
+# -- whole-dataset aggregates: partial states per partition, combined in a tree ---------------------------
+#
+# connections.parquet is sorted by pre (FORMAT.md), so a neuron's rows are contiguous: a partition holds every
+# row of each pre except, possibly, its smallest and largest pre, whose rows may continue in the neighbouring
+# partitions. Those two neurons' rows are carried up the tree unaggregated and aggregated once, at the end,
+# together; everything else is aggregated where it is read. Each partial state is then exact for a set of
+# whole neurons (pre side), so weights, pair counts and n_pre simply add up; n_post (distinct post neurons per
+# type pair) is kept as the set of (post neuron, pre type) keys, unioned up the tree. Types are integer codes
+# (``codes[i]`` for the neuron ``ids[i]``); a (neuron, type) key is ``position * n_types + code``, a type pair
+# ``pre code * n_types + post code``. Everything is sorting and run sums of int64 arrays.
+
+
+def _reduce(keys: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The distinct ``keys`` (sorted) and the sum of each of ``values`` per key."""
+    if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():
+        order = np.argsort(keys, kind="stable")  # (measured faster than quicksort, and merges sorted runs)
+        keys, values = keys[order], tuple(v[order] for v in values)
+    if not len(keys):
+        return (keys, *values)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return (keys[starts], *(np.add.reduceat(v, starts) for v in values))
+
+
+def _concat_reduce(parts: list[tuple]) -> tuple[np.ndarray, ...]:
+    """The union of several ``(keys, sums...)`` results of :func:`_reduce`, sums added."""
+    return _reduce(*(np.concatenate(column) for column in zip(*parts)))
+
+
+def _neuron_rows(df: pd.DataFrame, ids: np.ndarray, autapses: bool, rois: list | None) -> pd.DataFrame:
+    """Connection rows between two neurons: ``pi``/``qi`` (positions of pre/post in ``ids``), weight[, roi]."""
+    pre, post = df["pre"].to_numpy("int64"), df["post"].to_numpy("int64")
+    pi, qi = np.searchsorted(ids, pre), np.searchsorted(ids, post)
+    keep = (pi < len(ids)) & (qi < len(ids)) & (pre != 0) & (post != 0)
+    keep[keep] = (ids[pi[keep]] == pre[keep]) & (ids[qi[keep]] == post[keep])
+    if not autapses:
+        keep &= pre != post
+    if rois is not None:
+        keep &= df["roi"].isin(rois).to_numpy(bool)
+    out = pd.DataFrame({"pi": pi[keep], "qi": qi[keep], "weight": df["weight"].to_numpy("int64")[keep]})
+    if "roi" in df.columns:
+        out["roi"] = df["roi"].to_numpy(object)[keep]
+    return out
+
+
+def _split_carry(rows: pd.DataFrame, carry: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows of the neurons wholly in this partition, rows of its first and last pre) -- see above."""
+    if not carry or rows.empty:
+        return rows, rows.iloc[:0]
+    pi = rows["pi"].to_numpy()
+    edge = (pi == pi.min()) | (pi == pi.max())
+    return rows[~edge], rows[edge]
+
+
+def _pair_rows(rows: pd.DataFrame, n: int, by_roi: bool, min_weight: int) -> dict[Any, tuple]:
+    """Neuron pairs (of complete rows) whose total weight is ``>= min_weight``, as ``{roi: (pi, qi, weight)}``:
+    summed per pair under ``None``, or (``by_roi``) their rows under each ROI."""
+    pi, qi, w = (rows[c].to_numpy("int64") for c in ("pi", "qi", "weight"))
+    key, total = _reduce(pi * n + qi, w)  # (positions are < n: the pair key is exact)
+    if not by_roi:
+        keep = total >= min_weight
+        return {None: (key[keep] // n, key[keep] % n, total[keep])}
+    keep = np.isin(pi * n + qi, key[total >= min_weight])
+    codes, rois = pd.factorize(rows["roi"].to_numpy(object)[keep])
+    pi, qi, w = pi[keep], qi[keep], w[keep]
+    return {roi: (pi[codes == r], qi[codes == r], w[codes == r]) for r, roi in enumerate(rois)}
+
+
+def _type_state(rows: pd.DataFrame, codes: np.ndarray, n_types: int, by_roi: bool, min_weight: int) -> dict:
+    """Per ROI (``None`` without ``by_roi``): (type pairs, weight, n_pairs), (type pairs, n_pre) and the
+    distinct (post, pre type) keys."""
+    state = {}
+    for roi, (pi, qi, w) in _pair_rows(rows, len(codes), by_roi, min_weight).items():
+        pt, qt = codes[pi], codes[qi]
+        (pre_keys,) = _reduce(pi * n_types + qt)  # distinct (pre, post type)
+        pre_pairs = codes[pre_keys // n_types] * n_types + pre_keys % n_types
+        state[roi] = {"pair": _reduce(pt * n_types + qt, w, np.ones_like(w)),
+                      "pre": _reduce(pre_pairs, np.ones_like(pre_pairs)),
+                      "post": _reduce(qi * n_types + pt)}
+    return state
+
+
+def _merge_type_states(states: list[dict]) -> dict:
+    merged: dict = {}
+    for state in states:
+        for roi, part in state.items():
+            merged.setdefault(roi, []).append(part)
+    return {roi: {name: _concat_reduce([p[name] for p in parts]) for name in ("pair", "pre", "post")}
+            for roi, parts in merged.items()}
+
+
+def _type_chunk(df: pd.DataFrame, lookup: tuple, p: dict) -> dict:
+    rows = _neuron_rows(df, lookup[0], p["autapses"], p["rois"])
+    whole, edge = _split_carry(rows, p["carry"])
+    return {"types": _type_state(whole, lookup[1], p["n_types"], p["by_roi"], p["min_weight"]), "carry": edge}
+
+
+def _type_combine(states: list[dict]) -> dict:
+    return {"types": _merge_type_states([s["types"] for s in states]),
+            "carry": pd.concat([s["carry"] for s in states], ignore_index=True)}
+
+
+def _type_finish(state: dict, lookup: tuple, p: dict) -> pd.DataFrame:
+    """Coded rows ``pt, qt[, roi], weight, n_pre, n_post, n_pairs`` (see aggregates.finish_type_connectivity)."""
+    codes, n_types = lookup[1], p["n_types"]
+    last = _type_state(state["carry"], codes, n_types, p["by_roi"], p["min_weight"])
+    frames = []
+    for roi, part in _merge_type_states([state["types"], last]).items():
+        keys, weight, n_pairs = part["pair"]
+        pre_keys, n_pre = part["pre"]
+        (posts,) = part["post"]
+        post_keys, n_post = _reduce(posts % n_types * n_types + codes[posts // n_types], np.ones_like(posts))
+        if not (np.array_equal(keys, pre_keys) and np.array_equal(keys, post_keys)):
+            raise RuntimeError("connectomix bug: type pairs of the pair, pre and post counts differ")
+        frame = pd.DataFrame({"pt": keys // n_types, "qt": keys % n_types, "weight": weight, "n_pre": n_pre,
+                              "n_post": n_post, "n_pairs": n_pairs})
+        frames.append(frame.assign(roi=roi) if p["by_roi"] else frame)
+    columns = ["pt", "qt", "weight", "n_pre", "n_post", "n_pairs"] + (["roi"] if p["by_roi"] else [])
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _profile_state(rows: pd.DataFrame, codes: np.ndarray, n_types: int, direction: str,
+                   min_weight: int) -> tuple[np.ndarray, ...]:
+    """(neuron-and-partner-type keys, weight, n_partners)."""
+    ((pi, qi, w),) = _pair_rows(rows, len(codes), False, min_weight).values()
+    key = qi * n_types + codes[pi] if direction == "input" else pi * n_types + codes[qi]
+    return _reduce(key, w, np.ones_like(w))
+
+
+def _profile_chunk(df: pd.DataFrame, lookup: tuple, p: dict) -> dict:
+    rows = _neuron_rows(df, lookup[0], p["autapses"], None)
+    whole, edge = _split_carry(rows, p["carry"])
+    return {"profiles": _profile_state(whole, lookup[1], p["n_types"], p["direction"], p["min_weight"]),
+            "carry": edge}
+
+
+def _profile_combine(states: list[dict]) -> dict:
+    return {"profiles": _concat_reduce([s["profiles"] for s in states]),
+            "carry": pd.concat([s["carry"] for s in states], ignore_index=True)}
+
+
+def _profile_finish(state: dict, lookup: tuple, p: dict) -> pd.DataFrame:
+    """Coded rows ``id, pc, weight, n_partners`` (see aggregates.finish_partner_profiles)."""
+    n_types = p["n_types"]
+    last = _profile_state(state["carry"], lookup[1], n_types, p["direction"], p["min_weight"])
+    key, weight, n_partners = _concat_reduce([state["profiles"], last])
+    return pd.DataFrame({"id": lookup[0][key // n_types], "pc": key % n_types, "weight": weight,
+                         "n_partners": n_partners})
 
 
 class DaskEngine:
@@ -130,13 +279,15 @@ class DaskEngine:
 
     # -- reading ---------------------------------------------------------------------------------------
 
-    def _read(self, name: str, columns: list[str] | None = None, filters: list | None = None) -> Any:
+    def _read(self, name: str, columns: list[str] | None = None, filters: list | None = None,
+              split_row_groups: Any = "infer") -> Any:
         import dask
         import dask.dataframe as dd
 
         with dask.config.set({"dataframe.convert-string": False}):
             return dd.read_parquet(self._loc.url(name), columns=columns, filters=filters or None,
-                                   storage_options=self._loc.storage_options or None)
+                                   storage_options=self._loc.storage_options or None,
+                                   split_row_groups=split_row_groups)
 
     def _compute(self, obj: Any) -> Any:
         import dask
@@ -284,33 +435,71 @@ class DaskEngine:
 
     # -- whole-dataset aggregates --------------------------------------------------------------------------------
 
-    def _types(self) -> pd.Series:
-        return self._neurons().set_index("id")["type"]
+    def _type_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sorted neuron ids, their type codes, and the names (code -> type; untyped is schema.UNTYPED)."""
+        n = self._neurons()
+        if "is_neuron" in n.columns:
+            n = n[n["is_neuron"].fillna(False).astype(bool)]
+        n = n[n["id"] != 0].sort_values("id")
+        codes, names = pd.factorize(n["type"].astype(object).where(n["type"].notna(), schema.UNTYPED))
+        return n["id"].to_numpy("int64"), codes.astype("int64"), np.asarray(names, dtype=object)
+
+    def _connection_layout(self) -> tuple[bool, int]:
+        """(connections.parquet sorted by ``pre`` across row groups, row groups per partition).
+
+        Read from the Parquet footer: the row groups' ``pre`` min/max must not
+        decrease (FORMAT.md's order; a file without statistics counts as
+        unsorted). Partitions hold about :data:`PARTITION_ROWS` rows.
+        """
+        with self._b._cursor() as cur:
+            groups = cur.execute(
+                "SELECT row_group_num_rows, TRY_CAST(stats_min_value AS BIGINT), TRY_CAST(stats_max_value AS BIGINT) "
+                f"FROM parquet_metadata({self._loc.sql('connections.parquet')}) WHERE path_in_schema = 'pre' "
+                "ORDER BY row_group_id").fetchall()
+        bounds = [(lo, hi) for _, lo, hi in groups]
+        ordered = all(lo is not None and hi is not None and lo <= hi for lo, hi in bounds) and all(
+            a[1] <= b[0] for a, b in zip(bounds, bounds[1:]))
+        largest = max((rows for rows, _, _ in groups), default=1) or 1
+        return ordered, max(1, PARTITION_ROWS // largest)
+
+    def _aggregate(self, columns: list[str], filters: list | None, chunk: Any, combine: Any, finish: Any,
+                   params: dict) -> Any:
+        """Run ``chunk`` on each partition of connections.parquet, ``combine`` states in a tree, ``finish`` once.
+
+        Only ``columns`` are read; the neuron lookup is sent once to every
+        worker. A file not sorted by ``pre`` is first shuffled by ``pre`` (so a
+        neuron's rows meet in one partition); a sorted one is not shuffled.
+        """
+        from dask import delayed
+
+        ids, codes, names = self._type_lookup()
+        ordered, per_partition = self._connection_layout()
+        c = self._read("connections.parquet", columns=columns, filters=filters, split_row_groups=per_partition)
+        if not ordered:
+            c = c.shuffle("pre")
+        lookup = self.client.scatter((ids, codes), broadcast=True, hash=False)
+        params = {**params, "n_types": len(names), "carry": ordered}
+        states = [delayed(chunk, pure=True)(part, lookup, params) for part in c.to_delayed()]
+        while len(states) > 1:
+            states = [delayed(combine, pure=True)(states[i:i + SPLIT_EVERY])
+                      for i in range(0, len(states), SPLIT_EVERY)]
+        return self._compute(delayed(finish, pure=True)(states[0], lookup, params)), names
 
     def type_connectivity(self, *, by_roi: bool, rois: list | None, min_weight: int,
-                          include_autapses: bool) -> pd.DataFrame:
-        c = self._connections(pre_neurons=True, post_neurons=True, autapses=include_autapses, rois=rois)
-        # (with rois and not by_roi, the pair totals within rois are the pairs' weights, as in the core)
-        pairs = self._pairs(c, keep_roi=by_roi, min_weight=max(int(min_weight), 1))
-        typed = pairs.map_partitions(_with_types, self._types(),
-                                     meta={**pairs._meta.dtypes.to_dict(), "pre_type": object, "post_type": object})
-        keys = ["pre_type", "post_type"] + (["roi"] if by_roi else [])
-        weight = typed.groupby(keys)["weight"].agg(["sum", "count"])
-        n_pre = typed[keys + ["pre"]].drop_duplicates().groupby(keys).size()
-        n_post = typed[keys + ["post"]].drop_duplicates().groupby(keys).size()
-        weight, n_pre, n_post = self._compute([weight, n_pre, n_post])
-        return pd.DataFrame({"weight": weight["sum"], "n_pre": n_pre, "n_post": n_post,
-                             "n_pairs": weight["count"]}).reset_index()
+                          include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+        """Coded type connectivity and the type names (see :mod:`connectomix_release.aggregates`)."""
+        columns = ["pre", "post", "weight"] + (["roi"] if by_roi or rois is not None else [])
+        filters = [("roi", "in", list(rois))] if rois is not None else None
+        return self._aggregate(columns, filters, _type_chunk, _type_combine, _type_finish,
+                               {"by_roi": by_roi, "rois": list(rois) if rois is not None else None,
+                                "min_weight": max(int(min_weight), 1), "autapses": include_autapses})
 
-    def partner_profiles(self, *, direction: str, min_weight: int, include_autapses: bool) -> pd.DataFrame:
-        c = self._connections(pre_neurons=True, post_neurons=True, autapses=include_autapses)
-        pairs = self._pairs(c, keep_roi=False, min_weight=max(int(min_weight), 1))
-        typed = pairs.map_partitions(_with_types, self._types(),
-                                     meta={**pairs._meta.dtypes.to_dict(), "pre_type": object, "post_type": object})
-        me, partner_type = ("post", "pre_type") if direction == "input" else ("pre", "post_type")
-        agg = typed.groupby([me, partner_type])["weight"].agg(["sum", "count"], split_out=True)
-        out = self._compute(agg).reset_index()
-        return out.rename(columns={me: "id", partner_type: "partner_type", "sum": "weight", "count": "n_partners"})
+    def partner_profiles(self, *, direction: str, min_weight: int,
+                         include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+        """Coded partner profiles and the type names (see :mod:`connectomix_release.aggregates`)."""
+        return self._aggregate(["pre", "post", "weight"], None, _profile_chunk, _profile_combine, _profile_finish,
+                               {"direction": direction, "min_weight": max(int(min_weight), 1),
+                                "autapses": include_autapses})
 
     def roi_totals(self, *, include_autapses: bool) -> pd.DataFrame:
         c = self._connections(autapses=include_autapses)

@@ -1,0 +1,136 @@
+"""Whole-dataset aggregates of a release (type-to-type connectivity, partner profiles): DuckDB SQL and the
+finishing both engines share.
+
+Both engines compute the same *coded* tables: cell types are small integer
+codes (``pt``/``qt`` for the pre/post type, ``pc`` for a partner's type) with
+a ``names`` array (code -> type name), so no engine groups, joins or ships
+millions of type strings. :func:`finish_type_connectivity` and
+:func:`finish_partner_profiles` then turn a coded table into the public one
+(names, sort order, ``fraction``) with the same code whichever engine made
+it, so the two engines return identical frames.
+
+The DuckDB queries are one statement each: the neuron -> type-code mapping is
+joined to the neuron pairs, and the distinct-neuron counts are two plain
+``GROUP BY`` s (``count(DISTINCT ...)`` per group was most of the time of the
+old query: 13 of 19 s at 10 M connections).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from connectomix import schema
+
+from .writer import quote_str
+
+__all__ = ["duckdb_type_connectivity", "duckdb_partner_profiles", "finish_type_connectivity",
+           "finish_partner_profiles"]
+
+TYPE_COUNTS = ["weight", "n_pre", "n_post", "n_pairs"]
+PROFILE_COUNTS = ["weight", "n_partners"]
+
+
+def _ranks(names: np.ndarray) -> np.ndarray:
+    """``rank[code]``: the position of ``names[code]`` in Python's sort order of the names."""
+    order = sorted(range(len(names)), key=names.__getitem__)
+    rank = np.empty(len(names), dtype="int64")
+    rank[order] = np.arange(len(names))
+    return rank
+
+
+def finish_type_connectivity(coded: pd.DataFrame, names: np.ndarray, by_roi: bool) -> pd.DataFrame:
+    """The public type-connectivity table from coded rows ``pt, qt[, roi], weight, n_pre, n_post, n_pairs``.
+
+    Sorted by weight (descending), then pre type, post type (and ROI),
+    ascending, in Python's order of the names.
+    """
+    names = np.asarray(names, dtype=object)
+    pt, qt = coded["pt"].to_numpy("int64"), coded["qt"].to_numpy("int64")
+    weight = coded["weight"].to_numpy("int64")
+    rank = _ranks(names)
+    keys = [-weight, rank[pt], rank[qt]]
+    if by_roi:
+        roi_rank, _ = pd.factorize(coded["roi"].astype(object), sort=True)
+        keys.append(roi_rank)
+    order = np.lexsort(keys[::-1])  # np.lexsort sorts by its last key first
+    out = pd.DataFrame({"pre_type": names[pt[order]], "post_type": names[qt[order]]})
+    for column in TYPE_COUNTS:
+        out[column] = coded[column].to_numpy("int64")[order]
+    if by_roi:
+        out["roi"] = coded["roi"].astype(object).to_numpy()[order]
+    return out
+
+
+def finish_partner_profiles(coded: pd.DataFrame, names: np.ndarray) -> pd.DataFrame:
+    """The public partner-profile table from coded rows ``id, pc, weight, n_partners``.
+
+    ``fraction`` is the row's weight over the neuron's total; sorted by
+    ``id``, weight (descending), then partner type.
+    """
+    names = np.asarray(names, dtype=object)
+    ids, pc = coded["id"].to_numpy("int64"), coded["pc"].to_numpy("int64")
+    weight, n_partners = coded["weight"].to_numpy("int64"), coded["n_partners"].to_numpy("int64")
+    order = np.lexsort((_ranks(names)[pc], -weight, ids))
+    ids, pc, weight, n_partners = ids[order], pc[order], weight[order], n_partners[order]
+    fraction = np.empty(len(ids), dtype="float64")
+    if len(ids):
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        totals = np.add.reduceat(weight, starts)
+        fraction = weight / np.repeat(totals, np.diff(np.r_[starts, len(ids)]))
+    return pd.DataFrame({"id": ids, "partner_type": names[pc], "weight": weight, "n_partners": n_partners,
+                         "fraction": fraction})
+
+
+# -- DuckDB ------------------------------------------------------------------------------------------------
+
+
+def _codes_sql(backend: Any) -> str:
+    """Neuron id -> type code (``dense_rank`` of the type name; untyped neurons share schema.UNTYPED's code)."""
+    type_sql = f"coalesce(type, {quote_str(schema.UNTYPED)})"
+    return (f"SELECT id, {type_sql} AS type, (dense_rank() OVER (ORDER BY {type_sql}) - 1)::INTEGER AS code "
+            f"FROM {backend._table('neurons')} WHERE {backend._neuron_condition()} AND id <> 0")
+
+
+def _names(backend: Any) -> np.ndarray:
+    codes = backend._query(f"SELECT DISTINCT code, type FROM ({_codes_sql(backend)}) ORDER BY code")
+    names = np.empty(len(codes), dtype=object)
+    names[codes["code"].to_numpy("int64")] = codes["type"].to_numpy(object)
+    return names
+
+
+def duckdb_type_connectivity(backend: Any, *, by_roi: bool, rois: list | None, min_weight: int,
+                             include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Coded type connectivity (see :func:`finish_type_connectivity`) and the names, in one DuckDB query.
+
+    ``n_pre`` counts the groups of ``(type pair[, roi], pre)`` and ``n_post``
+    those of ``(type pair[, roi], post)``: two ``GROUP BY`` s of the typed
+    pairs (materialised once) instead of ``count(DISTINCT ...)`` per group.
+    """
+    pairs = backend._neuron_pairs(by_roi=by_roi, rois=rois, min_weight=min_weight,
+                                  include_autapses=include_autapses)
+    keys = "pt, qt" + (", roi" if by_roi else "")
+    sql = (
+        f"WITH t AS MATERIALIZED ({_codes_sql(backend)}), "
+        f"p AS MATERIALIZED (SELECT p.pre, p.post{', p.roi' if by_roi else ''}, p.weight, tp.code AS pt, "
+        f"tq.code AS qt FROM ({pairs}) AS p JOIN t AS tp ON p.pre = tp.id JOIN t AS tq ON p.post = tq.id), "
+        f"a AS (SELECT {keys}, sum(w) AS weight, count(*) AS n_pre, sum(n) AS n_pairs "
+        f"FROM (SELECT {keys}, pre, sum(weight) AS w, count(*) AS n FROM p GROUP BY {keys}, pre) GROUP BY {keys}), "
+        f"b AS (SELECT {keys}, count(*) AS n_post FROM (SELECT {keys}, post FROM p GROUP BY {keys}, post) "
+        f"GROUP BY {keys}) "
+        f"SELECT {keys}, CAST(a.weight AS BIGINT) AS weight, a.n_pre, b.n_post, CAST(a.n_pairs AS BIGINT) AS n_pairs "
+        f"FROM a JOIN b USING ({keys})")
+    return backend._query(sql, list(rois or [])), _names(backend)
+
+
+def duckdb_partner_profiles(backend: Any, *, direction: str, min_weight: int,
+                            include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+    """Coded partner profiles (see :func:`finish_partner_profiles`) and the names, in one DuckDB query."""
+    me, other = ("post", "pre") if direction == "input" else ("pre", "post")
+    pairs = backend._neuron_pairs(by_roi=False, rois=None, min_weight=min_weight, include_autapses=include_autapses)
+    sql = (f"WITH t AS MATERIALIZED ({_codes_sql(backend)}) "
+           f"SELECT p.{me} AS id, t.code AS pc, CAST(sum(p.weight) AS BIGINT) AS weight, count(*) AS n_partners "
+           f"FROM ({pairs}) AS p JOIN t ON p.{other} = t.id GROUP BY p.{me}, t.code")
+    return backend._query(sql), _names(backend)
