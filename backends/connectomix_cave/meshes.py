@@ -219,7 +219,7 @@ class GrapheneMeshReader:
     """
 
     def __init__(self, backend: Any, source: str):
-        from cloudvolume.datasource.graphene.metadata import extract_graphene_path
+        from cloudvolume.datasource.graphene.metadata import GrapheneApiVersion, GraphenePath, extract_graphene_path
         from cloudvolume.paths import to_https_protocol
 
         self.backend = backend
@@ -232,7 +232,15 @@ class GrapheneMeshReader:
         base = f"{path.scheme}://{path.fqdn}"
         self.info = self._json(self.session, f"{base}/{path.modality}/table/{path.dataset}/info",
                                "reading the chunkedgraph info")
-        self.manifest_url = f"{base}/meshing/api/v1/table/{path.dataset}/manifest"
+        # the meshing service's path as cloud-volume builds it (GrapheneMetadata.manifest_endpoint): a URL
+        # '.../segmentation/table/<t>' uses the newest API the chunkedgraph offers, '.../1.0/<t>' the legacy one
+        version = path.version
+        if version == "table":
+            offered = sorted(int(v) for v in (self.info.get("app") or {}).get("supported_api_versions") or [1])
+            version = ("1.0", "v1")[min(offered[-1], 1)]
+        meshing = GrapheneApiVersion(version).path(GraphenePath(path.scheme, path.fqdn, "meshing", version,
+                                                                path.dataset))
+        self.manifest_url = f"{base}/{meshing}/manifest"
         try:
             data_dir = to_https_protocol(self.info["data_dir"])
         except (KeyError, TypeError, ValueError):
