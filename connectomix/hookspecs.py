@@ -33,7 +33,13 @@ def connectomix_backends() -> list:
     """Return the :class:`connectomix.backend.Backend` subclasses this plugin provides.
 
     Every implementation is called (1:N); the results are merged. A backend's
-    ``schemes`` must not clash with another installed backend's.
+    ``schemes`` must not clash with another installed backend's. A backend
+    implements the primitives of :class:`~connectomix.backend.Backend` and, for
+    each optional :class:`~connectomix.backend.Capability` it declares, its
+    method: ``SKELETONS`` :meth:`~connectomix.backend.Backend.get_skeletons`,
+    ``MESHES`` :meth:`~connectomix.backend.Backend.get_meshes` (navis neurons in
+    nm; ``IdsNotFoundError`` naming ids without one). The conformance suite
+    (:mod:`connectomix.testing`) checks both.
     """
 
 
