@@ -9,8 +9,10 @@ per request), ``batch_size`` (default ids per query), ``arrow`` (use the Arrow
 endpoint when the server has it; default true), ``retry`` (a
 :class:`~connectomix.http.RetryPolicy`, or a mapping of its fields, e.g.
 ``{"max_attempts": 3, "base_delay": 0.1}``), ``identity_ttl`` (seconds an open
-Dataset trusts the dataset's ``last-mod``/``uuid`` stamps for its result cache,
-default :data:`DEFAULT_IDENTITY_TTL`; see :meth:`NeuprintBackend.cache_identity`), ``mesh_source``
+Dataset -- or a new one, from the records kept in the result cache -- trusts the
+dataset's ``last-mod``/``uuid`` stamps and ``:Meta``, default :data:`DEFAULT_IDENTITY_TTL`;
+see :meth:`NeuprintBackend.cache_identity`, and ``_connect``: nothing is sent until a request is
+needed), ``mesh_source``
 (the precomputed segmentation to read meshes from, instead of the one the server publishes; see
 :mod:`.morphology`).
 
