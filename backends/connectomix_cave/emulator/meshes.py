@@ -214,11 +214,11 @@ class MeshService:
     def graphene_file(self, req: Request) -> Response:
         if req.params["tbl"] != self.app.pcg_table:
             raise HttpError(404, f"no such bucket path: {req.path}")
-        parts = [req.params.get("dir"), req.params["file"]]
-        path = "/".join(p for p in parts if p)
-        if path == f"{GRAPHENE_MESH_DIR}/info" or path.startswith(GRAPHENE_MESH_DIR + "/"):
-            path = "mesh/" + path[len(GRAPHENE_MESH_DIR) + 1:]
-        return _file(self._graphene(), path, req.path)
+        if req.params.get("dir") != GRAPHENE_MESH_DIR:
+            # the watershed layer itself (its info, provenance, image chunks) is not served: cloud-volume asks
+            # for provenance whenever it opens the graphene source, which must not read every mesh
+            return _file({}, req.params["file"], req.path)
+        return _file(self._graphene(), "mesh/" + req.params["file"], req.path)
 
     def flat_file(self, req: Request) -> Response:
         raw = req.params["v"]
