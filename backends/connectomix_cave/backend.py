@@ -1117,16 +1117,21 @@ class CaveBackend(Backend):
 
         A lookup with ROI criteria or ``counts=True`` computes them, and the core then asks
         :meth:`fetch_roi_counts` for (a subset of) the same neurons: that must not pull the rows again.
+        They are remembered with the version's identity (as remembered for :attr:`identity_ttl`), so a
+        server re-deployed with other data under the same number is not answered with the old counts.
         """
         ids = np.asarray(ids, dtype="int64")
+        tag = None  # (version, identity): which data the remembered counts are of
+        if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+            tag = (int(version), self._identities.get(int(version), self.cache_identity, self.identity_ttl))
         with self._lock:
             memo = self._roi_memo
-        if memo is not None and memo[0] == version and np.isin(ids, memo[1]).all():
+        if tag is not None and memo is not None and memo[0] == tag and np.isin(ids, memo[1]).all():
             return memo[2][memo[2]["id"].isin(ids)].reset_index(drop=True)
         roi = self._synapse_counts(ids, version, by_roi=True)
-        if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+        if tag is not None:
             with self._lock:
-                self._roi_memo = (version, np.unique(ids), roi)
+                self._roi_memo = (tag, np.unique(ids), roi)
         return roi
 
     def _synapse_counts(self, ids: np.ndarray, version: Any, *, by_roi: bool,
