@@ -53,6 +53,7 @@ from .errors import (
     InvalidArgumentError,
     RemoteError,
     RequestTimeoutError,
+    UnsupportedOperation,
 )
 
 __all__ = [
@@ -466,6 +467,8 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
         The read took longer than ``timeout``.
     DataFormatError
         A file is not the format (bad ``info``, manifest or a short/damaged fragment).
+    UnsupportedOperation
+        The source's meshes are not legacy single-resolution meshes (e.g. multi-resolution draco).
 
     Examples
     --------
@@ -490,6 +493,10 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
         cv = _open(source_url)
         if not cv.info.get("mesh"):
             raise DataFormatError(f"precomputed source {name} has no meshes (its info has no 'mesh' member)")
+        kind = (cv.mesh.meta.info or {}).get("@type", "neuroglancer_legacy_mesh")
+        if kind != "neuroglancer_legacy_mesh":
+            raise UnsupportedOperation(f"the meshes of {name} are {kind!r}; connectomix reads the legacy "
+                                       "single-resolution format ('neuroglancer_legacy_mesh') only")
         present = {int(k): v is not None for k, v in cv.mesh.exists(wanted).items()}
         missing = [i for i in wanted if not present.get(i, False)]
         if missing:
@@ -553,6 +560,7 @@ def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) 
     source_url
         A cloud-volume path of a segmentation layer with a ``skeletons`` member, or of a skeleton
         folder itself (its ``info`` has ``"@type": "neuroglancer_skeletons"``); see :func:`read_meshes`.
+        Unsharded and sharded (``"sharding"`` in ``skeletons/info``) skeleton folders are read.
     ids
         Segment ids (duplicates read once).
     timeout
@@ -601,9 +609,13 @@ def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) 
                                   "(its info has no 'skeletons' member)")
         source = cv.skeleton
         attributes = list(source.meta.info.get("vertex_attributes") or [])
-        paths = {segid: source.meta.join(source.meta.skeleton_path, str(segid)) for segid in wanted}
-        files = CloudFiles(cv.cloudpath, progress=False, secrets=cv.config.secrets)
-        contents = {segid: files.get(path) for segid, path in paths.items()}
+        if source.meta.is_sharded():  # cloud-volume's shard reader: {segid: bytes or None}
+            found = source.reader.get_data(wanted, source.meta.skeleton_path, progress=False)
+            contents = {segid: found.get(segid) for segid in wanted}
+        else:
+            paths = {segid: source.meta.join(source.meta.skeleton_path, str(segid)) for segid in wanted}
+            files = CloudFiles(cv.cloudpath, progress=False, secrets=cv.config.secrets)
+            contents = {segid: files.get(path) for segid, path in paths.items()}
         missing = [segid for segid, data in contents.items() if data is None]
         if missing:
             raise IdsNotFoundError(f"no skeleton in {name} for id(s) {missing}", ids=missing)

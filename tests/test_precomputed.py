@@ -323,3 +323,41 @@ def test_compressed_folder_reads_with_file_urls(tmp_path, example):
     np.testing.assert_array_equal(mesh.faces, meshes[segid][1])
     sk = read_skeletons(url, [list(skeletons)[0]])[0]
     assert sk.n_nodes == skeletons[list(skeletons)[0]].n_nodes
+
+
+def test_sharded_skeletons_are_read_too(tmp_path, example):
+    """A sharded skeleton folder (as large published sources are), written with cloud-volume's shard writer."""
+    from cloudvolume.datasource.precomputed.sharding import ShardingSpecification, synthesize_shard_files
+
+    _, skeletons = example
+    tree = segmentation_tree(skeletons=skeletons)
+    spec = ShardingSpecification(type="neuroglancer_uint64_sharded_v1", preshift_bits=0, hash="murmurhash3_x86_128",
+                                 minishard_bits=1, shard_bits=1)
+    shards = synthesize_shard_files(spec, {segid: tree[f"skeletons/{segid}"] for segid in skeletons})
+    info = json.loads(tree["skeletons/info"])
+    info["sharding"] = json.loads(spec.to_json())
+    (tmp_path / "skeletons").mkdir()
+    (tmp_path / "info").write_bytes(tree["info"])
+    (tmp_path / "skeletons" / "info").write_text(json.dumps(info))
+    for name, data in shards.items():
+        (tmp_path / "skeletons" / name).write_bytes(data)
+    url = f"precomputed://file://{tmp_path}"
+    got = read_skeletons(url, list(skeletons))
+    for n in got:
+        np.testing.assert_array_equal(n.nodes[["x", "y", "z"]].to_numpy(), _nm(skeletons[int(n.id)]).astype("float32"))
+    with pytest.raises(errors.IdsNotFoundError) as info_:
+        read_skeletons(url, [list(skeletons)[0], 5])
+    assert info_.value.ids == [5]
+
+
+def test_multiresolution_meshes_are_refused_by_name(tmp_path, example):
+    meshes, _ = example
+    tree = segmentation_tree(meshes=dict(list(meshes.items())[:1]))
+    tree["mesh/info"] = json.dumps({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": 16,
+                                    "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], "lod_scale_multiplier": 1}
+                                   ).encode()
+    for name, data in tree.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(data)
+    with pytest.raises(errors.UnsupportedOperation, match="neuroglancer_multilod_draco"):
+        read_meshes(f"precomputed://file://{tmp_path}", list(meshes)[:1])
