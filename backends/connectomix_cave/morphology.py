@@ -33,7 +33,9 @@ a URL template with ``{materialization}``
 
 Root ids are those of the resolved materialization (``'auto'`` picks a version
 where all of them exist, an integer checks that they exist there); the version is
-recorded on every neuron (``materialization``) and on the list (``provenance``).
+recorded on every neuron (``materialization`` and ``version``, with ``dataset`` and
+``skeleton_source``) and on the list (``attrs``: ``table, backend, dataset, version, units,
+source``, the keys :func:`connectomix.morphology.label_neurons` writes).
 Requests run on a worker pool (:func:`connectomix.parallel.map_batches`, :data:`MAX_WORKERS`,
 with a progress bar for long work) through sessions with the backend's retry policy and
 whole-body checks (:mod:`.transport`); a broken body or a failure after the retries raises a
@@ -272,15 +274,18 @@ class SkeletonReader:
             raise IdsNotFoundError(
                 f"{self._describe(version)} has no skeleton for {len(missing)} root id(s): {missing[:20]}"
                 f"{' ...' if len(missing) > 20 else ''}", ids=missing)
+        source = self._describe(version)
         neurons = []
         for rid in ids.tolist():
             n = navis.TreeNeuron(found[rid].copy(), id=int(rid), units="1 nm")
             n.dataset = backend.datastack
-            n.materialization = version
+            n.materialization = n.version = version  # ``version``: what connectomix.morphology.label_neurons keeps
+            n.skeleton_source = source
             neurons.append(n)
         out = navis.NeuronList(neurons)
-        out.provenance = {"backend": "cave", "dataset": backend.datastack, "materialization": version,
-                          "source": self._describe(version), "units": "1 nanometer"}
+        # the keys of a table's df.attrs, as connectomix.morphology.label_neurons writes them, and the source
+        out.attrs = {"table": "skeletons", "backend": "cave", "dataset": backend.datastack, "version": version,
+                     "units": "nm", "source": source}
         return out
 
     def _check_version(self, version: Any) -> None:

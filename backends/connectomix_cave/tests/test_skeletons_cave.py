@@ -69,12 +69,13 @@ def release():
 def test_cave_skeletons_equal_the_release_files_node_for_node(cave):
     skeletons = cave.get_skeletons(DA1)
     assert sorted(int(n.id) for n in skeletons) == sorted(DA1)
-    assert skeletons.provenance["materialization"] == 1
+    assert skeletons.attrs["version"] == 1 and skeletons.attrs["units"] == "nm"
+    assert "skeleton service" in skeletons.attrs["source"]
     for n in skeletons:
         theirs = swc(SAMPLE, int(n.id))
         row = pd.Series(np.arange(len(theirs)), index=theirs["node_id"])
         nodes = n.nodes.sort_values("node_id")
-        assert str(n.units) == "1 nanometer" and n.materialization == 1 and n.dataset == cave.name
+        assert str(n.units) == "1 nanometer" and n.materialization == n.version == 1 and n.dataset == cave.name
         assert nodes["node_id"].tolist() == list(range(len(theirs)))  # vertex index = file row
         np.testing.assert_array_equal(nodes[["x", "y", "z"]].to_numpy(), theirs[["x", "y", "z"]].to_numpy())
         np.testing.assert_array_equal(nodes["radius"].to_numpy(), theirs["radius"].to_numpy())
