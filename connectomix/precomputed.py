@@ -63,6 +63,9 @@ __all__ = [
     "encode_mesh",
     "encode_skeleton",
     "decode_mesh",
+    "MESH_FORMATS",
+    "VERTEX_QUANTIZATION_BITS",
+    "multires_mesh_files",
     "segmentation_tree",
     "serve_tree",
     "read_meshes",
@@ -76,6 +79,12 @@ SKELETON_DIR = "skeletons"
 SKELETON_VERTEX_ATTRIBUTES = [{"id": "radius", "data_type": "float32", "num_components": 1}]
 #: Identity: skeleton vertices are stored in nm (3x4 row-major matrix, skeletons.md ``transform``).
 _IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
+#: Mesh layouts :func:`segmentation_tree` writes: ``"legacy"`` (one file per fragment, meshes.md "Legacy
+#: single-resolution mesh format"), ``"multires"`` (``{id}.index`` + ``{id}``) and ``"multires-sharded"``
+#: (``{shard}.shard``), both meshes.md "Multi-resolution mesh format" (Draco fragments).
+MESH_FORMATS = ("legacy", "multires", "multires-sharded")
+#: Bits of the Draco integer vertex positions written by :func:`multires_mesh_files` (meshes.md allows 10 or 16).
+VERTEX_QUANTIZATION_BITS = 16
 
 
 # --- encoding ---------------------------------------------------------------------------------------
@@ -195,6 +204,117 @@ def _tree_arrays(neuron: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     radius = nodes["radius"].to_numpy(dtype="float64", na_value=np.nan) * scale if "radius" in nodes \
         else np.full(len(nodes), np.nan)
     return xyz, np.column_stack([child, parent.astype("int64")]).reshape(-1, 2), radius
+
+
+def multires_mesh_files(meshes: Mapping[int, tuple[Any, Any]], *, resolution_nm: Iterable[float] = (1, 1, 1),
+                        sharded: bool = True, lods: int = 2, directory: str = MESH_DIR) -> dict[str, bytes]:
+    """The mesh folder of a multi-resolution (Draco) layer holding these meshes, sharded or not.
+
+    The format is meshes.md "Multi-resolution mesh format": ``{directory}/info`` with ``"@type":
+    "neuroglancer_multilod_draco"``, :data:`VERTEX_QUANTIZATION_BITS`, a ``transform`` from stored model
+    space (voxels of ``resolution_nm``) to nm, and -- if ``sharded`` -- a ``"sharding"`` specification
+    (sharded.md, ``neuroglancer_uint64_sharded_v1``, murmurhash3_x86_128, gzip minishard indices, raw
+    data, as multi-resolution shards must be read by byte range). Each segment has a manifest (the
+    binary index) and its fragment data; unsharded they are ``{id}.index`` and ``{id}``, sharded the
+    fragment data followed by the manifest are one shard entry whose offset points at the manifest.
+    Built from cloud-volume's own pieces: ``MultiLevelPrecomputedMeshManifest``,
+    ``to_stored_model_space``, ``ShardingSpecification`` / ``synthesize_shard_files`` and
+    ``DracoPy.encode`` (integer positions, ``preserve_order=True``: vertices and triangles keep their
+    order and number).
+
+    Every level of detail holds one fragment: the whole mesh, at octree position ``(0, 0, 0)`` of a grid
+    whose origin is the mesh's lower corner (voxels, floored) and whose chunk is its extent (ceiled).
+    Level ``l`` covers ``2 ** l`` chunks per axis, so its quantisation step is ``2 ** l`` times coarser;
+    the triangles are the same at every level (no simplification). Read back, a vertex differs from the
+    original by at most ``0.5 * chunk_shape * 2 ** l / (2 ** bits - 1) * resolution_nm`` per axis (plus
+    float32 rounding).
+
+    Parameters
+    ----------
+    meshes
+        ``{id: (vertices_nm, faces)}``, at least one triangle each.
+    resolution_nm
+        Voxel size: the stored model space unit (the info's ``transform``).
+    sharded
+        Shard files (``{shard}.shard``) rather than a manifest and a data file per segment.
+    lods
+        Levels of detail per mesh (at least 1); navis' ``fetch_mesh_neuron`` asks level 1 by default.
+    directory
+        Folder name, the segmentation ``info``'s ``"mesh"`` member.
+
+    Returns
+    -------
+    dict of str to bytes
+        Relative path -> content (``{directory}/info`` and the data files).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Bad arrays, a mesh without triangles, a non-positive id or ``lods < 1``.
+
+    Examples
+    --------
+    >>> files = multires_mesh_files({7: ([[0, 0, 0], [8, 0, 0], [0, 8, 0]], [[0, 1, 2]])}, sharded=False)
+    >>> sorted(files)
+    ['mesh/7', 'mesh/7.index', 'mesh/info']
+    """
+    import DracoPy
+    from cloudvolume.datasource.precomputed.mesh.multilod import (
+        MultiLevelPrecomputedMeshManifest,
+        to_stored_model_space,
+    )
+    from cloudvolume.datasource.precomputed.sharding import (
+        ShardingSpecification,
+        compute_shard_params_for_hashed,
+        synthesize_shard_files,
+    )
+
+    resolution = np.asarray([float(r) for r in resolution_nm], dtype="float64")
+    if resolution.shape != (3,) or resolution.min() <= 0:
+        raise InvalidArgumentError(f"resolution_nm must be three positive numbers; got {resolution_nm!r}")
+    if int(lods) != lods or lods < 1:
+        raise InvalidArgumentError(f"lods must be a positive integer; got {lods!r}")
+    lods = int(lods)
+    bits = VERTEX_QUANTIZATION_BITS
+    entries: dict[int, tuple[bytes, bytes]] = {}  # segid -> (fragment data of every lod, manifest)
+    for segid, (vertices, faces) in sorted(meshes.items()):
+        segid = _segid(segid)
+        stored = _vertices(vertices, "mesh").astype("float64") / resolution
+        triangles = _indices(faces, 3, len(stored), "mesh faces")
+        if not len(triangles):
+            raise InvalidArgumentError(f"mesh {segid} has no triangles; a multi-resolution fragment needs some")
+        origin = np.floor(stored.min(axis=0))
+        chunk = np.maximum(np.ceil(stored.max(axis=0)) - origin, 1.0)
+        manifest = MultiLevelPrecomputedMeshManifest(
+            segid, chunk_shape=chunk, grid_origin=origin, num_lods=lods,
+            lod_scales=[float(chunk.max()) * 2 ** lod / (2 ** bits - 1) for lod in range(lods)],
+            vertex_offsets=np.zeros((lods, 3)), num_fragments_per_lod=[1] * lods,
+            fragment_positions=[np.zeros((1, 3), dtype="uint32") for _ in range(lods)],
+            fragment_offsets=[0] * lods)
+        fragments = [DracoPy.encode(to_stored_model_space(stored, manifest, lod, bits, 0), triangles,
+                                    preserve_order=True) for lod in range(lods)]
+        manifest.fragment_offsets = [len(f) for f in fragments]
+        entries[segid] = (b"".join(fragments), manifest.to_binary())
+    info: dict[str, Any] = {"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": bits,
+                            "transform": [float(resolution[0]), 0, 0, 0, 0, float(resolution[1]), 0, 0, 0, 0,
+                                          float(resolution[2]), 0],
+                            "lod_scale_multiplier": 1.0}
+    files: dict[str, bytes] = {}
+    if sharded:
+        shard_bits, minishard_bits, preshift_bits = compute_shard_params_for_hashed(num_labels=max(len(entries), 1))
+        spec = ShardingSpecification(type="neuroglancer_uint64_sharded_v1", preshift_bits=preshift_bits,
+                                     hash="murmurhash3_x86_128", minishard_bits=minishard_bits,
+                                     shard_bits=shard_bits, minishard_index_encoding="gzip", data_encoding="raw")
+        info["sharding"] = json.loads(spec.to_json())
+        shards = synthesize_shard_files(spec, {segid: data + manifest for segid, (data, manifest) in entries.items()},
+                                        data_offset={segid: len(manifest) for segid, (_, manifest) in entries.items()})
+        files.update({f"{directory}/{name}": data for name, data in shards.items()})
+    else:
+        for segid, (data, manifest) in entries.items():
+            files[f"{directory}/{segid}.index"] = manifest
+            files[f"{directory}/{segid}"] = data
+    files[f"{directory}/info"] = _json(info)
+    return files
 
 
 def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
@@ -346,11 +466,13 @@ def _ids(ids: Any) -> list[int]:
 
 def _source_name(source_url: str) -> str:
     """The URL without credentials or query (for messages)."""
+    from .config import redact
+
     text = str(source_url)
     scheme, sep, rest = text.rpartition("://")
     if "@" in rest.split("/", 1)[0]:
         rest = rest.split("@", 1)[1]
-    return (scheme + sep + rest).split("?", 1)[0]
+    return redact((scheme + sep + rest).split("?", 1)[0])
 
 
 def _run(source_url: str, timeout: float | None, work: Any, what: str) -> Any:
@@ -376,7 +498,10 @@ def _run(source_url: str, timeout: float | None, work: Any, what: str) -> Any:
 def _translate(err: Exception, name: str, what: str) -> ConnectomixError:
     import requests
 
-    text = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(err).__name__}: {err}")  # cloud-volume colours some messages
+    from .config import redact
+
+    # cloud-volume colours some messages; tokens never reach a message (a URL's query, userinfo, headers)
+    text = redact(re.sub(r"\x1b\[[0-9;]*m", "", f"{type(err).__name__}: {err}"))
     if isinstance(err, requests.HTTPError) and err.response is not None:
         return RemoteError(f"reading {what}: precomputed source {name} answered HTTP "
                            f"{err.response.status_code}: {text}", status=err.response.status_code, url=name)

@@ -292,9 +292,10 @@ def test_an_unreachable_server_raises_within_the_timeout():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
-    with pytest.raises(errors.RequestTimeoutError, match=f"127.0.0.1:{port}"):
-        read_meshes(f"precomputed://http://127.0.0.1:{port}/layer", [1], timeout=2)
+    with pytest.raises(errors.RequestTimeoutError, match=f"127.0.0.1:{port}") as info:
+        read_meshes(f"precomputed://http://reader:s3cr3t-tok@127.0.0.1:{port}/layer", [1], timeout=2)
     assert time.monotonic() - start < 10
+    assert "s3cr3t-tok" not in str(info.value) and "s3cr3t-tok" not in str(info.value.url)
 
 
 def test_a_layer_without_meshes_says_so(tmp_path, example):
