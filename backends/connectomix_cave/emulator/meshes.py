@@ -35,7 +35,9 @@ Meshes come from the release backend's ``get_meshes`` (nm), read once on the fir
 
 from __future__ import annotations
 
+import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,12 +56,17 @@ FLAT_SEGMENTATIONS = {
 #: The ``mesh`` member of the emulated chunkedgraph info (a folder under ``data_dir``).
 GRAPHENE_MESH_DIR = "graphene_meshes"
 _FLAT_PREFIX = "flywire_v141_m"
+#: ``<data_dir>/graphene_meshes/info``: legacy fragments, unsharded (cloud-volume GrapheneMeshSource).
+_MESH_INFO = {"@type": "neuroglancer_legacy_mesh"}
 
 
 def _release_meshes(path: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """``{body: (vertices_nm, faces)}`` of every release body with a mesh (none: ``{}``)."""
     from connectomix_release.backend import ReleaseBackend
+    from connectomix_release.meshes import MESHES_FILE
 
+    if not (Path(path) / MESHES_FILE).is_file():
+        return {}  # no meshes (and the emulator's release need not be one the release backend opens)
     backend = ReleaseBackend(path)
     try:
         ids = np.asarray(backend.fetch_neurons(_all_segments())["id"], dtype=np.int64)
@@ -218,6 +225,10 @@ class MeshService:
             # the watershed layer itself (its info, provenance, image chunks) is not served: cloud-volume asks
             # for provenance whenever it opens the graphene source, which must not read every mesh
             return _file({}, req.params["file"], req.path)
+        if req.params["file"] == "info":
+            # asked whenever cloud-volume opens the graphene source (fafbseg's id functions do): answered
+            # without reading the meshes; unsharded legacy fragments (no "sharding")
+            return Response(body=json.dumps(_MESH_INFO).encode(), content_type="application/json")
         return _file(self._graphene(), "mesh/" + req.params["file"], req.path)
 
     def flat_file(self, req: Request) -> Response:

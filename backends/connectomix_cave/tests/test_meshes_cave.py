@@ -216,3 +216,19 @@ def test_unmodified_fafbseg_get_mesh_neuron(emu, navis_meshes, tmp_path):
     for n in got:
         assert str(n.units) == "1 nanometer"
         _same(n, *navis_meshes[int(n.id)])
+
+
+def test_a_release_without_meshes_serves_none_and_cloudvolume_still_opens(tmp_path):
+    """cloud-volume opens the graphene source whenever fafbseg maps ids: that must work without meshes."""
+    from cloudvolume import CloudVolume
+    from connectomix_cave.emulator.testing import write_tiny_release
+
+    release = write_tiny_release(tmp_path / "tiny")  # no meshes.parquet
+    with CaveEmulator(release, token=TOKEN) as emu:
+        vol = CloudVolume(_graphene(emu), secrets=TOKEN, use_https=True, progress=False)
+        root = int(emu.dataset.release.neurons["id"].iloc[0])
+        assert vol.mesh.get(root, deduplicate_chunk_boundaries=False, allow_missing=True) == {}
+        with _open(emu) as cave:
+            with pytest.raises(errors.IdsNotFoundError) as info:
+                cave.get_meshes([root])
+        assert list(info.value.ids) == [root]
