@@ -55,7 +55,8 @@ def label_neurons(neurons: Any, *, table: str, backend: str, dataset: str, versi
 
     The list gets ``attrs`` -- the keys of a table's ``df.attrs`` (``table``, ``backend``, ``dataset``,
     ``version``, ``units="nm"``) -- and each neuron the attributes ``dataset`` and ``version`` unless its
-    backend set them (a CAVE root id's own materialization, say).
+    backend set them (a CAVE root id's own materialization, say). Where the backend set one ``version``
+    on every neuron, ``attrs["version"]`` is that one.
 
     Examples
     --------
@@ -65,6 +66,9 @@ def label_neurons(neurons: Any, *, table: str, backend: str, dataset: str, versi
     >>> nl.attrs["units"], nl.attrs["table"]
     ('nm', 'meshes')
     """
+    own = {str(getattr(n, "version", None)): getattr(n, "version", None) for n in neurons}
+    if len(own) == 1 and next(iter(own.values())) is not None:
+        version = next(iter(own.values()))
     for n in neurons:
         for key, value in (("dataset", dataset), ("version", version)):
             if getattr(n, key, None) is None:

@@ -332,3 +332,16 @@ def test_meshes_of_a_release_on_object_storage(ds, tmp_path):
             np.testing.assert_array_equal(m.faces, local.faces)
     finally:
         server.stop()
+
+
+def test_provenance_keeps_a_version_the_backend_recorded():
+    from connectomix.morphology import label_neurons
+
+    a, b = navis.MeshNeuron(None, id=1), navis.MeshNeuron(None, id=2)
+    a.version = b.version = 783  # e.g. the materialization a CAVE backend read them at
+    nl = label_neurons(navis.NeuronList([a, b]), table="meshes", backend="cave", dataset="fw", version="latest")
+    assert nl.attrs["version"] == 783 and a.version == 783
+    c, d = navis.MeshNeuron(None, id=3), navis.MeshNeuron(None, id=4)
+    c.version = 1
+    nl = label_neurons(navis.NeuronList([c, d]), table="meshes", backend="r", dataset="s", version="v1")
+    assert nl.attrs["version"] == "v1" and (c.version, d.version) == (1, "v1")
