@@ -351,14 +351,12 @@ def test_sharded_skeletons_are_read_too(tmp_path, example):
     assert info_.value.ids == [5]
 
 
-def test_multiresolution_meshes_are_refused_by_name(tmp_path, example):
+def test_a_mesh_format_not_read_is_refused_by_name(tmp_path, example):
     meshes, _ = example
     tree = segmentation_tree(meshes=dict(list(meshes.items())[:1]))
-    tree["mesh/info"] = json.dumps({"@type": "neuroglancer_multilod_draco", "vertex_quantization_bits": 16,
-                                    "transform": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0], "lod_scale_multiplier": 1}
-                                   ).encode()
+    tree["mesh/info"] = json.dumps({"@type": "neuroglancer_future_mesh"}).encode()
     for name, data in tree.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
-    with pytest.raises(errors.UnsupportedOperation, match="neuroglancer_multilod_draco"):
+    with pytest.raises(errors.UnsupportedOperation, match="neuroglancer_future_mesh"):
         read_meshes(f"precomputed://file://{tmp_path}", list(meshes)[:1])
