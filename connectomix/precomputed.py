@@ -68,6 +68,7 @@ __all__ = [
     "multires_mesh_files",
     "segmentation_tree",
     "serve_tree",
+    "serve_range",
     "read_meshes",
     "read_skeletons",
 ]
@@ -321,7 +322,7 @@ def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
                       skeletons: Mapping[int, Any] | None = None,
                       resolution_nm: Iterable[float] = (1, 1, 1),
                       bounds_nm: tuple[Iterable[float], Iterable[float]] | None = None,
-                      compress: bool = False) -> dict[str, bytes]:
+                      compress: bool = False, mesh_format: str = "legacy") -> dict[str, bytes]:
     """The files of a precomputed segmentation layer holding these meshes and skeletons.
 
     Parameters
@@ -340,7 +341,13 @@ def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
     compress
         Store meshes and skeletons gzipped under ``name + ".gz"`` -- the layout cloud-volume reads from
         ``precomputed://file://`` folders (a web server would instead send the plain name with
-        ``Content-Encoding: gzip``). ``info`` files and manifests stay plain JSON.
+        ``Content-Encoding: gzip``). ``info`` files and manifests stay plain JSON, and so do
+        multi-resolution mesh files (read by byte range).
+    mesh_format
+        One of :data:`MESH_FORMATS`: ``"legacy"`` (the files below), or ``"multires"`` /
+        ``"multires-sharded"``: the ``mesh/`` folder of :func:`multires_mesh_files` (two levels of
+        detail, Draco, vertices quantised to :data:`VERTEX_QUANTIZATION_BITS` bits of each mesh's
+        extent in voxels of ``resolution_nm``), as the public FlyEM and FlyWire flat layers publish.
 
     Returns
     -------
@@ -368,6 +375,8 @@ def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
     resolution = [float(r) for r in resolution_nm]
     if len(resolution) != 3 or min(resolution) <= 0:
         raise InvalidArgumentError(f"resolution_nm must be three positive numbers; got {resolution_nm!r}")
+    if mesh_format not in MESH_FORMATS:
+        raise InvalidArgumentError(f"mesh_format {mesh_format!r} is not one of {list(MESH_FORMATS)}")
     tree: dict[str, bytes] = {}
     suffix = ".gz" if compress else ""
 
@@ -375,7 +384,10 @@ def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
         tree[name + suffix] = gzip.compress(data, mtime=0) if compress else data
 
     corners = []
-    for segid, (vertices, faces) in sorted(meshes.items()):
+    if meshes and mesh_format != "legacy":
+        tree.update(multires_mesh_files(meshes, resolution_nm=resolution, sharded=mesh_format == "multires-sharded"))
+        corners.extend(_vertices(vertices, "mesh") for vertices, _ in meshes.values())
+    for segid, (vertices, faces) in sorted(meshes.items() if mesh_format == "legacy" else []):
         segid = _segid(segid)
         data = encode_mesh(vertices, faces)
         tree[f"{MESH_DIR}/{segid}:0"] = _json({"fragments": [f"{segid}:0:0"]})
@@ -386,7 +398,7 @@ def segmentation_tree(*, meshes: Mapping[int, tuple[Any, Any]] | None = None,
         xyz, edges, radius = _tree_arrays(neuron)
         put(f"{SKELETON_DIR}/{segid}", encode_skeleton(xyz, edges, radius))
         corners.append(xyz)
-    if meshes:
+    if meshes and mesh_format == "legacy":
         tree[f"{MESH_DIR}/info"] = _json({"@type": "neuroglancer_legacy_mesh"})
     if skeletons:
         tree[f"{SKELETON_DIR}/info"] = _json({"@type": "neuroglancer_skeletons", "transform": _IDENTITY,
@@ -448,6 +460,35 @@ def serve_tree(tree: Mapping[str, bytes], path: str) -> bytes | None:
     if name + ".gz" in tree:
         return gzip.decompress(tree[name + ".gz"])
     return None
+
+
+def serve_range(data: bytes, range_header: str | None) -> tuple[int, bytes, str | None]:
+    """``(status, body, Content-Range)`` answering an HTTP ``Range: bytes=a-b`` header (RFC 9110 14.2).
+
+    Sharded and multi-resolution layers are read by byte range (sharded.md; cloud-volume sends
+    ``Range: bytes=start-(end-1)``), as cloud storage buckets answer them; a server standing in for a
+    bucket answers ``206`` with the slice. No header (or one this does not parse: several ranges,
+    other units) answers ``200`` with everything; a range starting past the end ``416``.
+
+    Examples
+    --------
+    >>> serve_range(b"0123456789", "bytes=2-4")
+    (206, b'234', 'bytes 2-4/10')
+    >>> serve_range(b"0123456789", "bytes=-3")[1], serve_range(b"0123456789", None)[0]
+    (b'789', 200)
+    """
+    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", range_header or "")
+    if not match or match.groups() == ("", ""):
+        return 200, data, None
+    first, last = match.groups()
+    size = len(data)
+    if first == "":
+        start, end = max(size - int(last), 0), size - 1
+    else:
+        start, end = int(first), (size - 1 if last == "" else min(int(last), size - 1))
+    if start >= size or end < start:
+        return 416, b"", f"bytes */{size}"
+    return 206, data[start:end + 1], f"bytes {start}-{end}/{size}"
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -561,8 +602,13 @@ def decode_mesh(data: bytes, *, segid: int, source: str) -> tuple[np.ndarray, np
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
-def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
+def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: float | None = 120.0) -> Any:
     """Meshes of segments from a precomputed source, as navis ``MeshNeuron`` s in nm.
+
+    Legacy single-resolution meshes (meshes.md "Legacy single-resolution mesh format") and
+    multi-resolution Draco meshes, sharded or one manifest per segment (meshes.md "Multi-resolution
+    mesh format", sharded.md) -- the layouts the public FlyEM and FlyWire flat layers use -- are read with
+    cloud-volume's own readers (``cv.mesh.get``).
 
     Parameters
     ----------
@@ -572,6 +618,12 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
         ``precomputed://gs://bucket/path``, ``precomputed://file:///folder``.
     ids
         Segment ids (duplicates read once).
+    lod
+        Level of detail of a multi-resolution source (0 the finest); ``None`` means 0, cloud-volume's
+        own default (``cv.mesh.get(..., lod=0)``) and connecto's generic one (``DatasetSpec.mesh_lod = 0``;
+        connecto sets 1 for FlyEM datasets, as navis' ``fetch_mesh_neuron(lod=1)`` does). Ignored by
+        legacy sources, which have one level. Recorded as each neuron's ``lod`` attribute (navis' name;
+        ``None`` for a legacy source).
     timeout
         Total seconds for the whole read (cloud-volume has no request timeout of its own);
         ``None`` waits indefinitely.
@@ -580,7 +632,8 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
     -------
     navis.NeuronList
         One ``MeshNeuron`` per id in the order asked, ``units="1 nanometer"``, every fragment of the
-        segment's manifest concatenated as stored (vertex for vertex, no de-duplication).
+        segment's manifest (of the level asked) concatenated as stored (vertex for vertex, no
+        de-duplication).
 
     Raises
     ------
@@ -591,9 +644,11 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
     RequestTimeoutError
         The read took longer than ``timeout``.
     DataFormatError
-        A file is not the format (bad ``info``, manifest or a short/damaged fragment).
+        A file is not the format (bad ``info``, manifest, shard or a short/damaged fragment).
+    InvalidArgumentError
+        ``lod`` is negative or past the levels a segment has (the valid range named).
     UnsupportedOperation
-        The source's meshes are not legacy single-resolution meshes (e.g. multi-resolution draco).
+        The mesh info declares a format that is neither (its ``@type`` named).
 
     Examples
     --------
@@ -611,34 +666,68 @@ def read_meshes(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> 
 
     wanted = _ids(ids)
     name = _source_name(source_url)
+    if lod is not None and (isinstance(lod, bool) or not isinstance(lod, (int, np.integer)) or lod < 0):
+        raise InvalidArgumentError(f"lod must be a level of detail >= 0 (0 the finest) or None; got {lod!r}")
 
-    def work() -> dict[int, Any]:
+    def work() -> tuple[dict[int, Any], int | None]:
         if not wanted:
-            return {}
+            return {}, None
         cv = _open(source_url)
         if not cv.info.get("mesh"):
             raise DataFormatError(f"precomputed source {name} has no meshes (its info has no 'mesh' member)")
         kind = (cv.mesh.meta.info or {}).get("@type", "neuroglancer_legacy_mesh")
+        if kind == "neuroglancer_multilod_draco":
+            level = 0 if lod is None else int(lod)
+            return _read_multires(cv, wanted, level, name), level
         if kind != "neuroglancer_legacy_mesh":
-            raise UnsupportedOperation(f"the meshes of {name} are {kind!r}; connectomix reads the legacy "
-                                       "single-resolution format ('neuroglancer_legacy_mesh') only")
+            raise UnsupportedOperation(f"the meshes of {name} are {kind!r}; connectomix reads "
+                                       "'neuroglancer_legacy_mesh' and 'neuroglancer_multilod_draco' meshes")
         present = {int(k): v is not None for k, v in cv.mesh.exists(wanted).items()}
         missing = [i for i in wanted if not present.get(i, False)]
         if missing:
             raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
-        return cv.mesh.get(wanted, fuse=False, remove_duplicate_vertices=False)
+        return cv.mesh.get(wanted, fuse=False, remove_duplicate_vertices=False), None
 
-    got = _run(source_url, timeout, work, f"meshes of {wanted}")
+    got, level = _run(source_url, timeout, work, f"meshes of {wanted}")
     neurons = []
     for segid in wanted:
         mesh = got.get(segid)
         if mesh is None:
             raise DataFormatError(f"precomputed source {name} returned no mesh for {segid}")
         _check_mesh(segid, mesh, name)
-        neurons.append(navis.MeshNeuron((np.asarray(mesh.vertices, dtype="float64"),
-                                         np.asarray(mesh.faces, dtype="int64")),
-                                        units="1 nanometer", id=segid, process=False))
+        neuron = navis.MeshNeuron((np.asarray(mesh.vertices, dtype="float64"), np.asarray(mesh.faces, dtype="int64")),
+                                  units="1 nanometer", id=segid, process=False)
+        neuron.lod = level
+        neurons.append(neuron)
     return navis.NeuronList(neurons)
+
+
+def _read_multires(cv: Any, wanted: list[int], level: int, name: str) -> dict[int, Any]:
+    """``{segid: cloudvolume.Mesh}`` at ``level`` from a multi-resolution source, every id checked first.
+
+    Manifests are read with cloud-volume's mesh source (its shard reader when sharded); an id without
+    one is missing. cloud-volume's unsharded ``exists`` opens a relative path, so the ``{id}.index``
+    files are looked up here with ``CloudFiles`` in the mesh folder instead.
+    """
+    from cloudfiles import CloudFiles
+
+    source = cv.mesh
+    if source.meta.is_sharded():
+        manifests = {segid: source.get_manifest(segid) for segid in wanted}
+    else:
+        folder = source.meta.join(source.meta.cloudpath, source.path)
+        found = CloudFiles(folder, progress=False, secrets=cv.config.secrets).exists(
+            [f"{segid}.index" for segid in wanted])
+        manifests = {segid: True if found.get(f"{segid}.index") else None for segid in wanted}
+        manifests = {segid: source.get_manifest(segid) if ok else None for segid, ok in manifests.items()}
+    missing = [segid for segid, manifest in manifests.items() if manifest is None]
+    if missing:
+        raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
+    for segid, manifest in manifests.items():
+        if level >= manifest.num_lods:
+            raise InvalidArgumentError(f"lod {level} is past the levels of detail of segment {segid} in {name}: "
+                                       f"it has 0..{manifest.num_lods - 1} (0 the finest)")
+    return dict(source.get(wanted, lod=level, concat=True, progress=False))
 
 
 def _expected_skeleton_bytes(data: bytes, attributes: list[dict]) -> int | None:
