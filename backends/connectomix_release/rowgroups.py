@@ -1,9 +1,9 @@
 """Read the rows of some ids from a Parquet file sorted by that id: only the row groups that can hold them.
 
 A release's synapse files are sorted by ``pre`` (``synapses.parquet``) and by
-``post`` (``synapses_by_post.parquet``), in row groups of 16,384 rows
-(FORMAT.md, "Layout for scale"). Each row group's footer statistics give the
-smallest and largest id it holds, so the row groups that can hold any of a
+``post`` (``synapses_by_post.parquet``), in row groups of 8,192 rows (16,384
+in releases written before; FORMAT.md, "Layout for scale"). Each row group's
+footer statistics give the smallest and largest id it holds, so the row groups that can hold any of a
 set of ids are found from the footer alone (a binary search per row group),
 and only those are read: about one row group per id, whatever the size of
 the table. The same holds on object storage: the footer, then one byte range
@@ -47,7 +47,7 @@ from .storage import Location
 
 __all__ = ["RowGroupIndex", "RowGroupReader", "read_groups"]
 
-#: Row groups decoded at a time: bounds the memory of a filter on many ids (16,384-row groups: ~50 MB).
+#: Row groups decoded at a time: bounds the memory of a filter on many ids (8,192-row groups: ~25 MB).
 GROUPS_PER_READ = 32
 
 
