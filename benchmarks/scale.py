@@ -323,17 +323,19 @@ def report(results: dict, args) -> None:
             for name, res in (("duckdb", duck), ("dask", dask)):
                 again = (f" (again {res['again_s']:.2f}; CPU {res['cpu_s']:.2f} / {res['again_cpu_s']:.2f})"
                          if res.get("again_s") is not None else "")
-                print(f"| {rows / 1e6:.0f} M | {op}{_groups(res)} | {name} | {res['s']:.2f}{again} | {res.get('open_s', '-')} | "
-                      f"{_peaks(res)} | {res['read_mb']:,} | {res['rows']:,} | {'yes' if same else 'NO'} | {_load(res)} |")
+                print(f"| {rows / 1e6:.0f} M | {op}{_groups(res)} | {name} | {res['s']:.2f}{again} | "
+                      f"{res.get('open_s', '-')} | {_peaks(res)} | {res['read_mb']:,} | {res['rows']:,} | "
+                      f"{'yes' if same else 'NO'} | {_load(res)} |")
             assert same, f"engines disagree on {op} at {rows:,} rows"
         s3 = r.get("s3-filter")
         if s3 is not None and "selected_mb" in s3:
             same = s3["digest"] == r["duckdb-filter"]["digest"]
-            print(f"| {rows / 1e6:.0f} M | filter from S3 (moto){_groups(s3)} | duckdb | {s3['s']:.2f} (CPU {s3['cpu_s']:.2f}; moto-bound) | "
-                  f"{s3['open_s']} | {_peaks(s3)} | fetched {s3['fetched_mb']:,} in {s3['range_requests']} range "
-                  f"requests (selected row groups {s3['selected_mb']:,}; the synapse files {s3['synapse_files_mb']:,}; "
-                  f"at open {s3['open_fetched_mb']:,}, footers {s3['footers_mb']:,} of it) | {s3['rows']:,} | {'yes' if same else 'NO'} "
-                  f"| {_load(s3)} |")
+            print(f"| {rows / 1e6:.0f} M | filter from S3 (moto){_groups(s3)} | duckdb | {s3['s']:.2f} "
+                  f"(CPU {s3['cpu_s']:.2f}; moto-bound) | {s3['open_s']} | {_peaks(s3)} | fetched "
+                  f"{s3['fetched_mb']:,} in {s3['range_requests']} range requests (selected row groups "
+                  f"{s3['selected_mb']:,}; the synapse files {s3['synapse_files_mb']:,}; at open "
+                  f"{s3['open_fetched_mb']:,}, footers {s3['footers_mb']:,} of it) | {s3['rows']:,} | "
+                  f"{'yes' if same else 'NO'} | {_load(s3)} |")
             assert same, "the S3 release answered differently"
     sizes = sorted(results)
     if len(sizes) > 1:

@@ -298,7 +298,8 @@ def test_from_s3_only_the_selected_row_groups_are_fetched(s3, release, truth, mo
     for name, column in (("synapses.parquet", "pre"), (POST_COPY, "post")):
         meta = pq.ParquetFile(release / name).metadata
         ranged, _ = _groups_holding(release / name, column, ids)
-        selected = sum(meta.row_group(g).column(c).total_compressed_size for g in ranged for c in range(meta.num_columns))
+        selected = sum(meta.row_group(g).column(c).total_compressed_size
+                       for g in ranged for c in range(meta.num_columns))
         got_bytes = sum(n for f, _, n in fetched if f == name)
         size = (release / name).stat().st_size
         assert 0 < got_bytes <= selected * 1.05 + 4096, (name, got_bytes, selected)

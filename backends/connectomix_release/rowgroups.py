@@ -120,7 +120,8 @@ class RowGroupReader:
     def _identity(self, name: str) -> tuple:
         (fingerprint,) = self._loc.fingerprints([name]).values()
         if fingerprint is None:
-            raise DataFormatError(f"{self._loc.url(name)!r} does not exist (it was removed after the release was opened)")
+            raise DataFormatError(f"{self._loc.url(name)!r} does not exist (it was removed after the release "
+                                  "was opened)")
         return name, tuple(fingerprint)
 
     def metadata(self, name: str) -> tuple[pq.FileMetaData, tuple]:
