@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import IdsNotFoundError, InvalidArgumentError, MissingDataWarning
+from .errors import IdsNotFoundError, InvalidArgumentError, MaterializationError, MissingDataWarning
 
 __all__ = ["MISSING_CHOICES", "check_missing", "morphology_with_gaps", "skeletons_with_gaps", "partial_ids",
            "warn_roi_gaps", "warn_partial_synapses"]
@@ -66,6 +66,8 @@ def morphology_with_gaps(fetch: Any, ids: np.ndarray, missing: str, *, dataset: 
         try:
             skeletons = fetch(ids) if len(ids) else navis.NeuronList([])
             break
+        except MaterializationError:
+            raise  # ids that are not roots at this version: a wrong id for the version, never a gap in the data
         except IdsNotFoundError as exc:
             lacking = np.asarray(exc.ids if exc.ids is not None else [], dtype="int64")
             unknown = np.asarray(not_in_dataset(lacking), dtype="int64") if len(lacking) else lacking
