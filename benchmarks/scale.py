@@ -344,7 +344,8 @@ def report(results: dict, args) -> None:
         for key in sorted(set(results[small]) & set(results[big]) - {"build"}):
             a, b = results[small][key], results[big][key]
             peak = max(b["peak_mb"].values()) / max(a["peak_mb"].values())
-            print(f"  {key}: time x{b['s'] / a['s']:.2f}, largest peak memory x{peak:.2f}")
+            cpu = f", CPU x{b['cpu_s'] / a['cpu_s']:.2f}" if "cpu_s" in a and "cpu_s" in b else ""
+            print(f"  {key}: time x{b['s'] / a['s']:.2f}{cpu}, largest peak memory x{peak:.2f}")
 
 
 if __name__ == "__main__":
