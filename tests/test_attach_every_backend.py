@@ -36,7 +36,9 @@ def datasets():
     from connectomix_cave.emulator import CaveEmulator
     from connectomix_neuprint.emulator import NeuprintEmulator
 
-    with NeuprintEmulator(SAMPLE_DIR, token=NP_TOKEN, dataset="hemibrain:v1.2.1") as np_emu, \
+    # mesh_format="legacy": vertex positions are compared to 1 nm below; hemibrain's real multi-resolution
+    # layout (the emulator's default for it) quantises them (backends/connectomix_neuprint/tests/test_meshes_multires*)
+    with NeuprintEmulator(SAMPLE_DIR, token=NP_TOKEN, dataset="hemibrain:v1.2.1", mesh_format="legacy") as np_emu, \
             CaveEmulator(SAMPLE_DIR, token=CAVE_TOKEN) as cave_emu, pytest.MonkeyPatch.context() as patch:
         # cloud-volume (reading the neuPrint emulator's mesh source) trusts its CA as requests does
         patch.setenv("REQUESTS_CA_BUNDLE", str(np_emu.cert_path))

@@ -26,8 +26,8 @@ precomputed mesh vertices are nm by the format, and cloud-volume applies a multi
 ``cloudvolume/datasource/precomputed/mesh/multilod.py:42-43``) -- the "units (e.g. nanometers)" navis
 divides by ``:Meta.voxelSize`` to get voxels (navis/interfaces/neuprint.py:520-525@ae9f042). So nothing
 is converted here. The public hemibrain, MANC and male CNS layers are multi-resolution (catalogue
-``morphology.mesh_format``); reading them needs ``read_meshes`` to choose a level of detail, which it
-does not yet (it reads legacy layers, as the emulator serves).
+``morphology.mesh_format``); ``read_meshes`` reads them at level of detail 0, the finest (each
+neuron's ``lod`` attribute), as the emulator serves them when it plays those datasets.
 cloud-volume makes its own HTTPS requests: it trusts the system's certificate authorities or
 ``$REQUESTS_CA_BUNDLE``, not the backend's ``verify`` option.
 """

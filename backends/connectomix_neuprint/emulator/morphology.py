@@ -20,7 +20,12 @@ The emulator does the same with its own HTTPS server standing in for the bucket:
 meshes and skeletons (through the release backend, so in nm) become a layer built with
 :func:`connectomix.precomputed.segmentation_tree`, served read-only and without a token (the
 buckets are public) under ``/precomputed/<dataset slug>/segmentation/``, and advertised in both
-places with the loopback URL. Unmodified navis and cloud-volume then read them (trusting the
+places with the loopback URL. The meshes have the layout of the real dataset the emulator plays
+(:func:`profile_mesh_format`, from the catalogue's ``morphology.mesh_format``): multi-resolution
+sharded Draco meshes for hemibrain, MANC and the male CNS, legacy single-resolution meshes for the
+optic lobe (what its volume's ``info`` opens) and for datasets the catalogue does not know. Files are
+answered by byte range (``Range``/``206``) as a bucket answers them.
+Unmodified navis and cloud-volume then read them (trusting the
 emulator's CA through ``$REQUESTS_CA_BUNDLE``, as requests does).
 """
 
@@ -39,7 +44,7 @@ import numpy as np
 from connectomix.errors import InvalidArgumentError
 
 __all__ = ["PRECOMPUTED_PREFIX", "PUBLISH_PLACES", "ReleaseLayer", "layer_path", "neuroglancer_meta",
-           "nglayers_state", "publish", "check_places", "serve"]
+           "nglayers_state", "publish", "check_places", "serve", "profile_mesh_format"]
 
 log = logging.getLogger("connectomix_neuprint.emulator")
 
@@ -58,6 +63,30 @@ def check_places(places: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
+def profile_mesh_format(dataset: str) -> str:
+    """The mesh layout (:data:`connectomix.precomputed.MESH_FORMATS`) of the real neuPrint dataset ``dataset``.
+
+    From the catalogue entry whose ``dataset`` is this name (else the first with the same name before
+    the ``:`` tag): ``"multires-sharded"`` where its ``morphology.mesh_format`` starts with
+    ``multires`` (hemibrain: sharded per the catalogue's sources; MANC and male CNS: multi-resolution,
+    their sharding unverified), ``"legacy"`` otherwise (the optic lobe's volume opens
+    ``single-res-meshes``) and for names the catalogue does not have.
+
+    Examples
+    --------
+    >>> profile_mesh_format("hemibrain:v1.2.1"), profile_mesh_format("optic-lobe:v1.1"), profile_mesh_format("x")
+    ('multires-sharded', 'legacy', 'legacy')
+    """
+    from connectomix import catalogue
+
+    entries = [e for e in catalogue.load().datasets.values() if e.backend == "neuprint"]
+    name = str(dataset).lower()
+    match = [e for e in entries if str(e.dataset).lower() == name] or \
+        [e for e in entries if str(e.dataset).lower().split(":")[0] == name.split(":")[0]]
+    text = str(match[0].value("morphology.mesh_format", "") or "") if match else ""
+    return "multires-sharded" if text.startswith("multires") else "legacy"
+
+
 def layer_path(dataset: str) -> str:
     """URL path of a dataset's layer, e.g. ``/precomputed/hemibrain-v1.2.1/segmentation``."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-") or "dataset"
@@ -72,9 +101,14 @@ class ReleaseLayer:
     an emulator that is never asked for morphology does not read it.
     """
 
-    def __init__(self, folder: str | Path, voxel_size: Iterable[float]):
+    def __init__(self, folder: str | Path, voxel_size: Iterable[float], mesh_format: str = "legacy"):
+        from connectomix.precomputed import MESH_FORMATS
+
+        if mesh_format not in MESH_FORMATS:
+            raise InvalidArgumentError(f"mesh_format {mesh_format!r} is not one of {list(MESH_FORMATS)}")
         self.folder = Path(folder)
         self.voxel_size = tuple(float(v) for v in voxel_size)
+        self.mesh_format = mesh_format
         self._tree: dict[str, bytes] | None = None
         self._lock = threading.Lock()
 
@@ -106,7 +140,8 @@ class ReleaseLayer:
         finally:
             backend.close()
         log.info("precomputed layer of %s: %d meshes, %d skeletons", self.folder.name, len(meshes), len(skeletons))
-        return segmentation_tree(meshes=meshes, skeletons=skeletons, resolution_nm=self.voxel_size)
+        return segmentation_tree(meshes=meshes, skeletons=skeletons, resolution_nm=self.voxel_size,
+                                 mesh_format=self.mesh_format)
 
 
 def _release_meshes(backend: Any) -> list[Any]:

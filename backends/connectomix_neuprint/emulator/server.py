@@ -366,10 +366,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _precomputed(self, path: str) -> None:
         """A file of a dataset's precomputed layer; 404 (as a bucket) for anything else."""
+        from connectomix.precomputed import serve_range
+
         found = morphology.serve(self.server.emulator._layers, path)
         if found is None:
             return self._send(404, b"NoSuchKey", "text/plain; charset=UTF-8")
-        return self._send(200, *found)
+        status, body, content_range = serve_range(found[0], self.headers.get("Range"))  # shards are read by range
+        return self._send(status, body, found[1], {"Content-Range": content_range} if content_range else None)
 
     def _custom(self, token: str | None, body: bytes, *, arrow: bool) -> None:
         emu = self.server.emulator
@@ -506,6 +509,10 @@ class NeuprintEmulator:
         ``/precomputed/``, are advertised: ``"nglayers"`` (``/api/npexplorer/nglayers/<ds>.json``,
         as every real dataset) and/or ``"meta"`` (``:Meta.neuroglancerMeta``, as hemibrain); ``()``
         serves the layer but advertises it nowhere (see :mod:`.morphology`).
+    mesh_format
+        The layer's mesh layout, one of :data:`connectomix.precomputed.MESH_FORMATS`; ``None``
+        (default) that of the real dataset each release plays
+        (:func:`.morphology.profile_mesh_format`: multi-resolution sharded for hemibrain, MANC, male CNS).
 
     Examples
     --------
@@ -522,7 +529,7 @@ class NeuprintEmulator:
                  pool_size: int = 4, buffer_pool_mb: int | None = None, server_version: str = SERVER_VERSION,
                  arrow_batch_rows: int | None = None, position_units: str = "voxel", meta_voxel_size: bool = True,
                  side_values: Mapping[str, str] | None = None,
-                 publish_segmentation: Iterable[str] = morphology.PUBLISH_PLACES):
+                 publish_segmentation: Iterable[str] = morphology.PUBLISH_PLACES, mesh_format: str | None = None):
         if isinstance(release, Mapping):
             if dataset is not None:
                 raise InvalidArgumentError("give dataset names as the keys of the release mapping, not dataset=")
@@ -551,6 +558,7 @@ class NeuprintEmulator:
         self._model_options = {"position_units": position_units, "meta_voxel_size": bool(meta_voxel_size),
                                "side_values": side_values}
         self.publish_segmentation = morphology.check_places(publish_segmentation)
+        self._mesh_format = mesh_format
         self._layers: dict[str, morphology.ReleaseLayer] = {}  # URL path -> precomputed layer
         self._pool_size = int(pool_size)
         self._buffer_pool_mb = buffer_pool_mb
@@ -697,7 +705,8 @@ class NeuprintEmulator:
         path = morphology.layer_path(model.name)
         if path in self._layers:
             raise InvalidArgumentError(f"two datasets would serve their meshes at {path}; rename one")
-        self._layers[path] = morphology.ReleaseLayer(folder, model.voxel_size)
+        mesh_format = self._mesh_format or morphology.profile_mesh_format(model.name)
+        self._layers[path] = morphology.ReleaseLayer(folder, model.voxel_size, mesh_format)
         source = f"precomputed://{self.url}{path}"
         morphology.publish(model, source, self.publish_segmentation)
         return source

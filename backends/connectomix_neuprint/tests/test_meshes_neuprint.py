@@ -44,7 +44,9 @@ DATASET = "hemibrain:v1.2.1"
 MESH_IDS = [1734350788, 1734350908, 722817260, 754534424, 754538881]
 CATALOGUE_SOURCE = "precomputed://gs://neuroglancer-janelia-flyem-hemibrain/v1.2/segmentation"
 
-emu = emulator_fixture(SAMPLE, scope="module", dataset=DATASET)
+# the legacy single-resolution layout (the optic lobe's): these tests compare vertex for vertex; the
+# multi-resolution sharded layout hemibrain really has is the default, tested in test_meshes_multires_neuprint.py
+emu = emulator_fixture(SAMPLE, scope="module", dataset=DATASET, mesh_format="legacy")
 
 
 @pytest.fixture(scope="module", autouse=True)
