@@ -89,7 +89,11 @@ class ReleaseBackend(Backend):
     threads : int
         DuckDB worker threads (default: DuckDB's choice).
     memory_limit : str
-        DuckDB memory limit, e.g. ``"2GB"``.
+        DuckDB memory limit, e.g. ``"2GB"``: beyond it, large sorts, joins
+        and aggregates spill to ``temp_directory``.
+    temp_directory : str or path, optional
+        Where DuckDB spills (default: DuckDB's, ``.tmp`` in the working folder,
+        removed when the dataset is closed); e.g. a node's local scratch.
     engine : {"duckdb", "dask"}
         What answers queries: DuckDB in this process (default), or a Dask
         cluster (``dask.distributed``), see :mod:`connectomix_release.dask_engine`.
@@ -120,11 +124,11 @@ class ReleaseBackend(Backend):
         {Capability.SYNAPSES, Capability.SYNAPSE_SCORES, Capability.ROIS, Capability.SKELETONS,
          Capability.MESHES, Capability.NEURON_SIDES}
     )
-    OPTIONS = ("threads", "memory_limit", "engine", "scheduler", "storage_options", "anon")
+    OPTIONS = ("threads", "memory_limit", "temp_directory", "engine", "scheduler", "storage_options", "anon")
 
     def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str | None = None,
-                 engine: str = "duckdb", scheduler: Any = None, storage_options: dict | None = None,
-                 anon: bool | str | None = None):
+                 temp_directory: str | Path | None = None, engine: str = "duckdb", scheduler: Any = None,
+                 storage_options: dict | None = None, anon: bool | str | None = None):
         if not isinstance(engine, str) or engine not in ENGINES:
             raise InvalidArgumentError(f"engine must be one of {list(ENGINES)}; got {engine!r}")
         if scheduler is not None and engine != "dask":
@@ -165,6 +169,10 @@ class ReleaseBackend(Backend):
                 raise InvalidArgumentError(
                     f"memory_limit must be an amount such as '2GB', '512MB' or '80%'; got {memory_limit!r}")
             config["memory_limit"] = memory_limit.strip()
+        if temp_directory is not None:
+            if not isinstance(temp_directory, (str, Path)) or not str(temp_directory).strip():
+                raise InvalidArgumentError(f"temp_directory must be a folder path; got {temp_directory!r}")
+            config["temp_directory"] = str(Path(temp_directory).expanduser())
         try:
             self._con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
