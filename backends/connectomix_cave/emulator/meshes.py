@@ -20,8 +20,11 @@ What a CAVE datastack publishes for meshes, and what of it the emulator serves:
 * **Flat segmentations** (FlyWire only: ``precomputed://gs://flywire_v141_m783`` and ``..._m630``,
   fafbseg ``fafbseg/flywire/utils.py`` ``FLYWIRE_URLS``): one precomputed layer per materialization,
   whose segment ids are that version's root ids. The emulator serves ``<base>/flywire_v141_m<v>`` for
-  every version ``v`` (legacy meshes from :func:`connectomix.precomputed.segmentation_tree`; the real
-  buckets hold multi-resolution meshes -- fafbseg reads them with ``lod=2``). Other datastacks get no
+  every version ``v`` as the real buckets hold them, multi-resolution Draco meshes (fafbseg reads them
+  with ``lod=2``, connecto calls them "a neat multi-resolution octree"; sharding unverified, served
+  sharded), built by :func:`connectomix.precomputed.segmentation_tree` (``mesh_format=
+  "multires-sharded"``: two levels, vertices quantised to 16 bits of each mesh's extent) and answered
+  by byte range as a bucket. Other datastacks get no
   flat layer (connecto 0.3.0 ``backends/cave/meshes.py``: BANC, FANC and MICrONS have none).
 
 Which roots have a mesh: a root whose supervoxels are exactly those of one or more whole release
@@ -175,7 +178,8 @@ class MeshService:
                 bodies = self.bodies_of_root(root)
                 if bodies:
                     meshes[root] = _joined([self.meshes[b] for b in bodies])
-            tree = segmentation_tree(meshes=meshes, resolution_nm=self.app.dataset.resolution) if meshes else None
+            tree = segmentation_tree(meshes=meshes, resolution_nm=self.app.dataset.resolution,
+                                     mesh_format="multires-sharded") if meshes else None
         with self._lock:
             self._flat_trees.setdefault(version, tree)
             return self._flat_trees[version]
@@ -239,15 +243,15 @@ class MeshService:
             raise HttpError(404, f"no such bucket: {req.path}")
         tree = self._flat(version)
         path = "/".join(p for p in (req.params.get("dir"), req.params["file"]) if p)
-        return _file(tree or {}, path, req.path)
+        return _file(tree or {}, path, req.path, req.headers.get("Range"))
 
 
 def _true(value: str | None) -> bool:
     return value is not None and value in ("True", "true", "1")
 
 
-def _file(tree: dict[str, bytes], path: str, url_path: str) -> Response:
-    from connectomix.precomputed import serve_tree
+def _file(tree: dict[str, bytes], path: str, url_path: str, range_header: str | None = None) -> Response:
+    from connectomix.precomputed import serve_range, serve_tree
 
     data = serve_tree(tree, path)
     if data is None:
@@ -256,7 +260,9 @@ def _file(tree: dict[str, bytes], path: str, url_path: str) -> Response:
     name = path.rsplit("/", 1)[-1]
     manifest = name.count(":") == 1 and name.endswith(":0")  # '{id}:0'; fragments are '{id}:0:0'
     kind = "application/json" if name == "info" or manifest else "application/octet-stream"
-    return Response(body=data, content_type=kind)
+    status, data, content_range = serve_range(data, range_header)  # shards are read by byte range
+    return Response(status=status, body=data, content_type=kind,
+                    headers={"Content-Range": content_range} if content_range else {})
 
 
 def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:

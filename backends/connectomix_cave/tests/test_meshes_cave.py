@@ -190,22 +190,42 @@ def test_unmodified_cloudvolume_reads_the_graphene_source(emu, navis_meshes):
         _same(got[i], *navis_meshes[i])
 
 
+def _quantisation(vertices_nm, resolution, lod=0):
+    """Half a 16-bit quantisation step of the mesh's extent in voxels (per axis, nm), plus float32 rounding."""
+    stored = np.asarray(vertices_nm, dtype="float64") / resolution
+    chunk = np.maximum(np.ceil(stored.max(axis=0)) - np.floor(stored.min(axis=0)), 1)
+    return 0.5 * chunk * 2 ** lod / (2 ** 16 - 1) * resolution + 0.05
+
+
 def test_unmodified_cloudvolume_reads_the_flat_segmentation(emu, navis_meshes):
+    """Multi-resolution sharded Draco, as the real flat layers: the same triangles, vertices within quantisation."""
     from cloudvolume import CloudVolume
+    from scipy.spatial import cKDTree
+
+    from connectomix.precomputed import read_meshes
 
     url = emu.app.meshes.flat_url(1)
     assert url == f"precomputed://{emu.url}/flywire_v141_m1"  # as fafbseg's flat_783: gs://flywire_v141_m783
     vol = CloudVolume(url, use_https=True, progress=False)
-    got = vol.mesh.get(FIVE, fuse=False, remove_duplicate_vertices=False)
+    assert vol.mesh.meta.info["@type"] == "neuroglancer_multilod_draco" and "sharding" in vol.mesh.meta.info
+    resolution = np.asarray(emu.app.dataset.resolution, dtype="float64")
+    got = vol.mesh.get(FIVE, lod=0)
+    ours = {int(n.id): n for n in read_meshes(url, FIVE)}
     for i in FIVE:
-        _same(got[i], *navis_meshes[i])
+        vertices, faces = navis_meshes[i]
+        for mesh in (got[i], ours[i]):
+            np.testing.assert_array_equal(np.asarray(mesh.faces), faces)
+            assert (np.abs(np.asarray(mesh.vertices) - vertices) <= _quantisation(vertices, resolution)).all()
     merged = emu.labels["M"]
     at2 = CloudVolume(emu.app.meshes.flat_url(2), use_https=True, progress=False)
-    mesh = at2.mesh.get([merged], fuse=False, remove_duplicate_vertices=False)[merged]
-    assert _triangles(mesh.vertices, mesh.faces) == (_triangles(*navis_meshes[FIVE[0]])
-                                                     | _triangles(*navis_meshes[FIVE[1]]))
-    exists = {int(k): v for k, v in at2.mesh.exists([FIVE[0], merged]).items()}
-    assert exists[FIVE[0]] is None and exists[merged]  # retired at 2: not in that version's flat segmentation
+    mesh = at2.mesh.get([merged], lod=0)[merged]
+    parts = [navis_meshes[FIVE[0]], navis_meshes[FIVE[1]]]
+    assert len(mesh.faces) == sum(len(f) for _, f in parts)
+    union = np.concatenate([v for v, _ in parts])
+    distance, _ = cKDTree(union).query(np.asarray(mesh.vertices, dtype="float64"))
+    assert distance.max() <= np.linalg.norm(_quantisation(union, resolution))
+    exists = dict(zip([FIVE[0], merged], at2.mesh.exists([FIVE[0], merged])))
+    assert exists[FIVE[0]] is None and exists[merged] is not None  # retired at 2: not in that version's layer
 
 
 def test_unmodified_fafbseg_get_mesh_neuron(emu, navis_meshes, tmp_path):
