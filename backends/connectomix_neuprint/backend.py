@@ -14,7 +14,8 @@ dataset's ``last-mod``/``uuid`` stamps and ``:Meta``, default :data:`DEFAULT_IDE
 see :meth:`NeuprintBackend.cache_identity`, and ``_connect``: nothing is sent until a request is
 needed), ``mesh_source``
 (the precomputed segmentation to read meshes from, instead of the one the server publishes; see
-:mod:`.morphology`).
+:mod:`.morphology`), ``mesh_lod`` (the level of detail of a multi-resolution mesh source, 0 the finest
+and the default; navis' ``fetch_mesh_neuron`` and connecto use 1 on FlyEM datasets; legacy sources have one).
 
 Every answer is checked whole before it is used: Arrow streams must end with
 their end-of-stream marker (:func:`connectomix.wire.read_arrow_stream`), JSON
@@ -450,13 +451,14 @@ class NeuprintBackend(Backend):
          Capability.NEURON_SIDES, Capability.MESHES}
     )
     OPTIONS = ("token", "verify", "timeout", "batch_size", "arrow", "retry", "units", "catalogue", "identity_ttl",
-               "mesh_source")
+               "mesh_source", "mesh_lod")
 
     def __init__(self, server: str, dataset: str, *, token: Secret | str | None = None,
                  verify: bool | str = True, timeout: float = 60.0, batch_size: int | None = None,
                  arrow: bool = True, retry: RetryPolicy | Mapping[str, Any] | None = None,
                  units: str | None = None, catalogue: str | None = None,
-                 identity_ttl: float = DEFAULT_IDENTITY_TTL, mesh_source: str | None = None):
+                 identity_ttl: float = DEFAULT_IDENTITY_TTL, mesh_source: str | None = None,
+                 mesh_lod: int | str | None = None):
         token = Secret(token) if token is not None and not isinstance(token, Secret) else token
         token = token or _token_from_env()
         host = server.split("/")[0]
@@ -472,6 +474,7 @@ class NeuprintBackend(Backend):
         self._sizes = SizeMemo()
         self._timeout = float(timeout)
         self._mesh_source = str(mesh_source) if mesh_source else None  # None: found on first get_meshes
+        self._mesh_lod = morphology.check_lod(mesh_lod)
         self._mesh_lock = threading.Lock()
         self._arrow_wanted = bool(arrow)
         self._options = {"units": units, "catalogue": catalogue}
@@ -496,7 +499,7 @@ class NeuprintBackend(Backend):
                 "e.g. neuprint://neuprint.janelia.org/hemibrain:v1.2.1"
             )
         kwargs: dict[str, Any] = {}
-        for key in ("token", "retry", "units", "catalogue", "identity_ttl", "mesh_source"):
+        for key in ("token", "retry", "units", "catalogue", "identity_ttl", "mesh_source", "mesh_lod"):
             if key in options:
                 kwargs[key] = options[key]
         if "verify" in options:
@@ -1141,7 +1144,7 @@ class NeuprintBackend(Backend):
                 f"{self.http.session.verify}") if isinstance(self.http.session.verify, str) else None
         cache, key_base = morphology.mesh_cache(self, source)
         neurons = morphology.read_meshes_concurrently(source, ids, timeout=self._timeout, tls_hint=hint,
-                                                      cache=cache, key_base=key_base)
+                                                      cache=cache, key_base=key_base, lod=self._mesh_lod)
         for n in neurons:
             n.dataset = self._dataset_name
             n.mesh_source = source

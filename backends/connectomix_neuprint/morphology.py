@@ -44,7 +44,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from connectomix.errors import IdsNotFoundError, RemoteError, ServerError, UnsupportedOperation
+from connectomix.errors import IdsNotFoundError, InvalidArgumentError, RemoteError, ServerError, UnsupportedOperation
 from connectomix.http import json_body
 from connectomix.parallel import batched, map_batches
 
@@ -240,10 +240,27 @@ def mesh_cache(backend: Any, source: str) -> tuple[Any, dict | None]:
     return cache, {"backend": backend.name, "data": dict(identity), "mesh_source": source}
 
 
+def check_lod(value: Any) -> int | None:
+    """The ``mesh_lod`` option: ``None`` (the finest level) or an integer >= 0 (URI query strings accepted)."""
+    if value is None or value == "":
+        return None
+    try:
+        lod = int(value)
+    except (TypeError, ValueError):
+        lod = -1
+    if isinstance(value, bool) or lod < 0 or str(lod) != str(value).strip():
+        raise InvalidArgumentError(f"mesh_lod must be a level of detail >= 0 (0 the finest); got {value!r}")
+    return lod
+
+
 def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,
-                             tls_hint: str | None = None, cache: Any = None, key_base: dict | None = None) -> list[Any]:
+                             tls_hint: str | None = None, cache: Any = None, key_base: dict | None = None,
+                             lod: int | None = None) -> list[Any]:
     """``MeshNeuron``s (nm) of ``ids`` from ``source``, :data:`MESH_BATCH` ids per cloud-volume read,
     :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`.
+
+    ``lod`` is passed to :func:`connectomix.precomputed.read_meshes`; each neuron's ``lod`` attribute is
+    the level read (``None`` from a legacy source), kept with a cached mesh.
 
     With a result ``cache`` and ``key_base`` (the data's identity and the source), each mesh is kept
     on disk under its id and read from there next time; only the others are asked of the source.
@@ -254,7 +271,8 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
     from connectomix.precomputed import read_meshes
 
     order = list(dict.fromkeys(int(i) for i in np.asarray(ids, dtype="int64").tolist()))
-    keys = {i: query_key(key_base, "neuprint_mesh", {"id": i}) for i in order} \
+    keys = {i: query_key(key_base, "neuprint_mesh", {"id": i} if lod is None else {"id": i, "lod": lod})
+            for i in order} \
         if cache is not None and key_base is not None else {}
     found: dict[int, Any] = {}
     for i, key in keys.items():
@@ -262,11 +280,13 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
         if hit is not None:
             vertices, faces = _from_frame(hit)
             found[i] = navis.MeshNeuron((vertices, faces), id=i, units="1 nanometer", process=False)
+            level = int(hit["lod"].iloc[0]) if "lod" in hit and len(hit) else -1
+            found[i].lod = level if level >= 0 else None
     ids = np.asarray([i for i in order if i not in found], dtype="int64")
 
     def fetch(batch: np.ndarray) -> Any:
         try:
-            return list(read_meshes(source, batch, timeout=timeout))
+            return list(read_meshes(source, batch, lod=lod, timeout=timeout))
         except IdsNotFoundError as exc:  # collected: the error names every missing id, not one batch's
             return exc
         except RemoteError as exc:
@@ -278,7 +298,9 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
     for n in (n for part in parts if not isinstance(part, IdsNotFoundError) for n in part):
         found[int(n.id)] = n
         if int(n.id) in keys:  # kept even if other ids are missing: the core then asks for the rest
-            cache.put(keys[int(n.id)], _to_frame(np.asarray(n.vertices), np.asarray(n.faces)))
+            frame = _to_frame(np.asarray(n.vertices), np.asarray(n.faces))
+            frame["lod"] = np.int8(-1 if getattr(n, "lod", None) is None else n.lod)  # -1: a legacy source
+            cache.put(keys[int(n.id)], frame)
     missing = [i for part in parts if isinstance(part, IdsNotFoundError) for i in part.ids]
     if missing:
         raise IdsNotFoundError(f"no mesh for id(s) {missing} in {source}", ids=missing)

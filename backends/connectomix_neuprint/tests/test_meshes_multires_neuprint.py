@@ -115,3 +115,30 @@ def test_a_damaged_shard_is_an_error_naming_the_source(emu, dataset):
     finally:
         tree[shard] = original
     assert len(dataset.get_meshes(MESH_IDS[:1])) == 1
+
+
+def test_mesh_lod_option_chooses_the_level(emu, release_meshes, tmp_path):
+    from connectomix.errors import InvalidArgumentError
+
+    host = emu.url.split("://", 1)[1]
+    uri = f"neuprint://{host}/{DATASET}"
+    sent = []
+    for cache in (False, str(tmp_path / "cache"), str(tmp_path / "cache")):  # the third read is from the disk cache
+        before = emu.stats.requests("GET /precomputed")
+        with connectomix.open(uri, token=emu.token.reveal(), verify=str(emu.cert_path), catalogue="none",
+                              mesh_lod=1, cache=cache) as ds:
+            got = ds.get_meshes(MESH_IDS[:2])
+        sent.append(emu.stats.requests("GET /precomputed") - before)
+        for n in got:
+            vertices, faces = release_meshes[int(n.id)]
+            assert n.lod == 1 and np.array_equal(np.asarray(n.faces), faces)
+            assert (np.abs(n.vertices - vertices) <= tolerance(vertices, 1)).all()
+            assert np.abs(n.vertices - vertices).max() > tolerance(vertices, 0).max()  # coarser than level 0
+    assert sent[0] > 0 and sent[2] == 0  # the cached meshes kept their level
+    for bad in (-1, "one", 1.5):
+        with pytest.raises(InvalidArgumentError, match="mesh_lod"):
+            connectomix.open(uri, token=emu.token.reveal(), verify=str(emu.cert_path), catalogue="none",
+                             mesh_lod=bad)
+    with connectomix.open(uri, token=emu.token.reveal(), verify=str(emu.cert_path), catalogue="none",
+                          mesh_lod=2, cache=False) as ds, pytest.raises(InvalidArgumentError, match=r"0\.\.1"):
+        ds.get_meshes(MESH_IDS[:1])
