@@ -101,9 +101,10 @@ def _keep_synapses(df: pd.DataFrame, not_pre: np.ndarray | None, autapses: bool,
 # partitions. Those two neurons' rows are carried up the tree unaggregated and aggregated once, at the end,
 # together; everything else is aggregated where it is read. Each partial state is then exact for a set of
 # whole neurons (pre side), so weights, pair counts and n_pre simply add up; n_post (distinct post neurons per
-# type pair) is kept as the set of (post neuron, pre type) keys, unioned up the tree. Types are integer codes
-# (``codes[i]`` for the neuron ``ids[i]``); a (neuron, type) key is ``position * n_types + code``, a type pair
-# ``pre code * n_types + post code``. Everything is sorting and run sums of int64 arrays.
+# type pair) is kept as the set of (post neuron, pre type) keys, unioned up the tree. Neurons are positions in
+# the sorted neuron ids (``lookup = (pd.Index(ids), codes)``, ``codes[i]`` the type code of ``ids[i]``); a
+# (neuron, type) key is ``position * n_types + code``, a type pair ``pre code * n_types + post code``.
+# Everything is sorting and run sums of int64 arrays.
 
 
 def _reduce(keys: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -122,12 +123,11 @@ def _concat_reduce(parts: list[tuple]) -> tuple[np.ndarray, ...]:
     return _reduce(*(np.concatenate(column) for column in zip(*parts)))
 
 
-def _neuron_rows(df: pd.DataFrame, ids: np.ndarray, autapses: bool, rois: list | None) -> pd.DataFrame:
+def _neuron_rows(df: pd.DataFrame, ids: pd.Index, autapses: bool, rois: list | None) -> pd.DataFrame:
     """Connection rows between two neurons: ``pi``/``qi`` (positions of pre/post in ``ids``), weight[, roi]."""
     pre, post = df["pre"].to_numpy("int64"), df["post"].to_numpy("int64")
-    pi, qi = np.searchsorted(ids, pre), np.searchsorted(ids, post)
-    keep = (pi < len(ids)) & (qi < len(ids)) & (pre != 0) & (post != 0)
-    keep[keep] = (ids[pi[keep]] == pre[keep]) & (ids[qi[keep]] == post[keep])
+    pi, qi = ids.get_indexer(pre), ids.get_indexer(post)  # (-1: not a neuron)
+    keep = (pi >= 0) & (qi >= 0) & (pre != 0) & (post != 0)
     if not autapses:
         keep &= pre != post
     if rois is not None:
@@ -162,16 +162,14 @@ def _pair_rows(rows: pd.DataFrame, n: int, by_roi: bool, min_weight: int) -> dic
 
 
 def _type_state(rows: pd.DataFrame, codes: np.ndarray, n_types: int, by_roi: bool, min_weight: int) -> dict:
-    """Per ROI (``None`` without ``by_roi``): (type pairs, weight, n_pairs), (type pairs, n_pre) and the
-    distinct (post, pre type) keys."""
+    """Per ROI (``None`` without ``by_roi``): ``types`` (type pairs, weight, n_pairs, n_pre) and ``post``
+    (the distinct (post, pre type) keys)."""
     state = {}
     for roi, (pi, qi, w) in _pair_rows(rows, len(codes), by_roi, min_weight).items():
-        pt, qt = codes[pi], codes[qi]
-        (pre_keys,) = _reduce(pi * n_types + qt)  # distinct (pre, post type)
-        pre_pairs = codes[pre_keys // n_types] * n_types + pre_keys % n_types
-        state[roi] = {"pair": _reduce(pt * n_types + qt, w, np.ones_like(w)),
-                      "pre": _reduce(pre_pairs, np.ones_like(pre_pairs)),
-                      "post": _reduce(qi * n_types + pt)}
+        pre_keys, weight, n_pairs = _reduce(pi * n_types + codes[qi], w, np.ones_like(w))  # per (pre, post type)
+        type_pairs = codes[pre_keys // n_types] * n_types + pre_keys % n_types
+        state[roi] = {"types": _reduce(type_pairs, weight, n_pairs, np.ones_like(type_pairs)),
+                      "post": _reduce(qi * n_types + codes[pi])}
     return state
 
 
@@ -180,7 +178,7 @@ def _merge_type_states(states: list[dict]) -> dict:
     for state in states:
         for roi, part in state.items():
             merged.setdefault(roi, []).append(part)
-    return {roi: {name: _concat_reduce([p[name] for p in parts]) for name in ("pair", "pre", "post")}
+    return {roi: {name: _concat_reduce([p[name] for p in parts]) for name in ("types", "post")}
             for roi, parts in merged.items()}
 
 
@@ -201,12 +199,11 @@ def _type_finish(state: dict, lookup: tuple, p: dict) -> pd.DataFrame:
     last = _type_state(state["carry"], codes, n_types, p["by_roi"], p["min_weight"])
     frames = []
     for roi, part in _merge_type_states([state["types"], last]).items():
-        keys, weight, n_pairs = part["pair"]
-        pre_keys, n_pre = part["pre"]
+        keys, weight, n_pairs, n_pre = part["types"]
         (posts,) = part["post"]
         post_keys, n_post = _reduce(posts % n_types * n_types + codes[posts // n_types], np.ones_like(posts))
-        if not (np.array_equal(keys, pre_keys) and np.array_equal(keys, post_keys)):
-            raise RuntimeError("connectomix bug: type pairs of the pair, pre and post counts differ")
+        if not np.array_equal(keys, post_keys):
+            raise RuntimeError("connectomix bug: the type pairs of the pre and post counts differ")
         frame = pd.DataFrame({"pt": keys // n_types, "qt": keys % n_types, "weight": weight, "n_pre": n_pre,
                               "n_post": n_post, "n_pairs": n_pairs})
         frames.append(frame.assign(roi=roi) if p["by_roi"] else frame)
@@ -239,7 +236,7 @@ def _profile_finish(state: dict, lookup: tuple, p: dict) -> pd.DataFrame:
     n_types = p["n_types"]
     last = _profile_state(state["carry"], lookup[1], n_types, p["direction"], p["min_weight"])
     key, weight, n_partners = _concat_reduce([state["profiles"], last])
-    return pd.DataFrame({"id": lookup[0][key // n_types], "pc": key % n_types, "weight": weight,
+    return pd.DataFrame({"id": lookup[0].to_numpy()[key // n_types], "pc": key % n_types, "weight": weight,
                          "n_partners": n_partners})
 
 
@@ -477,7 +474,7 @@ class DaskEngine:
         c = self._read("connections.parquet", columns=columns, filters=filters, split_row_groups=per_partition)
         if not ordered:
             c = c.shuffle("pre")
-        lookup = self.client.scatter((ids, codes), broadcast=True, hash=False)
+        lookup = self.client.scatter((pd.Index(ids), codes), broadcast=True, hash=False)
         params = {**params, "n_types": len(names), "carry": ordered}
         states = [delayed(chunk, pure=True)(part, lookup, params) for part in c.to_delayed()]
         while len(states) > 1:
