@@ -682,11 +682,7 @@ def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: f
         if kind != "neuroglancer_legacy_mesh":
             raise UnsupportedOperation(f"the meshes of {name} are {kind!r}; connectomix reads "
                                        "'neuroglancer_legacy_mesh' and 'neuroglancer_multilod_draco' meshes")
-        present = {int(k): v is not None for k, v in cv.mesh.exists(wanted).items()}
-        missing = [i for i in wanted if not present.get(i, False)]
-        if missing:
-            raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
-        return cv.mesh.get(wanted, fuse=False, remove_duplicate_vertices=False), None
+        return _read_legacy(cv, wanted, name), None
 
     got, level = _run(source_url, timeout, work, f"meshes of {wanted}")
     neurons = []
@@ -700,6 +696,49 @@ def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: f
         neuron.lod = level
         neurons.append(neuron)
     return navis.NeuronList(neurons)
+
+
+def _read_legacy(cv: Any, wanted: list[int], name: str) -> dict[int, Any]:
+    """``{segid: cloudvolume.Mesh}`` from a legacy source: each manifest read once, then its fragments.
+
+    cloud-volume's ``cv.mesh.exists`` then ``cv.mesh.get`` read every manifest three times (``get``
+    checks existence again); here one ``CloudFiles.get`` reads the manifests (a missing one is a missing
+    id) and one more the fragments they name, decoded by ``cloudvolume.Mesh.from_precomputed`` and
+    concatenated as ``get(fuse=False)`` does, with the mesh info's ``transform`` applied.
+    """
+    from cloudfiles import CloudFiles
+    from cloudvolume import Mesh
+
+    source = cv.mesh
+    files = CloudFiles(source.meta.join(source.meta.cloudpath, source.path), progress=False,
+                       secrets=cv.config.secrets)
+    manifests = files.get([f"{segid}:0" for segid in wanted], return_dict=True)
+    missing = [segid for segid in wanted if manifests.get(f"{segid}:0") is None]
+    if missing:
+        raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
+    fragments: dict[int, list[str]] = {}
+    for segid in wanted:
+        try:
+            names = json.loads(manifests[f"{segid}:0"])["fragments"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataFormatError(f"mesh manifest {segid}:0 in {name} is not a manifest JSON with a 'fragments' "
+                                  f"list: {exc}") from None
+        if not isinstance(names, list) or not names or not all(isinstance(f, str) for f in names):
+            raise DataFormatError(f"mesh manifest {segid}:0 in {name} names no fragment files: {names!r}")
+        fragments[segid] = sorted(names)  # cloud-volume decodes fragments in name order
+    data = files.get([f for names in fragments.values() for f in names], return_dict=True)
+    transform = np.asarray(source.transform, dtype="float64")
+    out = {}
+    for segid, names in fragments.items():
+        absent = [f for f in names if data.get(f) is None]
+        if absent:
+            raise DataFormatError(f"the manifest of mesh {segid} in {name} names fragments that are not there: "
+                                  f"{absent}")
+        mesh = Mesh.concatenate(*(Mesh.from_precomputed(data[f], segid=segid) for f in names), segid=segid)
+        if not np.array_equal(transform, np.eye(4)):
+            mesh.vertices = mesh.vertices @ transform[:3, :3].T + transform[:3, 3]
+        out[segid] = mesh
+    return out
 
 
 def _read_multires(cv: Any, wanted: list[int], level: int, name: str) -> dict[int, Any]:
