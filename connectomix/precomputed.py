@@ -9,7 +9,13 @@ The format is Neuroglancer's "precomputed" segmentation layer:
   "Legacy single-resolution mesh format"): ``mesh/info`` is ``{"@type": "neuroglancer_legacy_mesh"}``,
   ``mesh/{id}:0`` a JSON manifest ``{"fragments": [...]}`` and each fragment a little-endian
   ``uint32`` vertex count, ``float32`` xyz vertex positions **in nanometres** and ``uint32`` triangle
-  vertex indices to the end of the file (a multiple of 12 bytes);
+  vertex indices to the end of the file (a multiple of 12 bytes); or the *multi-resolution* format
+  (meshes.md "Multi-resolution mesh format", ``"@type": "neuroglancer_multilod_draco"``) the public
+  FlyEM and FlyWire flat layers use: per segment a binary manifest (octree grid, levels of detail,
+  fragment positions and sizes) and Draco-encoded fragments whose integer vertex positions are
+  quantised to ``vertex_quantization_bits`` bits of a fragment's cell, either one ``{id}.index`` +
+  ``{id}`` pair per segment or packed into shard files (sharded.md, ``"sharding"`` in ``mesh/info``,
+  read by byte range);
 * ``skeletons/``: the unsharded precomputed skeleton format
   (https://github.com/google/neuroglancer/blob/master/src/datasource/precomputed/skeletons.md):
   ``skeletons/info`` with ``"@type": "neuroglancer_skeletons"``, a ``transform`` from stored to model
@@ -18,7 +24,9 @@ The format is Neuroglancer's "precomputed" segmentation layer:
   attribute in the order the info lists them (here one: ``radius``, ``float32``).
 
 connectomix does not parse these files itself: bytes are made with cloud-volume's
-``cloudvolume.Mesh.to_precomputed`` / ``cloudvolume.Skeleton.to_precomputed`` and sources (``precomputed://
+``cloudvolume.Mesh.to_precomputed`` / ``cloudvolume.Skeleton.to_precomputed`` (multi-resolution:
+its ``MultiLevelPrecomputedMeshManifest``, ``to_stored_model_space`` and shard writer, and ``DracoPy``)
+and sources (``precomputed://
 http://...``, ``precomputed://https://...``, ``precomputed://gs://...``, ``precomputed://file://...``) are
 read with an unmodified ``cloudvolume.CloudVolume`` -- the maintained reader navis and fafbseg use. What
 this module adds is the contract of the rest of connectomix: navis neurons in nm with their ids, every
@@ -31,7 +39,7 @@ to the vertex index (0, 1, ...), as navis's own precomputed reader numbers them;
 ``TreeNeuron``'s nodes in its node-table order, so vertex ``k`` is row ``k`` of ``neuron.nodes``.
 
 Emulators build a tree with :func:`segmentation_tree` at start-up and answer ``GET`` requests from it
-with :func:`serve_tree`; release folders store the same tree on disk.
+with :func:`serve_tree` (byte ranges with :func:`serve_range`); release folders store the same tree on disk.
 """
 
 from __future__ import annotations
