@@ -53,8 +53,10 @@ __all__ = ["published_sources", "choose_source", "same_source", "as_precomputed"
 
 log = logging.getLogger("connectomix_neuprint")
 
-#: Ids per cloud-volume read, and reads in flight (each read opens the layer: one ``info`` request).
-MESH_BATCH = 16
+#: Most ids per cloud-volume read, and reads in flight. Each read opens the layer (its ``info``,
+#: ``provenance``, ``mesh/info`` and ``skeletons/info``: four requests), so the ids are split into
+#: as few reads as keep :data:`MESH_WORKERS` busy; cloud-files fetches a read's files concurrently.
+MESH_BATCH = 64
 MESH_WORKERS = 4
 
 
@@ -256,7 +258,7 @@ def check_lod(value: Any) -> int | None:
 def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,
                              tls_hint: str | None = None, cache: Any = None, key_base: dict | None = None,
                              lod: int | None = None) -> list[Any]:
-    """``MeshNeuron``s (nm) of ``ids`` from ``source``, :data:`MESH_BATCH` ids per cloud-volume read,
+    """``MeshNeuron``s (nm) of ``ids`` from ``source``, at most :data:`MESH_BATCH` ids per cloud-volume read,
     :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`.
 
     ``lod`` is passed to :func:`connectomix.precomputed.read_meshes`; each neuron's ``lod`` attribute is
@@ -294,7 +296,8 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
                 raise type(exc)(f"{exc} -- {tls_hint}", status=exc.status, url=exc.url) from exc
             raise
 
-    parts = map_batches(fetch, list(batched(ids, MESH_BATCH)), max_workers=MESH_WORKERS) if len(ids) else []
+    size = min(MESH_BATCH, -(-len(ids) // MESH_WORKERS))  # one read per worker, at most MESH_BATCH ids each
+    parts = map_batches(fetch, list(batched(ids, size)), max_workers=MESH_WORKERS) if len(ids) else []
     for n in (n for part in parts if not isinstance(part, IdsNotFoundError) for n in part):
         found[int(n.id)] = n
         if int(n.id) in keys:  # kept even if other ids are missing: the core then asks for the rest
