@@ -409,6 +409,12 @@ def split_roi_info(roi_info: pd.Series, fields: Mapping[str, tuple[str, pd.Serie
     return out[nonzero].sort_values("row", kind="stable").reset_index(drop=True)
 
 
+def _stamps(entry: Any) -> dict[str, Any]:
+    """``last-mod`` and ``uuid`` of a dataset's entry in ``/api/dbmeta/datasets`` (``None`` where absent)."""
+    entry = entry if isinstance(entry, dict) else {}
+    return {"last-mod": entry.get("last-mod"), "uuid": entry.get("uuid")}
+
+
 def _parse_bool_or_path(value: Any) -> bool | str:
     if isinstance(value, bool):
         return value
@@ -556,13 +562,14 @@ class NeuprintBackend(Backend):
             records = self._records()
             if not live and records is not None:
                 found = records.get("connection", self.identity_ttl)
-                if found is not None and isinstance(found[0], dict) and set(found[0]) == {"name", "arrow", "meta"}:
+                if found is not None and isinstance(found[0], dict) and set(found[0]) == {"name", "arrow", "meta",
+                                                                                          "stamps"}:
                     self._adopt(found[0])
                     return self._connection
             try:
-                name = self._check_dataset()
+                name, stamps = self._check_dataset()
                 arrow = self._arrow_wanted and self._arrow_supported()
-                connection = {"name": name, "arrow": arrow, "meta": self._fetch_meta(name)}
+                connection = {"name": name, "arrow": arrow, "meta": self._fetch_meta(name), "stamps": stamps}
                 self._adopt(connection)
             except BaseException:
                 if self._connection is None:
@@ -635,7 +642,8 @@ class NeuprintBackend(Backend):
             return False
         return parts >= (1, 7, 3)
 
-    def _check_dataset(self) -> str:
+    def _check_dataset(self) -> tuple[str, dict[str, Any]]:
+        """The dataset's name as the server spells it, and its ``last-mod``/``uuid`` stamps (see :meth:`cache_identity`)."""
         available = self.http.request("GET", "/api/dbmeta/datasets", decode=json_body)
         if not isinstance(available, (dict, list)) or not all(isinstance(name, str) for name in available):
             raise ServerError(f"neuPrint's dataset list is not a list of names: {str(available)[:200]}")
@@ -644,7 +652,9 @@ class NeuprintBackend(Backend):
             raise DatasetNotFoundError(
                 f"neuPrint server {self.server!r} has no dataset {self.dataset!r}; {suggest(self.dataset, available)}"
             )
-        return by_lower[self.dataset.lower()]
+        name = by_lower[self.dataset.lower()]
+        entry = available.get(name) if isinstance(available, dict) else None
+        return name, _stamps(entry)
 
     def _fetch_meta(self, name: str) -> dict[str, Any]:
         body = {"cypher": cypher.meta_query(), "dataset": name}  # lists (primaryRois, voxelSize): JSON, not Arrow
@@ -807,9 +817,13 @@ class NeuprintBackend(Backend):
         entry = listing.get(self._dataset_name) if isinstance(listing, dict) else None
         if not isinstance(entry, dict):
             return None  # the dataset's stamps are unknown: do not cache (the query itself reports a problem)
-        stamps = {"last-mod": entry.get("last-mod"), "uuid": entry.get("uuid")}
+        stamps = _stamps(entry)
         if not any(stamps.values()):
             return None
+        connection, records = self._connection, self._records()
+        if connection is not None and records is not None and connection.get("stamps") == stamps:
+            # the data is as it was when the metadata was asked: the record of it is good for identity_ttl more
+            records.put("connection", connection)
         return {"server": self.server, "dataset": self._dataset_name, **stamps}
 
     # -- neurons ---------------------------------------------------------------------------------
