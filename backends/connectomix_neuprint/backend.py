@@ -1104,24 +1104,20 @@ class NeuprintBackend(Backend):
         def fetch(body: int):
             path = f"/api/skeletons/skeleton/{quote(self._dataset_name, safe='')}/{int(body)}"
             try:
-                table = self.http.request("GET", path, decode=query_table)
+                table = self.http.request("GET", path, decode=morphology.skeleton_nodes)  # rowId x y z radius link
             except ServerError as exc:
                 message = str(exc.server_message).lower()
                 if exc.status == 404 or (exc.status == 400 and ("not found" in message or "no skeleton" in message)):
                     raise IdsNotFoundError(f"neuPrint has no skeleton for body {int(body)} in {self._dataset_name!r}",
                                            ids=[body]) from exc
                 raise
-            missing = [c for c in ("rowId", "x", "y", "z", "radius", "link") if c not in table.columns]
-            if missing:
-                raise ServerError(f"neuPrint's skeleton table for body {int(body)} lacks columns {missing}; "
-                                  f"got {list(table.columns)}")
-            xyz = self.to_nm(table[["x", "y", "z"]].to_numpy(dtype="float64"))
+            xyz = self.to_nm(table[:, 1:4])
             nodes = pd.DataFrame({
-                "node_id": table["rowId"].to_numpy(dtype="int64"),
+                "node_id": table[:, 0].astype("int64"),
                 "label": np.zeros(len(table), dtype="int64"),
                 "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-                "radius": table["radius"].to_numpy(dtype="float64") * self._radius_scale(),
-                "parent_id": table["link"].to_numpy(dtype="int64"),
+                "radius": table[:, 4] * self._radius_scale(),
+                "parent_id": table[:, 5].astype("int64"),
             })
             n = navis.TreeNeuron(nodes, id=int(body), units="1 nm")
             n.dataset = self._dataset_name

@@ -429,14 +429,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, {"error": f"no skeleton for body {body_id} in dataset {ds.model.name!r}"})
         if query.get("format", [""])[0] == "swc":
             return self._send(200, swc.encode("utf-8"), "text/plain; charset=UTF-8")
-        data = []
-        for line in swc.splitlines():
-            fields = line.split()
-            if not fields or fields[0].startswith("#"):
-                continue
-            data.append([int(fields[0]), float(fields[2]), float(fields[3]), float(fields[4]), float(fields[5]),
-                         int(fields[6])])
-        return self._json(200, {"columns": ["rowId", "x", "y", "z", "radius", "link"], "data": data})
+        # the SWC's numbers are already JSON numbers (model._num: fixed-point, no exponent); joined as text,
+        # not parsed and dumped again (this process also runs the benchmarked client)
+        rows = ",".join(f"[{int(f[0])},{f[2]},{f[3]},{f[4]},{f[5]},{int(f[6])}]"
+                        for f in map(str.split, swc.splitlines()) if f and not f[0].startswith("#"))
+        body = '{"columns": ["rowId", "x", "y", "z", "radius", "link"], "data": [' + rows + "]}"
+        return self._send(200, body.encode("utf-8"), "application/json; charset=UTF-8")
 
 
 def _endpoint_name(path: str) -> str:
