@@ -153,8 +153,8 @@ def _parents(n: int, edges: np.ndarray, root: int) -> np.ndarray | None:
         return None
     parent = np.full(n, -1, dtype="int64")
     starts = {int(piece[root]): root}
-    for v in range(n):
-        starts.setdefault(int(piece[v]), v)
+    for label, v in zip(*np.unique(piece, return_index=True)):  # each piece's lowest vertex index
+        starts.setdefault(int(label), int(v))
     for start in starts.values():
         order, pred = breadth_first_order(graph, start, directed=False, return_predecessors=True)
         parent[order[1:]] = pred[order[1:]]
