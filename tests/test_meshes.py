@@ -29,6 +29,7 @@ from connectomix_release.writer import ReleaseValidationError, make_manifest, va
 
 FIVE = [722817260, 754534424, 754538881, 1734350788, 1734350908]  # navis's example neurons
 TWO = [1765040289, 5813039315]  # the sample's other DA1 lPNs: no mesh
+BUCKET = "connectomix-test-meshes"
 
 
 @pytest.fixture(scope="module")
@@ -319,10 +320,12 @@ def test_meshes_of_a_release_on_object_storage(ds, tmp_path):
         host, port = server.get_host_and_port()
         options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
         fs = s3fs.S3FileSystem(**options)
-        fs.mkdir("releases")
+        # moto keeps its buckets per process (every ThreadedMotoServer shares them): a bucket of this test's own,
+        # removed at the end, so other tests' fixtures can create theirs
+        fs.mkdir(BUCKET)
         for name in ("manifest.json", "neurons.parquet", "connections.parquet", MESHES_FILE):  # what meshes need
-            fs.put(str(SAMPLE_DIR / name), f"releases/sample/{name}")
-        with connectomix.open("release://s3://releases/sample", storage_options=options, cache=False) as remote:
+            fs.put(str(SAMPLE_DIR / name), f"{BUCKET}/sample/{name}")
+        with connectomix.open(f"release://s3://{BUCKET}/sample", storage_options=options, cache=False) as remote:
             assert connectomix.Capability.MESHES in remote.capabilities
             got = remote.get_meshes(FIVE[:2])
             with pytest.raises(errors.IdsNotFoundError):
@@ -330,6 +333,7 @@ def test_meshes_of_a_release_on_object_storage(ds, tmp_path):
         for m, local in zip(got, ds.get_meshes(FIVE[:2])):
             np.testing.assert_array_equal(m.vertices, local.vertices)
             np.testing.assert_array_equal(m.faces, local.faces)
+        fs.rm(BUCKET, recursive=True)
     finally:
         server.stop()
 
