@@ -42,7 +42,10 @@ def opened(monkeypatch):
 
 
 @pytest.fixture
-def uri(toy_release):
+def uri(toy_release, tmp_path, monkeypatch):
+    # datasets opened by name use the default cache: a folder of this test's own, so that no other test of
+    # the session is answered from what these put there
+    monkeypatch.setenv("CONNECTOMIX_CACHE_DIR", str(tmp_path / "cache"))
     return f"release://{toy_release}"
 
 
