@@ -29,3 +29,15 @@ def config_file(tmp_path, monkeypatch):
 
     return write
 
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A Dask LocalCluster of two worker *processes* on 127.0.0.1 (the scale tests' engine="dask")."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None, memory_limit="1GB")
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()

@@ -37,18 +37,6 @@ def toy_scaled(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def dask_client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="1GB")
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def s3(toy_scaled):
     """A moto S3 server on 127.0.0.1 (OS-chosen port) holding the toy release under s3://releases/toy."""
     import s3fs

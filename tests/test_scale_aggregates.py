@@ -35,18 +35,6 @@ ALL_ROIS = ROIS + [schema.NOT_PRIMARY]
 TYPES = ["A", "B", "b", "Ä", "A2", None]  # upper/lower case and non-ASCII names: Python's order decides ties
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="1GB")
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_row_group_per_partition():
     """Partitions of one row group each (the partition size is decided in this process)."""

@@ -238,18 +238,6 @@ def test_selection_is_exactly_the_ranges_holding_an_id(low, ids):
 # -- Dask workers and object storage ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dask_client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                           dashboard_address=None, memory_limit="1GB")
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 def test_dask_workers_give_the_same_rows(release, legacy, truth, dask_client):
     rng = np.random.default_rng(11)
     cases = [(release, 1, {}), (release, 60, {}), (release, 7, {"pre": False}),
