@@ -320,6 +320,31 @@ class Backend:
         """
         return None
 
+    def identity_scope(self) -> Mapping[str, Any] | None:
+        """What this backend's cache identities depend on besides the server's answers, or ``None``.
+
+        Server and dataset (never a token). A backend that returns a mapping lets the Dataset and
+        itself keep small records in the result cache (:meth:`records`): identities of versions, id
+        checks, what connecting learnt. Each is trusted for :attr:`identity_ttl` seconds after it was
+        asked, in any process, so a warm hit in a new process sends nothing, and a server re-deployed
+        with other data is noticed within ``identity_ttl``. The default (``None``) keeps no records.
+        """
+        return None
+
+    def records(self) -> Any:
+        """This backend's :class:`~connectomix.cache.DiskRecords` in its result cache, or ``None``.
+
+        ``None`` without an :meth:`identity_scope`, without a usable :attr:`result_cache`, or with
+        ``identity_ttl <= 0`` (nothing is trusted, so nothing is kept).
+        """
+        scope = self.identity_scope()
+        cache = self.result_cache
+        if scope is None or cache is None or not getattr(cache, "usable", False) or self.identity_ttl <= 0:
+            return None
+        from .cache import DiskRecords
+
+        return DiskRecords(cache, {"backend": self.name, **scope})
+
     # -- primitives -------------------------------------------------------------------
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:

@@ -274,22 +274,7 @@ class Dataset:
         if version is None and Capability.MATERIALIZATION not in self.capabilities:
             version = self._info.version
         return memo.get(version, self._backend.cache_identity, self._backend.identity_ttl, fresh=fresh,
-                        disk=self._records())
-
-    def _records(self) -> Any:
-        """The backend's :class:`~connectomix.cache.DiskRecords` in the result cache, or ``None``.
-
-        Only for backends that name what their identities depend on (``identity_scope()``: server and
-        dataset, never a token) and only while the cache is usable. Identities found there are trusted
-        for what is left of ``identity_ttl`` since they were asked, in whichever process asked them.
-        """
-        scope = getattr(self._backend, "identity_scope", None)
-        cache = self.cache
-        if scope is None or cache is None or not cache.usable:
-            return None
-        from .cache import DiskRecords
-
-        return DiskRecords(cache, {"backend": self.backend_name, **scope()})
+                        disk=self._backend.records())
 
     def _tables(self) -> TableMemo:
         """Finished tables of this Dataset kept in memory (the in-session front of the result cache)."""
@@ -1086,7 +1071,7 @@ class Dataset:
         missing = checked.get(key)
         if missing is None:
             # an outcome kept on disk by another process is as good: the key holds the data's identity
-            records = self._records()
+            records = self._backend.records()
             found = records.get("missing_ids " + key, math.inf) if records is not None else None
             if found is not None:
                 missing = np.asarray(found[0], dtype="int64")

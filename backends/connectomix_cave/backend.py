@@ -194,7 +194,7 @@ class CaveBackend(Backend):
         if self.settings.synapse_table:
             return self.settings.synapse_table
         if self._client is None:
-            records = self._records()
+            records = self.records()
             found = records.get("datastack", self.identity_ttl) if records is not None else None
             if found is not None and isinstance(found[0], dict):
                 return found[0].get("synapse_table")
@@ -213,15 +213,6 @@ class CaveBackend(Backend):
         """
         settings = {k: v for k, v in dataclasses.asdict(self.settings).items() if k != "materialization"}
         return {"server": self.server, "datastack": self.datastack, "settings": settings}
-
-    def _records(self):
-        """This backend's :class:`~connectomix.cache.DiskRecords` in its result cache, or ``None``."""
-        from connectomix.cache import DiskRecords
-
-        cache = self.result_cache
-        if cache is None or not getattr(cache, "usable", False) or self.identity_ttl <= 0:
-            return None
-        return DiskRecords(cache, {"backend": self.name, **self.identity_scope()})
 
     def _connect(self, token: Secret | None):
         """Build the caveclient client, retried like any request, within a few request timeouts.
@@ -258,7 +249,7 @@ class CaveBackend(Backend):
         )
         info = client.info.get_datastack_info()
         self._datastack_synapse_table = info.get("synapse_table")
-        records = self._records()
+        records = self.records()
         if records is not None:
             records.put("datastack", {"synapse_table": self._datastack_synapse_table})
         for service in (client.info, client.materialize, client.chunkedgraph):
@@ -429,7 +420,7 @@ class CaveBackend(Backend):
         if isinstance(requested, str) and requested.isdigit():
             requested = int(requested)
         pinned = isinstance(requested, (int, np.integer)) and not isinstance(requested, bool)
-        records = self._records() if pinned else None
+        records = self.records() if pinned else None
         if records is not None and self._checked_before(records, ids, int(requested)):
             self.resolver.announce(int(requested))
             return int(requested)

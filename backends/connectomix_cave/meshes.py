@@ -138,7 +138,7 @@ def _cache_of(backend: Any, version: Any) -> tuple[Any, dict | None]:
         return None, None
     # the identity as the backend keeps it in the result cache too: a new process on a warm cache asks nothing
     identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl,
-                                       disk=backend._records())
+                                       disk=backend.records())
     if identity is None:
         return None, None
     return cache, {"backend": backend.name, "version": int(version), "data": dict(identity)}

@@ -311,7 +311,7 @@ class SkeletonReader:
         # kept on disk too (the backend's records, as the Dataset keeps identities): a new process on a warm
         # cache then reads skeletons without connecting, within identity_ttl of the version's last check
         identity = backend._identities.get(int(version), backend.cache_identity, backend.identity_ttl,
-                                           disk=backend._records())
+                                           disk=backend.records())
         return (cache, identity) if identity is not None else (None, None)
 
     def _key(self, identity: Any, version: Any, rid: int) -> str:

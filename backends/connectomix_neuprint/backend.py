@@ -537,14 +537,6 @@ class NeuprintBackend(Backend):
         """
         return {"server": self.server, "dataset": self.dataset, "arrow": self._arrow_wanted}
 
-    def _records(self):
-        from connectomix.cache import DiskRecords
-
-        cache = self.result_cache
-        if cache is None or not getattr(cache, "usable", False) or self.identity_ttl <= 0:
-            return None
-        return DiskRecords(cache, {"backend": self.name, **self.identity_scope()})
-
     def _connect(self, *, live: bool = False) -> dict[str, Any]:
         """The dataset's name as the server spells it, whether it has the Arrow endpoint, its ``:Meta``.
 
@@ -559,7 +551,7 @@ class NeuprintBackend(Backend):
         with self._connect_lock:
             if self._connection is not None and (self._live or not live):
                 return self._connection
-            records = self._records()
+            records = self.records()
             if not live and records is not None:
                 found = records.get("connection", self.identity_ttl)
                 if found is not None and isinstance(found[0], dict) and set(found[0]) == {"name", "arrow", "meta",
@@ -820,7 +812,7 @@ class NeuprintBackend(Backend):
         stamps = _stamps(entry)
         if not any(stamps.values()):
             return None
-        connection, records = self._connection, self._records()
+        connection, records = self._connection, self.records()
         if connection is not None and records is not None and connection.get("stamps") == stamps:
             # the data is as it was when the metadata was asked: the record of it is good for identity_ttl more
             records.put("connection", connection)
