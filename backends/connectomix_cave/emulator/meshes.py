@@ -26,6 +26,20 @@ What a CAVE datastack publishes for meshes, and what of it the emulator serves:
   "multires-sharded"``: two levels, vertices quantised to 16 bits of each mesh's extent) and answered
   by byte range as a bucket. Other datastacks get no
   flat layer (connecto 0.3.0 ``backends/cave/meshes.py``: BANC, FANC and MICrONS have none).
+* **The sharded Draco layout** (emulator option ``MeshService.layout = "sharded-draco"``; the
+  default ``"legacy"`` keeps exact vertices): what cloud-volume 12.15.2's ``GrapheneShardedMeshSource``
+  reads (``cloudvolume/datasource/graphene/mesh/sharded.py``): the mesh ``info`` has a ``"sharding"``
+  specification per chunkedgraph layer (``GrapheneShardedMeshSource.__init__``), the chunkedgraph info a
+  ``mesh_metadata`` (``uniform_draco_grid_size``, ``max_meshed_layer``, ``unsharded_mesh_dir``;
+  ``graphene/metadata.py``), and the manifest, asked with ``return_seg_ids=1`` (``unsharded.py``
+  ``fetch_manifest_remote``), answers ``{"fragments": ["~{layer}/{chunk}-{shard}.shard:{offset}:{size}"],
+  "seg_ids": [...]}`` (``parse_manifest_filenames``); the fragments are Draco meshes (vertices in nm,
+  :data:`DRACO_QUANTIZATION_BITS` bits over each mesh's largest extent) inside shard files written with
+  cloud-volume's ``synthesize_shard_files``, under ``<mesh>/initial/{layer}/``, answered by byte range.
+  Every release mesh is an "initial" fragment (no "dynamic" ones). ``uniform_draco_grid_size`` is 0:
+  the Draco grid is per mesh, not chunk-aligned, so cloud-volume's chunk-boundary de-duplication
+  merges nothing (it still re-orders vertices: compare triangles, not indices). Whether FlyWire's and
+  MICrONS' buckets use these shard parameters: unverified.
 
 Which roots have a mesh: a root whose supervoxels are exactly those of one or more whole release
 bodies with a mesh (version 1: every body with a mesh; after a SYNTHETIC merge: the merged bodies'
@@ -61,6 +75,14 @@ GRAPHENE_MESH_DIR = "graphene_meshes"
 _FLAT_PREFIX = "flywire_v141_m"
 #: ``<data_dir>/graphene_meshes/info``: legacy fragments, unsharded (cloud-volume GrapheneMeshSource).
 _MESH_INFO = {"@type": "neuroglancer_legacy_mesh"}
+#: Mesh layouts of the graphene source (``MeshService.layout``).
+MESH_LAYOUTS = ("legacy", "sharded-draco")
+#: Draco position quantisation of the sharded layout: a vertex is read back within
+#: ``0.5 * extent / (2 ** bits - 1)`` nm per axis of where it was (extent: the mesh's largest side), plus
+#: float32 rounding.
+DRACO_QUANTIZATION_BITS = 20
+#: The chunkedgraph layer whose "initial" shard folder holds the fragments (PyChunkedGraph meshes layer 2 up).
+_INITIAL_LAYER = 2
 
 
 def _release_meshes(path: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -111,6 +133,9 @@ class MeshService:
         self._graphene_tree: dict[str, bytes] | None = None
         self._flat_trees: dict[int, dict[str, bytes] | None] = {}
         self._sv_counts: dict[int, int] | None = None
+        #: ``"legacy"`` (exact legacy fragments) or ``"sharded-draco"`` (see the module docstring).
+        self.layout = "legacy"
+        self._shards: tuple[dict[str, bytes], dict[int, str]] | None = None
 
     # --- what is served ------------------------------------------------------------------------------
 
@@ -186,7 +211,57 @@ class MeshService:
 
     def graphene_info(self) -> dict[str, Any]:
         """The members of the chunkedgraph ``info`` that say where meshes are."""
-        return {"data_dir": self.data_dir(), "mesh": GRAPHENE_MESH_DIR, "sharded_mesh": False}
+        if not self._sharded():
+            return {"data_dir": self.data_dir(), "mesh": GRAPHENE_MESH_DIR, "sharded_mesh": False}
+        return {"data_dir": self.data_dir(), "mesh": GRAPHENE_MESH_DIR, "sharded_mesh": True,
+                "mesh_metadata": {"uniform_draco_grid_size": 0, "max_meshed_layer": self.app.n_layers,
+                                  "unsharded_mesh_dir": "dynamic"}}
+
+    def _sharded(self) -> bool:
+        if self.layout not in MESH_LAYOUTS:
+            raise HttpError(500, f"emulator mesh layout {self.layout!r} is not one of {MESH_LAYOUTS}")
+        return self.layout == "sharded-draco"
+
+    def _sharding_spec(self) -> Any:
+        from cloudvolume.datasource.precomputed.sharding import ShardingSpecification
+
+        return ShardingSpecification(type="neuroglancer_uint64_sharded_v1", preshift_bits=0,
+                                     hash="murmurhash3_x86_128", minishard_bits=1, shard_bits=1,
+                                     minishard_index_encoding="gzip", data_encoding="raw")
+
+    def _sharded_tree(self) -> tuple[dict[str, bytes], dict[int, str]]:
+        """``initial/{layer}/0-{n}.shard`` files and each body's manifest entry (``~{layer}/{file}:{off}:{size}``).
+
+        The shards are cloud-volume's ``synthesize_shard_files`` of each body's Draco mesh; a body's offset
+        is where its Draco bytes (stored raw) are in its shard file.
+        """
+        import DracoPy
+        from cloudvolume.datasource.precomputed.sharding import synthesize_shard_files
+
+        meshes = self.meshes
+        with self._lock:
+            if self._shards is not None:
+                return self._shards
+        blobs = {body: DracoPy.encode(np.asarray(v, dtype="float32"), np.asarray(f, dtype="uint32"),
+                                      quantization_bits=DRACO_QUANTIZATION_BITS, preserve_order=True)
+                 for body, (v, f) in meshes.items()}
+        spec = self._sharding_spec()
+        shards = synthesize_shard_files(spec, blobs) if blobs else {}
+        names = {name: f"0-{i}.shard" for i, name in enumerate(sorted(shards))}
+        files, entries = {}, {}
+        for name, data in shards.items():
+            files[f"initial/{_INITIAL_LAYER}/{names[name]}"] = data
+        for body, blob in blobs.items():
+            name = names[f"{spec.compute_shard_location(body).shard_number}.shard"]
+            data = files[f"initial/{_INITIAL_LAYER}/{name}"]
+            offset = data.find(blob)
+            if offset < 0 or data.find(blob, offset + 1) >= 0:
+                raise HttpError(500, f"emulator: the Draco mesh of body {body} is not once in its shard {name}")
+            entries[body] = f"~{_INITIAL_LAYER}/{name}:{offset}:{len(blob)}"
+        with self._lock:
+            if self._shards is None:
+                self._shards = (files, entries)
+            return self._shards
 
     # --- routes ----------------------------------------------------------------------------------------
 
@@ -197,6 +272,7 @@ class MeshService:
         data = "/pcg-data/{tbl}"
         add(get, data + "/{file}", "mesh_data", self.graphene_file, public=True)
         add(get, data + "/{dir}/{file}", "mesh_data", self.graphene_file, public=True)
+        add(get, data + "/{dir}/initial/{layer}/{file}", "mesh_data", self.graphene_shard, public=True)
         add(get, "/" + _FLAT_PREFIX + "{v}/{file}", "flat_segmentation", self.flat_file, public=True)
         add(get, "/" + _FLAT_PREFIX + "{v}/{dir}/{file}", "flat_segmentation", self.flat_file, public=True)
 
@@ -214,6 +290,9 @@ class MeshService:
         root = int(node)
         self.app._known_roots([root])
         bodies = self.bodies_of_root(root) or []
+        if self._sharded():
+            entries = self._sharded_tree()[1]
+            return Response.json({"fragments": [entries[b] for b in bodies], "seg_ids": bodies})
         fragments = [f"{b}:0:0" for b in bodies]
         out: dict[str, Any] = {"fragments": fragments}
         if _true(req.query.get("prepend_seg_ids")):
@@ -232,8 +311,23 @@ class MeshService:
         if req.params["file"] == "info":
             # asked whenever cloud-volume opens the graphene source (fafbseg's id functions do): answered
             # without reading the meshes; unsharded legacy fragments (no "sharding")
-            return Response(body=json.dumps(_MESH_INFO).encode(), content_type="application/json")
+            info = dict(_MESH_INFO)
+            if self._sharded():
+                spec = json.loads(self._sharding_spec().to_json())
+                info["sharding"] = {str(layer): spec for layer in range(self.app.n_layers + 1)}
+                info["mip"] = 0  # the scale cloud-volume's chunk-boundary mask reads (PrecomputedMeshMetadata.mip)
+            return Response(body=json.dumps(info).encode(), content_type="application/json")
+        if self._sharded():
+            return _file({}, req.params["file"], req.path)  # no legacy fragments in the sharded layout
         return _file(self._graphene(), "mesh/" + req.params["file"], req.path)
+
+    def graphene_shard(self, req: Request) -> Response:
+        """``<data_dir>/<mesh>/initial/{layer}/{file}``: a shard of the sharded layout, by byte range."""
+        if (req.params["tbl"] != self.app.pcg_table or req.params["dir"] != GRAPHENE_MESH_DIR
+                or not self._sharded()):
+            return _file({}, req.params["file"], req.path)
+        path = f"initial/{req.params['layer']}/{req.params['file']}"
+        return _file(self._sharded_tree()[0], path, req.path, req.headers.get("Range"))
 
     def flat_file(self, req: Request) -> Response:
         raw = req.params["v"]
