@@ -68,6 +68,9 @@ class CaveEmulator:
         Chunkedgraph table id and aligned volume name reported in the datastack info.
     live_allowed
         False: live queries answer HTTP 403, as on a public datastack (see :func:`.profiles.profile`).
+    mesh_layout
+        The graphene mesh source's layout: ``"legacy"`` (exact legacy fragments, the default) or
+        ``"sharded-draco"`` (FlyWire/MICrONS-style Draco "initial" shards; see :mod:`.meshes`).
 
     Examples
     --------
@@ -84,7 +87,8 @@ class CaveEmulator:
                  forbidden_tokens: Iterable[str] = (), forbidden_datastacks: Iterable[str] = (),
                  row_limit: int = 200_000, latency_ms: float = 0.0, names: TableNames | None = None,
                  options: TableOptions | None = None, pcg_table: str = "connectomix_emulator_v1",
-                 aligned_volume: str = "connectomix_emulator", live_allowed: bool = True):
+                 aligned_volume: str = "connectomix_emulator", live_allowed: bool = True,
+                 mesh_layout: str = "legacy"):
         if not isinstance(row_limit, int) or isinstance(row_limit, bool) or row_limit < 1:
             raise InvalidArgumentError(f"row_limit must be a positive integer, got {row_limit!r}")
         if not isinstance(port, int) or not 0 <= port < 65536:
@@ -103,6 +107,11 @@ class CaveEmulator:
                            pcg_table=pcg_table, aligned_volume=aligned_volume, row_limit=row_limit, auth=auth,
                            faults=self.faults, stats=self.stats)
         self.app.live_allowed = bool(live_allowed)
+        from .meshes import MESH_LAYOUTS
+
+        if mesh_layout not in MESH_LAYOUTS:
+            raise InvalidArgumentError(f"mesh_layout must be one of {MESH_LAYOUTS}, got {mesh_layout!r}")
+        self.app.meshes.layout = mesh_layout
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

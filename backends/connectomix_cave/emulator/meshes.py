@@ -26,8 +26,8 @@ What a CAVE datastack publishes for meshes, and what of it the emulator serves:
   "multires-sharded"``: two levels, vertices quantised to 16 bits of each mesh's extent) and answered
   by byte range as a bucket. Other datastacks get no
   flat layer (connecto 0.3.0 ``backends/cave/meshes.py``: BANC, FANC and MICrONS have none).
-* **The sharded Draco layout** (emulator option ``MeshService.layout = "sharded-draco"``; the
-  default ``"legacy"`` keeps exact vertices): what cloud-volume 12.15.2's ``GrapheneShardedMeshSource``
+* **The sharded Draco layout** (``CaveEmulator(..., mesh_layout="sharded-draco")``, held in
+  ``MeshService.layout``; the default ``"legacy"`` keeps exact vertices): what cloud-volume 12.15.2's ``GrapheneShardedMeshSource``
   reads (``cloudvolume/datasource/graphene/mesh/sharded.py``): the mesh ``info`` has a ``"sharding"``
   specification per chunkedgraph layer (``GrapheneShardedMeshSource.__init__``), the chunkedgraph info a
   ``mesh_metadata`` (``uniform_draco_grid_size``, ``max_meshed_layer``, ``unsharded_mesh_dir``;

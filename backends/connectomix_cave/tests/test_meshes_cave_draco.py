@@ -3,7 +3,7 @@ cloud-volume's ``GrapheneShardedMeshSource`` and by connectomix's CAVE ``get_mes
 
 The emulator serves the embedded sample's five real meshes (navis ``example_neurons(kind="mesh")``, nm)
 as Draco fragments in "initial" shard files behind the byte-offset manifest
-(``MeshService.layout = "sharded-draco"``). Expected values are navis's meshes, never the code under
+(``CaveEmulator(..., mesh_layout="sharded-draco")``). Expected values are navis's meshes, never the code under
 test. Draco quantises positions to ``DRACO_QUANTIZATION_BITS`` bits of each mesh's largest extent, so a
 vertex is read back within ``0.5 * extent / (2 ** bits - 1)`` nm per axis (plus float32 rounding; the
 test allows ``0.5 * step + 1e-6 * |coordinate| + 1e-3`` nm). cloud-volume's sharded reader always passes
@@ -21,6 +21,7 @@ import requests
 from scipy.spatial import cKDTree
 
 import connectomix
+from connectomix import errors
 from connectomix_cave.emulator import CaveEmulator
 from connectomix_cave.emulator.meshes import DRACO_QUANTIZATION_BITS
 from connectomix_release.plugin import SAMPLE_DIR
@@ -41,9 +42,13 @@ def navis_meshes() -> dict[int, tuple[np.ndarray, np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def emu():
-    with CaveEmulator(SAMPLE_DIR, token=TOKEN) as emu:
-        emu.app.meshes.layout = "sharded-draco"
+    with CaveEmulator(SAMPLE_DIR, token=TOKEN, mesh_layout="sharded-draco") as emu:
         yield emu
+
+
+def test_an_unknown_mesh_layout_is_refused():
+    with pytest.raises(errors.InvalidArgumentError, match="sharded-draco"):
+        CaveEmulator(SAMPLE_DIR, token=TOKEN, mesh_layout="sharded")
 
 
 def _assert_same_mesh(vertices, faces, expected_vertices, expected_faces):
