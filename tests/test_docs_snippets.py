@@ -6,6 +6,7 @@ fenced as ```py are for real servers (they need a network and a token) and are
 not run; the docs say so next to each of them.
 """
 
+import os
 import re
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def test_page_snippets_run(page, tmp_path, monkeypatch):
     monkeypatch.delenv("CONNECTOMIX_CONFIG", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     namespace: dict = {"__name__": f"docs_{page.stem}"}
+    environment = dict(os.environ)
     for number, block in enumerate(python_blocks(page.read_text(encoding="utf-8")), 1):
         code = compile(block, f"{page.relative_to(DOCS)} (python block {number})", "exec")
         exec(code, namespace)  # noqa: S102 - the documentation's own examples
+    # a page's examples leave the process's environment as they found it (a REQUESTS_CA_BUNDLE left
+    # naming a stopped emulator's deleted certificate broke every later HTTPS request of the test run)
+    assert dict(os.environ) == environment, sorted(set(os.environ.items()) ^ set(environment.items()))

@@ -259,9 +259,11 @@ def s3(release):
     host, port = server.get_host_and_port()
     options = {"endpoint_url": f"http://{host}:{port}", "key": "testing", "secret": "testing"}
     fs = s3fs.S3FileSystem(**options)
-    fs.mkdir("releases")
-    fs.put(str(release), "releases/rel", recursive=True)
+    # a bucket of this file's own: moto keeps buckets for the whole process, and test_scale.py makes "releases"
+    fs.mkdir("scale-filter")
+    fs.put(str(release), "scale-filter/rel", recursive=True)
     yield options
+    fs.rm("scale-filter", recursive=True)
     server.stop()
 
 
@@ -278,7 +280,7 @@ def test_from_s3_only_the_selected_row_groups_are_fetched(s3, release, truth, mo
 
     monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", counting)
     ids = [1001, 1120, 1300, 90_010]
-    with connectomix.open("release://s3://releases/rel", storage_options=s3) as ds:
+    with connectomix.open("release://s3://scale-filter/rel", storage_options=s3) as ds:
         ds.backend.get_synapses(_query(ids))  # footers read (once per file identity)
         fetched.clear()
         got = ds.backend.get_synapses(_query(ids))

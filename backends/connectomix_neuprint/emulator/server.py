@@ -34,6 +34,7 @@ query strings).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -659,6 +660,30 @@ class NeuprintEmulator:
         """The CA certificate to trust (``REQUESTS_CA_BUNDLE`` or ``verify=``)."""
         self._require_running()
         return self._tls.ca_path
+
+    @contextlib.contextmanager
+    def trusted(self):
+        """Trust this emulator's certificate in this process while the block runs.
+
+        Sets ``$REQUESTS_CA_BUNDLE`` (read by requests, so by neuprint-python, navis and
+        cloud-volume, which has no ``verify`` option of its own) to :attr:`cert_path` and puts the
+        previous value back afterwards -- the certificate is deleted when the emulator stops, and a
+        variable left pointing at it would break every later HTTPS request of the process.
+
+        Examples
+        --------
+        >>> with NeuprintEmulator(SAMPLE_DIR) as emu, emu.trusted():  # doctest: +SKIP
+        ...     meshes = navis.interfaces.neuprint.fetch_mesh_neuron([1734350788], client=client)
+        """
+        saved = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(self.cert_path)
+        try:
+            yield self.cert_path
+        finally:
+            if saved is None:
+                os.environ.pop("REQUESTS_CA_BUNDLE", None)
+            else:
+                os.environ["REQUESTS_CA_BUNDLE"] = saved
 
     @property
     def datasets(self) -> list[str]:
