@@ -35,10 +35,9 @@ emu = emulator_fixture(SAMPLE, scope="module", dataset=DATASET)  # no mesh_forma
 
 @pytest.fixture(scope="module", autouse=True)
 def trust_emulator(emu):
-    patch = pytest.MonkeyPatch()
-    patch.setenv("REQUESTS_CA_BUNDLE", str(emu.cert_path))
-    yield
-    patch.undo()
+    """cloud-volume (inside navis and connectomix) trusts the emulator's CA as requests does: $REQUESTS_CA_BUNDLE."""
+    with emu.trusted():
+        yield
 
 
 @pytest.fixture(scope="module")

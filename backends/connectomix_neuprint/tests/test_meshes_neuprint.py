@@ -52,10 +52,8 @@ emu = emulator_fixture(SAMPLE, scope="module", dataset=DATASET, mesh_format="leg
 @pytest.fixture(scope="module", autouse=True)
 def trust_emulator(emu):
     """cloud-volume (inside navis and connectomix) trusts the emulator's CA as requests does: $REQUESTS_CA_BUNDLE."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("REQUESTS_CA_BUNDLE", str(emu.cert_path))
-    yield
-    patch.undo()
+    with emu.trusted():
+        yield
 
 
 @pytest.fixture(autouse=True)
