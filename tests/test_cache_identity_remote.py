@@ -8,8 +8,6 @@ data it has seen for that long, and so does a new Dataset reading what the cache
 ``DiskRecords``). Unchanged data is served from the cache with no request at all.
 """
 
-import os
-import shutil
 import time
 import warnings
 
@@ -17,6 +15,7 @@ import pandas as pd
 import pytest
 
 import connectomix
+from cache_support import shifted_copy
 
 TOKEN = "cache-identity-token"
 
@@ -24,15 +23,7 @@ TOKEN = "cache-identity-token"
 @pytest.fixture(scope="module")
 def variant_release(toy_release, tmp_path_factory):
     """The toy release with every presynaptic x moved by 8 nm, file times kept (as ``cp -p`` would)."""
-    folder = tmp_path_factory.mktemp("variant") / "toy"
-    shutil.copytree(toy_release, folder)  # copy2: the copies keep the originals' mtimes
-    path = folder / "synapses.parquet"
-    stat = path.stat()
-    syn = pd.read_parquet(path)
-    syn["pre_x"] = syn["pre_x"] + 8.0
-    syn.to_parquet(path, index=False)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    return folder
+    return shifted_copy(toy_release, tmp_path_factory.mktemp("variant") / "toy")
 
 
 def _restart_test(start, open_ds, query, metadata_endpoint, query_endpoints, toy_release, variant_release,

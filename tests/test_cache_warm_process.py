@@ -10,7 +10,6 @@ trade, as for an open Dataset), and after ``identity_ttl`` it must return the ne
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ import time
 
 import pandas as pd
 import pytest
+
+from cache_support import shifted_copy
 
 TOKEN = "warm-process-token"
 
@@ -114,15 +115,7 @@ def test_a_new_process_on_a_warm_cache_sends_nothing(family, toy_release, tmp_pa
 @pytest.fixture(scope="module")
 def variant_release(toy_release, tmp_path_factory):
     """The toy release with every presynaptic x moved by 8 nm, file times kept (as ``cp -p`` would)."""
-    folder = tmp_path_factory.mktemp("variant-process") / "toy"
-    shutil.copytree(toy_release, folder)
-    path = folder / "synapses.parquet"
-    stat = path.stat()
-    syn = pd.read_parquet(path)
-    syn["pre_x"] = syn["pre_x"] + 8.0
-    syn.to_parquet(path, index=False)
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    return folder
+    return shifted_copy(toy_release, tmp_path_factory.mktemp("variant-process") / "toy")
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

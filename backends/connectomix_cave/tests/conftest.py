@@ -58,3 +58,21 @@ def cave_client(emulator_server):
 def v1_rows(cave_client) -> pd.DataFrame:
     """The full synapse table at version 1 (supervoxel columns are the emulator's SYNTHETIC ones)."""
     return cave_client.materialize.query_table("synapses_nt_v1", materialization_version=1, split_positions=True)
+
+
+#: The five DA1 lPNs navis ships as meshes (navis.example_neurons(kind="mesh")), also in the sample.
+FIVE_MESHES = [722817260, 754534424, 754538881, 1734350788, 1734350908]
+
+
+@pytest.fixture(scope="module")
+def navis_meshes() -> dict:
+    """navis's five real meshes in nm (its units are 8 nm voxels), as float32 as the format stores them."""
+    import navis
+    import numpy as np
+
+    out = {}
+    for m in navis.example_neurons(kind="mesh"):
+        assert str(m.units) == "8 nanometer"
+        out[int(m.id)] = ((np.asarray(m.vertices, dtype="float64") * 8).astype("float32"), np.asarray(m.faces))
+    assert sorted(out) == sorted(FIVE_MESHES)
+    return out

@@ -37,17 +37,6 @@ EDITS = {
 
 
 @pytest.fixture(scope="module")
-def navis_meshes() -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """navis's five real meshes in nm (its units are 8 nm voxels), as float32 as the format stores them."""
-    out = {}
-    for m in navis.example_neurons(kind="mesh"):
-        assert str(m.units) == "8 nanometer"
-        out[int(m.id)] = ((np.asarray(m.vertices, dtype="float64") * 8).astype("float32"), np.asarray(m.faces))
-    assert sorted(out) == sorted(FIVE)
-    return out
-
-
-@pytest.fixture(scope="module")
 def release_meshes():
     with connectomix.open("sample", cache=False) as ds:
         return {int(m.id): m for m in ds.get_meshes(FIVE)}

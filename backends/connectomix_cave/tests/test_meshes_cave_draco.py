@@ -14,7 +14,6 @@ must be the original triangles exactly (same number, same set).
 
 from __future__ import annotations
 
-import navis
 import numpy as np
 import pytest
 import requests
@@ -28,16 +27,6 @@ from connectomix_release.plugin import SAMPLE_DIR
 
 FIVE = [722817260, 754534424, 754538881, 1734350788, 1734350908]  # navis.example_neurons(kind="mesh")
 TOKEN = "c0ffee0123456789abcdef"  # hexadecimal: cloud-volume's graphene client refuses other tokens
-
-
-@pytest.fixture(scope="module")
-def navis_meshes() -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for m in navis.example_neurons(kind="mesh"):
-        assert str(m.units) == "8 nanometer"
-        out[int(m.id)] = ((np.asarray(m.vertices, dtype="float64") * 8).astype("float32"), np.asarray(m.faces))
-    assert sorted(out) == sorted(FIVE)
-    return out
 
 
 @pytest.fixture(scope="module")
