@@ -65,10 +65,23 @@ def _peak_mb() -> int:
 
 
 def _digest(df, columns) -> str:
+    """An order-independent digest of the rows: the same rows give the same digest whatever the dtypes.
+
+    Integers are hashed as int64, floats as float64 and anything else as its text, one vectorised row
+    hash per row (the 100 M ``profiles`` answer has tens of millions of rows).
+    """
     import pandas as pd
 
-    rows = df[list(columns)].astype(str).agg("|".join, axis=1)
-    return f"{len(df)}:{int(pd.util.hash_pandas_object(rows, index=False).sum()) % (2**61 - 1)}"
+    def canonical(s):
+        if pd.api.types.is_integer_dtype(s.dtype):
+            return s.astype("int64")
+        if pd.api.types.is_float_dtype(s.dtype):
+            return s.astype("float64")
+        return s.astype(str).astype(object)
+
+    frame = pd.DataFrame({c: canonical(df[c]) for c in columns})
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return f"{len(df)}:{int(hashes.sum(dtype='uint64')) % (2**61 - 1)}"
 
 
 # -- phases (child processes) ---------------------------------------------------------------------------
@@ -92,17 +105,19 @@ def phase_build(args) -> dict:
     return out
 
 
-def _run_op(ds, op: str, ids) -> tuple[float, str, int]:
+def _run_op(ds, op: str, cpu=time.process_time) -> dict:
+    """One whole-dataset operation: wall and CPU seconds (``cpu()``, as in ``_filter``), digest, rows."""
     from connectomix import NeuronCriteria as NC
 
-    t0 = time.perf_counter()
+    c0, t0 = cpu(), time.perf_counter()
     if op == "types":
         df = ds.get_connectivity(NC(), NC(), by="type")
         key = ["pre_type", "post_type", "weight", "n_pre", "n_post", "n_pairs"]
     else:
         df = ds.partner_profiles("input")
         key = ["id", "partner_type", "weight", "n_partners"]
-    return time.perf_counter() - t0, _digest(df, key), len(df)
+    seconds, cpu_s = round(time.perf_counter() - t0, 3), round(cpu() - c0, 3)
+    return {"s": seconds, "cpu_s": cpu_s, "digest": _digest(df, key), "rows": len(df)}
 
 
 def _group_rows(rel: Path) -> int:
@@ -142,8 +157,7 @@ def phase_duckdb(args) -> dict:
         if args.op == "filter":
             out = _filter(ds, release_filter._query_ids(args.ids))
         else:
-            seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
-            out = {"s": round(seconds, 3), "digest": digest, "rows": n}
+            out = _run_op(ds, args.op)
     return {**out, "open_s": round(opened, 3), "read_mb": round((_rchar() - before) / 1e6),
             "peak_mb": {"client": _peak_mb()}, "row_group_rows": _group_rows(rel)}
 
@@ -162,12 +176,11 @@ def phase_dask(args) -> dict:
         t0 = time.perf_counter()
         with connectomix.open(f"release://{rel}", cache=False, engine="dask", scheduler=client) as ds:
             opened = time.perf_counter() - t0
+            cpu = lambda: time.process_time() + sum(client.run(time.process_time).values())  # noqa: E731
             if args.op == "filter":
-                out = _filter(ds, release_filter._query_ids(args.ids),
-                              cpu=lambda: time.process_time() + sum(client.run(time.process_time).values()))
+                out = _filter(ds, release_filter._query_ids(args.ids), cpu=cpu)
             else:
-                seconds, digest, n = _run_op(ds, args.op, release_filter._query_ids(args.ids))
-                out = {"s": round(seconds, 3), "digest": digest, "rows": n}
+                out = _run_op(ds, args.op, cpu=cpu)
         end, peaks = client.run(_rchar), client.run(_peak_mb)
     read = sum(end[w] - start[w] for w in end) + _rchar() - before
     return {**out, "open_s": round(opened, 3), "read_mb": round(read / 1e6), "row_group_rows": _group_rows(rel),
@@ -322,7 +335,8 @@ def report(results: dict, args) -> None:
             same = duck["digest"] == dask["digest"]
             for name, res in (("duckdb", duck), ("dask", dask)):
                 again = (f" (again {res['again_s']:.2f}; CPU {res['cpu_s']:.2f} / {res['again_cpu_s']:.2f})"
-                         if res.get("again_s") is not None else "")
+                         if res.get("again_s") is not None else
+                         f" (CPU {res['cpu_s']:.2f})" if res.get("cpu_s") is not None else "")
                 print(f"| {rows / 1e6:.0f} M | {op}{_groups(res)} | {name} | {res['s']:.2f}{again} | "
                       f"{res.get('open_s', '-')} | {_peaks(res)} | {res['read_mb']:,} | {res['rows']:,} | "
                       f"{'yes' if same else 'NO'} | {_load(res)} |")
