@@ -22,12 +22,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from connectomix import schema
 from connectomix.backend import ConnectivityQuery, SynapseQuery
 from connectomix.criteria import COUNT_FIELDS, STRING_FIELDS, NeuronCriteria
 from connectomix.errors import DataFormatError, InvalidArgumentError, InvalidRegexError, InvalidURIError
 
+from .reads import open_checked
 from .rowgroups import read_on_cluster
 from .writer import POST_COPY
 
@@ -308,11 +311,20 @@ class DaskEngine:
         nearly every query needs it (criteria, partner labels, neuron sides), so
         it is read once and kept while its file, and that of connections, are
         unchanged (their fingerprints: ``stat``, or ETag/size/mtime remotely).
+        It is read by this process (with pyarrow, as this process reads the
+        synapse files' footers): through Dask it made the first query import
+        ``dask.dataframe`` here and on a worker (~0.75 CPU s each) for a table
+        that one read gives.
         """
         key = self._loc.fingerprints(["neurons.parquet", "connections.parquet"])
         if self._neuron_memo is not None and self._neuron_memo[0] == key:
             return self._neuron_memo[1]
-        neurons = self._compute(self._read("neurons.parquet"))
+        url = self._loc.url("neurons.parquet")
+        try:
+            with open_checked(self._loc.fs, url, key["neurons.parquet"]) as source:
+                neurons = pq.read_table(source).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise DataFormatError(f"cannot read {url!r}: {type(exc).__name__}: {exc}") from None
         if not {"upstream", "downstream"} <= set(neurons.columns):
             c = self._read("connections.parquet", columns=["pre", "post", "weight"])
             up, down = self._compute([c.groupby("post")["weight"].sum(), c.groupby("pre")["weight"].sum()])

@@ -6,8 +6,10 @@ in releases written before; FORMAT.md, "Layout for scale"). Each row group's
 footer statistics give the smallest and largest id it holds, so the row groups that can hold any of a
 set of ids are found from the footer alone (a binary search per row group),
 and only those are read: about one row group per id, whatever the size of
-the table. The same holds on object storage: the footer, then one byte range
-per run of adjacent selected row groups, nothing else.
+the table. The same holds on object storage: the footer, then the byte ranges
+of the selected row groups' column chunks, nothing else, fetched
+concurrently (:mod:`connectomix_release.reads` reads the selected groups, here
+and on Dask workers).
 
 The parsed footer and its per-row-group ``[min, max]`` index are kept in
 memory per file, keyed by the file's identity (``stat`` values locally, ETag /
@@ -32,23 +34,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from connectomix.errors import DataFormatError
 
+from .reads import GROUPS_PER_READ, open_checked, read_groups, read_task
 from .storage import Location
 
-__all__ = ["RowGroupIndex", "RowGroupReader", "read_groups"]
-
-#: Row groups decoded at a time: bounds the memory of a filter on many ids (8,192-row groups: ~25 MB).
-GROUPS_PER_READ = 32
+__all__ = ["RowGroupIndex", "RowGroupReader", "read_on_cluster"]
 
 
 @dataclass(frozen=True)
@@ -143,9 +142,12 @@ class RowGroupReader:
                 self._memo.popitem(last=False)
         return metadata, key
 
-    def index(self, name: str, column: str) -> RowGroupIndex:
-        """The ``[min, max]`` of ``column`` per row group of ``name`` (from the memo when unchanged)."""
-        metadata, key = self.metadata(name)
+    def index(self, name: str, column: str, at: tuple[pq.FileMetaData, tuple] | None = None) -> RowGroupIndex:
+        """The ``[min, max]`` of ``column`` per row group of ``name`` (from the memo when unchanged).
+
+        ``at``: the ``(metadata, identity)`` :meth:`metadata` just returned (spares listing the files again).
+        """
+        metadata, key = at or self.metadata(name)
         with self._lock:
             indexes = self._memo[key][1] if key in self._memo else {}
             if column not in indexes:
@@ -158,11 +160,9 @@ class RowGroupReader:
 
     # -- rows -----------------------------------------------------------------------------------------
 
-    def _open(self, name: str) -> Any:
-        if self._loc.fs is None:
-            return open(self._loc.url(name), "rb")
-        # no read-ahead: pyarrow asks for exactly the byte ranges of the selected column chunks
-        return self._loc.fs.open(self._loc.url(name), "rb", cache_type="none")
+    def _open(self, name: str, identity: tuple | None = None) -> Any:
+        """``name`` opened for reading, refused if it is no longer the file of ``identity`` (see open_checked)."""
+        return open_checked(self._loc.fs, self._loc.url(name), identity)
 
     def read(self, name: str, column: str, ids: Iterable[int] | np.ndarray,
              columns: list[str] | None = None) -> pa.Table:
@@ -173,74 +173,38 @@ class RowGroupReader:
         stays bounded for any number of ids).
         """
         ids = np.unique(np.asarray(ids, dtype="int64"))
-        metadata, _ = self.metadata(name)
-        groups = self.select(name, column, ids)
-        with self._open(name) as source:
+        metadata, key = self.metadata(name)
+        groups = self.index(name, column, (metadata, key)).select(ids)
+        with self._open(name, key[1]) as source:
             try:
-                parts = list(read_groups(source, metadata, groups, column, ids, columns))
+                parts = list(read_groups(source, metadata, groups, column, ids, columns, url=self._loc.url(name)))
             except (OSError, pa.ArrowException) as exc:
                 raise DataFormatError(f"cannot read {self._loc.url(name)!r}: {exc}") from None
         return pa.concat_tables(parts)
 
 
-def read_groups(source: Any, metadata: pq.FileMetaData, groups: np.ndarray, column: str, ids: np.ndarray,
-                columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Tables of the rows of ``groups`` whose ``column`` is in ``ids`` (at least one table, maybe empty).
-
-    ``source`` is an open binary file (local or fsspec); ``metadata`` its
-    parsed footer. Used by :class:`RowGroupReader` and by the Dask engine's
-    workers.
-    """
-    parquet = pq.ParquetFile(source, metadata=metadata, pre_buffer=True)
-    wanted = pa.array(ids, type=pa.int64())
-    yield parquet.schema_arrow.empty_table() if columns is None else parquet.schema_arrow.empty_table().select(columns)
-    for start in range(0, len(groups), GROUPS_PER_READ):
-        chunk = [int(g) for g in groups[start:start + GROUPS_PER_READ]]
-        table = parquet.read_row_groups(chunk, columns=columns, use_threads=True)
-        yield table.filter(pc.is_in(table[column], value_set=wanted))
-
-
 # -- on a Dask cluster: the client selects the row groups, the workers read them ------------------------------
-
-#: parsed footers on a Dask worker, by (file, identity): a worker reads each file's footer once
-_WORKER_FOOTERS: OrderedDict[tuple, pq.FileMetaData] = OrderedDict()
-_WORKER_LOCK = threading.Lock()
-
-
-def _read_task(location: Location, name: str, identity: tuple, groups: np.ndarray, column: str,
-               ids: np.ndarray) -> pa.Table:
-    """(On a worker) the rows of ``groups`` of ``name`` whose ``column`` is in ``ids``."""
-    reader = RowGroupReader(location)
-    key = (location.url(name), identity)
-    with reader._open(name) as source:
-        with _WORKER_LOCK:
-            metadata = _WORKER_FOOTERS.get(key)
-        if metadata is None:
-            metadata = pq.read_metadata(source)
-            with _WORKER_LOCK:
-                _WORKER_FOOTERS[key] = metadata
-                while len(_WORKER_FOOTERS) > 8:
-                    _WORKER_FOOTERS.popitem(last=False)
-        return pa.concat_tables(read_groups(source, metadata, groups, column, ids))
-
 
 def read_on_cluster(client: Any, reader: RowGroupReader, sides: list[tuple[str, str]],
                     ids: Iterable[int] | np.ndarray) -> list[pa.Table]:
     """For each ``(file, column)`` of ``sides``, its rows whose ``column`` is in ``ids``, read by Dask workers.
 
     This process selects the row groups from the footer it keeps
-    (:class:`RowGroupReader`); each worker task reads :data:`GROUPS_PER_READ`
-    of them (footer parsed once per worker and file identity) and returns only
-    the matching rows. Every side's tasks run at once.
+    (:class:`RowGroupReader`); each worker task
+    (:func:`~connectomix_release.reads.read_task`) reads
+    :data:`~connectomix_release.reads.GROUPS_PER_READ` of them (footer parsed
+    once per worker and file identity; a file changed since is refused) and
+    returns only the matching rows. Every side's tasks run at once.
     """
     ids = np.unique(np.asarray(ids, dtype="int64"))
     futures = []
     for name, column in sides:
-        _, (_, identity) = reader.metadata(name)
-        groups = reader.select(name, column, ids)
+        metadata, key = reader.metadata(name)
+        groups = reader.index(name, column, (metadata, key)).select(ids)
         chunks = [groups[i:i + GROUPS_PER_READ] for i in range(0, len(groups), GROUPS_PER_READ)] or [groups]
-        futures.append([client.submit(_read_task, reader._loc, name, identity, chunk, column, ids, pure=False)
-                        for chunk in chunks])
+        # (read_task is in reads.py, which the workers import without connectomix)
+        futures.append([client.submit(read_task, reader._loc.fs, reader._loc.url(name), key[1], chunk, column, ids,
+                                      pure=False) for chunk in chunks])
     try:
         return [pa.concat_tables(client.gather(side)) for side in futures]
     except (OSError, pa.ArrowException) as exc:

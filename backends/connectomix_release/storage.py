@@ -18,6 +18,7 @@ from typing import Any
 
 from connectomix.errors import DataFormatError, InvalidArgumentError, InvalidURIError
 
+from .reads import http_filesystem
 from .writer import quote_path, quote_str
 
 __all__ = ["Location", "is_url"]
@@ -69,7 +70,9 @@ class Location:
             # ~50 MB per read (measured: 3.9 GB for a 1.6 GB release); 1 MiB blocks fetch what is read
             fs_options.setdefault("default_block_size", 2**20)
         try:
-            self.fs = fsspec.filesystem(protocol, **fs_options)
+            # (http(s): fsspec's, with the modified() DuckDB asks for)
+            self.fs = http_filesystem(fs_options) if protocol in ("http", "https") else fsspec.filesystem(
+                protocol, **fs_options)
         except (ImportError, ValueError) as exc:
             raise InvalidURIError(
                 f"cannot read {protocol}:// URLs: {exc}. Install the fsspec implementation of that store "
@@ -166,10 +169,12 @@ class Location:
         out: dict[str, Any] = {}
         for name in names:
             info = listing.get(name)
+            if info is not None and info.get("type") == "file" and info.get("size") is None:
+                info = self._info(name)  # (an HTTP index lists names only: HEAD gives size, ETag, Last-Modified)
             if info is None or info.get("type") != "file":
                 out[name] = None
                 continue
-            mtime = info.get("LastModified") or info.get("mtime") or info.get("updated")
+            mtime = info.get("LastModified") or info.get("mtime") or info.get("updated") or info.get("Last-Modified")
             out[name] = [info.get("size"), str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or ""),
                          str(mtime or "")]
         return out
