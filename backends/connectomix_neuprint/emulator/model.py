@@ -331,15 +331,17 @@ def build_model(release: str | os.PathLike, *, name: str | None = None,
     voxel_size
         nm per voxel; default ``manifest.voxel_size_nm``, else 1 nm.
     post_high_accuracy_threshold, pre_hp_threshold, post_hp_threshold
-        ``:Meta`` confidence thresholds. neuprint-python filters synapses by
-        ``confidence > postHighAccuracyThreshold`` by default, on both sites
-        (neuprint-python 0.6.4 ``neuprint/queries/synapsecriteria.py:67-68,
-        97-98``), which "include the same synapses that were counted in each
-        neuron-neuron weight" (same file, lines 34-38). So with a threshold
-        given here and above 0, the ``weight`` (and ``roiInfo``,
-        ``upstream``, ``downstream``) of a pair with synapses in the release
-        counts the connections whose presynaptic *and* postsynaptic
-        confidences are above it. ``None`` (default) publishes the
+        ``:Meta`` confidence thresholds. With a threshold given here and
+        above 0, the ``weight`` (and ``roiInfo``, ``upstream``,
+        ``downstream``) of a pair with synapses in the release counts the
+        connections whose postsynaptic confidence is at least the threshold,
+        T-bars unfiltered, as FlyEM's neuPrint builder counts it
+        (janelia-flyem/flyem-snapshot ``outputs/neuprint/segment.py``; see
+        :func:`_thresholded_connections`). neuprint-python's default filter,
+        ``confidence > postHighAccuracyThreshold`` on both sites
+        (``neuprint/queries/synapsecriteria.py``), whose docstring says it
+        keeps "the same synapses that were counted in each neuron-neuron
+        weight", can keep fewer. ``None`` (default) publishes the
         manifest's recommended score (``manifest.score.recommended``, a
         ``>=`` value, as the largest float below it, so that ``> t`` keeps
         the same synapses), else 0.0, and keeps the release's weights as
@@ -531,18 +533,17 @@ def _published_threshold(manifest: Mapping[str, Any]) -> float:
 
 
 def _thresholded_connections(connections: pd.DataFrame, synapses: pd.DataFrame, t: float) -> pd.DataFrame:
-    """Connection rows of the pairs with synapses recounted from the synapses passing ``t`` on both sites.
+    """Connection rows of the pairs with synapses recounted as FlyEM's neuPrint builder counts ``weight``.
 
-    The presynaptic confidence of a row is that of its T-bar (the largest of the rows sharing the
-    presynaptic body and position, as :func:`_synapse_tables` merges them); rows with a missing
-    confidence do not pass (``null > t`` is not true in Cypher). Pairs without synapses keep their rows.
+    A connection counts when its postsynaptic confidence is ``>= t``; the T-bar is not filtered at ``t``
+    (janelia-flyem/flyem-snapshot ``flyem_snapshot/outputs/neuprint/segment.py:96-98, 638-672`` at
+    b7c8db8; the catalogue's ``connectivity.weight_rule``). neuprint-python's default synapse filter,
+    ``confidence > t`` on both sites, can therefore keep fewer synapses than ``weight`` counts. Rows
+    with a missing postsynaptic confidence do not count. Pairs without synapses keep their rows.
     """
     score = synapses["score"].astype("float64")
-    pre_score = synapses["pre_score"].astype("float64") if "pre_score" in synapses else score
     post_score = synapses["post_score"].astype("float64") if "post_score" in synapses else score
-    tbar = pre_score.groupby([synapses["pre"], synapses["pre_x"], synapses["pre_y"], synapses["pre_z"]]
-                             ).transform("max")
-    passing = synapses[(tbar > t).to_numpy() & (post_score > t).to_numpy()]
+    passing = synapses[(post_score >= t).to_numpy()]
     recount = (passing.assign(roi=passing["roi"].fillna("NotPrimary"))
                .groupby(["pre", "post", "roi"]).size().rename("weight").reset_index())
     pairs = pd.MultiIndex.from_frame(synapses[["pre", "post"]].drop_duplicates())
