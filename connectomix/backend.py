@@ -157,6 +157,11 @@ class ConnectivityQuery:
     ``sources_neurons_only``/``targets_neurons_only`` (only for backends with
     :attr:`Capability.NEURON_SIDES`, and only with that side ``None``) restrict
     the side to neurons (neuPrint ``:Neuron``) inside the backend's query.
+    ``check_ids`` (only for backends with :attr:`Backend.checks_connectivity_ids`, and only with one
+    side given as ids, the other ``None``): the core has not checked that those ids exist; the
+    backend checks them with the query's own requests and raises
+    :class:`~connectomix.errors.IdsNotFoundError` naming (``.ids``) every one the dataset does not
+    have (as any segment), never returning a table for them.
     """
 
     sources: np.ndarray | None
@@ -171,6 +176,7 @@ class ConnectivityQuery:
     progress: bool = False
     sources_neurons_only: bool = False
     targets_neurons_only: bool = False
+    check_ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,9 @@ class Backend:
     #: files, neuPrint properties) leave this ``False``: they are called without ``counts`` and always
     #: return them, so ``counts=False`` skips nothing there.
     optional_counts: ClassVar[bool] = False
+    #: Whether :meth:`get_connectivity` checks the ids of a one-sided query in its own requests
+    #: (``ConnectivityQuery.check_ids``), so the core sends no id check before it (one round trip less).
+    checks_connectivity_ids: ClassVar[bool] = False
     #: ``(place, cache getter)`` of the Dataset using this backend (:meth:`bind_result_cache`).
     _result_cache_binding: tuple[str | None, Callable[[], Any]] | None = None
 

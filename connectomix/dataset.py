@@ -530,8 +530,13 @@ class Dataset:
         # (only opposite a given side: with the other side None the backend would get no ids at all)
         src_neurons = pushdown and _all_neurons(sources) and targets is not None and not _all_neurons(targets)
         tgt_neurons = pushdown and _all_neurons(targets) and sources is not None and not src_neurons
-        src = None if src_neurons else self._resolve_ids(sources, "sources", materialization)
-        tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization)
+        # a backend that checks ids with its own query gets the one side given unchecked (no round trip first)
+        defer = None
+        if self._backend.checks_connectivity_ids:
+            defer = ("sources" if targets is None or tgt_neurons else
+                     "targets" if sources is None or src_neurons else None)
+        src = None if src_neurons else self._resolve_ids(sources, "sources", materialization, check=defer != "sources")
+        tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization, check=defer != "targets")
         gaps.warn_partial_synapses(self, _concat(src, tgt))  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
         arguments = (src, tgt, by_roi, roi_list, min_weight, include_autapses, src_neurons, tgt_neurons,
@@ -547,10 +552,18 @@ class Dataset:
                 sources=src, targets=tgt, by_roi=by_roi, rois=roi_list, min_weight=min_weight,
                 include_autapses=include_autapses, materialization=version, batch_size=batch_size,
                 max_workers=self.max_workers, progress=progress,
-                sources_neurons_only=src_neurons, targets_neurons_only=tgt_neurons,
+                sources_neurons_only=src_neurons, targets_neurons_only=tgt_neurons, check_ids=defer is not None,
             )
-            df = table.validate(self._cached("get_connectivity", version, query,
-                                             lambda: self._backend.get_connectivity(query)))
+
+            def compute() -> pd.DataFrame:
+                try:
+                    return self._backend.get_connectivity(query)
+                except IdsNotFoundError as exc:  # the backend's check of the deferred side: the core's message
+                    if defer is not None and type(exc) is IdsNotFoundError and exc.ids:
+                        self._raise_missing(np.asarray(exc.ids, dtype="int64"), defer, version, checked=True)
+                    raise
+
+            df = table.validate(self._cached("get_connectivity", version, query, compute))
         df = _filter_connectivity(df, src, tgt, roi_list, min_weight, include_autapses)
         if not by_roi and "roi" in df.columns:
             df = df.groupby(["pre", "post"], as_index=False, sort=False)["weight"].sum()
@@ -1011,18 +1024,20 @@ class Dataset:
         keyed = parse_keys(items, labels=sorted({self.name, self._info.name}))
         return np.concatenate(list(keyed.values()))
 
-    def _resolve_ids(self, x: Any, what: str, materialization: Any) -> np.ndarray | None:
+    def _resolve_ids(self, x: Any, what: str, materialization: Any, *, check: bool = True) -> np.ndarray | None:
         """Ids for one side of a query; criteria are resolved through fetch_neurons.
 
         Given ids are checked to exist (:meth:`_raise_missing`; the outcome is
-        remembered, so a repeated query asks nothing).
+        remembered, so a repeated query asks nothing), unless ``check`` is false
+        (the backend checks them in its own query: ``ConnectivityQuery.check_ids``).
         """
         if x is None:
             return None
         crit = to_criteria(self._unkey(x)) if not isinstance(x, NeuronCriteria) else x
         if crit is not x or crit.is_ids_only:  # plain ids give ids-only criteria (no second parse to tell)
             ids = np.asarray(crit.ids, dtype="int64")
-            self._raise_missing(ids, what, materialization)
+            if check:
+                self._raise_missing(ids, what, materialization)
             return ids
         neurons, _ = self.fetch_neurons(crit, omit_rois=True, materialization=materialization)
         return neurons["id"].to_numpy(dtype="int64")

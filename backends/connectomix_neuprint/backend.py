@@ -61,6 +61,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -290,6 +291,36 @@ class SizeMemo:
         return out
 
 
+class RoiInfoMemo:
+    """``bodyId, pre, post, roiInfo`` of the last neuron answer, for :meth:`NeuprintBackend.fetch_roi_counts`.
+
+    A neuron lookup's per-ROI counts are asked by the core right after the lookup, and they came in
+    its answer (the neuron query returns ``roiInfo``, ``pre``, ``post``): asking them again would cost a
+    round trip, and could see other data than the lookup. The rows are used only for ids they all
+    hold and within ``ttl`` seconds of the answer (the backend's ``identity_ttl``, which is how long
+    an open Dataset trusts the dataset's stamps; 0: never), and replaced by every new neuron answer.
+    Thread-safe (one tuple replaced whole).
+    """
+
+    def __init__(self):
+        self._last: tuple[float, np.ndarray, pd.DataFrame] | None = None
+
+    def keep(self, df: pd.DataFrame) -> None:
+        rows = df[["bodyId", "pre", "post", "roiInfo"]].reset_index(drop=True)
+        self._last = (time.monotonic(), np.unique(rows["bodyId"].to_numpy(dtype="int64")), rows)
+
+    def get(self, ids: np.ndarray, ttl: float) -> pd.DataFrame | None:
+        """The rows of ``ids`` (in the answer's order), or None if the last answer is older or lacks one."""
+        last = self._last
+        if last is None or ttl <= 0 or time.monotonic() - last[0] > ttl:
+            return None
+        ids = np.asarray(ids, dtype="int64")
+        if not np.isin(ids, last[1]).all():
+            return None
+        rows = last[2]
+        return rows[rows["bodyId"].isin(ids).to_numpy()].reset_index(drop=True)
+
+
 def _retry_policy(value: Any, timeout: float) -> RetryPolicy:
     """A :class:`RetryPolicy` from ``value`` (a policy, a mapping of its fields, or None) and the request timeout."""
     if value is None:
@@ -478,6 +509,7 @@ class NeuprintBackend(Backend):
         self.batch_size = batch_size
         self.identity_ttl = check_identity_ttl(identity_ttl)
         self._sizes = SizeMemo()
+        self._roi_rows = RoiInfoMemo()
         self._timeout = float(timeout)
         self._mesh_source = str(mesh_source) if mesh_source else None  # None: found on first get_meshes
         self._mesh_lod = morphology.check_lod(mesh_lod)
@@ -895,9 +927,6 @@ class NeuprintBackend(Backend):
                     f"({field}= cannot be applied); its neuron columns are {sorted(available)}")
 
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None) -> pd.DataFrame:
-        if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
-            parts = [self.fetch_neurons(criteria.with_ids(b)) for b in batched(np.asarray(criteria.ids), DEFAULT_BATCH["ids"])]
-            return pd.concat(parts, ignore_index=True)
         mapping, side_from_instance, extras = self.neuron_columns()
         available = {"type", "instance", "status", *mapping} | ({"side"} if side_from_instance else set())
         self._check_criteria_columns(criteria, available)
@@ -906,9 +935,19 @@ class NeuprintBackend(Backend):
             values = getattr(criteria, "class_" if column == "class" else column, None)
             if values and column in mapping:
                 native[column] = [form for v in values for form in _spellings(table, v.lower())]
-        df = self.run(cypher.neurons_query(criteria, properties=mapping, native=native, extras=extras))
+
+        def fetch(c: NeuronCriteria) -> pd.DataFrame:
+            return self.run(cypher.neurons_query(c, properties=mapping, native=native, extras=extras))
+
+        if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
+            parts = map_batches(fetch, [criteria.with_ids(b) for b in batched(np.asarray(criteria.ids),
+                                                                               DEFAULT_BATCH["ids"])], max_workers=4)
+            df = pd.concat(parts, ignore_index=True)
+        else:
+            df = fetch(criteria)
         self._sizes.remember(df["bodyId"].to_numpy(dtype="int64"),  # to plan later queries of these neurons
                              {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype="float64") for c in _SIZES})
+        self._roi_rows.keep(df)  # the per-ROI counts of these neurons came in the same answer (fetch_roi_counts)
         if criteria.input_rois or criteria.output_rois:
             info = df["roiInfo"].map(lambda s: json.loads(s) if isinstance(s, str) else {})
             keep = np.ones(len(df), dtype=bool)
@@ -949,6 +988,14 @@ class NeuprintBackend(Backend):
                 out = out[_matches(out[column], values, criteria.regex)]
         return out.reset_index(drop=True)
 
+    def _raise_missing(self, ids: np.ndarray, found: np.ndarray) -> None:
+        """Raise :class:`IdsNotFoundError` naming the ``ids`` not among ``found`` (the segments that exist)."""
+        missing = np.setdiff1d(ids, found)
+        if len(missing):
+            shown = ", ".join(str(i) for i in missing[:10].tolist()) + (" ..." if len(missing) > 10 else "")
+            raise IdsNotFoundError(f"{len(missing)} id(s) are no segment of neuPrint dataset "
+                                   f"{self._dataset_name!r}: {shown}", ids=missing.tolist())
+
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
         """Ids that are no segment of the dataset; the others' synapse counts are kept to plan batches."""
         found = self._fetch_sizes(ids)
@@ -986,9 +1033,13 @@ class NeuprintBackend(Backend):
         return plan_batches(ids, np.where(np.isnan(rows), budget / default, rows), budget, DEFAULT_BATCH["ids"])
 
     def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
-        parts = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
-                             max_workers=4)
-        df = pd.concat(parts, ignore_index=True)
+        """Per-ROI counts from the ``roiInfo`` of ``ids``: from the neuron answer they came in (see
+        :class:`RoiInfoMemo`), else one :func:`~.cypher.roi_info_query` per 10,000 ids."""
+        df = self._roi_rows.get(ids, self.identity_ttl)
+        if df is None:
+            parts = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
+                                max_workers=4)
+            df = pd.concat(parts, ignore_index=True)
         counts = split_roi_info(df["roiInfo"], {"pre": ("pre", df["pre"]), "post": ("post", df["post"])},
                                 set(self.info().primary_rois))
         out = counts.pop("row")
@@ -996,27 +1047,58 @@ class NeuprintBackend(Backend):
 
     # -- connectivity --------------------------------------------------------------------------
 
+    #: get_connectivity checks the ids of a one-sided query itself (``ConnectivityQuery.check_ids``).
+    checks_connectivity_ids = True
+
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
+        """Edges of ``query``, in batches planned from the ids' connection counts (:meth:`_batches`).
+
+        With ``query.check_ids`` (one side given, its ids not checked by the core) the ids are checked
+        without a request of their own: by the count query the plan needs anyway (more ids than one
+        default batch, counts not known), else by the edge queries themselves (each id of the side
+        gives a row, :func:`~.cypher.connections_query` ``check``). Missing ids raise
+        :class:`IdsNotFoundError` naming them, before any edge is returned.
+        """
         per_roi = query.by_roi or query.rois is not None
         fixed = query.batch_size or self.batch_size
         src, tgt = query.sources, query.targets
         batch_sources = tgt is None or (src is not None and len(src) <= len(tgt))
+        side = src if batch_sources else tgt
+        count = "downstream" if batch_sources else "upstream"
+        check = bool(getattr(query, "check_ids", False))
+        if check and src is not None and tgt is not None:
+            raise ValueError("check_ids is for a query with one side given as ids")
+        if check and not fixed and len(side) > DEFAULT_BATCH["connectivity"] \
+                and np.isnan(self._sizes.get(side, count)).any():
+            # the batches are planned from counts asked of the server anyway: that answer checks the ids
+            self._raise_missing(side, self._fetch_sizes(side)["bodyId"].to_numpy(dtype="int64"))
+            check = False
+        checked = ("sources" if batch_sources else "targets") if check else None
 
-        def fetch(batch: np.ndarray) -> pd.DataFrame:
+        def fetch(batch: np.ndarray) -> tuple[np.ndarray | None, pd.DataFrame]:
             text = cypher.connections_query(
                 batch if batch_sources else src, tgt if batch_sources else batch,
                 min_weight=1 if per_roi else query.min_weight,
                 include_autapses=query.include_autapses, with_roi_info=per_roi,
                 sources_label="Neuron" if query.sources_neurons_only else "Segment",
                 targets_label="Neuron" if query.targets_neurons_only else "Segment",
+                check=checked,
             )
-            return self.run(text)
+            df = self.run(text)
+            if checked is None:
+                return None, df
+            # each id of the batch that exists gave a row; those without an edge have partner NO_PARTNER
+            key, partner = ("pre", "post") if batch_sources else ("post", "pre")
+            found = df[key].to_numpy(dtype="int64") if len(df) else np.zeros(0, dtype="int64")
+            edges = df[key].notna() & (df[partner] != cypher.NO_PARTNER) if len(df) else df[key].notna()
+            return found, df[edges.to_numpy(dtype=bool)].reset_index(drop=True)
 
-        side = src if batch_sources else tgt
-        plan = self._batches(side, "downstream" if batch_sources else "upstream", "connectivity", fixed)
-        parts = map_batches(fetch, plan, max_workers=query.max_workers, progress=query.progress,
-                            desc="neuPrint connectivity")
-        df = pd.concat(parts, ignore_index=True)
+        plan = self._batches(side, count, "connectivity", fixed)
+        answers = map_batches(fetch, plan, max_workers=query.max_workers, progress=query.progress,
+                              desc="neuPrint connectivity")
+        if checked is not None:
+            self._raise_missing(side, np.concatenate([found for found, _ in answers]))
+        df = pd.concat([part for _, part in answers], ignore_index=True)
         if not per_roi:
             return df[["pre", "post", "weight"]]
         return self._split_by_roi(df)

@@ -211,10 +211,22 @@ def roi_info_query(ids: Iterable[int]) -> str:
     )
 
 
+#: The partner id of the row :func:`connections_query` gives for a checked id without an edge.
+NO_PARTNER = -1
+
+
 def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | None, *,
                       min_weight: int = 1, include_autapses: bool = False, with_roi_info: bool = False,
-                      sources_label: str = "Segment", targets_label: str = "Segment") -> str:
+                      sources_label: str = "Segment", targets_label: str = "Segment",
+                      check: str | None = None) -> str:
     """``ConnectsTo`` edges from ``sources`` to ``targets`` (``None``: any node with that side's label).
+
+    ``check`` (``"sources"`` or ``"targets"``): the query also reports which ids of that side exist
+    (as any segment), so that no separate id check is needed: each of them gives at least one row,
+    with partner :data:`NO_PARTNER` and weight 0 when it has no edge; ids that give no row do not
+    exist. A marker rather than null: neuPrintHTTP's Arrow endpoint types each column by its first
+    row (connectome-neuprint/neuPrintHTTP api/custom/arrow.go, ``convertToArrow``), so a null first
+    partner would make the id column text and every id in it null. Body ids are never negative.
 
     Examples
     --------
@@ -224,12 +236,23 @@ def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | No
       AND n.bodyId <> m.bodyId
       AND e.weight >= 3
     RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight
+    >>> print(connections_query([1, 2], None, min_weight=3, check="sources"))
+    MATCH (n:Segment)
+    WHERE n.bodyId IN [1, 2]
+    OPTIONAL MATCH (n)-[e:ConnectsTo]->(m:Segment)
+    WHERE n.bodyId <> m.bodyId
+      AND e.weight >= 3
+    RETURN n.bodyId AS pre, coalesce(m.bodyId, -1) AS post, coalesce(e.weight, 0) AS weight
     """
-    where = []
-    if sources is not None:
-        where.append(f"n.bodyId IN {id_list(sources)}")
-    if targets is not None:
-        where.append(f"m.bodyId IN {id_list(targets)}")
+    for label in (sources_label, targets_label):
+        if label not in ("Segment", "Neuron"):
+            raise ValueError(f"label must be 'Segment' or 'Neuron', got {label!r}")
+    if check not in (None, "sources", "targets") or (check is not None and
+                                                      (sources if check == "sources" else targets) is None):
+        raise ValueError(f"check must be None or a side given as ids ('sources', 'targets'), got {check!r}")
+    ids = {"sources": f"n.bodyId IN {id_list(sources)}" if sources is not None else None,
+           "targets": f"m.bodyId IN {id_list(targets)}" if targets is not None else None}
+    where = [ids[side] for side in ("sources", "targets") if ids[side] is not None and side != check]
     if not include_autapses:
         where.append("n.bodyId <> m.bodyId")
     if min_weight > 1:
@@ -237,11 +260,19 @@ def connections_query(sources: Iterable[int] | None, targets: Iterable[int] | No
     ret = "RETURN n.bodyId AS pre, m.bodyId AS post, e.weight AS weight"
     if with_roi_info:
         ret += ", e.roiInfo AS roiInfo"
-    for label in (sources_label, targets_label):
-        if label not in ("Segment", "Neuron"):
-            raise ValueError(f"label must be 'Segment' or 'Neuron', got {label!r}")
-    return (f"MATCH (n:{sources_label})-[e:ConnectsTo]->(m:{targets_label})\nWHERE " + "\n  AND ".join(where)
-            + "\n" + ret)
+    if check is None:
+        return (f"MATCH (n:{sources_label})-[e:ConnectsTo]->(m:{targets_label})\nWHERE " + "\n  AND ".join(where)
+                + "\n" + ret)
+    # every segment of the checked side gives a row (a null partner and weight where it has no edge)
+    lines = (["MATCH (n:Segment)", f"WHERE {ids[check]}", f"OPTIONAL MATCH (n)-[e:ConnectsTo]->(m:{targets_label})"]
+             if check == "sources" else
+             ["MATCH (m:Segment)", f"WHERE {ids[check]}", f"OPTIONAL MATCH (n:{sources_label})-[e:ConnectsTo]->(m)"])
+    if where:
+        lines.append("WHERE " + "\n  AND ".join(where))
+    marked = {"n": f"coalesce(n.bodyId, {NO_PARTNER})", "m": f"coalesce(m.bodyId, {NO_PARTNER})"}
+    partner = "m" if check == "sources" else "n"
+    ret = ret.replace(f"{partner}.bodyId AS", f"{marked[partner]} AS").replace("e.weight AS", "coalesce(e.weight, 0) AS")
+    return "\n".join(lines + [ret])
 
 
 def synapse_connections_query(ids: Iterable[int], side: str, *, min_score: float | None = None,
