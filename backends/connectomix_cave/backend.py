@@ -51,8 +51,10 @@ synapse row), else ``<NA>`` with ``attrs["counts"]`` saying so.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import math
 import re
@@ -108,6 +110,25 @@ _LIMIT_WARNING = re.compile(r"Limited query to (\d+) rows")
 #: ``identity_ttl``): within it a warm cache hit sends no request.
 DEFAULT_IDENTITY_TTL = 300.0
 _MAX_ID = np.iinfo("int64").max
+
+
+def _after_id_checks(method: Callable) -> Callable:
+    """A query method that returns (or raises) only after the root-id checks its call started.
+
+    :meth:`CaveBackend.resolve_materialization` sends the check of new ids at a pinned version beside
+    the query; a failed check replaces the query's answer (or its error) with the check's error.
+    """
+    @functools.wraps(method)
+    def wrapper(self: CaveBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = method(self, *args, **kwargs)
+        except BaseException:
+            self._settle_checks()  # a failed check explains a failed query better than the query's error
+            raise
+        self._settle_checks()
+        return out
+
+    return wrapper
 
 
 class _CapRecorder:
@@ -170,6 +191,8 @@ class CaveBackend(Backend):
         self._no_connection_view: set = set()  # versions at which the connection view answered 404
         self._roi_memo: tuple[Any, np.ndarray, pd.DataFrame] | None = None
         self._identities = IdentityMemo()  # of the annotation tables kept in the result cache
+        self._thread_state = threading.local()  # root-id checks running beside this thread's query
+        self._check_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def client(self):
@@ -298,6 +321,8 @@ class CaveBackend(Backend):
         return f"CaveBackend(datastack={self.datastack!r}, server={self.server!r})"
 
     def close(self) -> None:
+        if self._check_pool is not None:
+            self._check_pool.shutdown(wait=False)
         client = self._client
         if client is None:
             return
@@ -415,25 +440,80 @@ class CaveBackend(Backend):
         time stamp (which never changes). A new process then resolves the same ids at the same
         version without a request while the version record is younger than ``identity_ttl`` and the
         version has not expired.
+
+        At a pinned version (a number or ``'latest'``), ids not checked before are checked *while*
+        the query runs: the version number is returned at once (an unavailable version still raises
+        here) and the root-id check (``is_latest_roots``) is sent concurrently; the backend's query
+        methods wait for it before they return and raise its :class:`MaterializationError` instead
+        of their answer if it fails (:meth:`_settle_checks`), so no table is ever returned for ids
+        that were not roots at that version.
         """
         requested = self.settings.materialization if materialization is None else materialization
         if isinstance(requested, str) and requested.isdigit():
             requested = int(requested)
         pinned = isinstance(requested, (int, np.integer)) and not isinstance(requested, bool)
         records = self.records() if pinned else None
+        self._pending_checks().clear()  # an earlier call's check that no query waited for (a cache hit)
         if records is not None and self._checked_before(records, ids, int(requested)):
             self.resolver.announce(int(requested))
             return int(requested)
+        if (pinned or requested == "latest") and ids is not None and len(ids):
+            with self._map_errors("resolving the materialization version"):
+                number = self.resolver.versions()[0].version if requested == "latest" else int(requested)
+                self.resolver.version(number)  # an unavailable version raises now, before any query
+            if not self.resolver.checked_at(ids, number):
+                ids = np.array(ids, dtype="int64")
+                check = self._checker().submit(self._check_ids, ids, number, records)
+                self._pending_checks().append((number, np.unique(ids), check))
+                self.resolver.announce(number)
+                return number
         with self._map_errors("resolving the materialization version"):
             result = self.resolver.resolve(ids, requested)
             if records is not None:
-                stamp = self.resolver.version(int(result))
-                version = {"time_stamp": stamp.timestamp.isoformat(),
-                           "expires_on": stamp.expires_on.isoformat() if stamp.expires_on else None}
-                records.put(f"version {int(result)}", version)
-                if ids is not None and len(ids):
-                    records.put(_ids_record(int(result), version, ids), True)
+                self._record_check(records, int(result), ids)
         return result
+
+    def _check_ids(self, ids: np.ndarray, version: int, records: Any) -> None:
+        """The root-id check of ``ids`` at ``version`` (run beside the query, see :meth:`resolve_materialization`)."""
+        with self._map_errors(f"checking root ids at materialization {version}"):
+            self.resolver.resolve(ids, version)
+            if records is not None:
+                self._record_check(records, version, ids)
+
+    def _record_check(self, records: Any, version: int, ids: np.ndarray | None) -> None:
+        stamp = self.resolver.version(version)
+        meta = {"time_stamp": stamp.timestamp.isoformat(),
+                "expires_on": stamp.expires_on.isoformat() if stamp.expires_on else None}
+        records.put(f"version {version}", meta)
+        if ids is not None and len(ids):
+            records.put(_ids_record(version, meta, ids), True)
+
+    def _pending_checks(self) -> list:
+        """The root-id checks this thread started and no query has waited for yet."""
+        pending = getattr(self._thread_state, "checks", None)
+        if pending is None:
+            pending = self._thread_state.checks = []
+        return pending
+
+    def _checker(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._check_pool is None:
+                self._check_pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="connectomix-cave-ids")
+            return self._check_pool
+
+    def _settle_checks(self, ids: np.ndarray | None = None, version: Any = None) -> None:
+        """Wait for the root-id checks this thread started (only those of exactly ``ids`` at ``version``
+        if given); raise the first that failed."""
+        pending = self._pending_checks()
+        if ids is None:
+            mine = list(pending)
+        else:
+            wanted = np.unique(np.asarray(ids, dtype="int64"))
+            mine = [p for p in pending if p[0] == version and np.array_equal(p[1], wanted)]
+        pending[:] = [p for p in pending if not any(p is m for m in mine)]
+        for _, _, check in mine:
+            check.result()
 
     def _checked_before(self, records: Any, ids: np.ndarray | None, version: int) -> bool:
         """Whether the records say ``version`` is available and ``ids`` were roots at it (no request)."""
@@ -451,6 +531,13 @@ class CaveBackend(Backend):
     def missing_ids(self, ids: np.ndarray, materialization: Any = None) -> np.ndarray:
         # Root ids are checked by resolve_materialization, which says *why* an id
         # is unusable (outdated, too new, never co-existing) -- more than "missing".
+        # Where the core asks this after resolving without a query (criteria that match nothing),
+        # the check started for exactly these ids at this version is waited for here.
+        requested = self.settings.materialization if materialization is None else materialization
+        if isinstance(requested, str) and requested.isdigit():
+            requested = int(requested)
+        if isinstance(requested, (int, np.integer)) and not isinstance(requested, bool):
+            self._settle_checks(ids, int(requested))
         return ids[:0]
 
     # -- low-level querying ------------------------------------------------------------------
@@ -637,11 +724,14 @@ class CaveBackend(Backend):
         """The rows of every job ``(id column, ids, other filters)``, converted batch by batch.
 
         With ``batch_size``, fixed batches of that many ids. Otherwise batches are planned from expected
-        rows (:mod:`.planning`): all of a job's ids in one request when rows per id learnt earlier say it
-        fits under the row cap (or, with nothing learnt yet, for at most ``SMALL_QUERY`` ids); any other
-        job, and one whose single request came back (possibly) capped, gets one count query and then
-        ``ceil(count / (FILL * cap))`` batches, all run concurrently. Every batch is
-        split further by :meth:`_query` wherever it may still be capped, so no plan can lose a row.
+        rows (:mod:`.planning`), from the rows per id learnt from earlier answers of the same table, id
+        column and kind of filter: all of a job's ids in one request where that fits under the row cap
+        (or, with nothing learnt yet, for at most ``SMALL_QUERY`` ids); ``ceil(expected / (FILL * cap))``
+        batches where rows per id were learnt from at least ``SMALL_QUERY`` ids; otherwise one count
+        query first. The single requests, the batches planned from learnt rows and the count queries all
+        run concurrently; a single request that came back (possibly) capped is counted and planned
+        afterwards. Every batch is split further by :meth:`_query` wherever it may still be capped, so no
+        plan can lose a row: a wrong estimate only costs requests.
         """
         convert = convert or (lambda df: df)
         jobs = [(column, np.asarray(ids, dtype="int64"), base) for column, ids, base in jobs if len(ids)]
@@ -650,11 +740,14 @@ class CaveBackend(Backend):
             column, chunk, base, expected = item
             filters = _with_ids(base, column, chunk)
             df, capped = self._query_once(table, is_view, version, filters, columns, doing)
-            if capped and expected is not None and len(chunk) > 1:
-                # the server announced a smaller cap than we knew: plan this batch again with it
-                again = planning.plan_batches(chunk, expected, self._cap(table))
+            if not capped:
+                self._rates.learn(table, _rate_key(column, base), len(df), len(chunk))
+            elif expected is not None and len(chunk) > 1:
+                # more rows than planned (bigger neurons, or a smaller cap than we knew): plan this batch
+                # again for at least a full cap's worth of rows
+                again = planning.plan_batches(chunk, max(expected, self._cap(table)), self._cap(table))
                 if len(again) > 1:
-                    share = expected / len(chunk)
+                    share = max(expected, self._cap(table)) / len(chunk)
                     parts = map_batches(one, [(column, b, base, share * len(b)) for b in again],
                                         max_workers=max_workers)
                     return pd.concat(parts, ignore_index=True)
@@ -666,41 +759,52 @@ class CaveBackend(Backend):
 
         if batch_size:
             return run(one, [(column, b, base, None) for column, ids, base in jobs for b in batched(ids, batch_size)])
-        direct, counted = [], []
-        for job in jobs:
-            expected = self._rates.expected(table, job[0], len(job[1]))
-            fits = (expected <= planning.FILL * self._cap(table) if expected is not None
-                    else len(job[1]) <= planning.SMALL_QUERY)
-            (direct if fits or len(job[1]) == 1 else counted).append(job)
 
-        def whole(job) -> tuple[tuple, pd.DataFrame | None]:
+        def whole(job) -> pd.DataFrame | None:
             column, ids, base = job
             filters = _with_ids(base, column, ids)
             df, capped = self._query_once(table, is_view, version, filters, columns, doing)
             if not capped:
-                self._rates.learn(table, column, len(df), len(ids))
-                return job, convert(df)
+                self._rates.learn(table, _rate_key(column, base), len(df), len(ids))
+                return convert(df)
             if len(ids) == 1:  # one neuron over the cap: split by ranges, starting from this page
-                return job, convert(self._query(table, is_view, version, filters, columns, doing,
-                                                split_column=column, first=(df, True)))
-            return job, None
+                return convert(self._query(table, is_view, version, filters, columns, doing,
+                                           split_column=column, first=(df, True)))
+            return None  # (possibly) capped: counted and planned below
 
-        out = []
-        for job, df in run(whole, direct):
-            if df is None:
-                counted.append(job)
+        def count(job) -> int | None:
+            return self._count(table, is_view, version, _with_ids(job[2], job[0], job[1]), doing)
+
+        def batches(job, total: int | None) -> list[tuple]:
+            column, ids, base = job
+            if total is None:  # no count could be read: halve, as before planning existed
+                return [(column, b, base, None) for b in batched(ids, max(1, -(-len(ids) // 2)))]
+            return [(column, b, base, total * len(b) / len(ids))
+                    for b in planning.plan_batches(ids, total, self._cap(table))]
+
+        tasks: list[tuple[Callable, Any]] = []
+        for job in jobs:
+            column, ids, base = job
+            cap = self._cap(table)
+            expected = self._rates.expected(table, _rate_key(column, base), len(ids))
+            trusted = self._rates.expected(table, _rate_key(column, base), len(ids), min_ids=planning.SMALL_QUERY)
+            if len(ids) == 1 or (expected <= planning.FILL * cap if expected is not None
+                                 else len(ids) <= planning.SMALL_QUERY):
+                tasks.append((whole, job))
+            elif trusted is not None:
+                tasks += [(one, item) for item in batches(job, math.ceil(trusted))]
             else:
-                out.append(df)
-        totals = run(lambda job: self._count(table, is_view, version, _with_ids(job[2], job[0], job[1]), doing),
-                     counted)
-        work = []
-        for (column, ids, base), total in zip(counted, totals):
-            if total is not None:
-                self._rates.learn(table, column, total, len(ids))
-                batches = planning.plan_batches(ids, total, self._cap(table))
-                work += [(column, b, base, total * len(b) / len(ids)) for b in batches]
+                tasks.append((count, job))
+        out, work, capped = [], [], []
+        for (func, item), result in zip(tasks, run(lambda task: task[0](task[1]), tasks)):
+            if func is count:
+                work += batches(item, result)
+            elif result is None:  # a single request that may have been capped
+                capped.append(item)
             else:
-                work += [(column, b, base, None) for b in batched(ids, max(1, -(-len(ids) // 2)))]
+                out.append(result)
+        for job, total in zip(capped, run(count, capped)):
+            work += batches(job, total)
         return out + run(one, work)
 
     # -- synapses -------------------------------------------------------------------------------
@@ -721,7 +825,9 @@ class CaveBackend(Backend):
                       convert: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> pd.DataFrame:
         """Synapse rows of ``ids`` on ``sides``, each synapse once (a synapse between two query ids is
         returned by both its pre and its post query). ``batch_size=None`` plans batches from expected
-        rows (:meth:`_fetch_by_ids`).
+        rows (:meth:`_fetch_by_ids`). With both sides at a materialized version, the post side asks only
+        for rows whose pre is *not* a query id (``filter_out_dict``, sent as ``filter_notin_dict``): the
+        pre side already returns the others, so no row is moved twice.
 
         ``convert`` turns each batch's raw rows into the caller's table as the batch arrives, so raw
         rows never pile up (it must keep the ``id`` column, which de-duplicates)."""
@@ -729,6 +835,11 @@ class CaveBackend(Backend):
         cols = self._synapse_columns(positions)
         base = {key: dict(value) for key, value in (extra_filters or {}).items()}
         jobs = [(f"{side}_pt_root_id", ids, base) for side in sides]
+        if set(sides) == {"pre", "post"} and version != LIVE:  # (live queries send filters another way)
+            incoming = {key: dict(value) for key, value in base.items()}
+            incoming.setdefault("filter_out_dict", {})["pre_pt_root_id"] = np.asarray(ids, dtype="int64").tolist()
+            jobs = [(column, side_ids, incoming if column == "post_pt_root_id" else side_base)
+                    for column, side_ids, side_base in jobs]
         parts = [p for p in self._fetch_by_ids(table, is_view, version, jobs, cols, f"querying {table!r}",
                                                batch_size=batch_size, max_workers=max_workers, progress=progress,
                                                desc=desc, convert=convert) if len(p)]
@@ -739,6 +850,7 @@ class CaveBackend(Backend):
             return convert(empty) if convert else empty
         return frames.drop_duplicates(frames.concat(parts), "id")
 
+    @_after_id_checks
     def get_synapses(self, query: SynapseQuery) -> pd.DataFrame:
         sides = [s for s, wanted in (("pre", query.pre), ("post", query.post)) if wanted]
         extra = {}
@@ -775,6 +887,7 @@ class CaveBackend(Backend):
 
     # -- connectivity ----------------------------------------------------------------------------
 
+    @_after_id_checks
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
         per_roi = query.by_roi or query.rois is not None
         version = query.materialization
@@ -1037,6 +1150,7 @@ class CaveBackend(Backend):
     #: The core may pass ``counts`` to :meth:`fetch_neurons`: no CAVE table holds per-neuron synapse counts.
     optional_counts = True
 
+    @_after_id_checks
     def fetch_neurons(self, criteria: NeuronCriteria, materialization: Any = None,
                       counts: bool | None = None) -> pd.DataFrame:
         """Neurons of the annotation table, with synapse counts only where they are asked for.
@@ -1050,50 +1164,63 @@ class CaveBackend(Backend):
         """
         ids = np.asarray(criteria.ids, dtype="int64") if criteria.ids is not None else None
         version = materialization if materialization is not None else self.resolve_materialization(ids, None)
-        id_list = [int(i) for i in ids] if ids is not None else None
-        if self.settings.neuron_table is None:
-            if criteria.ids is None or self._annotation_filters(criteria):
-                raise UnsupportedOperation(
-                    f"datastack {self.datastack!r} has no neuron table configured (neuron_table), so only "
-                    "neurons given by id can be fetched")
-            annotated = _empty_annotations([])
-        else:
-            annotated = self._annotations(criteria, version, id_list)
-        if criteria.label == "segment" and criteria.ids is not None and not self._annotation_filters(criteria):
-            # segments need no annotation row (ROI and count criteria apply to them too)
-            neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
-        else:
-            neurons = annotated
-        found = neurons["id"].to_numpy(dtype="int64")
+        id_list = ids.tolist() if ids is not None else None
+        if self.settings.neuron_table is None and (criteria.ids is None or self._annotation_filters(criteria)):
+            raise UnsupportedOperation(
+                f"datastack {self.datastack!r} has no neuron table configured (neuron_table), so only "
+                "neurons given by id can be fetched")
         # CAVE fly synapse tables list connections (one row per pre/post pair): rows with the neuron as pre
         # are outgoing connections (downstream), not T-bars; rows as post are connections, one PSD each.
         want = {"pre": counts is True or bool(criteria.min_downstream),
                 "post": counts is True or bool(criteria.min_upstream or criteria.min_post)}
-        totals = None
-        if criteria.all_rois or (counts is True and self.settings.neuropil_column):
-            roi = self._roi_counts(found, version)  # both sides, per ROI: the totals are their sums
+        by_roi = bool(criteria.all_rois) or (counts is True and bool(self.settings.neuropil_column))
+
+        def annotations() -> pd.DataFrame:
+            if self.settings.neuron_table is None:
+                return _empty_annotations([])
+            return self._annotations(criteria, version, id_list)
+
+        def synapse_counts(found: np.ndarray) -> pd.DataFrame | None:
+            if by_roi:  # both sides, per ROI: the totals are their sums
+                return self._roi_counts(found, version)
+            if want["pre"] or want["post"]:
+                return self._synapse_counts(found, version, by_roi=False, sides=[s for s in want if want[s]])
+            return None
+
+        segments = criteria.label == "segment" and criteria.ids is not None and not self._annotation_filters(criteria)
+        if segments:
+            # segments need no annotation row (ROI and count criteria apply to them too), so the counts of
+            # the given ids do not wait for the annotations: both are asked at once
+            annotated, counted = map_batches(lambda ask: ask(), [annotations, lambda: synapse_counts(ids)],
+                                             max_workers=2)
+            neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
+        else:
+            neurons = annotations()
+            counted = synapse_counts(neurons["id"].to_numpy(dtype="int64"))
+        totals = counted
+        if by_roi:
+            roi = counted
             if criteria.all_rois:
                 keep = neurons["id"].isin(_roi_match(roi, criteria))
-                neurons, found = neurons[keep], found[keep.to_numpy()]
-                roi = roi[roi["id"].isin(found)]
+                neurons = neurons[keep]
+                roi = roi[roi["id"].isin(neurons["id"])]
             totals = roi.groupby("id", as_index=False)[["pre", "post"]].sum()
             want = {"pre": True, "post": True}
-        elif want["pre"] or want["post"]:
-            totals = self._synapse_counts(found, version, by_roi=False, sides=[s for s in want if want[s]])
         if totals is not None:
             neurons = neurons.merge(totals, on="id", how="left")
+        n = len(neurons)
+        columns = {c: neurons[c].array for c in neurons.columns if c not in ("pre", "post")}
         for side, column in (("pre", "downstream"), ("post", "upstream")):
-            values = neurons.pop(side) if side in neurons else pd.Series(pd.NA, index=neurons.index)
-            neurons[column] = (pd.array(values.fillna(0).to_numpy(dtype="int64"), dtype="Int64") if want[side]
-                               else pd.array([pd.NA] * len(neurons), dtype="Int64"))
-        neurons["pre"] = pd.array([pd.NA] * len(neurons), dtype="Int64")
-        neurons["post"] = neurons["upstream"].copy()
+            columns[column] = (pd.array(neurons[side].fillna(0).to_numpy(dtype="int64"), dtype="Int64")
+                               if want[side] and side in neurons else
+                               pd.array(np.zeros(n, dtype="int64"), dtype="Int64") if want[side] else _na_ints(n))
+        columns["pre"] = _na_ints(n)
+        columns["post"] = columns["upstream"].copy()
         core = ["id", *NEURON_CORE, "pre", "post", "upstream", "downstream"]
-        for column in core:
-            if column not in neurons:
-                neurons[column] = pd.array([pd.NA] * len(neurons), dtype="string")
-        extras = [c for c in neurons.columns if c not in core]
-        out = neurons[core + extras].sort_values("id").reset_index(drop=True)
+        no_text = pd.array(np.full(n, None, dtype=object), dtype="string")
+        order = np.argsort(np.asarray(columns["id"], dtype="int64"), kind="stable")
+        names = core + [c for c in columns if c not in core]
+        out = frames.from_columns({c: columns[c].take(order) if c in columns else no_text.copy() for c in names})
         columns = {"post": ["post", "upstream"], "pre": ["downstream"]}
         done = [c for side in ("post", "pre") if want[side] for c in columns[side]]
         missing = [c for side in ("post", "pre") if not want[side] for c in columns[side]]
@@ -1144,6 +1271,7 @@ class CaveBackend(Backend):
             parts.append(part.groupby(keys).size().rename(side))
         return pd.concat(parts, axis=1).fillna(0).astype("int64").reset_index()
 
+    @_after_id_checks
     def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
         if self.settings.neuropil_column is None:
             raise UnsupportedOperation(f"datastack {self.datastack!r} has no neuropil column configured")
@@ -1181,6 +1309,7 @@ class CaveBackend(Backend):
     skeleton_source: str | None = None
     _skeleton_reader = None
 
+    @_after_id_checks
     def get_skeletons(self, ids: np.ndarray) -> Any:
         """Skeletons (``TreeNeuron`` s in nm) of root ids at the materialization in effect.
 
@@ -1194,6 +1323,7 @@ class CaveBackend(Backend):
 
     # -- meshes ----------------------------------------------------------------------------------
 
+    @_after_id_checks
     def get_meshes(self, ids: np.ndarray) -> Any:
         """Meshes of root ids at the materialization in effect, from the datastack's segmentation source.
 
@@ -1229,6 +1359,11 @@ def _normalise(column: str, values: pd.Series) -> pd.Series:
     return values
 
 
+def _na_ints(n: int) -> pd.api.extensions.ExtensionArray:
+    """``n`` missing ``Int64`` values (without a Python list of ``pd.NA``)."""
+    return pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
+
+
 def _empty_annotations(mapping: list[tuple[str, str]]) -> pd.DataFrame:
     return pd.DataFrame({"id": pd.Series([], dtype="int64"),
                          **{c: pd.Series([], dtype="string") for c, _ in mapping}})
@@ -1239,29 +1374,34 @@ def _pivot(long: pd.DataFrame, mapping: list[tuple[str, str]]) -> pd.DataFrame:
 
     Several values of one key for one neuron become their sorted unique values joined with ``";"``.
     A native column whose name is a connectomix column (BANC's key ``side``) is not repeated.
+    Vectorised: each (neuron, key) cell is one slot of a flat array; only cells with several rows are
+    grouped (most neurons have one value per key).
     """
-    ids = np.unique(long["id"].to_numpy(dtype="int64"))
-    out = pd.DataFrame({"id": ids})
-    rows = long.dropna(subset=["key"])
-    if len(rows):
-        rows = rows.drop_duplicates(["id", "key", "value"]).sort_values(["id", "key", "value"])
-        several = rows.duplicated(["id", "key"], keep=False)  # most neurons have one value per key: no join
-        values = rows[~several].set_index(["id", "key"])["value"]
-        if several.any():
-            values = pd.concat([values, rows[several].groupby(["id", "key"], sort=True)["value"].agg(";".join)])
-        joined = values.unstack("key").reindex(ids)
-    else:
-        joined = pd.DataFrame(index=ids)
+    id_codes, ids = pd.factorize(long["id"].to_numpy(dtype="int64"), sort=True)
+    keyed = long["key"].notna().to_numpy(dtype=bool)
+    key_codes, keys = pd.factorize(long["key"].to_numpy(dtype=object)[keyed], sort=True)
+    n, k = len(ids), len(keys)
+    cells = id_codes[keyed].astype("int64") * k + key_codes
+    values = long["value"].to_numpy(dtype=object)[keyed]
+    grid = np.full(n * k, None, dtype=object)
+    if len(cells):
+        single = np.bincount(cells, minlength=n * k)[cells] == 1
+        grid[cells[single]] = values[single]
+        if not single.all():
+            several = (pd.DataFrame({"cell": cells[~single], "value": values[~single]}).drop_duplicates()
+                       .sort_values(["cell", "value"]).groupby("cell", sort=False)["value"].agg(";".join))
+            grid[several.index.to_numpy()] = several.to_numpy(dtype=object)
+    grid = grid.reshape(n, k)
+    column_of = {key: grid[:, j] for j, key in enumerate(keys)}
+    out: dict[str, Any] = {"id": ids}
     for column, source in mapping:
-        values = joined[source] if source in joined else pd.Series(pd.NA, index=ids)
-        out[column] = _normalise(column, values.astype("string")).to_numpy()
-    taken = set(out.columns) | set(schema.NEURONS.names) | {"pre", "post", "upstream", "downstream"}
-    for key in joined.columns:
+        text = pd.array(column_of[source] if source in column_of else np.full(n, None, dtype=object), dtype="string")
+        out[column] = _normalise(column, pd.Series(text, copy=False)).array if column in ("side", "nt") else text
+    taken = set(out) | set(schema.NEURONS.names) | {"pre", "post", "upstream", "downstream"}
+    for key in keys:
         if key not in taken and key not in NEURON_CORE:  # pandas strings, as native text columns everywhere
-            out[key] = joined[key].astype("string").array
-    for column, _ in mapping:
-        out[column] = out[column].astype("string")
-    return out
+            out[key] = pd.array(column_of[key], dtype="string")
+    return pd.DataFrame(out)
 
 
 def _roi_match(roi: pd.DataFrame, c: NeuronCriteria) -> set[int]:
@@ -1296,6 +1436,16 @@ def _filter_locally(rows: pd.DataFrame, filters: dict[str, dict]) -> pd.DataFram
                 raise ValueError(f"no local form of the CAVE filter {kind!r}")
             keep &= hit.fillna(False).to_numpy(dtype=bool)
     return rows[keep]
+
+
+def _rate_key(column: str, base: Mapping[str, Mapping[str, Any]]) -> str:
+    """What rows per id are learnt under: the id column and which columns the other filters constrain.
+
+    Rows per id differ with the filters (incoming rows from outside the query set are fewer than all
+    incoming rows), so each kind of query learns its own rate.
+    """
+    others = sorted(f"{kind}:{name}" for kind, spec in base.items() if spec for name in spec)
+    return "|".join([column, *others])
 
 
 def _with_ids(base: dict[str, dict], column: str, ids: np.ndarray) -> dict[str, dict]:

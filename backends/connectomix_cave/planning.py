@@ -9,13 +9,18 @@ sizes in advance:
    answers of the same table say they fit under the cap, or, with nothing
    learnt yet, for a few ids (:data:`SMALL_QUERY`; a fly neuron has at most
    some 10^5 synapses, so a few rarely pass a 200,000/500,000 row cap).
-2. Otherwise -- or if that request came back (possibly) capped -- one **count query**
+2. **Batches planned from learnt rows** when they do not fit but rows per id
+   were learnt from at least :data:`SMALL_QUERY` ids: ``ceil(expected /
+   (FILL * cap))`` batches of about equal id count, sent at once, with no
+   count first (the physical minimum when the estimate holds).
+3. Otherwise -- or if a single request came back (possibly) capped -- one **count query**
    (caveclient's ``query_table``/``query_view(get_counts=True)``, sent as
    ``count=True``; CAVEconnectome/CAVEclient:caveclient/materializationengine.py,
    read in the installed 8.2.1) gives the total, and the ids are cut into
    ``ceil(total / (FILL * cap))`` batches of about equal id count, run
-   concurrently.
-3. A batch that still hits the cap (its neurons were bigger than average) is
+   concurrently. Single requests, planned batches and count queries of
+   different sides run concurrently with each other.
+4. A batch that still hits the cap (its neurons were bigger than average) is
    split further by the backend's row-cap logic, so planning never costs a row:
    a wrong estimate only costs requests.
 
@@ -79,10 +84,10 @@ class RowRates:
             total_rows, total_ids = self._seen.get((table, column), (0, 0))
             self._seen[(table, column)] = (total_rows + rows, total_ids + ids)
 
-    def expected(self, table: str, column: str, ids: int) -> float | None:
-        """Expected rows for ``ids`` ids, or ``None`` if nothing was seen yet."""
+    def expected(self, table: str, column: str, ids: int, *, min_ids: int = 1) -> float | None:
+        """Expected rows for ``ids`` ids, or ``None`` if rows of fewer than ``min_ids`` ids were seen yet."""
         with self._lock:
             seen = self._seen.get((table, column))
-        if seen is None or seen[1] == 0:
+        if seen is None or seen[1] < max(1, min_ids):
             return None
         return seen[0] / seen[1] * ids

@@ -166,6 +166,10 @@ class VersionResolver:
         with self._lock:
             return self._known.get(key)
 
+    def checked_at(self, ids: np.ndarray, version: int) -> bool:
+        """Whether ``ids`` were already found to be roots at ``version`` (remembered; no request)."""
+        return bool(self._recall(("at", version, np.asarray(ids, dtype="int64").tobytes())))
+
     def _auto(self, ids: np.ndarray) -> int | str:
         cg = self.client.chunkedgraph
         versions = self.versions()
