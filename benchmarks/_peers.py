@@ -168,6 +168,44 @@ def weight_compare(theirs: pd.DataFrame, ours: pd.DataFrame, keys: Sequence[str]
     return "incomplete: " + ", ".join(parts)
 
 
+def count_compare(theirs: pd.DataFrame, ours: pd.DataFrame, counts: Sequence[str] = ("pre", "post"), *,
+                  what: str = "synapse rows") -> str:
+    """Compare per-neuron count tables (``id`` plus ``counts`` columns) neuron by neuron.
+
+    A peer that lost rows before counting (a query cut at a row cap) has *lower* counts, which a
+    row-for-row comparison would call "not in connectomix's answer" for every neuron it touched.
+    Here: ``"identical"``; ``"incomplete: ..."`` when every peer count is at most ours (how many
+    counted rows are missing, on how many neurons; neurons the peer left out with counts of zero
+    are not a loss); ``"DIFFERS: ..."`` when the peer names neurons we do not, lists one twice, or
+    counts more than we do.
+    """
+    if ours[list(counts)].isna().any().any():
+        return "DIFFERS: not comparable (connectomix's counts hold <NA>)"
+    if theirs["id"].duplicated().any():
+        return f"DIFFERS: {int(theirs['id'].duplicated().sum()):,} neurons listed more than once"
+    merged = ours.merge(theirs, on="id", how="outer", suffixes=("_c", "_p"), indicator=True)
+    foreign = merged[merged["_merge"] == "right_only"]
+    if len(foreign):
+        return f"DIFFERS: {len(foreign):,} neurons not in connectomix's answer (e.g. {int(foreign['id'].iloc[0])})"
+    mine = merged[[f"{c}_c" for c in counts]].to_numpy(dtype="int64")
+    peer = merged[[f"{c}_p" for c in counts]].fillna(0).to_numpy(dtype="int64")
+    higher = (peer > mine).any(axis=1)
+    if higher.any():
+        k = int(np.flatnonzero(higher)[0])
+        shown = ", ".join(f"{c} {peer[k, j]} vs {mine[k, j]}" for j, c in enumerate(counts))
+        return (f"DIFFERS: {int(higher.sum()):,} neurons with higher counts than connectomix's "
+                f"(e.g. id {int(merged['id'].iloc[k])}: {shown})")
+    lower = (peer < mine).any(axis=1)
+    if not lower.any():
+        return "identical"
+    parts = [f"{int((mine[:, k] - peer[:, k]).sum()):,} of {int(mine[:, k].sum()):,} {c} {what} missing"
+             for k, c in enumerate(counts) if (mine[:, k] > peer[:, k]).any()]
+    absent = int(((merged["_merge"] == "left_only").to_numpy() & lower).sum())
+    parts.append(f"{int(lower.sum()):,} of {len(merged):,} neurons undercounted"
+                 + (f" ({absent:,} left out)" if absent else ""))
+    return "incomplete: " + ", ".join(parts)
+
+
 def complete(answer: str) -> bool:
     return answer in ("identical", "reference") or answer.startswith("same weights")
 

@@ -4,7 +4,10 @@ The emulator serves a SYNTHETIC release as ``flywire_fafb_public`` (fafbseg's pu
 with FlyWire's table and view names: ``valid_synapses_nt_np_v6``, ``valid_connection_v2``,
 ``cell_types``), materialization 1. Each client is configured, never patched:
 
-* connectomix: ``connectomix.open("cave://flywire_fafb_public", server=..., token=...)``;
+* connectomix: ``connectomix.open("cave://flywire_fafb_public", server=..., token=..., row_limit=<cap>)``:
+  told the emulator's row cap (``--cave-row-cap``), as the catalogue tells it FlyWire's 500,000 for the
+  real server (without it, the first capped answer of a process teaches it the cap, one request
+  thrown away);
 * connecto 0.3: ``connecto.FlyWire(backend="cave", version=1)`` (its curated FlyWire spec) for
   connectivity and synapses, and ``connecto.CAVE("flywire_fafb_public", version=1)`` (a spec
   probed from the server) for the neuron lookup, because the curated spec's annotation sources are
@@ -27,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from _peers import compare, counts_option, cx_counts, pages, weight_compare
+from _peers import compare, count_compare, counts_option, cx_counts, pages, weight_compare
 from _synthetic import make_synthetic_release
 
 TOKEN = "bench-token"
@@ -76,13 +79,13 @@ class CaveBench:
     def open_connectomix(self, cache: bool):
         import connectomix
 
-        return connectomix.open(f"cave://{DATASTACK}", server=self.emu.url, token=TOKEN,
+        return connectomix.open(f"cave://{DATASTACK}", server=self.emu.url, token=TOKEN, row_limit=self.row_cap,
                                 cache=str(self.cache_dir) if cache else False)
 
     def child_spec(self) -> dict:
         """How a new process opens the same cached connectomix dataset (see ``peers.py --child``)."""
         return {"uri": f"cave://{DATASTACK}", "options": {"server": self.emu.url, "token": TOKEN,
-                                                          "cache": str(self.cache_dir)},
+                                                          "row_limit": self.row_cap, "cache": str(self.cache_dir)},
                 "materialization": MAT}
 
     def _clients(self) -> dict:
@@ -145,8 +148,7 @@ class CaveBench:
             keys = ["pre", "post"] + (["roi"] if query == "connectivity_roi" else [])
             return weight_compare(theirs, ours, keys)
         if query == "counts":
-            return compare(theirs, ours.fillna({"pre": -1, "post": -1}).astype({"pre": "int64", "post": "int64"}), ["id", "pre", "post"],
-                           what="neurons")
+            return count_compare(theirs, ours)
         if query == "synapses":
             keys = ["synapse_id", "pre", "post"] if client == "fafbseg" else \
                 ["synapse_id", "pre", "post", "pre_x", "pre_y", "pre_z", "post_x", "post_y", "post_z"]
@@ -166,9 +168,16 @@ class CaveBench:
             into = int((ours["post"].isin(ids) & ~ours["pre"].isin(ids)).sum())
             return (pages(out, self.row_cap) + pages(into, self.row_cap),
                     f"synapses: outgoing rows ÷ {cap} + incoming-only rows ÷ {cap} (one filter per query)")
-        if query == "counts":
-            return (pages(int(ours["pre"].sum()), self.row_cap) + pages(int(ours["post"].sum()), self.row_cap),
-                    f"counts: outgoing + incoming synapse rows (root ids only) ÷ {cap}, no count table")
+        if query == "counts":  # the same rows as the synapses question: read from the emulator's view
+            from connectomix_cave.settings import settings_for
+
+            view = self.emu.dataset.table(settings_for(DATASTACK, {}).view_at(MAT), MAT)
+            pre, post = view["pre_pt_root_id"].isin(ids), view["post_pt_root_id"].isin(ids)
+            if int(pre.sum()) != int(ours["pre"].sum()):  # the view is what connectomix counted
+                raise AssertionError(f"view rows {int(pre.sum())} != connectomix's outgoing {int(ours['pre'].sum())}")
+            return (pages(int(pre.sum()), self.row_cap) + pages(int((post & ~pre).sum()), self.row_cap),
+                    f"counts: outgoing rows ÷ {cap} + incoming-only rows ÷ {cap} (root ids only; one filter per "
+                    "query), no count table")
         return pages(len(ours), self.row_cap), f"neurons: annotation rows ÷ {cap}"
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _peers import Row, Run, check_targets, compare, pages, weight_compare  # noqa: E402
+from _peers import Row, Run, check_targets, compare, count_compare, pages, weight_compare  # noqa: E402
 
 OURS = pd.DataFrame({"pre": [1, 1, 2], "post": [2, 3, 3], "roi": ["AL", "NotPrimary", "AL"], "weight": [4, 2, 1]})
 
@@ -83,3 +83,33 @@ def test_zero_weight_rows_are_named_not_counted_as_lost():
     theirs = pd.concat([OURS, pd.DataFrame({"pre": [2], "post": [1], "roi": ["AL"], "weight": [0]})])
     assert weight_compare(theirs, OURS, ["pre", "post", "roi"]) == \
         "same weights, plus 1 zero-weight rows connectomix does not list"
+
+
+COUNTS = pd.DataFrame({"id": [1, 2, 3], "pre": [5, 0, 2], "post": [4, 1, 0]})
+
+
+def test_counts_identical_whatever_the_order_and_dtypes():
+    theirs = COUNTS.iloc[::-1].astype({"pre": "int32", "post": "Int64"})
+    assert count_compare(theirs, COUNTS) == "identical"
+    # a neuron the peer leaves out because it has no synapse rows is no loss
+    assert count_compare(COUNTS[COUNTS["id"] != 2].assign(post=[4, 0]), COUNTS.assign(post=[4, 0, 0])) == "identical"
+
+
+def test_lower_counts_are_incomplete_with_the_lost_rows_counted():
+    # what a peer counting from a capped edge query answers: every touched neuron lower, none higher
+    theirs = COUNTS.assign(pre=[3, 0, 2], post=[4, 0, 0])
+    assert count_compare(theirs, COUNTS) == \
+        "incomplete: 2 of 7 pre synapse rows missing, 1 of 5 post synapse rows missing, 2 of 3 neurons undercounted"
+    assert count_compare(COUNTS[COUNTS["id"] != 1], COUNTS) == \
+        "incomplete: 5 of 7 pre synapse rows missing, 4 of 5 post synapse rows missing, 1 of 3 neurons " \
+        "undercounted (1 left out)"
+
+
+def test_higher_foreign_or_repeated_counts_differ():
+    assert count_compare(COUNTS.assign(pre=[5, 1, 2]), COUNTS) == \
+        "DIFFERS: 1 neurons with higher counts than connectomix's (e.g. id 2: pre 1 vs 0, post 1 vs 1)"
+    foreign = pd.concat([COUNTS, pd.DataFrame({"id": [9], "pre": [1], "post": [1]})])
+    assert count_compare(foreign, COUNTS) == "DIFFERS: 1 neurons not in connectomix's answer (e.g. 9)"
+    assert count_compare(pd.concat([COUNTS, COUNTS.iloc[[0]]]), COUNTS) == "DIFFERS: 1 neurons listed more than once"
+    assert count_compare(COUNTS, COUNTS.astype({"pre": "Int64"}).assign(pre=pd.array([1, None, 2], "Int64"))
+                         ).startswith("DIFFERS: not comparable")
