@@ -65,8 +65,10 @@ def open_checked(fs: Any, url: str, identity: tuple | list | None = None) -> Any
     (:meth:`Location.fingerprints <connectomix_release.storage.Location.fingerprints>`):
     ``[size, mtime_ns, ...]`` locally, ``[size, ETag, modified]`` on object
     storage. A file replaced since then is a ``DataFormatError``: its row
-    groups are not where the footer says. (s3fs also sends the ETag it opened
-    with on every range request, ``If-Match``.)
+    groups are not where the footer says. Every range request then carries
+    ``If-Match: <ETag>`` (s3fs sends the ETag it opened with; over HTTP it is
+    added here), so a file replaced during the read fails with ``412``
+    (``DataFormatError`` naming it) instead of mixing two files' bytes.
     """
     if fs is None:
         source = open(url, "rb")
@@ -77,9 +79,14 @@ def open_checked(fs: Any, url: str, identity: tuple | list | None = None) -> Any
                                       "from when its footer was read); query again")
         return source
     # no read-ahead: only the byte ranges asked for are fetched
-    source = fs.open(url, "rb", cache_type="none")
+    etag = str(identity[1] or "") if identity is not None else ""
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    if etag and "http" in protocols:  # every range asked If-Match that ETag (a server answers 412 after a change)
+        source = fs.open(url, "rb", cache_type="none", headers={"If-Match": etag})
+    else:
+        source = fs.open(url, "rb", cache_type="none")
     if identity is not None:
-        size, etag = identity[0], str(identity[1] or "")
+        size = identity[0]
         details = getattr(source, "details", None) or {}
         now = str(details.get("ETag") or details.get("etag") or details.get("md5Hash") or "")
         if getattr(source, "size", size) != size or (etag and now and now != etag):
@@ -286,6 +293,19 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from fsspec.implementations.http import HTTPFileSystem
 
+    async def _info(self: Any, url: str, **kwargs: Any) -> dict:
+        # one HEAD per file until the next invalidate_cache(): DuckDB asks a file's size and modification time
+        # several times per query (12 HEADs of neurons.parquet per filter); Location.fingerprints invalidates
+        # on every query, as s3fs's listing cache is refreshed by its listing
+        memo = self.__dict__.setdefault("_connectomix_infos", {})
+        if url not in memo:
+            memo[url] = await HTTPFileSystem._info(self, url, **kwargs)
+        return dict(memo[url])
+
+    def invalidate_cache(self: Any, path: str | None = None) -> None:
+        self.__dict__.get("_connectomix_infos", {}).clear()
+        HTTPFileSystem.invalidate_cache(self, path)
+
     def modified(self: Any, path: str) -> Any:
         from email.utils import parsedate_to_datetime
 
@@ -295,7 +315,9 @@ def __getattr__(name: str) -> Any:
                                       "release over HTTP needs (to notice a file replaced in place)")
         return parsedate_to_datetime(stamp)
 
-    cls = type(name, (HTTPFileSystem,), {"modified": modified, "__module__": __name__, "__qualname__": name,
-                                         "__doc__": "fsspec's HTTPFileSystem with modified() (Last-Modified)."})
+    cls = type(name, (HTTPFileSystem,), {
+        "_info": _info, "invalidate_cache": invalidate_cache, "modified": modified, "__module__": __name__,
+        "__qualname__": name, "__doc__": "fsspec's HTTPFileSystem with modified() (Last-Modified), HEADs kept until "
+                                         "invalidate_cache()."})
     globals()[name] = cls
     return cls

@@ -158,7 +158,10 @@ class Location:
             from connectomix.cache import file_fingerprints
 
             return file_fingerprints(self.path, names)
-        # one listing request for all of them (fresh: a release replaced in the bucket must show)
+        # one listing request for all of them (fresh: a release replaced in the bucket must show; over HTTP
+        # the HEADs below are fresh too, and then kept for the readers until the next query's fingerprints)
+        if self.protocol in ("http", "https"):
+            self.fs.invalidate_cache()
         try:
             listing = {e["name"].rstrip("/").rsplit("/", 1)[-1]: e
                        for e in self.fs.ls(self.root, detail=True, refresh=True)}

@@ -2,8 +2,9 @@
 
 What object storage does for a release read in place, with nothing else: a
 ``GET`` with ``Range: bytes=a-b`` answers ``206`` and those bytes, ``HEAD``
-answers the size, an ``ETag`` and ``Last-Modified``, and a folder URL answers
-an HTML index of its files (what fsspec's ``HTTPFileSystem`` lists). A
+answers the size, an ``ETag`` and ``Last-Modified``, ``If-Match`` with another
+ETag answers ``412``, and a folder URL answers an HTML index of its files
+(what fsspec's ``HTTPFileSystem`` lists). A
 release folder served here opens as ``release://http://127.0.0.1:<port>/``.
 It exists to measure and test reads that are bound by round trips: every
 request waits ``latency_ms`` before it is answered (as a store's first byte
@@ -83,6 +84,7 @@ class RangeServer:
         self.faults = LatencyInjector(latency_ms)
         self.requests: list[ServedRequest] = []
         self._short: list[int] = []  # bytes to leave out of the next range answers (see short_next)
+        self._fail: list[int] = []  # statuses of the next range answers (see fail_next)
         self._lock = threading.Lock()
         self._in_flight = 0
         self.max_in_flight = 0
@@ -103,11 +105,22 @@ class RangeServer:
         with self._lock:
             self._short.extend([int(missing)] * int(times))
 
+    def fail_next(self, times: int = 1, status: int = 503) -> None:
+        """The next ``times`` range requests are answered with HTTP ``status`` (a failing store)."""
+        with self._lock:
+            self._fail.extend([int(status)] * int(times))
+
+    def _take_fail(self) -> int:
+        with self._lock:
+            return self._fail.pop(0) if self._fail else 0
+
     def clear(self) -> None:
-        """Forget the requests answered so far (and the most in flight)."""
+        """Forget the requests answered so far (and the most in flight), and faults not yet given."""
         with self._lock:
             self.requests.clear()
             self.max_in_flight = 0
+            self._short.clear()
+            self._fail.clear()
 
     def _enter(self, delta: int) -> None:
         with self._lock:
@@ -178,10 +191,16 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"ETag": f'"{stat.st_ino:x}-{size:x}-{stat.st_mtime_ns:x}"', "Accept-Ranges": "bytes",
                    "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
                    "Content-Type": "application/octet-stream"}
+        match = self.headers.get("If-Match")
+        if match is not None and match.strip() not in ("*", headers["ETag"]):  # (as S3 and nginx answer)
+            return self._plain(HTTPStatus.PRECONDITION_FAILED, b"ETag differs", head)
         asked = _RANGE.match(self.headers.get("Range", ""))
         if asked is None:
             start, end, status = 0, size, HTTPStatus.OK
         else:
+            failure = state._take_fail()
+            if failure:
+                return self._plain(HTTPStatus(failure), b"injected failure", head)
             start = int(asked.group(1))
             end = min(size, int(asked.group(2)) + 1) if asked.group(2) else size
             if start >= size:
