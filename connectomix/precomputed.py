@@ -48,6 +48,7 @@ import concurrent.futures
 import gzip
 import json
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -79,6 +80,8 @@ __all__ = [
     "serve_range",
     "read_meshes",
     "read_skeletons",
+    "PrecomputedSource",
+    "READ_WORKERS",
 ]
 
 #: Sub-folder names the top-level ``info`` of :func:`segmentation_tree` declares.
@@ -94,6 +97,10 @@ _IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
 MESH_FORMATS = ("legacy", "multires", "multires-sharded")
 #: Bits of the Draco integer vertex positions written by :func:`multires_mesh_files` (meshes.md allows 10 or 16).
 VERTEX_QUANTIZATION_BITS = 16
+#: Files of a legacy mesh or unsharded skeleton read at once: one chain (manifest, then its fragments) per
+#: segment on a pool this size. Under the 10 connections cloud-files' HTTP adapter keeps per host (its
+#: ``HttpInterface.adaptor`` is a default ``requests`` ``HTTPAdapter``), so connections are reused, not re-opened.
+READ_WORKERS = 8
 
 
 # --- encoding ---------------------------------------------------------------------------------------
@@ -567,6 +574,50 @@ def _open(source_url: str) -> Any:
     return CloudVolume(source_url, use_https=True, progress=False, fill_missing=False, cache=False)
 
 
+class PrecomputedSource:
+    """One precomputed segmentation layer, opened once and read from any number of threads.
+
+    Opening a layer with cloud-volume reads its ``info``, ``provenance`` and the ``info`` of its mesh
+    and skeleton folders (four requests). :func:`read_meshes` and :func:`read_skeletons` given a URL
+    open the layer for that one call; given a ``PrecomputedSource`` they share its one opened
+    ``CloudVolume`` (opened on first use, under a lock, so concurrent first calls open it once), so
+    a caller reading many batches, or one id at a time, pays the four requests once. Only the layer's
+    description is kept (cloud-volume is made with ``cache=False``: no mesh or skeleton is kept); a
+    layer re-published under the same URL is seen by a new ``PrecomputedSource``.
+
+    Parameters
+    ----------
+    source_url
+        A cloud-volume path, as :func:`read_meshes` takes.
+
+    Examples
+    --------
+    >>> layer = PrecomputedSource("precomputed://file:///data/layer")
+    >>> layer.name
+    'precomputed://file:///data/layer'
+    """
+
+    def __init__(self, source_url: str):
+        self.url = str(source_url)
+        self.name = _source_name(self.url)
+        self._lock = threading.Lock()
+        self._volume: Any = None
+
+    def __repr__(self) -> str:
+        return f"PrecomputedSource({self.name!r})"
+
+    def volume(self) -> Any:
+        """The layer's ``CloudVolume``, opened on the first call (its errors are raised to every caller)."""
+        with self._lock:
+            if self._volume is None:
+                self._volume = _open(self.url)
+            return self._volume
+
+
+def _layer(source: Any) -> PrecomputedSource:
+    return source if isinstance(source, PrecomputedSource) else PrecomputedSource(source)
+
+
 def _check_mesh(segid: int, mesh: Any, name: str) -> None:
     """Refuse meshes no correct fragment can give (meshes.md: triangles fill the rest of the file)."""
     faces = np.asarray(mesh.faces)
@@ -610,7 +661,8 @@ def decode_mesh(data: bytes, *, segid: int, source: str) -> tuple[np.ndarray, np
     return np.asarray(mesh.vertices), np.asarray(mesh.faces)
 
 
-def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: float | None = 120.0) -> Any:
+def read_meshes(source_url: str | PrecomputedSource, ids: Any, *, lod: int | None = None,
+                timeout: float | None = 120.0) -> Any:
     """Meshes of segments from a precomputed source, as navis ``MeshNeuron`` s in nm.
 
     Legacy single-resolution meshes (meshes.md "Legacy single-resolution mesh format") and
@@ -623,7 +675,8 @@ def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: f
     source_url
         A cloud-volume path of a segmentation layer with a ``mesh`` member:
         ``precomputed://https://host/path``, ``precomputed://http://127.0.0.1:PORT/path``,
-        ``precomputed://gs://bucket/path``, ``precomputed://file:///folder``.
+        ``precomputed://gs://bucket/path``, ``precomputed://file:///folder``; or a
+        :class:`PrecomputedSource` (the layer opened once for many reads).
     ids
         Segment ids (duplicates read once).
     lod
@@ -673,14 +726,15 @@ def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: f
     import navis
 
     wanted = _ids(ids)
-    name = _source_name(source_url)
+    layer = _layer(source_url)
+    name = layer.name
     if lod is not None and (isinstance(lod, bool) or not isinstance(lod, (int, np.integer)) or lod < 0):
         raise InvalidArgumentError(f"lod must be a level of detail >= 0 (0 the finest) or None; got {lod!r}")
 
     def work() -> tuple[dict[int, Any], int | None]:
         if not wanted:
             return {}, None
-        cv = _open(source_url)
+        cv = layer.volume()
         if not cv.info.get("mesh"):
             raise DataFormatError(f"precomputed source {name} has no meshes (its info has no 'mesh' member)")
         kind = (cv.mesh.meta.info or {}).get("@type", "neuroglancer_legacy_mesh")
@@ -692,7 +746,7 @@ def read_meshes(source_url: str, ids: Any, *, lod: int | None = None, timeout: f
                                        "'neuroglancer_legacy_mesh' and 'neuroglancer_multilod_draco' meshes")
         return _read_legacy(cv, wanted, name), None
 
-    got, level = _run(source_url, timeout, work, f"meshes of {wanted}")
+    got, level = _run(layer.url, timeout, work, f"meshes of {wanted}")
     neurons = []
     for segid in wanted:
         mesh = got.get(segid)
@@ -710,71 +764,118 @@ def _read_legacy(cv: Any, wanted: list[int], name: str) -> dict[int, Any]:
     """``{segid: cloudvolume.Mesh}`` from a legacy source: each manifest read once, then its fragments.
 
     cloud-volume's ``cv.mesh.exists`` then ``cv.mesh.get`` read every manifest three times (``get``
-    checks existence again); here one ``CloudFiles.get`` reads the manifests (a missing one is a missing
-    id) and one more the fragments they name, decoded by ``cloudvolume.Mesh.from_precomputed`` and
-    concatenated as ``get(fuse=False)`` does, with the mesh info's ``transform`` applied.
+    checks existence again). Here each segment is one chain on :data:`READ_WORKERS` threads: its
+    manifest (a missing one is a missing id), then the fragments it names, each read with a
+    one-file ``CloudFiles.get`` (no barrier between the manifests and the fragments of different
+    segments, and none of cloud-files' per-call thread start-up and 0.1 s queue polling), decoded by
+    ``cloudvolume.Mesh.from_precomputed`` and concatenated as ``get(fuse=False)`` does, with the mesh
+    info's ``transform`` applied.
     """
     from cloudfiles import CloudFiles
     from cloudvolume import Mesh
 
+    from .parallel import map_batches
+
     source = cv.mesh
     files = CloudFiles(source.meta.join(source.meta.cloudpath, source.path), progress=False,
                        secrets=cv.config.secrets)
-    manifests = files.get([f"{segid}:0" for segid in wanted], return_dict=True)
-    missing = [segid for segid in wanted if manifests.get(f"{segid}:0") is None]
-    if missing:
-        raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
-    fragments: dict[int, list[str]] = {}
-    for segid in wanted:
+    transform = np.asarray(source.transform, dtype="float64")
+
+    def one(segid: int) -> Any:
+        manifest = files.get(f"{segid}:0")
+        if manifest is None:
+            return None
         try:
-            names = json.loads(manifests[f"{segid}:0"])["fragments"]
+            names = json.loads(manifest)["fragments"]
         except (ValueError, KeyError, TypeError) as exc:
             raise DataFormatError(f"mesh manifest {segid}:0 in {name} is not a manifest JSON with a 'fragments' "
                                   f"list: {exc}") from None
         if not isinstance(names, list) or not names or not all(isinstance(f, str) for f in names):
             raise DataFormatError(f"mesh manifest {segid}:0 in {name} names no fragment files: {names!r}")
-        fragments[segid] = sorted(names)  # cloud-volume decodes fragments in name order
-    data = files.get([f for names in fragments.values() for f in names], return_dict=True)
-    transform = np.asarray(source.transform, dtype="float64")
-    out = {}
-    for segid, names in fragments.items():
-        absent = [f for f in names if data.get(f) is None]
+        names = sorted(names)  # cloud-volume decodes fragments in name order
+        data = {f: files.get(f) for f in names}
+        absent = [f for f in names if data[f] is None]
         if absent:
             raise DataFormatError(f"the manifest of mesh {segid} in {name} names fragments that are not there: "
                                   f"{absent}")
         mesh = Mesh.concatenate(*(Mesh.from_precomputed(data[f], segid=segid) for f in names), segid=segid)
         if not np.array_equal(transform, np.eye(4)):
             mesh.vertices = mesh.vertices @ transform[:3, :3].T + transform[:3, 3]
-        out[segid] = mesh
-    return out
+        return mesh
+
+    got = dict(zip(wanted, map_batches(one, wanted, max_workers=READ_WORKERS)))
+    missing = [segid for segid in wanted if got[segid] is None]
+    if missing:
+        raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
+    return got
 
 
 def _read_multires(cv: Any, wanted: list[int], level: int, name: str) -> dict[int, Any]:
     """``{segid: cloudvolume.Mesh}`` at ``level`` from a multi-resolution source, every id checked first.
 
-    Manifests are read with cloud-volume's mesh source (its shard reader when sharded); an id without
-    one is missing. cloud-volume's unsharded ``exists`` opens a relative path, so the ``{id}.index``
-    files are looked up here with ``CloudFiles`` in the mesh folder instead.
+    One chain per segment on :data:`READ_WORKERS` threads: its manifest, read with cloud-volume's mesh
+    source when sharded (``get_manifest``: the shard reader, whose shard and minishard index caches the
+    chains share) or as ``{id}.index`` with a one-file ``CloudFiles.get`` (a missing manifest is a missing
+    id; the shard and minishard indices of all of them are read first, once each, with the shard
+    reader's batch ``exists``), then only the byte range of level ``level`` -- the range cloud-volume's own ``get`` reads
+    (``MultiLevelPrecomputedMeshManifest`` sizes; sharded: the fragments end where the manifest starts)
+    -- decoded by cloud-volume's ``extract_lod_meshes`` (Draco, stored model space to nm) and
+    concatenated. cloud-volume's ``get`` reads every manifest again after an existence check, one
+    segment after another; this reads each once.
     """
     from cloudfiles import CloudFiles
+    from cloudvolume import Mesh
+    from cloudvolume.datasource.precomputed.mesh.multilod import (
+        MultiLevelPrecomputedMeshManifest,
+        extract_lod_meshes,
+    )
+
+    from .parallel import map_batches
 
     source = cv.mesh
-    if source.meta.is_sharded():
-        manifests = {segid: source.get_manifest(segid) for segid in wanted}
-    else:
-        folder = source.meta.join(source.meta.cloudpath, source.path)
-        found = CloudFiles(folder, progress=False, secrets=cv.config.secrets).exists(
-            [f"{segid}.index" for segid in wanted])
-        manifests = {segid: True if found.get(f"{segid}.index") else None for segid in wanted}
-        manifests = {segid: source.get_manifest(segid) if ok else None for segid, ok in manifests.items()}
-    missing = [segid for segid, manifest in manifests.items() if manifest is None]
+    sharded = source.meta.is_sharded()
+    files = CloudFiles(source.meta.join(source.meta.cloudpath, source.path), progress=False,
+                       secrets=cv.config.secrets)
+
+    def one(segid: int) -> Any:
+        if sharded:
+            manifest = source.get_manifest(segid)
+        else:
+            binary = files.get(f"{segid}.index")
+            manifest = None if binary is None else MultiLevelPrecomputedMeshManifest.from_binary(
+                binary, segment_id=segid, shard_offset=0)
+        if manifest is None:
+            return None
+        if level >= manifest.num_lods:
+            return manifest.num_lods
+        sizes = [int(np.sum(s)) for s in manifest.fragment_offsets]
+        start = int(np.sum(sizes[:level]))
+        if sharded:  # fragment data then the manifest in one shard entry (sharded.md); as cloud-volume's get
+            start += int(manifest.shard_offset) - int(np.sum(sizes))
+            path = str(manifest.path).rsplit("/", 1)[-1]  # the shard file, in the mesh folder
+        else:
+            path = str(segid)
+        data = files.get({"path": path, "start": start, "end": start + sizes[level]}) if sizes[level] else b""
+        if data is None or len(data) != sizes[level]:
+            raise DataFormatError(f"the level {level} fragments of mesh {segid} in {name} are "
+                                  f"{'missing' if data is None else f'{len(data)} bytes'}; its manifest says "
+                                  f"{sizes[level]}")
+        pieces = extract_lod_meshes(manifest, level, data, source.vertex_quantization_bits,
+                                    source.transform).get(segid, [])
+        return Mesh.concatenate(*pieces, segid=segid) if pieces else Mesh(np.zeros((0, 3)), np.zeros((0, 3)),
+                                                                          segid=segid)
+
+    if sharded:  # every shard and minishard index read once, into the reader's caches the chains then use
+        source.reader.exists(wanted, source.path, progress=False)
+    got = dict(zip(wanted, map_batches(one, wanted, max_workers=READ_WORKERS)))
+    missing = [segid for segid in wanted if got[segid] is None]
     if missing:
         raise IdsNotFoundError(f"no mesh in {name} for id(s) {missing}", ids=missing)
-    for segid, manifest in manifests.items():
-        if level >= manifest.num_lods:
+    for segid, mesh in got.items():
+        if isinstance(mesh, int):
             raise InvalidArgumentError(f"lod {level} is past the levels of detail of segment {segid} in {name}: "
-                                       f"it has 0..{manifest.num_lods - 1} (0 the finest)")
-    return dict(source.get(wanted, lod=level, concat=True, progress=False))
+                                       f"it has 0..{mesh - 1} (0 the finest)")
+    return got
 
 
 def _expected_skeleton_bytes(data: bytes, attributes: list[dict]) -> int | None:
@@ -813,15 +914,15 @@ def _tree_neuron(segid: int, vertices: np.ndarray, edges: np.ndarray, radius: np
     return neuron
 
 
-def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) -> Any:
+def read_skeletons(source_url: str | PrecomputedSource, ids: Any, *, timeout: float | None = 120.0) -> Any:
     """Skeletons of segments from a precomputed source, as navis ``TreeNeuron`` s in nm.
 
     Parameters
     ----------
     source_url
         A cloud-volume path of a segmentation layer with a ``skeletons`` member, or of a skeleton
-        folder itself (its ``info`` has ``"@type": "neuroglancer_skeletons"``); see :func:`read_meshes`.
-        Unsharded and sharded (``"sharding"`` in ``skeletons/info``) skeleton folders are read.
+        folder itself (its ``info`` has ``"@type": "neuroglancer_skeletons"``), or a
+        :class:`PrecomputedSource`; see :func:`read_meshes`. Unsharded and sharded (``"sharding"`` in ``skeletons/info``) skeleton folders are read.
     ids
         Segment ids (duplicates read once).
     timeout
@@ -858,13 +959,16 @@ def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) 
     from cloudfiles import CloudFiles
     from cloudvolume import Skeleton
 
+    from .parallel import map_batches
+
     wanted = _ids(ids)
-    name = _source_name(source_url)
+    layer = _layer(source_url)
+    name = layer.name
 
     def work() -> list[Any]:
         if not wanted:
             return []
-        cv = _open(source_url)
+        cv = layer.volume()
         if not cv.info.get("skeletons") and cv.info.get("@type") != "neuroglancer_skeletons":
             raise DataFormatError(f"precomputed source {name} has no skeletons "
                                   "(its info has no 'skeletons' member)")
@@ -876,7 +980,7 @@ def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) 
         else:
             paths = {segid: source.meta.join(source.meta.skeleton_path, str(segid)) for segid in wanted}
             files = CloudFiles(cv.cloudpath, progress=False, secrets=cv.config.secrets)
-            contents = {segid: files.get(path) for segid, path in paths.items()}
+            contents = dict(zip(paths, map_batches(files.get, list(paths.values()), max_workers=READ_WORKERS)))
         missing = [segid for segid, data in contents.items() if data is None]
         if missing:
             raise IdsNotFoundError(f"no skeleton in {name} for id(s) {missing}", ids=missing)
@@ -894,7 +998,7 @@ def read_skeletons(source_url: str, ids: Any, *, timeout: float | None = 120.0) 
         return out
 
     neurons = []
-    for segid, skeleton in _run(source_url, timeout, work, f"skeletons of {wanted}"):
+    for segid, skeleton in _run(layer.url, timeout, work, f"skeletons of {wanted}"):
         radius = getattr(skeleton, "radius", None)
         radius = None if radius is None or len(radius) != len(skeleton.vertices) else np.asarray(radius, "float64")
         neurons.append(_tree_neuron(segid, np.asarray(skeleton.vertices, dtype="float64"),

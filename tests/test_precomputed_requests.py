@@ -55,3 +55,22 @@ def test_a_missing_manifest_names_the_id(layer):
     with pytest.raises(errors.IdsNotFoundError) as info:
         read_meshes(source, [2, 99], timeout=30)
     assert info.value.ids == [99]
+
+
+def test_a_shared_source_reads_the_layer_description_once_across_threads(layer):
+    """Many concurrent reads through one PrecomputedSource: the layer's info files are read once in all."""
+    from connectomix.parallel import map_batches
+    from connectomix.precomputed import PrecomputedSource
+
+    source, seen = layer
+    seen.clear()
+    shared = PrecomputedSource(source)
+    got = map_batches(lambda i: read_meshes(shared, [i], timeout=30)[0], list(MESHES), max_workers=6)
+    assert [int(n.id) for n in got] == list(MESHES)
+    assert seen["/info"] == 1 and seen["/mesh/info"] == 1
+    assert sum(v for k, v in seen.items() if not k.startswith("/mesh/") or k == "/mesh/info") == \
+        sum(1 for k in seen if not k.startswith("/mesh/") or k == "/mesh/info")  # every description file once
+    assert sum(v for k, v in seen.items() if k.startswith("/mesh/") and k != "/mesh/info") == 2 * len(MESHES)
+    seen.clear()
+    read_meshes(shared, [1, 2], timeout=30)
+    assert sorted(seen) == ["/mesh/1:0", "/mesh/1:0:0", "/mesh/2:0", "/mesh/2:0:0"]  # nothing but the meshes

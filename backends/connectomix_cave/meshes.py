@@ -190,16 +190,23 @@ def _reader(backend: Any) -> GrapheneMeshReader | _FlatMeshReader:
 
 
 class _FlatMeshReader:
-    """A flat ``precomputed://`` segmentation source, read with :func:`connectomix.precomputed.read_meshes`."""
+    """A flat ``precomputed://`` segmentation source, read with :func:`connectomix.precomputed.read_meshes`.
+
+    The layer is opened once (one :class:`~connectomix.precomputed.PrecomputedSource`: its four description
+    files read once for the reader's life, not once per root).
+    """
 
     def __init__(self, source: str):
+        from connectomix.precomputed import PrecomputedSource
+
         self.source = source
+        self.layer = PrecomputedSource(source)
 
     def read(self, root: int) -> tuple[np.ndarray, np.ndarray] | None:
         from connectomix.precomputed import read_meshes
 
         try:
-            mesh = read_meshes(self.source, [root])[0]
+            mesh = read_meshes(self.layer, [root])[0]
         except IdsNotFoundError:
             return None
         return np.asarray(mesh.vertices, dtype="float64"), np.asarray(mesh.faces, dtype="int64")

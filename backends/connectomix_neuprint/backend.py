@@ -1228,7 +1228,8 @@ class NeuprintBackend(Backend):
                 f"{self.http.session.verify}") if isinstance(self.http.session.verify, str) else None
         cache, key_base = morphology.mesh_cache(self, source)
         neurons = morphology.read_meshes_concurrently(source, ids, timeout=self._timeout, tls_hint=hint,
-                                                      cache=cache, key_base=key_base, lod=self._mesh_lod)
+                                                      cache=cache, key_base=key_base, lod=self._mesh_lod,
+                                                      layer=morphology.shared_layer(self, source, key_base))
         for n in neurons:
             n.dataset = self._dataset_name
             n.mesh_source = source

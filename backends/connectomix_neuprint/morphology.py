@@ -49,16 +49,17 @@ from connectomix.errors import (IdsNotFoundError, IncompleteResponseError, Inval
 from connectomix.http import json_body
 from connectomix.parallel import batched, map_batches
 
-__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "mesh_cache",
+__all__ = ["published_sources", "choose_source", "same_source", "as_precomputed", "mesh_cache", "shared_layer",
            "read_meshes_concurrently", "skeleton_nodes", "SKELETON_COLUMNS", "MESH_BATCH", "MESH_WORKERS"]
 
 log = logging.getLogger("connectomix_neuprint")
 
-#: Most ids per cloud-volume read, and reads in flight. Each read opens the layer (its ``info``,
-#: ``provenance``, ``mesh/info`` and ``skeletons/info``: four requests), so the ids are split into
-#: as few reads as keep :data:`MESH_WORKERS` busy; cloud-files fetches a read's files concurrently.
-MESH_BATCH = 64
-MESH_WORKERS = 4
+#: Most ids per read, and reads in flight. Every read shares the layer opened once (:func:`shared_layer`:
+#: its ``info``, ``provenance``, ``mesh/info`` and ``skeletons/info`` read once) and reads its segments
+#: concurrently itself (:data:`connectomix.precomputed.READ_WORKERS`), so reads run one after another;
+#: batches only give each read of a long list its own timeout.
+MESH_BATCH = 1000
+MESH_WORKERS = 1
 
 
 def _layer_source(layer: dict) -> str | None:
@@ -243,6 +244,26 @@ def mesh_cache(backend: Any, source: str) -> tuple[Any, dict | None]:
     return cache, {"backend": backend.name, "data": dict(identity), "mesh_source": source}
 
 
+def shared_layer(backend: Any, source: str, key_base: dict | None = None) -> Any:
+    """The backend's one :class:`~connectomix.precomputed.PrecomputedSource` for ``source``.
+
+    Kept per source and dataset identity (``key_base["data"]`` of :func:`mesh_cache`, when the backend
+    has a result cache; otherwise for the backend's life, as its :attr:`mesh_source` is), so the layer's
+    four description files are read once, not once per read; a re-deployed dataset (new identity)
+    opens the layer again. Safe to call from many threads.
+    """
+    from connectomix.precomputed import PrecomputedSource
+
+    identity = None if key_base is None else repr(sorted(dict(key_base.get("data") or {}).items()))
+    with _IDENTITIES_LOCK:
+        layers = backend.__dict__.setdefault("_mesh_layers", {})
+        layer = layers.get((source, identity))
+        if layer is None:
+            layers.clear()  # only the newest identity's layer is kept
+            layer = layers[(source, identity)] = PrecomputedSource(source)
+        return layer
+
+
 def check_lod(value: Any) -> int | None:
     """The ``mesh_lod`` option: ``None`` (the finest level) or an integer >= 0 (URI query strings accepted)."""
     if value is None or value == "":
@@ -318,9 +339,12 @@ def skeleton_nodes(response: Any) -> np.ndarray:
 
 def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | None,
                              tls_hint: str | None = None, cache: Any = None, key_base: dict | None = None,
-                             lod: int | None = None) -> list[Any]:
-    """``MeshNeuron``s (nm) of ``ids`` from ``source``, at most :data:`MESH_BATCH` ids per cloud-volume read,
+                             lod: int | None = None, layer: Any = None) -> list[Any]:
+    """``MeshNeuron``s (nm) of ``ids`` from ``source``, at most :data:`MESH_BATCH` ids per read,
     :data:`MESH_WORKERS` reads at a time; every missing id named in one :class:`IdsNotFoundError`.
+
+    ``layer`` is the opened layer to read from (:func:`shared_layer`); ``None`` opens ``source`` once for
+    this call.
 
     ``lod`` is passed to :func:`connectomix.precomputed.read_meshes`; each neuron's ``lod`` attribute is
     the level read (``None`` from a legacy source), kept with a cached mesh.
@@ -346,10 +370,14 @@ def read_meshes_concurrently(source: str, ids: np.ndarray, *, timeout: float | N
             level = int(hit["lod"].iloc[0]) if "lod" in hit and len(hit) else -1
             found[i].lod = level if level >= 0 else None
     ids = np.asarray([i for i in order if i not in found], dtype="int64")
+    if layer is None:
+        from connectomix.precomputed import PrecomputedSource
+
+        layer = PrecomputedSource(source)
 
     def fetch(batch: np.ndarray) -> Any:
         try:
-            return list(read_meshes(source, batch, lod=lod, timeout=timeout))
+            return list(read_meshes(layer, batch, lod=lod, timeout=timeout))
         except IdsNotFoundError as exc:  # collected: the error names every missing id, not one batch's
             return exc
         except RemoteError as exc:
