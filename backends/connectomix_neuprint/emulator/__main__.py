@@ -59,8 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="then N Cypher queries answer neuPrint's 'Timeout experienced' error")
     p.add_argument("--threshold", type=float, default=None,
                    help=":Meta.postHighAccuracyThreshold, neuprint-python's default synapse confidence filter; "
-                        "weights of pairs with synapses are counted at it (default: the manifest's recommended "
-                        "score, release weights kept)")
+                        "weights of pairs with synapses count the PSDs at or above it, as FlyEM's builder does "
+                        "(default: the manifest's recommended score, release weights kept)")
     p.add_argument("--position-units", choices=("voxel", "nm"), default="voxel",
                    help="serve positions in voxels (default) or in nm with :Meta.voxelSize still set, "
                         "like the FlyWire/BANC mirrors")
