@@ -890,6 +890,9 @@ class CaveBackend(Backend):
     @_after_id_checks
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
         per_roi = query.by_roi or query.rois is not None
+        if per_roi and not self.settings.neuropil_column:
+            raise UnsupportedOperation(f"datastack {self.datastack!r} has no neuropil column configured, so "
+                                       "connectivity cannot be split by ROI")
         version = query.materialization
         src, tgt = query.sources, query.targets
         batch_sources = tgt is None or (src is not None and len(src) <= len(tgt))
@@ -921,9 +924,11 @@ class CaveBackend(Backend):
                               "post": raw["post_pt_root_id"].to_numpy(dtype="int64")})
         if not per_roi:
             return edges.groupby(["pre", "post"], as_index=False).size().rename(columns={"size": "weight"})
-        npil = self.settings.neuropil_column
-        edges["roi"] = self._roi(raw[npil]).fillna(schema.NOT_PRIMARY).to_numpy()
-        return edges.groupby(["pre", "post", "roi"], as_index=False).size().rename(columns={"size": "weight"})
+        codes, names = _roi_codes(raw[self.settings.neuropil_column])
+        edges["roi"] = codes  # grouped as integers; the codes follow the names' order
+        out = edges.groupby(["pre", "post", "roi"], as_index=False).size().rename(columns={"size": "weight"})
+        out["roi"] = names[out["roi"].to_numpy()]
+        return out
 
     def _connection_view_usable(self, per_roi: bool, version: Any) -> bool:
         """Whether total weights may come from the pre-aggregated connection view.
@@ -1188,7 +1193,7 @@ class CaveBackend(Backend):
             return None
 
         segments = criteria.label == "segment" and criteria.ids is not None and not self._annotation_filters(criteria)
-        if segments:
+        if segments and (by_roi or want["pre"] or want["post"]):
             # segments need no annotation row (ROI and count criteria apply to them too), so the counts of
             # the given ids do not wait for the annotations: both are asked at once
             annotated, counted = map_batches(lambda ask: ask(), [annotations, lambda: synapse_counts(ids)],
@@ -1196,6 +1201,8 @@ class CaveBackend(Backend):
             neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
         else:
             neurons = annotations()
+            if segments:
+                neurons = pd.DataFrame({"id": ids}).merge(neurons, on="id", how="left")
             counted = synapse_counts(neurons["id"].to_numpy(dtype="int64"))
         totals = counted
         if by_roi:
@@ -1262,14 +1269,17 @@ class CaveBackend(Backend):
         raw = self._synapse_rows(ids, list(sides), version, positions=False, batch_size=self.batch_size,
                                  max_workers=8, progress=False, desc="CAVE synapse counts")
         keys = ["id", "roi"] if by_roi else ["id"]
+        codes, names = _roi_codes(raw[self.settings.neuropil_column]) if by_roi else (None, None)
         parts = []
         for side in sides:
-            part = pd.DataFrame({"id": raw[f"{side}_pt_root_id"].to_numpy(dtype="int64")})
-            if by_roi:
-                part["roi"] = self._roi(raw[self.settings.neuropil_column]).fillna(schema.NOT_PRIMARY).to_numpy()
-            part = part[part["id"].isin(ids)]
+            column = raw[f"{side}_pt_root_id"].to_numpy(dtype="int64")
+            keep = np.isin(column, ids)
+            part = pd.DataFrame({"id": column[keep], **({"roi": codes[keep]} if by_roi else {})})
             parts.append(part.groupby(keys).size().rename(side))
-        return pd.concat(parts, axis=1).fillna(0).astype("int64").reset_index()
+        out = pd.concat(parts, axis=1).fillna(0).astype("int64").reset_index()
+        if by_roi:  # grouped as integer codes, which follow the names' order
+            out["roi"] = names[out["roi"].to_numpy()]
+        return out
 
     @_after_id_checks
     def fetch_roi_counts(self, ids: np.ndarray, materialization: Any = None) -> pd.DataFrame:
@@ -1357,6 +1367,23 @@ def _normalise(column: str, values: pd.Series) -> pd.Series:
     if column == "nt":
         return values.str.lower().map(NT_VALUES).astype("string")
     return values
+
+
+#: Neuropil values that name no neuropil (as :meth:`CaveBackend._roi` reads them).
+_NO_ROI = ("", "NA", "UNASGD", "None")
+
+
+def _roi_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's neuropil as an integer code into sorted names (an object array of str).
+
+    The names are :meth:`CaveBackend._roi`'s, with missing ones ``schema.NOT_PRIMARY``; the distinct
+    raw values are few, so only they are converted, not every row.
+    """
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)  # missing -> -1
+    raw = pd.Series(uniques, dtype=object).astype("string")
+    named = raw.mask(raw.isin(_NO_ROI)).fillna(schema.NOT_PRIMARY).to_numpy(dtype=object)
+    names, inverse = np.unique(np.append(named, schema.NOT_PRIMARY).astype(str), return_inverse=True)
+    return inverse[codes], names.astype(object)  # code -1 takes the appended NOT_PRIMARY
 
 
 def _na_ints(n: int) -> pd.api.extensions.ExtensionArray:

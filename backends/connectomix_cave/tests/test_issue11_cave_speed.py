@@ -288,3 +288,12 @@ def test_lookups_on_reference_tables_give_the_release_types(tmp_path_factory, st
         assert got["type"].reindex(ids[typed]).tolist() == types.reindex(ids[typed]).tolist()
         assert got["type"].reindex(ids[~typed]).isna().all() and str(got["type"].dtype) == "string"
         assert got["upstream"].isna().all() and str(got["upstream"].dtype) == "Int64"
+
+
+def test_connectivity_by_roi_without_a_neuropil_column_is_unsupported(tmp_path):
+    release = write_release(tmp_path / "release")
+    with CaveEmulator(release, token=TOKEN, **profile("minnie65_public").emulator_kwargs()) as emulator:
+        ds = connectomix.open("cave://minnie65_public", server=emulator.url, token=TOKEN, materialization=1,
+                              cache=False)
+        with pytest.raises(errors.UnsupportedOperation, match="no neuropil column"):
+            connectivity(ds, sources=IDS[:5], by_roi=True)  # was a KeyError(None)
