@@ -5,8 +5,20 @@ Two sources, chosen per datastack by the catalogue's ``[datasets.X.morphology]``
 
 ``"service"``
     The CAVE skeleton service at the datastack's ``local_server`` (MICrONS; the
-    SkeletonService repository, CAVEconnectome/SkeletonService). One request per
-    neuron, exactly as caveclient 8.2.1's ``client.skeleton.get_skeleton(rid,
+    SkeletonService repository, CAVEconnectome/SkeletonService). On servers >= 0.23.9,
+    skeletons are asked in bulk first, as caveclient 8.2.1's ``client.skeleton.fetch_skeletons(
+    rids, skeleton_version=4)`` asks them (``method_constraint=">=0.23.9"``): ``POST
+    {local}/skeletoncache/api/v1/{ds}/bulk/get_cached_skeletons/4/flatdict`` with ``{"root_ids":
+    [...], "generate_missing": false, "verbose_level": 0}``, at most :data:`BULK_LIMIT` (500) roots
+    per request -- the service refuses more with 400 (SkeletonService@0b3d901
+    ``skeletonservice/datasets/service.py:48`` ``MAX_BULK_CACHED_SKELETONS = 500``, ``api.py``
+    ``SkeletonResource__get_cached_skeletons_bulk.post``; caveclient ``skeletonservice.py:32``
+    mirrors it). The answer ``{"<rid>": "<hex of the flatdict body>"}`` holds only skeletons already
+    in the service's cache; every root it leaves out (not skeletonized yet, refused, or not a root)
+    is then asked alone, which skeletonizes it or answers the refusal below. (The synchronous bulk
+    route, ``GET .../bulk/get_skeletons/...``, takes 10 roots and answers ``"async"`` for
+    uncached ones: not used.) Servers without the route (404, or older than 0.23.9) are asked one
+    request per neuron, exactly as caveclient 8.2.1's ``client.skeleton.get_skeleton(rid,
     skeleton_version=4, output_format="dict")`` sends it (``skeletonservice.py``;
     URL templates from ``caveclient.endpoints``): ``GET
     {local}/skeletoncache/api/v1/{ds}/async/get_skeleton/4/{rid}/flatdict`` on
@@ -48,6 +60,7 @@ sends no request, also from a new process within ``identity_ttl``.
 
 from __future__ import annotations
 
+import binascii
 import gzip
 import json
 import threading
@@ -64,11 +77,13 @@ from connectomix.errors import (
     IdsNotFoundError,
     IncompleteResponseError,
     InvalidArgumentError,
+    ServerError,
     UnsupportedOperation,
 )
-from connectomix.parallel import map_batches
+from connectomix.parallel import batched, map_batches
 
-__all__ = ["SkeletonReader", "SERVICE", "NONE", "SKELETON_VERSION", "decode_flatdict", "decode_precomputed"]
+__all__ = ["SkeletonReader", "SERVICE", "NONE", "SKELETON_VERSION", "BULK_LIMIT", "decode_flatdict",
+           "decode_precomputed"]
 
 SERVICE = "service"
 NONE = "none"
@@ -77,6 +92,11 @@ SKELETON_VERSION = 4
 #: Server versions from which caveclient uses the asynchronous endpoint / the ``flatdict`` format.
 _ASYNC_FROM = (0, 13, 7)
 _FLATDICT_FROM = (0, 6, 0)
+#: Servers from which the cached bulk route exists (caveclient 8.2.1 ``fetch_skeletons``: ``>=0.23.9``).
+_BULK_FROM = (0, 23, 9)
+#: Most roots per cached bulk request: the service refuses more (SkeletonService@0b3d901 service.py:48
+#: ``MAX_BULK_CACHED_SKELETONS = 500``; api.py answers 400 "Too many root IDs requested").
+BULK_LIMIT = 500
 #: Concurrent skeleton requests (connecto measured no gain past 8 workers, anchors-features.md 3.2).
 MAX_WORKERS = 8
 _NODE_COLUMNS = ["node_id", "label", "x", "y", "z", "radius", "parent_id"]
@@ -186,6 +206,7 @@ class SkeletonReader:
         self._session: requests.Session | None = None  # the service's, with the client's credentials
         self._public: requests.Session | None = None  # a published folder's
         self._template: str | None = None
+        self._bulk: str | None = None  # the cached bulk route's URL, on servers that have it
 
     # -- the service's handshake ------------------------------------------------------------------
 
@@ -226,6 +247,8 @@ class SkeletonReader:
             name = "get_skeleton_async_via_skvn_rid_fmt" if version >= _ASYNC_FROM else "get_skeleton_via_skvn_rid_fmt"
             mapping["output_format"] = "flatdict"
             self._template = endpoints[name].format_map({**mapping, "root_id": "{root_id}"})
+            if version >= _BULK_FROM:
+                self._bulk = endpoints["get_cached_skeletons_bulk_as_post"].format_map(mapping)
             self._session = session
             return session, self._template
 
@@ -320,6 +343,7 @@ class SkeletonReader:
                          {"source": source, "id": int(rid)})
 
     def _from_service(self, ids: list[int]) -> dict[int, pd.DataFrame | None]:
+        """Skeletons in bulk (servers with the route, more than one root), then one request per root left out."""
         session, template = self._service()
 
         def one(rid: int) -> pd.DataFrame | None:
@@ -332,8 +356,54 @@ class SkeletonReader:
                 response.raise_for_status()
                 return decode_flatdict(response.content, int(rid), url)
 
-        progress = len(ids) > 1
-        return dict(zip(ids, map_batches(one, ids, max_workers=MAX_WORKERS, progress=progress, desc="skeletons")))
+        found: dict[int, pd.DataFrame] = {}
+        if self._bulk is not None and len(ids) > 1:
+            chunks = batched(ids, BULK_LIMIT)
+            for part in map_batches(lambda chunk: self._from_bulk(session, list(chunk)), chunks,
+                                    max_workers=MAX_WORKERS):
+                found.update(part)
+        rest = [rid for rid in ids if rid not in found]
+        progress = len(rest) > 1
+        found.update(zip(rest, map_batches(one, rest, max_workers=MAX_WORKERS, progress=progress,
+                                           desc="skeletons")))
+        return {rid: found[rid] for rid in ids}
+
+    def _from_bulk(self, session: requests.Session, ids: list[int]) -> dict[int, pd.DataFrame]:
+        """The skeletons the service's cached bulk route answers for ``ids`` (at most :data:`BULK_LIMIT`).
+
+        Roots it leaves out are not in the answer (asked alone afterwards); a server without the route
+        (404) is asked one root at a time from then on.
+        """
+        url = self._bulk
+        if url is None:
+            return {}
+        with self.backend._map_errors(f"fetching the skeletons of {len(ids)} roots in bulk"):
+            response = session.post(url, json={"root_ids": [int(r) for r in ids], "generate_missing": False,
+                                               "verbose_level": 0})
+            if response.status_code == 404:
+                self._bulk = None
+                return {}
+            response.raise_for_status()
+            try:
+                answer = json.loads(response.content)
+            except ValueError as exc:
+                raise IncompleteResponseError(f"the bulk skeleton answer from {url} is not whole JSON "
+                                              f"({len(response.content)} bytes; {exc})", url=url) from None
+        if not isinstance(answer, dict):
+            raise ServerError(f"the bulk skeleton answer from {url} is not a JSON object: {str(answer)[:200]}",
+                              url=url)
+        out = {}
+        for rid in ids:
+            value = answer.get(str(int(rid)))
+            if value is None:
+                continue
+            try:
+                body = binascii.unhexlify(value)
+            except (binascii.Error, TypeError, ValueError):
+                raise IncompleteResponseError(f"the skeleton of root {rid} in the bulk answer from {url} is not "
+                                              f"hexadecimal text ({str(value)[:40]!r})", url=url) from None
+            out[int(rid)] = decode_flatdict(body, int(rid), url)
+        return out
 
     def _from_precomputed(self, ids: list[int], version: Any) -> dict[int, pd.DataFrame | None]:
         """Skeleton files ``{url}/{root_id}`` of a published folder, decoded by cloud-volume.

@@ -45,7 +45,15 @@ CAVEconnectome/SkeletonService@0b3d901 ``skeletonservice/__init__.py`` and
   single id, as caveclient reads it), ``GET /v1/{ds}/bulk/get_skeletons/{skvn}/{fmt}/{gms}/{rids}``
   (caveclient ``get_bulk_skeletons``), and ``POST
   /v1/{ds}/bulk/get_cached_skeletons/{skvn}/{fmt}`` (caveclient ``fetch_skeletons``)
-  -> ``{rid: hex of the compressed skeleton}`` for the roots that have one.
+  -> ``{rid: hex of the compressed skeleton}`` for the roots that have one. Their limits are the
+  real service's: the GET route reads the first 10 ids and ignores the rest
+  (``MAX_BULK_SYNCHRONOUS_SKELETONS``, service.py:47 and ``get_skeletons_bulk_by_datastack_and_rids``),
+  the POST route refuses more than 500 with 400 ``{"Error": "Too many root IDs requested: N. Maximum
+  allowed is 500."}`` (``MAX_BULK_CACHED_SKELETONS``, service.py:48; api.py
+  ``SkeletonResource__get_cached_skeletons_bulk.post``). The POST route answers only skeletons already
+  in the service's cache (roots in :attr:`SkeletonService.uncached` are left out, as the real service
+  leaves out a root it has not skeletonized yet; the one-root routes still answer them, as the real
+  service skeletonizes on demand); the GET route answers ``"async"`` for them.
 
 The datastack info's ``skeleton_source`` is
 ``precomputed://{base}/skeletoncache/api/v1/{ds}/precomputed/skeleton`` (the shape of
@@ -258,13 +266,18 @@ class SkeletonService:
         The release's skeletons.
     cut_next
         Number of following skeleton bodies to cut to half their bytes with a matching
-        ``Content-Length`` (a broken body in a valid HTTP message), for fault tests.
+        ``Content-Length`` (a broken body in a valid HTTP message), for fault tests; in a bulk
+        answer, the compressed skeletons inside it (hex of half the bytes).
+    uncached
+        Roots whose skeleton is not in the service's cache yet: left out of the cached bulk answer,
+        ``"async"`` in the synchronous bulk answer, served by the one-root routes.
     """
 
     def __init__(self, app: Any):
         self.app = app
         self.store = SkeletonStore(app.dataset.release.path)
         self.cut_next = 0
+        self.uncached: set[int] = set()
         self._lock = threading.Lock()
 
     def _body(self, body: bytes) -> bytes:
@@ -330,7 +343,9 @@ class SkeletonService:
                 sk = self._lookup(int(raw))
             except (_Refused, ValueError):
                 continue
-            out[str(int(raw))] = binascii.hexlify(_encode(sk, int(raw), skvn, fmt, ds)).decode("ascii")
+            if int(raw) in self.uncached:
+                continue
+            out[str(int(raw))] = binascii.hexlify(self._body(_encode(sk, int(raw), skvn, fmt, ds))).decode("ascii")
         return Response.json(out)
 
     def bulk_get(self, req: Request) -> Response:
@@ -349,6 +364,8 @@ class SkeletonService:
         for rid in ids[:10]:  # MAX_BULK_SYNCHRONOUS_SKELETONS
             if rid not in self.app.dataset.history.roots:
                 out[str(rid)] = "invalid_rid"
+            elif rid in self.store.ids and rid in self.uncached:
+                out[str(rid)] = "async"
             elif rid in self.store.ids:
                 out[str(rid)] = binascii.hexlify(_encode(self.store.get(rid), rid, skvn, fmt, ds)).decode("ascii")
         return Response.json(out)
