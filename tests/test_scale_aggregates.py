@@ -226,3 +226,33 @@ def test_duckdb_aggregates_within_a_small_memory_limit(tmp_path):
     assert not spill.exists()
     with pytest.raises(InvalidArgumentError, match="temp_directory"):
         connectomix.open(f"release://{folder}", temp_directory=3)
+
+
+def test_partner_profiles_from_coded_arrays_release_them_and_keep_the_schema():
+    """The coded columns may come as a dict of arrays (both engines give one): it is emptied as the answer is
+    built, so no copy outlives its use; the answer has the documented columns and dtypes (expected by hand)."""
+    import numpy as np
+
+    from connectomix_release import aggregates
+
+    rng = np.random.default_rng(5)
+    n = 2_000
+    names = np.array(["b", "A", schema.UNTYPED, "Ä", "A2"], dtype=object)
+    coded = {"id": rng.integers(1, 60, n).astype("int64") * 10**15, "pc": rng.integers(0, 5, n).astype("int32"),
+             "weight": rng.integers(1, 9, n).astype("int64"), "n_partners": rng.integers(1, 4, n).astype("int64")}
+    keys = pd.DataFrame({"id": coded["id"], "pc": coded["pc"]})
+    keep = ~keys.duplicated().to_numpy()  # (one row per neuron and partner type, as the engines give)
+    coded = {k: v[keep] for k, v in coded.items()}
+    rows = sorted(zip(coded["id"].tolist(), names[coded["pc"]].tolist(), coded["weight"].tolist(),
+                      coded["n_partners"].tolist()), key=lambda r: (r[0], -r[2], r[1]))
+    totals: dict[int, int] = {}
+    for i, _, w, _ in rows:
+        totals[i] = totals.get(i, 0) + w
+    expected = pd.DataFrame(rows, columns=["id", "partner_type", "weight", "n_partners"])
+    expected["fraction"] = [w / totals[i] for i, _, w, _ in rows]
+    as_frame = aggregates.finish_partner_profiles(pd.DataFrame(coded), names)
+    got = aggregates.finish_partner_profiles(coded, names)
+    assert coded == {}  # every coded array released to the answer
+    for frame in (got, as_frame):
+        assert frame.dtypes.astype(str).tolist() == ["int64", "object", "int64", "int64", "float64"]
+        pd.testing.assert_frame_equal(frame, expected, check_exact=False, rtol=1e-12)

@@ -64,24 +64,35 @@ def finish_type_connectivity(coded: pd.DataFrame, names: np.ndarray, by_roi: boo
     return out
 
 
-def finish_partner_profiles(coded: pd.DataFrame, names: np.ndarray) -> pd.DataFrame:
+def finish_partner_profiles(coded: pd.DataFrame | dict, names: np.ndarray) -> pd.DataFrame:
     """The public partner-profile table from coded rows ``id, pc, weight, n_partners``.
 
     ``fraction`` is the row's weight over the neuron's total; sorted by
-    ``id``, weight (descending), then partner type.
+    ``id``, weight (descending), then partner type. ``coded`` is a DataFrame
+    or a dict of arrays; a dict is emptied as its arrays are used, so their
+    memory is released while the answer is built (one row per neuron and
+    partner type: 7.45 M rows at 10 M synapses). The answer's columns are
+    its own arrays, not copied into one block.
     """
     names = np.asarray(names, dtype=object)
-    ids, pc = coded["id"].to_numpy("int64"), coded["pc"].to_numpy("int64")
-    weight, n_partners = coded["weight"].to_numpy("int64"), coded["n_partners"].to_numpy("int64")
+    take = coded.pop if isinstance(coded, dict) else coded.__getitem__
+    ids = np.asarray(take("id"), dtype="int64")
+    pc = np.asarray(take("pc"))
+    pc = pc if pc.dtype.kind in "iu" else pc.astype("int64")
+    weight = np.asarray(take("weight"), dtype="int64")
     order = np.lexsort((_ranks(names)[pc], -weight, ids))
-    ids, pc, weight, n_partners = ids[order], pc[order], weight[order], n_partners[order]
+    ids, pc, weight = ids[order], pc[order], weight[order]
+    n_partners = np.asarray(take("n_partners"), dtype="int64")[order]
+    del order
     fraction = np.empty(len(ids), dtype="float64")
     if len(ids):
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
         totals = np.add.reduceat(weight, starts)
-        fraction = weight / np.repeat(totals, np.diff(np.r_[starts, len(ids)]))
-    return pd.DataFrame({"id": ids, "partner_type": names[pc], "weight": weight, "n_partners": n_partners,
-                         "fraction": fraction})
+        np.divide(weight, np.repeat(totals, np.diff(np.r_[starts, len(ids)])), out=fraction)
+    partner_type = names[pc]
+    del pc
+    return pd.DataFrame({"id": ids, "partner_type": partner_type, "weight": weight, "n_partners": n_partners,
+                         "fraction": fraction}, copy=False)
 
 
 # -- DuckDB ------------------------------------------------------------------------------------------------
@@ -126,11 +137,19 @@ def duckdb_type_connectivity(backend: Any, *, by_roi: bool, rois: list | None, m
 
 
 def duckdb_partner_profiles(backend: Any, *, direction: str, min_weight: int,
-                            include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+                            include_autapses: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Coded partner profiles (see :func:`finish_partner_profiles`) and the names, in one DuckDB query."""
     me, other = ("post", "pre") if direction == "input" else ("pre", "post")
     pairs = backend._neuron_pairs(by_roi=False, rois=None, min_weight=min_weight, include_autapses=include_autapses)
     sql = (f"WITH t AS MATERIALIZED ({_codes_sql(backend)}) "
            f"SELECT p.{me} AS id, t.code AS pc, CAST(sum(p.weight) AS BIGINT) AS weight, count(*) AS n_partners "
            f"FROM ({pairs}) AS p JOIN t ON p.{other} = t.id GROUP BY p.{me}, t.code")
-    return backend._query(sql), _names(backend)
+    # one row per neuron and partner type: the columns go straight from Arrow to numpy (a DataFrame of them was
+    # a second copy, consolidated into one block: a third), each Arrow column dropped once converted
+    with backend._cursor() as cur:
+        table = cur.sql(sql).to_arrow_table()
+    columns = {}
+    for name in table.column_names:
+        columns[name] = table.column(name).to_numpy()
+        table = table.drop_columns([name])
+    return columns, _names(backend)

@@ -234,13 +234,14 @@ def _profile_combine(states: list[dict]) -> dict:
             "carry": pd.concat([s["carry"] for s in states], ignore_index=True)}
 
 
-def _profile_finish(state: dict, lookup: tuple, p: dict) -> pd.DataFrame:
-    """Coded rows ``id, pc, weight, n_partners`` (see aggregates.finish_partner_profiles)."""
+def _profile_finish(state: dict, lookup: tuple, p: dict) -> dict[str, np.ndarray]:
+    """Coded columns ``id, pc, weight, n_partners`` (see aggregates.finish_partner_profiles): a dict of arrays,
+    not a DataFrame (which would copy them into one block; the answer has one row per neuron and partner type)."""
     n_types = p["n_types"]
     last = _profile_state(state["carry"], lookup[1], n_types, p["direction"], p["min_weight"])
     key, weight, n_partners = _concat_reduce([state["profiles"], last])
-    return pd.DataFrame({"id": lookup[0].to_numpy()[key // n_types], "pc": key % n_types, "weight": weight,
-                         "n_partners": n_partners})
+    return {"id": lookup[0].to_numpy()[key // n_types], "pc": key % n_types, "weight": weight,
+            "n_partners": n_partners}
 
 
 class DaskEngine:
@@ -504,7 +505,7 @@ class DaskEngine:
                                 "min_weight": max(int(min_weight), 1), "autapses": include_autapses})
 
     def partner_profiles(self, *, direction: str, min_weight: int,
-                         include_autapses: bool) -> tuple[pd.DataFrame, np.ndarray]:
+                         include_autapses: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Coded partner profiles and the type names (see :mod:`connectomix_release.aggregates`)."""
         return self._aggregate(["pre", "post", "weight"], None, _profile_chunk, _profile_combine, _profile_finish,
                                {"direction": direction, "min_weight": max(int(min_weight), 1),
