@@ -668,7 +668,9 @@ def read_meshes(source_url: str | PrecomputedSource, ids: Any, *, lod: int | Non
     Legacy single-resolution meshes (meshes.md "Legacy single-resolution mesh format") and
     multi-resolution Draco meshes, sharded or one manifest per segment (meshes.md "Multi-resolution
     mesh format", sharded.md) -- the layouts the public FlyEM and FlyWire flat layers use -- are read with
-    cloud-volume's own readers (``cv.mesh.get``).
+    cloud-volume's own pieces (its layer metadata, ``CloudFiles``, shard reader, manifest class and
+    decoders), one chain per segment on :data:`READ_WORKERS` threads: each manifest once, then only the
+    fragments (or the level's byte range) it names -- see ``_read_legacy`` and ``_read_multires``.
 
     Parameters
     ----------
