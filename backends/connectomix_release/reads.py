@@ -234,7 +234,7 @@ class _Parts(io.RawIOBase):
         self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + offset
         return self._pos
 
-    def read(self, n: int | None = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes | memoryview:
         start = self._pos
         end = self._size if n is None or n < 0 else min(self._size, start + n)
         if end <= start:
@@ -242,7 +242,7 @@ class _Parts(io.RawIOBase):
         i = bisect.bisect_right(self._starts, start) - 1
         if i >= 0 and end <= self._starts[i] + len(self._parts[self._starts[i]]):
             first = self._starts[i]
-            data = self._parts[first][start - first:end - first]
+            data = memoryview(self._parts[first])[start - first:end - first]  # (pyarrow takes it without a copy)
         elif self._fetch is not None:
             data = self._fetch(start, end)
         else:

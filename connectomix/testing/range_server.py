@@ -74,7 +74,8 @@ class RangeServer:
     url : str
         ``http://127.0.0.1:<port>/``.
     requests : list of ServedRequest
-        Every answered request, in order (:meth:`clear` between measurements).
+        Every answered request, in order (:meth:`clear` between measurements): a copy, taken once no
+        request is being answered (a client has its answer before the server logs it).
     max_in_flight : int
         The most requests being answered at the same time so far.
     """
@@ -82,10 +83,10 @@ class RangeServer:
     def __init__(self, folder: str | Path, *, latency_ms: float = 0.0):
         self.folder = Path(folder).resolve()
         self.faults = LatencyInjector(latency_ms)
-        self.requests: list[ServedRequest] = []
+        self._requests: list[ServedRequest] = []
         self._short: list[int] = []  # bytes to leave out of the next range answers (see short_next)
         self._fail: list[int] = []  # statuses of the next range answers (see fail_next)
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._in_flight = 0
         self.max_in_flight = 0
         handler = type("Handler", (_Handler,), {"server_state": self})
@@ -117,15 +118,23 @@ class RangeServer:
     def clear(self) -> None:
         """Forget the requests answered so far (and the most in flight), and faults not yet given."""
         with self._lock:
-            self.requests.clear()
+            self._requests.clear()
             self.max_in_flight = 0
             self._short.clear()
             self._fail.clear()
+
+    @property
+    def requests(self) -> list[ServedRequest]:
+        """The requests answered so far (see the class's attributes)."""
+        with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout=30)
+            return list(self._requests)
 
     def _enter(self, delta: int) -> None:
         with self._lock:
             self._in_flight += delta
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            self._lock.notify_all()
 
     def _take_short(self) -> int:
         with self._lock:
@@ -133,7 +142,7 @@ class RangeServer:
 
     def _log(self, entry: ServedRequest) -> None:
         with self._lock:
-            self.requests.append(entry)
+            self._requests.append(entry)
 
     def close(self) -> None:
         self._httpd.shutdown()
