@@ -323,6 +323,7 @@ class CaveBackend(Backend):
     def close(self) -> None:
         if self._check_pool is not None:
             self._check_pool.shutdown(wait=False)
+            self._check_pool = None
         client = self._client
         if client is None:
             return
@@ -453,7 +454,10 @@ class CaveBackend(Backend):
             requested = int(requested)
         pinned = isinstance(requested, (int, np.integer)) and not isinstance(requested, bool)
         records = self.records() if pinned else None
-        self._pending_checks().clear()  # an earlier call's check that no query waited for (a cache hit)
+        # Checks of earlier calls of this thread that no query waited for belong to calls that are over
+        # (their table came from a cache, for ids checked when it was filled, or was empty without a
+        # query): they are not this call's, so they are dropped rather than raised here.
+        self._pending_checks().clear()
         if records is not None and self._checked_before(records, ids, int(requested)):
             self.resolver.announce(int(requested))
             return int(requested)
