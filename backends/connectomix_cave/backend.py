@@ -1202,11 +1202,11 @@ class CaveBackend(Backend):
             # the given ids do not wait for the annotations: both are asked at once
             annotated, counted = map_batches(lambda ask: ask(), [annotations, lambda: synapse_counts(ids)],
                                              max_workers=2)
-            neurons = pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
+            neurons = _rows_of(annotated, ids)
         else:
             neurons = annotations()
             if segments:
-                neurons = pd.DataFrame({"id": ids}).merge(neurons, on="id", how="left")
+                neurons = _rows_of(neurons, ids)
             counted = synapse_counts(neurons["id"].to_numpy(dtype="int64"))
         totals = counted
         if by_roi:
@@ -1388,6 +1388,24 @@ def _roi_codes(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     named = raw.mask(raw.isin(_NO_ROI)).fillna(schema.NOT_PRIMARY).to_numpy(dtype=object)
     names, inverse = np.unique(np.append(named, schema.NOT_PRIMARY).astype(str), return_inverse=True)
     return inverse[codes], names.astype(object)  # code -1 takes the appended NOT_PRIMARY
+
+
+def _rows_of(annotated: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """One row per id of ``ids`` (in their order) with ``annotated``'s columns, ``<NA>`` where it has no row.
+
+    A left merge on ``id``, done by position: ``annotated`` (one row per id, sorted, as :func:`_pivot`
+    gives it) is looked up with ``searchsorted`` and each column taken once. Other tables are merged.
+    """
+    known = annotated["id"].to_numpy(dtype="int64")
+    if len(known) > 1 and not (np.diff(known) > 0).all():
+        return pd.DataFrame({"id": ids}).merge(annotated, on="id", how="left")
+    at = np.minimum(np.searchsorted(known, ids), max(len(known) - 1, 0))
+    rows = np.where(known[at] == ids, at, -1) if len(known) else np.full(len(ids), -1)
+    columns = {"id": np.asarray(ids, dtype="int64")}
+    for name in annotated.columns:
+        if name != "id":
+            columns[name] = annotated[name].array.take(rows, allow_fill=True)
+    return frames.from_columns(columns)
 
 
 def _na_ints(n: int) -> pd.api.extensions.ExtensionArray:
