@@ -537,6 +537,11 @@ class Dataset:
                      "targets" if sources is None or src_neurons else None)
         src = None if src_neurons else self._resolve_ids(sources, "sources", materialization, check=defer != "sources")
         tgt = None if tgt_neurons else self._resolve_ids(targets, "targets", materialization, check=defer != "targets")
+        deferred = (src if defer == "sources" else tgt) if defer is not None else None
+        if deferred is not None and len(deferred):  # missing ids found before (same data) raise with no request
+            known = self._missing_ids(deferred, materialization, ask=lambda: None)
+            if known is not None and len(known):
+                self._raise_missing(known, defer, materialization, checked=True)
         gaps.warn_partial_synapses(self, _concat(src, tgt))  # ids whose synapses the dataset holds only in part
         version = self._backend.resolve_materialization(_concat(src, tgt), materialization)
         arguments = (src, tgt, by_roi, roi_list, min_weight, include_autapses, src_neurons, tgt_neurons,
@@ -560,7 +565,9 @@ class Dataset:
                     return self._backend.get_connectivity(query)
                 except IdsNotFoundError as exc:  # the backend's check of the deferred side: the core's message
                     if defer is not None and type(exc) is IdsNotFoundError and exc.ids:
-                        self._raise_missing(np.asarray(exc.ids, dtype="int64"), defer, version, checked=True)
+                        missing = np.asarray(exc.ids, dtype="int64")
+                        self._missing_ids(deferred, materialization, ask=lambda: missing)  # remembered, as a check
+                        self._raise_missing(missing, defer, materialization, checked=True)
                     raise
 
             df = table.validate(self._cached("get_connectivity", version, query, compute))
@@ -1063,20 +1070,25 @@ class Dataset:
                 ids=missing,
             )
 
-    def _missing_ids(self, ids: np.ndarray, materialization: Any) -> np.ndarray:
+    def _missing_ids(self, ids: np.ndarray, materialization: Any, *, ask: Any = None) -> np.ndarray | None:
         """``backend.missing_ids(ids, materialization)``, remembered by this Dataset for the same data.
 
         The outcome -- the missing ids, or none -- is keyed by the data's
         identity (:meth:`_identity`) and the ids, so it is only reused while
         the data is the same; without an identity (live data, cache off) the
-        backend is asked every time.
+        backend is asked every time. ``ask()`` gives the outcome when none is
+        remembered instead of the backend's ``missing_ids`` (a query that checked
+        the ids itself); it may return ``None``: not known, nothing remembered.
         """
         from .cache import CheckedIds
 
+        if ask is None:
+            def ask():
+                return self._backend.missing_ids(ids, materialization)
         cache = self.cache
         identity = self._identity(materialization) if cache is not None and cache.usable else None
         if identity is None:
-            return self._backend.missing_ids(ids, materialization)
+            return ask()
         checked = self.__dict__.get("_checked")
         if checked is None:
             with _caches_lock:
@@ -1091,7 +1103,10 @@ class Dataset:
             if found is not None:
                 missing = np.asarray(found[0], dtype="int64")
             else:
-                missing = np.asarray(self._backend.missing_ids(ids, materialization), dtype="int64")
+                missing = ask()
+                if missing is None:
+                    return None
+                missing = np.asarray(missing, dtype="int64")
                 if records is not None:
                     records.put("missing_ids " + key, missing.tolist())
             checked.put(key, missing)

@@ -67,6 +67,7 @@ from typing import Any
 from urllib.parse import quote
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import requests
@@ -171,6 +172,11 @@ def _typed(values: pd.Series, kind: str | None) -> pd.Series:
     dtype = _DTYPES.get(kind or "")
     if dtype is None:
         return values
+    if values.dtype != object or dtype == "string":
+        try:  # a typed Arrow column (NaN for nulls), or text: straight to the nullable dtype
+            return values.astype(dtype)
+        except (TypeError, ValueError):
+            pass
     try:
         return values.astype(object).where(values.notna(), None).astype(dtype)
     except (TypeError, ValueError):
@@ -214,7 +220,10 @@ def query_table(response: requests.Response) -> pd.DataFrame:
     ServerError
         The JSON is whole but not a table.
     """
-    payload = json_body(response)
+    try:
+        payload = orjson.loads(response.content)
+    except orjson.JSONDecodeError:  # not whole, or JSON orjson refuses (NaN): the stdlib reader decides
+        payload = json_body(response)
     columns = payload.get("columns") if isinstance(payload, dict) else None
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(columns, list) or not isinstance(data, list):
@@ -427,17 +436,19 @@ def split_roi_info(roi_info: pd.Series, fields: Mapping[str, tuple[str, pd.Serie
                 {key: np.fromiter((int(h[2].get(key, 0)) for h in found), dtype="int64", count=len(found))
                  for key in keys})
     row, rois, counts = hits
-    inside = pd.DataFrame({"row": row, "roi": pd.Series(rois, dtype=object)})
-    rest = pd.DataFrame({"row": np.arange(len(roi_info), dtype="int64"), "roi": schema.NOT_PRIMARY})
+    n = len(roi_info)
+    # the primary ROIs' rows, then one NotPrimary row per input row; column-wise in numpy
+    rows = np.concatenate([np.asarray(row, dtype="int64"), np.arange(n, dtype="int64")])
+    names = np.concatenate([np.asarray(rois, dtype=object), np.full(n, schema.NOT_PRIMARY, dtype=object)])
+    columns = {}
     for column, (key, totals) in fields.items():
-        values = counts[key]
-        inside[column] = values
-        in_primary = np.bincount(row, weights=values, minlength=len(roi_info)).astype("int64")
+        values = np.asarray(counts[key], dtype="int64")
+        in_primary = np.bincount(row, weights=values, minlength=n).astype("int64")
         total = pd.to_numeric(totals).fillna(0).to_numpy(dtype="int64")
-        rest[column] = np.maximum(total - in_primary, 0)
-    out = pd.concat([inside, rest], ignore_index=True)
-    nonzero = (out[list(fields)] > 0).any(axis=1)
-    return out[nonzero].sort_values("row", kind="stable").reset_index(drop=True)
+        columns[column] = np.concatenate([values, np.maximum(total - in_primary, 0)])
+    nonzero = np.logical_or.reduce([v > 0 for v in columns.values()])
+    order = np.flatnonzero(nonzero)[np.argsort(rows[nonzero], kind="stable")]  # by input row, stable
+    return pd.DataFrame({"row": rows[order], "roi": names[order], **{c: v[order] for c, v in columns.items()}})
 
 
 def _stamps(entry: Any) -> dict[str, Any]:
@@ -633,7 +644,10 @@ class NeuprintBackend(Backend):
         Uses ``/api/custom/arrow`` (an Arrow IPC stream: less parsing, fewer bytes) when the server
         offers it (neuPrintHTTP >= 1.7.3) and ``arrow`` is true. Queries returning maps or lists must
         pass ``arrow=False``: neuPrintHTTP renders those as Go text in Arrow, but as JSON in
-        ``/api/custom/custom``.
+        ``/api/custom/custom``. So must queries whose columns can hold a null before a number or a
+        boolean (node properties): neuPrintHTTP types each Arrow column by its first row and appends
+        every value that does not fit as null (connectome-neuprint/neuPrintHTTP api/custom/arrow.go,
+        ``convertToArrow``, v1.9.2), so a null first value would silently empty the column.
         """
         connection = self._connect(live=True)
         body = {"cypher": query, "dataset": connection["name"]}
@@ -936,8 +950,8 @@ class NeuprintBackend(Backend):
             if values and column in mapping:
                 native[column] = [form for v in values for form in _spellings(table, v.lower())]
 
-        def fetch(c: NeuronCriteria) -> pd.DataFrame:
-            return self.run(cypher.neurons_query(c, properties=mapping, native=native, extras=extras))
+        def fetch(c: NeuronCriteria) -> pd.DataFrame:  # JSON: property columns can be null (see run)
+            return self.run(cypher.neurons_query(c, properties=mapping, native=native, extras=extras), arrow=False)
 
         if criteria.ids is not None and len(criteria.ids) > DEFAULT_BATCH["ids"]:
             parts = map_batches(fetch, [criteria.with_ids(b) for b in batched(np.asarray(criteria.ids),
@@ -957,30 +971,29 @@ class NeuprintBackend(Backend):
                 keep &= info.map(lambda d, r=roi: d.get(r, {}).get("pre", 0) >= criteria.min_roi_outputs).to_numpy(bool)
             df = df[keep]
         df = df.reset_index(drop=True)
-        out = pd.DataFrame({"id": df["bodyId"].to_numpy(dtype="int64")})
+        missing = pd.Series(pd.NA, index=df.index, dtype="string")
+        cols: dict[str, Any] = {"id": df["bodyId"].to_numpy(dtype="int64")}  # built column-wise, one frame at the end
         for column in ("type", "instance", "status"):
-            out[column] = df[column].astype("string")
+            cols[column] = df[column].astype("string")
         if side_from_instance:  # hemibrain, optic lobe: 'DA1_lPN_R' -> right
-            out["side"] = normalise(df["instance"].str.extract(r"_([LR])$", expand=False), SIDE_VALUES)
+            cols["side"] = normalise(df["instance"].str.extract(r"_([LR])$", expand=False), SIDE_VALUES)
         else:
-            out["side"] = (normalise(df[mapping["side"]], SIDE_VALUES) if "side" in mapping
-                           else pd.Series(pd.NA, index=df.index, dtype="string"))
+            cols["side"] = normalise(df[mapping["side"]], SIDE_VALUES) if "side" in mapping else missing
         for column in ("class", "superclass"):
-            out[column] = (df[mapping[column]].astype("string") if column in mapping
-                           else pd.Series(pd.NA, index=df.index, dtype="string"))
-        out["nt"] = (normalise(df[mapping["nt"]], NT_VALUES) if "nt" in mapping
-                     else pd.Series(pd.NA, index=df.index, dtype="string"))
+            cols[column] = df[mapping[column]].astype("string") if column in mapping else missing
+        cols["nt"] = normalise(df[mapping["nt"]], NT_VALUES) if "nt" in mapping else missing
         for column in ("pre", "post"):
-            out[column] = pd.to_numeric(df[column]).fillna(0).astype("Int64")
+            cols[column] = pd.to_numeric(df[column]).fillna(0).astype("Int64")
         for column in ("upstream", "downstream"):
-            out[column] = pd.to_numeric(df[column]).fillna(0).astype("int64")
+            cols[column] = pd.to_numeric(df[column]).fillna(0).astype("int64")
         for column in CROSS_TYPES:
             if column in mapping:
-                out[column] = df[mapping[column]].astype("string")
+                cols[column] = df[mapping[column]].astype("string")
         types = self._property_types()
         for prop in dict.fromkeys([mapping.get("side"), mapping.get("nt"), *extras]):
-            if prop and prop in df.columns and prop not in out.columns:
-                out[prop] = _typed(df[prop], types.get(prop))
+            if prop and prop in df.columns and prop not in cols:
+                cols[prop] = _typed(df[prop], types.get(prop))
+        out = pd.DataFrame(cols, index=df.index)
         # normalised columns the query could not filter (regex, or the side from the instance suffix)
         for field, column in (("side", "side"), ("nt", "nt")):
             values = getattr(criteria, field, None)
@@ -1005,7 +1018,7 @@ class NeuprintBackend(Backend):
 
     def _fetch_sizes(self, ids: np.ndarray) -> pd.DataFrame:
         """``bodyId, pre, post, upstream, downstream`` of the ``ids`` that exist (one query per 10,000), remembered."""
-        found = map_batches(lambda b: self.run(cypher.sizes_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
+        found = map_batches(lambda b: self.run(cypher.sizes_query(b), arrow=False), batched(ids, DEFAULT_BATCH["ids"]),
                             max_workers=4)
         df = pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=["bodyId", *_SIZES])
         self._sizes.remember(df["bodyId"].to_numpy(dtype="int64"),
@@ -1037,8 +1050,8 @@ class NeuprintBackend(Backend):
         :class:`RoiInfoMemo`), else one :func:`~.cypher.roi_info_query` per 10,000 ids."""
         df = self._roi_rows.get(ids, self.identity_ttl)
         if df is None:
-            parts = map_batches(lambda b: self.run(cypher.roi_info_query(b)), batched(ids, DEFAULT_BATCH["ids"]),
-                                max_workers=4)
+            parts = map_batches(lambda b: self.run(cypher.roi_info_query(b), arrow=False),
+                                batched(ids, DEFAULT_BATCH["ids"]), max_workers=4)
             df = pd.concat(parts, ignore_index=True)
         counts = split_roi_info(df["roiInfo"], {"pre": ("pre", df["pre"]), "post": ("post", df["post"])},
                                 set(self.info().primary_rois))

@@ -12,9 +12,11 @@ shows up here):
 
 * ``open``: ``GET /api/dbmeta/datasets``, ``GET /api/version`` (Arrow only),
   ``POST /api/custom/custom`` (the ``:Meta`` query);
-* ``fetch_neurons`` (with per-ROI counts), ``get_connectivity`` (total and by
-  ROI): two queries each, on ``/api/custom/arrow`` or ``/api/custom/custom``;
-* ``get_synapses``: the id check (Arrow when offered) and one JSON query per side;
+* ``fetch_neurons`` (with per-ROI counts, from the same answer): one JSON query (node properties can be
+  null; see ``NeuprintBackend.run``);
+* ``get_connectivity`` (total and by ROI, one side given): one query that also checks the ids, on
+  ``/api/custom/arrow`` or ``/api/custom/custom``;
+* ``get_synapses``: the id check and one query per side, all JSON;
 * ``get_skeletons``: ``GET /api/skeletons/skeleton`` per neuron.
 
 Fault kinds (see :mod:`connectomix_neuprint.emulator.faults`): bursts of HTTP
@@ -75,10 +77,10 @@ OPERATIONS = {
 #: transport -> operation -> {path: requests made to it}
 REQUESTS = {
     "arrow": {"open": {DATASETS: 1, VERSION: 1, CUSTOM: 1},
-              "fetch_neurons": {ARROW: 2}, "connectivity": {ARROW: 2}, "connectivity_by_roi": {ARROW: 2},
-              "get_synapses": {ARROW: 1, CUSTOM: 2}, "get_skeletons": {SKELETON: 2}},
+              "fetch_neurons": {CUSTOM: 1}, "connectivity": {ARROW: 1}, "connectivity_by_roi": {ARROW: 1},
+              "get_synapses": {CUSTOM: 3}, "get_skeletons": {SKELETON: 2}},
     # JSON transport: opening is the same as above without /api/version, skeletons do not depend on it
-    "json": {"fetch_neurons": {CUSTOM: 2}, "connectivity": {CUSTOM: 2}, "connectivity_by_roi": {CUSTOM: 2},
+    "json": {"fetch_neurons": {CUSTOM: 1}, "connectivity": {CUSTOM: 1}, "connectivity_by_roi": {CUSTOM: 1},
              "get_synapses": {CUSTOM: 3}},
 }
 
@@ -215,7 +217,7 @@ def test_fault_gives_the_fault_free_answer(emu, datasets, expected, transport, o
 @pytest.mark.parametrize("batch", range(11))
 def test_cut_after_every_record_batch(emu, datasets, expected, kind, batch):
     """The connectivity answer (43 rows in 11 batches of 4) cut after each of its record batches."""
-    inject(emu, kind, f"batch:{batch}", 1, ARROW, after=1)
+    inject(emu, kind, f"batch:{batch}", 1, ARROW, after=0)  # the one query (it checks the ids itself)
     got = run(datasets[("arrow", False)], "connectivity")
     assert emu.faults.pending == []
     assert_same(got, expected[("arrow", "connectivity")])
@@ -239,7 +241,7 @@ def test_the_connectivity_answer_has_eleven_batches(emu):
 PERSISTENT = [
     # (transport, operation, fault, expected error)
     ("arrow", "connectivity", ("lie", "schema"), errors.IncompleteResponseError),
-    ("arrow", "fetch_neurons", ("chunked", "eos"), errors.IncompleteResponseError),
+    ("arrow", "fetch_neurons", ("chunked", -1), errors.IncompleteResponseError),  # lookups read JSON
     ("arrow", "connectivity_by_roi", ("lie", "in-batch:0"), errors.IncompleteResponseError),
     ("json", "connectivity", ("lie", "half"), errors.IncompleteResponseError),
     ("json", "get_synapses", ("chunked", -1), errors.IncompleteResponseError),
@@ -254,7 +256,8 @@ PERSISTENT = [
 @pytest.mark.parametrize("transport, op, fault, error", PERSISTENT)
 def test_a_fault_beyond_the_retry_budget_raises(emu, expected, transport, op, fault, error):
     kind, at = fault
-    path = {"get_skeletons": SKELETON, "get_synapses": CUSTOM}.get(op, ARROW if transport == "arrow" else CUSTOM)
+    path = {"get_skeletons": SKELETON, "get_synapses": CUSTOM, "fetch_neurons": CUSTOM}.get(
+        op, ARROW if transport == "arrow" else CUSTOM)
     with open_np(emu, transport, stalls=kind == "stall", max_attempts=3) as ds:
         inject(emu, kind, at, 100, path, after=0)  # more than the operation's requests x 3 attempts
         with pytest.raises(error, match="gave up after 3 attempt") as info:
