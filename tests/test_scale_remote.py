@@ -163,3 +163,39 @@ def test_worker_reader_imports_neither_connectomix_nor_pandas(release, truth):  
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     expected = int(np.isin(truth["pre"], ids).sum())
     assert out.stdout.split(None, 1) == [str(expected), "[]\n"]
+
+
+def test_at_most_two_windows_of_ranges_are_held(server, release, truth, monkeypatch):  # noqa: F811
+    """Memory stays bounded for any number of ids: window k+2's ranges are asked only after window k is decoded."""
+    monkeypatch.setattr(reads, "GROUPS_PER_READ", 2)
+    ids = list(range(1001, 1401, 9))  # many row groups: many windows
+    events: list[tuple[str, int]] = []
+    fetch_exact, parts_init = reads._fetch_exact, reads._Parts.__init__
+
+    def fetching(fetch, url, start, end):
+        events.append(("fetch", start))
+        return fetch_exact(fetch, url, start, end)
+
+    def decoding(self, size, parts, fetch):
+        if parts:
+            events.append(("window", min(parts)))
+        parts_init(self, size, parts, fetch)
+
+    monkeypatch.setattr(reads, "_fetch_exact", fetching)
+    monkeypatch.setattr(reads._Parts, "__init__", decoding)
+    monkeypatch.setattr(reads, "FETCH_CONCURRENCY", 4)
+    with connectomix.open(f"release://{server.url}") as ds:
+        ds.backend.get_synapses(_query(ids, post=False))  # footers read
+        events.clear()
+        _same(ds.backend.get_synapses(_query(ids, post=False)), _brute_force(truth, ids, post=False))
+    meta = pq.ParquetFile(release / "synapses.parquet").metadata
+    groups = ds.backend._rows.select("synapses.parquet", "pre", ids)
+    windows = [[int(g) for g in groups[i:i + 2]] for i in range(0, len(groups), 2)]
+    window_of = {start: k for k, chunk in enumerate(windows) for start, _ in reads.byte_ranges(meta, chunk)}
+    assert len(windows) > 5 and sorted(s for e, s in events if e == "fetch") == sorted(window_of)
+    decoded = -1
+    for kind, start in events:
+        if kind == "window":
+            decoded = window_of[start]
+        else:
+            assert window_of[start] <= decoded + 2, (window_of[start], decoded)  # this window or the next
