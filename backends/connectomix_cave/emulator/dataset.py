@@ -40,7 +40,8 @@ class EmulatedDataset:
     tables
         Tables and views by name.
     resolution
-        Table voxel resolution in nm.
+        The datastack's voxel resolution in nm (info, chunkedgraph); each table's own is
+        :attr:`EmulatedTable.resolution`.
     names
         The table names.
     """
@@ -72,7 +73,7 @@ class EmulatedDataset:
 
     @functools.cached_property
     def data_digest(self) -> str:
-        """SHA-256 over everything served: the stored tables, the edit script and the voxel resolution.
+        """SHA-256 over everything served: the stored tables, the edit script and the voxel resolutions.
 
         Different data gives a different digest; the version metadata's ``id``
         comes from it (:meth:`version_row_id`).
@@ -81,7 +82,8 @@ class EmulatedDataset:
         h.update(repr(self.resolution).encode())
         for name in sorted(self.tables):
             frame = self.tables[name].stored
-            h.update(json.dumps([name, [str(c) for c in frame.columns], len(frame)]).encode())
+            h.update(json.dumps([name, [str(c) for c in frame.columns], len(frame),
+                                 repr(self.tables[name].resolution)]).encode())
             for col in frame.columns:
                 h.update(pd.util.hash_pandas_object(frame[col], index=False).to_numpy().tobytes())
         return h.hexdigest()

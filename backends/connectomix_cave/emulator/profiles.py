@@ -19,7 +19,7 @@ from connectomix.errors import InvalidArgumentError
 
 from .tables import TableNames, TableOptions
 
-__all__ = ["DatastackProfile", "profile", "PROFILE_OF_TABLE"]
+__all__ = ["DatastackProfile", "profile", "resolution_options", "PROFILE_OF_TABLE"]
 
 #: The emulator's annotation profile of each catalogue annotation table (tables.py module doc).
 PROFILE_OF_TABLE = {"hierarchical_neuron_annotations": "flywire", "aibs_metamodel_celltypes_v661": "microns",
@@ -63,7 +63,45 @@ def profile(datastack: str) -> DatastackProfile:
         synapse_table=s.synapse_table, synapse_view=view,
         connection_view=s.connection_view or f"{s.synapse_table}_connections_emulated",
         cell_type_tables=(), annotations=annotations, score_column=s.score_column or "size")
-    # One voxel resolution for every table of the emulator: nm (1, 1, 1) where the catalogue says the
-    # synapse table is in nm (BANC synapses_v2), else the release's voxel size.
-    options = TableOptions(voxel_resolution=(1.0, 1.0, 1.0) if s.synapse_unit == "nm" else None)
-    return DatastackProfile(datastack, names, options, s.live)
+    return DatastackProfile(datastack, names, resolution_options(s, names), s.live)
+
+
+def resolution_options(s, names: TableNames) -> TableOptions:
+    """The voxel resolution of each table and view of a datastack, where the catalogue cites it.
+
+    * FlyWire (``flywire_fafb_public``, ``flywire_fafb_production``): ``synapses_nt_v1`` in the
+      catalogue's 4 x 4 x 40 nm voxels (natverse/fafbseg#254; its metadata in
+      shared/reference/wire-protocols.md says 4, 4, 40); the view ``valid_synapses_nt_np_v6`` in nm
+      (seung-lab/FlyConnectome ``CAVE tutorial.ipynb``@9b1790b cell 49 answers ``[366592, 246144, 74360]``
+      without ``desired_resolution``; fafbseg's ``get_synapses`` treats the view's positions as nm on
+      both stacks, navis-org/fafbseg-py:fafbseg/flywire/synapses.py:424-430,650-693@d114e29; the view's
+      own metadata was not read, so its 1, 1, 1 is unverified). ``proofread_neurons`` and
+      ``neuron_information_v2``: 4 x 4 x 40, unverified (the stack's voxel size; no public record of
+      their metadata found; fafbseg's 4 x 4 x 40 for annotation positions is about the
+      flywire_annotations files). Tables without positions (``valid_connection_v2``,
+      ``hierarchical_neuron_annotations``) keep the release's voxel size: unverified.
+    * MICrONS: every position in the catalogue's 4 x 4 x 40 voxels ("Unless otherwise specified
+      ... all positions are in units of 4,4,40 nm/voxel", AllenSWDB em-microns-tables.md), the
+      emulated view too.
+    * BANC: every table in nm (1, 1, 1), as before: ``synapses_v2`` is in nm (catalogue). Its
+      ``cell_representative_point`` / ``codex_annotations`` report 1, 1, 1 while holding 4 x 4 x 45
+      voxels (catalogue, banc.toml coordinates); the emulator serves them in nm: not reproduced.
+    * FANC and anything else: the unit is "per table metadata", unverified: every table in the
+      release's voxel size, as before.
+    """
+    from connectomix import catalogue
+
+    entry = catalogue.get(s.catalogue) if s.catalogue else None
+    voxel = None
+    if entry is not None:
+        value = entry.value("synapses.voxel_size_nm", entry.value("coordinates.voxel_size_nm", None))
+        voxel = tuple(float(v) for v in value) if isinstance(value, list) and len(value) == 3 else None
+    if s.synapse_unit == "nm":
+        return TableOptions(voxel_resolution=(1.0, 1.0, 1.0), view_resolution=None)
+    if names.annotations == "flywire" and voxel is not None and names.synapse_view == s.synapse_view:
+        own = tuple((name, voxel) for name in (names.synapse_table, "proofread_neurons", "neuron_information_v2"))
+        return TableOptions(table_resolutions=own, view_resolution=(1.0, 1.0, 1.0))
+    if names.annotations == "microns" and s.synapse_unit == "voxel" and voxel is not None:
+        own = tuple((name, voxel) for name in (names.synapse_table, names.synapse_view, "nucleus_detection_v0"))
+        return TableOptions(table_resolutions=own, view_resolution=None)
+    return TableOptions(view_resolution=None)

@@ -9,13 +9,14 @@ Tables (names configurable, see :class:`TableNames`):
 
 ``synapses_nt_v1`` (schema ``synapse``)
     One row per release synapse. ``id`` = release ``synapse_id``; positions in
-    table voxel units (``round(nm / voxel_resolution)``); ``cleft_score`` from
+    the table's voxel units (``round(nm / resolution)``, see "Resolution" below); ``cleft_score`` from
     the release score (:func:`cleft_scores`); ``gaba, ach, glut, oct, ser, da``
     from the release or SYNTHETIC; ``neuropil`` = release ``roi``.
 ``valid_synapses_nt_np_v6`` (view)
     Rows with ``cleft_score > 50`` after removing duplicates: rows with the same
     (pre, post) supervoxel pair whose post sites lie within ``dedup_distance_nm``
     of a kept row (the one with the higher ``cleft_score``, then lower ``id``, is kept).
+    Positions in nm by default (:attr:`TableOptions.view_resolution`), as FlyWire's view answers.
 ``valid_connection_v2`` (view)
     The view above grouped by (``pre_pt_root_id``, ``post_pt_root_id``):
     ``n_syn`` and the mean transmitter probabilities. One row per pair (fafbseg
@@ -42,15 +43,28 @@ datastack's annotation source (see ``connectomix/catalogue/*.toml``):
 ``"fanc"``: ``neuron_information``, long and not a reference table: ``tag2`` the
     category (``neuron identity``, ``primary class``, ``soma side``), ``tag`` the value;
     sides spelled ``left soma`` / ``right soma`` / ``midline soma``.
+
+Resolution: every table and view has its own voxel resolution (:attr:`EmulatedTable.resolution`),
+reported in its metadata (``voxel_resolution_x/y/z``) and in the ``dataframe_resolution`` header of
+its answers, and ``desired_resolution`` converts from it, as on MaterializationEngine, where a
+view's resolution need not be its source table's: FlyWire's ``synapses_nt_v1`` is in 4 x 4 x 40 nm
+voxels (natverse/fafbseg#254) while its filtered view ``valid_synapses_nt_np_v6`` answers nm
+(seung-lab/FlyConnectome ``CAVE tutorial.ipynb``@9b1790b cell 49: ``[366592, 246144, 74360]``
+without ``desired_resolution``). A table's resolution is, in order: its entry in
+:attr:`TableOptions.table_resolutions`, :attr:`TableOptions.view_resolution` for the filtered
+synapse view, else :attr:`TableOptions.voxel_resolution` (default: the release's voxel size).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
+
+from connectomix.errors import DataFormatError
 
 from .history import SegmentationHistory
 from .release import NT_COLUMNS, ReleaseData
@@ -81,7 +95,16 @@ class TableOptions:
     Attributes
     ----------
     voxel_resolution
-        Table voxel size in nm (default: the manifest's ``voxel_size_nm``).
+        Voxel size in nm of every table without a resolution of its own below, and of the
+        datastack (info ``viewer_resolution``, chunkedgraph scale); default: the manifest's
+        ``voxel_size_nm``.
+    view_resolution
+        Voxel size in nm of the filtered synapse view (:attr:`TableNames.synapse_view`); default
+        1, 1, 1 (nm), as FlyWire's ``valid_synapses_nt_np_v6`` answers (module docstring);
+        ``None``: :attr:`voxel_resolution`.
+    table_resolutions
+        ``(table or view name, (x, y, z))`` pairs: the voxel size of those tables, before the two
+        settings above. A name the datastack does not serve is a :class:`DataFormatError`.
     cleft_score_scale
         ``cleft_score = round(score * scale)`` for 0-1 scores (confidence).
     missing_cleft_score
@@ -93,6 +116,8 @@ class TableOptions:
     """
 
     voxel_resolution: tuple[float, float, float] | None = None
+    view_resolution: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
+    table_resolutions: tuple[tuple[str, tuple[float, float, float]], ...] = ()
     cleft_score_scale: float = 100.0
     missing_cleft_score: int = 100
     min_cleft_score: int = 50
@@ -135,6 +160,9 @@ class EmulatedTable:
     string_columns: tuple[str, ...] = ()
     #: The target table of a reference table (its ``target_id`` is the target's ``id``).
     reference_table: str | None = None
+    #: Voxel size in nm of the stored positions: the metadata's ``voxel_resolution`` and the
+    #: ``dataframe_resolution`` of answers (``None``: the datastack's, ``EmulatedDataset.resolution``).
+    resolution: tuple[float, float, float] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     def frame_columns(self) -> list[str]:
@@ -202,6 +230,31 @@ def _voxels(nm: np.ndarray, res: tuple[float, float, float]) -> np.ndarray:
     return np.round(nm / np.asarray(res, dtype=np.float64)).astype(np.int64)
 
 
+def _triple(value, what: str) -> tuple[float, float, float]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or not all(np.isfinite(v) and v > 0 for v in out):
+        raise DataFormatError(f"{what} must be three positive numbers (nm per voxel in x, y, z), got {value!r}")
+    return out  # type: ignore[return-value]
+
+
+def table_resolutions(release: ReleaseData, names: TableNames, options: TableOptions
+                      ) -> tuple[tuple[float, float, float], Callable[[str], tuple[float, float, float]]]:
+    """The datastack's voxel resolution and a function giving each table's (module docstring, "Resolution")."""
+    default = _triple(options.voxel_resolution or release.voxel_size_nm, "voxel_resolution")
+    view = None if options.view_resolution is None else _triple(options.view_resolution, "view_resolution")
+    own = {str(name): _triple(value, f"table_resolutions[{name!r}]") for name, value in options.table_resolutions}
+
+    def resolution_of(name: str) -> tuple[float, float, float]:
+        if name in own:
+            return own[name]
+        return view if (name == names.synapse_view and view is not None) else default
+
+    return default, resolution_of
+
+
 def _duplicates(pre_sv: np.ndarray, post_sv: np.ndarray, post_nm: np.ndarray, score: np.ndarray,
                 ids: np.ndarray, distance: float) -> np.ndarray:
     """Mask of rows that duplicate a better row of the same supervoxel pair (see module docstring).
@@ -233,12 +286,20 @@ def _duplicates(pre_sv: np.ndarray, post_sv: np.ndarray, post_nm: np.ndarray, sc
 
 def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNames, options: TableOptions
                  ) -> tuple[dict[str, EmulatedTable], tuple[float, float, float]]:
-    """All tables and views of the emulated datastack, and the table voxel resolution."""
-    res = tuple(float(v) for v in (options.voxel_resolution or release.voxel_size_nm))
+    """All tables and views of the emulated datastack, and the datastack's voxel resolution.
+
+    Raises
+    ------
+    DataFormatError
+        A resolution is not three positive numbers, or :attr:`TableOptions.table_resolutions`
+        names a table or view the datastack does not serve.
+    """
+    res, resolution_of = table_resolutions(release, names, options)
     syn = release.synapses
     pre_nm = syn[["pre_x", "pre_y", "pre_z"]].to_numpy(np.float64)
     post_nm = syn[["post_x", "post_y", "post_z"]].to_numpy(np.float64)
-    pre_vx, post_vx = _voxels(pre_nm, res), _voxels(post_nm, res)
+    table_res = resolution_of(names.synapse_table)
+    pre_vx, post_vx = _voxels(pre_nm, table_res), _voxels(post_nm, table_res)
     cleft, cleft_how = cleft_scores(release, options)
     nts, nt_synthetic = _transmitters(release)
     ids = syn["synapse_id"].to_numpy(np.int64)
@@ -273,13 +334,18 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
                       options.dedup_distance_nm)
     keep = (cleft > options.min_cleft_score) & ~dup
     view_cols = [c for c in syn_cols if c != "valid"]
+    view_stored = stored.loc[keep, [c for c in stored.columns if c != "valid"]].reset_index(drop=True)
+    view_res = resolution_of(names.synapse_view)
+    for side, nm in (("pre", pre_nm[keep]), ("post", post_nm[keep])):  # the view's own unit
+        vx = _voxels(nm, view_res)
+        for i, axis in enumerate("xyz"):
+            view_stored[f"{side}_pt_position_{axis}"] = vx[:, i]
     tables[names.synapse_view] = EmulatedTable(
         name=names.synapse_view, kind="view", schema="synapse",
         description=(f"{origin} Filtered synapses: cleft_score > {options.min_cleft_score}, duplicates removed "
                      f"(same supervoxel pair, post sites within {options.dedup_distance_nm:g} nm); {nt_note}."),
         columns=view_cols, position_columns=("pre_pt_position", "post_pt_position"), root_columns=roots,
-        stored=stored.loc[keep, [c for c in stored.columns if c != "valid"]].reset_index(drop=True),
-        string_columns=("neuropil",))
+        stored=view_stored, string_columns=("neuropil",))
     tables[names.connection_view] = EmulatedTable(
         name=names.connection_view, kind="view", schema="connection",
         description=(f"{origin} Connections of {names.synapse_view}: n_syn synapses per (pre, post) root pair "
@@ -287,17 +353,24 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
         columns=["pre_pt_root_id", "post_pt_root_id", "n_syn", *NT_COLUMNS], position_columns=(),
         root_columns=(), stored=pd.DataFrame(), aggregate_of=names.synapse_view)
     for table_name, type_col in names.cell_type_tables:
-        tables[table_name] = _cell_type_table(release, layout, res, table_name, type_col, origin)
+        tables[table_name] = _cell_type_table(release, layout, resolution_of(table_name), table_name, type_col,
+                                              origin)
         if type_col == "cell_type":  # a wide table: the release's other annotation columns too
             _add_wide_columns(tables[table_name], release)
     if names.annotations is not None:
-        for table in _profile_tables(names.annotations, release, layout, res, origin):
+        for table in _profile_tables(names.annotations, release, layout, resolution_of, origin):
             tables[table.name] = table
     if names.score_column != "cleft_score":
         for table in (tables[names.synapse_table], tables[names.synapse_view]):
             table.stored = table.stored.rename(columns={"cleft_score": names.score_column})
             table.columns = [names.score_column if c == "cleft_score" else c for c in table.columns]
-    return tables, res  # type: ignore[return-value]
+    unknown = sorted({str(name) for name, _ in options.table_resolutions} - set(tables))
+    if unknown:
+        raise DataFormatError(f"table_resolutions names {unknown}, which this datastack does not serve; its tables "
+                              f"and views are {sorted(tables)}")
+    for name, table in tables.items():
+        table.resolution = resolution_of(name)
+    return tables, res
 
 
 #: Release neuron columns copied into the wide ``cell_types`` table (as they are, where present).
@@ -360,14 +433,14 @@ def _reference(name: str, target: str, long: pd.DataFrame, key_col: str, value_c
                          root_columns=(), stored=stored, string_columns=(key_col, value_col), reference_table=target)
 
 
-def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout, res, origin: str
-                    ) -> list[EmulatedTable]:
+def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout,
+                    resolution_of: Callable[[str], tuple[float, float, float]], origin: str) -> list[EmulatedTable]:
     """The annotation tables of one profile, in the real shapes (see the module docstring)."""
     neurons = release.neurons[(release.neurons["id"] != 0)].sort_values("id").reset_index(drop=True)
     typed = neurons[neurons["type"].notna()] if "type" in neurons else neurons.iloc[:0]
     bodies = typed["id"].to_numpy(np.int64)
     if profile == "flywire":
-        points = _point_table("proofread_neurons", release, layout, res, bodies, 1,
+        points = _point_table("proofread_neurons", release, layout, resolution_of("proofread_neurons"), bodies, 1,
                               f"{origin} One row per typed release neuron (as FlyWire's proofread_neurons).")
         target = dict(zip(bodies.tolist(), points.stored["id"].tolist()))
         long = _long_rows(typed, [("super_class", "superclass"), ("cell_class", "class"), ("cell_type", "type"),
@@ -377,10 +450,12 @@ def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout
                          "classification_system (values from the release).", "cell_type_reference")
         tags = pd.concat([typed.assign(tag="community: " + typed["type"].astype(str) + "-like"),
                           typed.assign(tag="seen by proofreader")], ignore_index=True).sort_values("id", kind="stable")
-        info = _cell_type_table(release, layout, res, "neuron_information_v2", "tag", origin, rows=tags)
+        info = _cell_type_table(release, layout, resolution_of("neuron_information_v2"), "neuron_information_v2",
+                                "tag", origin, rows=tags)
         return [points, ref, info]
     if profile == "microns":
-        nuclei = _point_table("nucleus_detection_v0", release, layout, res, bodies, 100_001,
+        nuclei = _point_table("nucleus_detection_v0", release, layout, resolution_of("nucleus_detection_v0"), bodies,
+                              100_001,
                               f"{origin} One nucleus per typed release neuron; volume SYNTHETIC.",
                               extra={"volume": np.round(200.0 + (bodies % 97), 3)})
         target = dict(zip(bodies.tolist(), nuclei.stored["id"].tolist()))
@@ -393,7 +468,8 @@ def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout
                          "cell_type = type.", "cell_type_reference")
         return [nuclei, ref]
     if profile == "banc":
-        points = _point_table("cell_representative_point", release, layout, res, bodies, 1,
+        points = _point_table("cell_representative_point", release, layout,
+                              resolution_of("cell_representative_point"), bodies, 1,
                               f"{origin} One representative point per typed release neuron.")
         target = dict(zip(bodies.tolist(), points.stored["id"].tolist()))
         long = _long_rows(typed.assign(fafb=typed["type"]),
@@ -414,7 +490,8 @@ def _profile_tables(profile: str, release: ReleaseData, layout: SupervoxelLayout
             have = values.notna()
             rows.append(typed[have].assign(tag=values[have].astype(str), tag2=tag2))
         frame = pd.concat(rows, ignore_index=True).sort_values("id", kind="stable")
-        table = _cell_type_table(release, layout, res, "neuron_information", "tag", origin, rows=frame)
+        table = _cell_type_table(release, layout, resolution_of("neuron_information"), "neuron_information", "tag",
+                                 origin, rows=frame)
         table.stored["tag2"] = frame["tag2"].astype(object).to_numpy()
         table.columns.append("tag2")
         table.string_columns = ("tag", "tag2")

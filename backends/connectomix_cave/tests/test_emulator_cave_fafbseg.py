@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -30,19 +31,35 @@ def fafbseg_home(emulator_server, tmp_path_factory):
 
 
 def _expected(v1_rows, release_rows, ids, until, filtered=True) -> pd.DataFrame:
+    """The rows fafbseg must return, with ``pre_x`` ... ``post_z`` in the unit of the source it reads.
+
+    The filtered view answers nm (FlyWire's ``valid_synapses_nt_np_v6``, seung-lab/FlyConnectome
+    ``CAVE tutorial.ipynb``@9b1790b cell 49): the release's nm. fafbseg asks ``synapses_nt_v1``
+    (``filtered=False``) without ``desired_resolution`` too, so it gets that table's 4 x 4 x 40 voxels
+    (natverse/fafbseg#254): the version-1 table's values.
+    """
     table = rerooted(v1_rows, until)
     if filtered:
         table = table[table["id"].isin(expected_view_ids(v1_rows, release_rows))]
     table = table[table.pre_pt_root_id.isin(ids) | table.post_pt_root_id.isin(ids)]
-    table = table[(table.pre_pt_root_id != table.post_pt_root_id)]
+    table = table[(table.pre_pt_root_id != table.post_pt_root_id)].copy()
+    release = release_rows.set_index("synapse_id")
+    for side in ("pre", "post"):
+        for axis in "xyz":
+            table[f"{side}_{axis}"] = (release.loc[table["id"], f"{side}_{axis}"].to_numpy(float) if filtered
+                                       else table[f"{side}_pt_position_{axis}"].to_numpy(float))
     return table.set_index("id").sort_index()
+
+
+POSITIONS = [f"{side}_{axis}" for side in ("pre", "post") for axis in "xyz"]
 
 
 def _check(syn: pd.DataFrame, expected: pd.DataFrame) -> None:
     syn = syn.set_index("id").sort_index()
     assert syn.index.tolist() == expected.index.tolist()
     assert (syn["pre"] == expected["pre_pt_root_id"]).all() and (syn["post"] == expected["post_pt_root_id"]).all()
-    assert (syn["pre_x"] == expected["pre_pt_position_x"]).all()  # table voxel units
+    # nm from the view (within half its 1 nm voxel), the raw table's own voxels unfiltered
+    np.testing.assert_allclose(syn[POSITIONS].to_numpy(float), expected[POSITIONS].to_numpy(float), atol=0.5)
     assert (syn["cleft_score"] == expected["cleft_score"]).all()
 
 

@@ -49,7 +49,7 @@ def _release_rows(release, synapse_ids) -> pd.DataFrame:
 def test_flywire_view_positions_are_nm_whatever_its_metadata_says(release, resolution):
     """The FlyWire-shaped emulator serving its tables in nm (as the real view answers) or in voxels."""
     kwargs = profile(STACK).emulator_kwargs()
-    kwargs["options"] = TableOptions(voxel_resolution=resolution)
+    kwargs["options"] = TableOptions(voxel_resolution=resolution, view_resolution=resolution)  # None: voxels
     with CaveEmulator(release, token=TOKEN, **kwargs) as emu:
         with connectomix.open(f"cave://{STACK}", server=emu.url, token=TOKEN, materialization=1,
                               cache=False) as ds:  # the filtered view, FlyWire's default source
