@@ -258,14 +258,14 @@ def plan_batches(ids: np.ndarray, rows: np.ndarray, budget: float, max_ids: int)
     >>> [b.tolist() for b in plan_batches(np.array([1, 2, 3]), np.array([500, 1, 1]), 100, 2)]
     [[1], [2, 3]]
     """
-    batches, start, total = [], 0, 0.0
-    for i, r in enumerate(np.asarray(rows, dtype="float64")):
-        if i > start and (total + r > budget or i - start >= max_ids):
-            batches.append(ids[start:i])
-            start, total = i, 0.0
-        total += r
-    if len(ids):
-        batches.append(ids[start:])
+    # one step per batch, not per id: the batch ends where the running total would pass the budget
+    total = np.concatenate([[0.0], np.cumsum(np.asarray(rows, dtype="float64"))])
+    batches, start, n = [], 0, len(ids)
+    while start < n:
+        end = int(np.searchsorted(total, total[start] + budget, side="right")) - 1
+        end = min(max(end, start + 1), start + max_ids, n)
+        batches.append(ids[start:end])
+        start = end
     return batches
 
 
