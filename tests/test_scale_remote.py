@@ -16,7 +16,6 @@ worker-side reader imports neither connectomix nor pandas.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

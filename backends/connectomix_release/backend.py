@@ -503,9 +503,10 @@ class ReleaseBackend(Backend):
         sides = ([("pre", "synapses.parquet")] if query.pre else []) + (
             [("post", POST_COPY if self._has(POST_COPY) else "synapses.parquet")] if query.post else [])
         parts, part_params = [], []
+        tables = self._rows.read_sides([(name, side) for side, name in sides], query.ids)  # (remote: concurrently)
         with self._cursor() as cur:
-            for side, name in sides:
-                cur.register(f"_{side}_rows", self._rows.read(name, side, query.ids))
+            for (side, name), table in zip(sides, tables):
+                cur.register(f"_{side}_rows", table)
                 not_pre = f" AND s.pre NOT IN {ids}" if side == "post" and query.pre else ""
                 parts.append(f"SELECT s.* FROM _{side}_rows AS s WHERE s.{side} IN {ids}{not_pre} AND {rest}")
                 part_params += params

@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ import pyarrow.parquet as pq
 
 from connectomix.errors import DataFormatError
 
+from . import reads
 from .reads import GROUPS_PER_READ, open_checked, read_groups, read_task
 from .storage import Location
 
@@ -181,6 +183,14 @@ class RowGroupReader:
             except (OSError, pa.ArrowException) as exc:
                 raise DataFormatError(f"cannot read {self._loc.url(name)!r}: {exc}") from None
         return pa.concat_tables(parts)
+
+    def read_sides(self, sides: list[tuple[str, str]], ids: Iterable[int] | np.ndarray) -> list[pa.Table]:
+        """:meth:`read` of each ``(file, column)`` of ``sides``; on object storage the files at the same time
+        (their round trips overlap; not with ``reads.FETCH_CONCURRENCY = 0``), locally one after the other."""
+        if self._loc.fs is None or len(sides) < 2 or reads.FETCH_CONCURRENCY < 1:
+            return [self.read(name, column, ids) for name, column in sides]
+        with ThreadPoolExecutor(len(sides), thread_name_prefix="connectomix-sides") as pool:
+            return list(pool.map(lambda side: self.read(side[0], side[1], ids), sides))
 
 
 # -- on a Dask cluster: the client selects the row groups, the workers read them ------------------------------
