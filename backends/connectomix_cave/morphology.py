@@ -9,8 +9,9 @@ Two sources, chosen per datastack by the catalogue's ``[datasets.X.morphology]``
     skeletons are asked in bulk first, as caveclient 8.2.1's ``client.skeleton.fetch_skeletons(
     rids, skeleton_version=4)`` asks them (``method_constraint=">=0.23.9"``): ``POST
     {local}/skeletoncache/api/v1/{ds}/bulk/get_cached_skeletons/4/flatdict`` with ``{"root_ids":
-    [...], "generate_missing": false, "verbose_level": 0}``, at most :data:`BULK_LIMIT` (500) roots
-    per request -- the service refuses more with 400 (SkeletonService@0b3d901
+    [...], "generate_missing": false, "verbose_level": 0}``, spread over up to :data:`MAX_WORKERS`
+    concurrent requests (:func:`bulk_size`) of at most :data:`BULK_LIMIT` (500) roots each -- the
+    service refuses more with 400 (SkeletonService@0b3d901
     ``skeletonservice/datasets/service.py:48`` ``MAX_BULK_CACHED_SKELETONS = 500``, ``api.py``
     ``SkeletonResource__get_cached_skeletons_bulk.post``; caveclient ``skeletonservice.py:32``
     mirrors it). The answer ``{"<rid>": "<hex of the flatdict body>"}`` holds only skeletons already
@@ -82,7 +83,7 @@ from connectomix.errors import (
 )
 from connectomix.parallel import batched, map_batches
 
-__all__ = ["SkeletonReader", "SERVICE", "NONE", "SKELETON_VERSION", "BULK_LIMIT", "decode_flatdict",
+__all__ = ["SkeletonReader", "SERVICE", "NONE", "SKELETON_VERSION", "BULK_LIMIT", "bulk_size", "decode_flatdict",
            "decode_precomputed"]
 
 SERVICE = "service"
@@ -97,6 +98,26 @@ _BULK_FROM = (0, 23, 9)
 #: Most roots per cached bulk request: the service refuses more (SkeletonService@0b3d901 service.py:48
 #: ``MAX_BULK_CACHED_SKELETONS = 500``; api.py answers 400 "Too many root IDs requested").
 BULK_LIMIT = 500
+#: Fewest roots per bulk request when a read is spread over :data:`MAX_WORKERS` requests: caveclient's own
+#: small bulk (``MAX_BULK_SYNCHRONOUS_SKELETONS = 10``, skeletonservice.py:31).
+BULK_MIN = 10
+
+
+def bulk_size(n: int) -> int:
+    """Roots per bulk request for a read of ``n``: spread over :data:`MAX_WORKERS` concurrent requests, at least
+    :data:`BULK_MIN` and at most :data:`BULK_LIMIT` each.
+
+    The service reads the roots of one request one after another from its cache bucket
+    (``get_cached_skeletons_bulk_by_datastack_and_rids`` loops over them, service.py), so one request of 100
+    roots would wait for 100 reads in a row; a few concurrent requests keep the service's workers busy, as
+    one request per root did, with a tenth of the requests or fewer.
+
+    Examples
+    --------
+    >>> bulk_size(5), bulk_size(100), bulk_size(100_000)
+    (10, 13, 500)
+    """
+    return min(BULK_LIMIT, max(BULK_MIN, -(-int(n) // MAX_WORKERS)))
 #: Concurrent skeleton requests (connecto measured no gain past 8 workers, anchors-features.md 3.2).
 MAX_WORKERS = 8
 _NODE_COLUMNS = ["node_id", "label", "x", "y", "z", "radius", "parent_id"]
@@ -358,7 +379,7 @@ class SkeletonReader:
 
         found: dict[int, pd.DataFrame] = {}
         if self._bulk is not None and len(ids) > 1:
-            chunks = batched(ids, BULK_LIMIT)
+            chunks = batched(ids, bulk_size(len(ids)))
             for part in map_batches(lambda chunk: self._from_bulk(session, list(chunk)), chunks,
                                     max_workers=MAX_WORKERS):
                 found.update(part)

@@ -1,8 +1,8 @@
-"""CAVE skeletons through the skeleton service's bulk route (issue 14 leftover): one request per 500 roots.
+"""CAVE skeletons through the skeleton service's bulk route (issue 14 leftover): a tenth of the requests or fewer.
 
 The service's cached bulk route (``POST .../bulk/get_cached_skeletons/4/flatdict``, SkeletonService 0.23.11,
 what caveclient 8.2.1's ``fetch_skeletons`` asks) answers the skeletons it has cached, at most 500 roots per
-request; roots it leaves out are asked alone (the one-root route skeletonizes them or refuses them). Counted by
+request (a read is spread over up to 8 concurrent requests of at least 10 roots: ``bulk_size``); roots it leaves out are asked alone (the one-root route skeletonizes them or refuses them). Counted by
 the emulator over loopback; the skeletons equal the release's files node for node, and every error rule of
 ``get_skeletons`` holds (missing roots named, never a partial list). Before, every root was one request.
 """
@@ -66,7 +66,13 @@ def assert_release_skeletons(neurons, ids) -> None:
         assert nodes["parent_id"].tolist() == swc["parent_id"].map(lambda p: -1 if p < 0 else int(row[p])).tolist()
 
 
-def test_one_bulk_request_per_500_roots(emu, ds, monkeypatch):
+def test_bulk_size_spreads_a_read_over_the_workers_within_the_services_limit():
+    assert morphology.BULK_LIMIT == 500 and morphology.MAX_WORKERS == 8
+    assert [morphology.bulk_size(n) for n in (1, 5, 80, 81, 100, 4000, 4001, 10**6)] == \
+        [10, 10, 10, 11, 13, 500, 500, 500]
+
+
+def test_one_bulk_request_for_a_few_roots(emu, ds, monkeypatch):
     got = ds.get_skeletons(DA1)
     assert counts(emu) == (1, 0)
     assert_release_skeletons(got, DA1)
