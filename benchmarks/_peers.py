@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -344,3 +345,36 @@ def cx_counts(ds, ids, **options):
     """
     df = ds.fetch_neurons(ids, **options, **counts_option(ds)).neurons
     return pd.DataFrame({"id": df["id"], "pre": df["downstream"], "post": df["upstream"]})
+
+
+# --- shared by peers.py and morphology.py: warming sessions, running one client ---------------------------
+
+def warm_up(fns: Sequence[Callable[[Any], Any] | None], ids: Any) -> None:
+    """One untimed call of every client on ``ids`` (neurons no measurement uses): imports, connections,
+    datastack info and metadata, as in a notebook. A failure here is left for the timed run to report."""
+    for fn in fns:
+        if fn is None:
+            continue
+        try:
+            with quiet():
+                fn(ids)
+        except Exception:  # noqa: BLE001 - reported by the timed run
+            pass
+
+
+def run_client(fn: Callable[[Any], Any], id_sets: Sequence[Any], *, count: Callable[[], tuple[int, int]],
+               reset: Callable[[], None], budget_s: float = 20.0) -> tuple[Any, float, int, int, str]:
+    """:func:`best_of` with connecto's result cache off (``$CONNECTO_NO_CACHE``), a failure returned, not raised.
+
+    Returns ``(first answer, best seconds, requests, bytes, error)``; on a failure the answer is None, the
+    seconds NaN and ``error`` names the exception (its first line).
+    """
+    os.environ["CONNECTO_NO_CACHE"] = "1"
+    try:
+        answer, seconds, requests, sent = best_of(fn, id_sets, count=count, reset=reset, budget_s=budget_s)
+        return answer, seconds, requests, sent, ""
+    except Exception as exc:  # noqa: BLE001 - a failing client is a row, not a crash
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        return None, float("nan"), 0, 0, f"{type(exc).__name__}: {first}"
+    finally:
+        os.environ.pop("CONNECTO_NO_CACHE", None)

@@ -13,6 +13,10 @@ CAVE
     flywire_skeletons_{version}")`` (a spec probed from the server; ``skeleton_source`` is a documented spec
     override -- its curated ``FlyWire`` spec names the real bucket and the real flat segmentation), server
     from caveclient's datastack map in ``HOME``, token from ``$CONNECTO_CAVE_TOKEN``;
+  * the CAVE skeleton service (SkeletonService 0.23.11 as the emulator plays it): connectomix opened with
+    ``skeleton_source="service"`` (its bulk route, 500 roots per request) beside caveclient 8.2.1's own
+    ``client.skeleton.fetch_skeletons(ids)`` (the same route; connecto and fafbseg do not read the service
+    for these ids);
   * fafbseg 3.2.3: meshes with ``flywire.get_mesh_neuron(ids, dataset="graphene://<emulator>/segmentation/table/
     ...")`` (fafbseg takes a segmentation URL as ``dataset``; token from ``HOME``). Its skeletons cannot be
     pointed at a server: ``flywire.get_skeletons`` reads ``SKELETON_BASE_URL`` (a module constant naming
@@ -23,6 +27,7 @@ neuPrint
   * connecto 0.3.0: ``connecto.NeuPrint("synthetic:v1", server=...)``;
   * fafbseg has no neuPrint client.
 
+Timing and the client loop are ``_peers.py``'s (``warm_up``, ``run_client`` -> ``best_of``), as in ``peers.py``.
 Reported per row: wall time (best of two runs on two different sets of 100 neurons), requests the
 emulator saw in the first run, and whether the answer equals connectomix's (same ids in the same order,
 the same vertices; skeletons: the same node positions within 0.01 nm). connectomix's warm row is a second
@@ -43,13 +48,12 @@ import platform
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _peers import quiet  # noqa: E402
+from _peers import Run, quiet, run_client, warm_up  # noqa: E402
 from _synthetic import make_synthetic_release  # noqa: E402
 
 CAVE_TOKEN = "b3c4a7e5e1"  # hexadecimal: cloud-volume's graphene client refuses other tokens
@@ -58,32 +62,6 @@ DATASTACK = "flywire_fafb_public"
 NP_DATASET = "synthetic:v1"
 FIRST = 10_001  # ids of the synthetic release
 REPEATS = 2
-
-
-class Result:
-    """One client's run of one question."""
-
-    def __init__(self, client: str, call: str):
-        self.client, self.call = client, call
-        self.seconds: float | None = None
-        self.requests: int | None = None
-        self.answer = ""
-
-
-def _time(fn, id_sets, *, reset, count):
-    """Best seconds over the id sets, requests of the first run, the first answer."""
-    first, best, requests = None, float("inf"), None
-    for k, ids in enumerate(id_sets):
-        if k == 0:
-            reset()
-        t0 = time.perf_counter()
-        with quiet():
-            value = fn(ids)
-        seconds = time.perf_counter() - t0
-        if k == 0:
-            first, requests = value, count()
-        best = min(best, seconds)
-    return first, best, requests
 
 
 def _same(kind: str, theirs, ours) -> str:
@@ -138,23 +116,25 @@ class CaveSide:
     def reset(self):
         self.emu.stats.reset()
 
-    def count(self) -> int:
-        return self.emu.stats.requests()
+    def count(self) -> tuple[int, int]:
+        snap = self.emu.stats.snapshot()
+        return self.emu.stats.requests(), sum(v.get("bytes_out", 0) for v in snap.values())
 
     def set_latency(self, ms):
         self.emu.faults.latency_ms = ms
 
-    def connectomix(self, cache=False):
+    def connectomix(self, cache=False, skeleton_source=None):
         import connectomix
 
         return connectomix.open(f"cave://{DATASTACK}", server=self.emu.url, token=CAVE_TOKEN, materialization=1,
-                                skeleton_source=self.published("materialization"), cache=cache)
+                                skeleton_source=skeleton_source or self.published("materialization"), cache=cache)
 
     def clients(self) -> dict:
         import connecto
         import fafbseg.flywire as flywire
 
         cx = self.connectomix()
+        service = self.connectomix(skeleton_source="service")
         co = connecto.CAVE(DATASTACK, version=1, skeleton_source=self.published("version"))
         why = ("cannot: flywire.get_skeletons reads a fixed host (SKELETON_BASE_URL, "
                "fafbseg/flywire/skeletonize.py:38-41), materializations 630/783 only")
@@ -163,6 +143,12 @@ class CaveSide:
                 "connectomix": ("get_skeletons(ids)", lambda ids: cx.get_skeletons(ids)),
                 "connecto": ("CAVE(...).skeletons.get(ids)", lambda ids: co.skeletons.get(ids, progress=False)),
                 "fafbseg": (why, None),
+            },
+            "skeletons (service)": {
+                "connectomix": ("get_skeletons(ids), skeleton_source='service'",
+                                lambda ids: service.get_skeletons(ids)),
+                "caveclient": ("client.skeleton.fetch_skeletons(ids)",
+                               lambda ids: _service_neurons(service.backend.client.skeleton.fetch_skeletons(ids))),
             },
             "meshes": {
                 "connectomix": ("get_meshes(ids)", lambda ids: cx.get_meshes(ids)),
@@ -190,8 +176,9 @@ class NeuprintSide:
     def reset(self):
         self.emu.stats.reset()
 
-    def count(self) -> int:
-        return self.emu.stats.snapshot()["requests"]
+    def count(self) -> tuple[int, int]:
+        snap = self.emu.stats.snapshot()
+        return snap["requests"], snap["bytes_out"]
 
     def set_latency(self, ms):
         self.emu.faults.latency_ms = ms
@@ -225,56 +212,69 @@ def measure(side, n: int, latencies, work: Path) -> list[tuple]:
     rows = []
     clients = side.clients()
     sets = [list(range(FIRST + k * n, FIRST + (k + 1) * n)) for k in range(REPEATS)]
-    warm_id = [FIRST + REPEATS * n]
-    for kind, by_client in clients.items():
-        for client, (call, fn) in by_client.items():  # warm every session: untimed, on a neuron not measured
-            if fn is not None:
-                try:
-                    with quiet():
-                        fn(warm_id)
-                except Exception:  # noqa: BLE001 - reported by the timed run
-                    pass
+    warm_up([fn for by_client in clients.values() for _, fn in by_client.values()], [FIRST + REPEATS * n])
     for latency in latencies:
         side.set_latency(latency)
         for kind, by_client in clients.items():
             ours = None
             results = []
             for client, (call, fn) in by_client.items():
-                r = Result(client, call)
+                r = Run(client, call)
                 results.append(r)
                 if fn is None:
                     r.answer = call
                     continue
-                os.environ["CONNECTO_NO_CACHE"] = "1"
-                try:
-                    answer, r.seconds, r.requests = _time(fn, sets, reset=side.reset, count=side.count)
-                except Exception as exc:  # noqa: BLE001 - a failing peer is a row, not a crash
-                    r.answer = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''}"
-                    if client == "connectomix":
-                        traceback.print_exc()
-                    continue
-                finally:
-                    os.environ.pop("CONNECTO_NO_CACHE", None)
-                if client == "connectomix":
+                answer, r.seconds, r.requests, r.bytes, r.error = run_client(fn, sets, count=side.count,
+                                                                             reset=side.reset)
+                if r.error:
+                    r.answer = f"failed: {r.error[:100]}"
+                elif client == "connectomix":
                     ours, r.answer = answer, "reference"
                 else:
                     r.answer = _same(kind, answer, ours) if ours is not None else "no reference"
-            warm = Result("connectomix (warm disk cache)", f"{results[0].call}, second call, new Dataset")
-            try:
-                cache = work / f"cache-{side.name}-{kind}-{latency}"
-                getattr(side.connectomix(cache=str(cache)), f"get_{kind}")(sets[0])
-                warm_fn = getattr(side.connectomix(cache=str(cache)), f"get_{kind}")
-                side.reset()
-                t0 = time.perf_counter()
-                with quiet():
-                    again = warm_fn(sets[0])
-                warm.seconds, warm.requests = time.perf_counter() - t0, side.count()
-                warm.answer = _same(kind, again, ours) if ours is not None else "no reference"
-            except Exception as exc:  # noqa: BLE001
-                warm.answer = f"failed: {type(exc).__name__}: {str(exc)[:100]}"
-            results.insert(1, warm)
+            if kind in CACHED:
+                results.insert(1, _warm(side, kind, sets[0], work, latency, results[0].call, ours))
             rows.append((side.name, kind, n, latency, results))
     return rows
+
+
+#: The kinds a warm disk cache row is measured for (the same ``get_*`` call on a new Dataset).
+CACHED = ("skeletons", "meshes")
+
+
+def _warm(side, kind: str, ids, work: Path, latency: float, call: str, ours) -> Run:
+    """connectomix's second call through a disk cache, from a new Dataset."""
+    warm = Run("connectomix (warm disk cache)", f"{call}, second call, new Dataset")
+    try:
+        cache = work / f"cache-{side.name}-{kind}-{latency}"
+        getattr(side.connectomix(cache=str(cache)), f"get_{kind}")(ids)
+        warm_fn = getattr(side.connectomix(cache=str(cache)), f"get_{kind}")
+        side.reset()
+        t0 = time.perf_counter()
+        with quiet():
+            again = warm_fn(ids)
+        warm.seconds, warm.requests = time.perf_counter() - t0, side.count()[0]
+        warm.answer = _same(kind, again, ours) if ours is not None else "no reference"
+    except Exception as exc:  # noqa: BLE001
+        warm.answer = f"failed: {type(exc).__name__}: {str(exc)[:100]}"
+    return warm
+
+
+def _service_neurons(skeletons: dict) -> list:
+    """caveclient's ``{root id: flatdict}`` as navis TreeNeurons (nm; parents follow the ``[child, parent]`` edges)."""
+    import navis
+    import pandas as pd
+
+    out = []
+    for rid, sk in skeletons.items():
+        xyz = np.asarray(sk["vertices"], dtype="float64")
+        parent = np.full(len(xyz), -1, dtype="int64")
+        edges = np.asarray(sk["edges"], dtype="int64").reshape(-1, 2)
+        parent[edges[:, 0]] = edges[:, 1]
+        nodes = pd.DataFrame({"node_id": np.arange(len(xyz)), "parent_id": parent,
+                              "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+        out.append(navis.TreeNeuron(nodes, id=int(rid), units="1 nm"))
+    return out
 
 
 def markdown(rows) -> str:
@@ -282,8 +282,8 @@ def markdown(rows) -> str:
              "|---|---|---:|---:|---|---|---:|---:|---|"]
     for backend, kind, n, latency, results in rows:
         for r in results:
-            seconds = f"{r.seconds:.2f}" if r.seconds is not None else "-"
-            requests = f"{r.requests:,}" if r.requests is not None else "-"
+            seconds = f"{r.seconds:.2f}" if r.ran else "-"
+            requests = f"{r.requests:,}" if r.ran else "-"
             lines.append(f"| {backend} | {kind} | {n} | {latency:g} ms | {r.client} | `{r.call}` | {seconds} | "
                          f"{requests} | {r.answer} |")
     return "\n".join(lines)
@@ -298,6 +298,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", type=Path, help="folder for the synthetic release and caches (default: temporary)")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="cx-bench-morphology-"))
+    load = [os.getloadavg()[1]]
     n = args.neurons
     t0 = time.perf_counter()
     release = make_synthetic_release(work / "release", n_bodies=max(300, (REPEATS + 1) * n + 50),
@@ -312,12 +313,17 @@ def main(argv=None) -> int:
             rows += measure(side, n, args.latency, work)
         finally:
             side.close()
+        load.append(os.getloadavg()[1])
     import cloudvolume
     import connecto
     import fafbseg
 
-    print(f"\n{dt.date.today()} · {platform.python_version()} · {os.cpu_count()} cores (shared) · connecto "
-          f"{connecto.__version__} · fafbseg {fafbseg.__version__} · cloud-volume {cloudvolume.__version__}\n")
+    import caveclient
+
+    command = "python benchmarks/morphology.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    print(f"\n{dt.date.today()} · `{command}` · {platform.python_version()} · {os.cpu_count()} cores (shared), "
+          f"load average {min(load):.1f}-{max(load):.1f} (5 min) · connecto {connecto.__version__} · fafbseg "
+          f"{fafbseg.__version__} · caveclient {caveclient.__version__} · cloud-volume {cloudvolume.__version__}\n")
     print(markdown(rows))
     return 0
 
