@@ -83,20 +83,28 @@ def resolution_options(s, names: TableNames) -> TableOptions:
     * MICrONS: every position in the catalogue's 4 x 4 x 40 voxels ("Unless otherwise specified
       ... all positions are in units of 4,4,40 nm/voxel", AllenSWDB em-microns-tables.md), the
       emulated view too.
-    * BANC: every table in nm (1, 1, 1), as before: ``synapses_v2`` is in nm (catalogue). Its
-      ``cell_representative_point`` / ``codex_annotations`` report 1, 1, 1 while holding 4 x 4 x 45
-      voxels (catalogue, banc.toml coordinates); the emulator serves them in nm: not reproduced.
+    * BANC: ``synapses_v2`` (and the emulated view) in nm (catalogue); ``cell_representative_point``
+      holds its positions in the stack's 4 x 4 x 45 voxels while its metadata reports a placeholder
+      1, 1, 1 (catalogue banc.toml ``coordinates.unit`` note, htem/BANC-project
+      ``cell_representative_point.md``@e469a5a); ``codex_annotations`` (no positions) reports 1, 1, 1.
     * FANC and anything else: the unit is "per table metadata", unverified: every table in the
       release's voxel size, as before.
     """
     from connectomix import catalogue
 
     entry = catalogue.get(s.catalogue) if s.catalogue else None
-    voxel = None
-    if entry is not None:
-        value = entry.value("synapses.voxel_size_nm", entry.value("coordinates.voxel_size_nm", None))
-        voxel = tuple(float(v) for v in value) if isinstance(value, list) and len(value) == 3 else None
+    def size(path: str):
+        value = entry.value(path, None) if entry is not None else None
+        return tuple(float(v) for v in value) if isinstance(value, list) and len(value) == 3 else None
+
+    voxel = size("synapses.voxel_size_nm") or size("coordinates.voxel_size_nm")
     if s.synapse_unit == "nm":
+        stack_voxel = size("coordinates.voxel_size_nm")
+        if names.annotations == "banc" and stack_voxel is not None:
+            point = "cell_representative_point"
+            return TableOptions(voxel_resolution=(1.0, 1.0, 1.0), view_resolution=None,
+                                table_resolutions=((point, stack_voxel),),
+                                reported_resolutions=((point, (1.0, 1.0, 1.0)),))
         return TableOptions(voxel_resolution=(1.0, 1.0, 1.0), view_resolution=None)
     if names.annotations == "flywire" and voxel is not None and names.synapse_view == s.synapse_view:
         own = tuple((name, voxel) for name in (names.synapse_table, "proofread_neurons", "neuron_information_v2"))

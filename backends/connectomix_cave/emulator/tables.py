@@ -105,6 +105,11 @@ class TableOptions:
     table_resolutions
         ``(table or view name, (x, y, z))`` pairs: the voxel size of those tables, before the two
         settings above. A name the datastack does not serve is a :class:`DataFormatError`.
+    reported_resolutions
+        ``(name, (x, y, z))`` pairs: tables whose metadata (and ``dataframe_resolution``, and so
+        ``desired_resolution``) report another voxel size than their positions are stored in,
+        as BANC's ``cell_representative_point`` reports a placeholder 1, 1, 1 over 4 x 4 x 45
+        voxels (htem/BANC-project ``cell_representative_point.md``@e469a5a, catalogue banc.toml).
     cleft_score_scale
         ``cleft_score = round(score * scale)`` for 0-1 scores (confidence).
     missing_cleft_score
@@ -118,6 +123,7 @@ class TableOptions:
     voxel_resolution: tuple[float, float, float] | None = None
     view_resolution: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
     table_resolutions: tuple[tuple[str, tuple[float, float, float]], ...] = ()
+    reported_resolutions: tuple[tuple[str, tuple[float, float, float]], ...] = ()
     cleft_score_scale: float = 100.0
     missing_cleft_score: int = 100
     min_cleft_score: int = 50
@@ -364,12 +370,14 @@ def build_tables(release: ReleaseData, layout: SupervoxelLayout, names: TableNam
         for table in (tables[names.synapse_table], tables[names.synapse_view]):
             table.stored = table.stored.rename(columns={"cleft_score": names.score_column})
             table.columns = [names.score_column if c == "cleft_score" else c for c in table.columns]
-    unknown = sorted({str(name) for name, _ in options.table_resolutions} - set(tables))
+    reported = {str(name): _triple(value, f"reported_resolutions[{name!r}]")
+                for name, value in options.reported_resolutions}
+    unknown = sorted(({str(name) for name, _ in options.table_resolutions} | set(reported)) - set(tables))
     if unknown:
-        raise DataFormatError(f"table_resolutions names {unknown}, which this datastack does not serve; its tables "
-                              f"and views are {sorted(tables)}")
+        raise DataFormatError(f"table_resolutions / reported_resolutions name {unknown}, which this datastack does "
+                              f"not serve; its tables and views are {sorted(tables)}")
     for name, table in tables.items():
-        table.resolution = resolution_of(name)
+        table.resolution = reported.get(name, resolution_of(name))
     return tables, res
 
 

@@ -116,10 +116,29 @@ def test_other_profiles_keep_the_catalogue_resolutions(release):
         assert meta["voxel_resolution"] == expected, (stack, table)
 
 
+def test_banc_representative_points_report_a_placeholder_resolution_over_voxels(release, synapses):
+    """BANC's cell_representative_point: metadata 1, 1, 1, positions in 4 x 4 x 45 voxels (catalogue banc.toml)."""
+    stack = "brain_and_nerve_cord_public"
+    with CaveEmulator(release, token=TOKEN, **profile(stack).emulator_kwargs()) as emu:
+        mat = make_client(emu, stack).materialize
+        meta = mat.get_table_metadata("cell_representative_point", version=1)
+        points = mat.query_table("cell_representative_point", materialization_version=1, split_positions=True)
+    assert meta["voxel_resolution"] == [1.0, 1.0, 1.0] and points.attrs["dataframe_resolution"] == [1.0, 1.0, 1.0]
+    banc = np.array([4.0, 4.0, 45.0])
+    assert len(points) > 5
+    for _, row in points.iterrows():  # each point is one of its neuron's synapse sites, in 4 x 4 x 45 voxels
+        body = int(row["pt_root_id"])
+        sites = np.concatenate([synapses.loc[synapses["pre"] == body, ["pre_x", "pre_y", "pre_z"]].to_numpy(float),
+                                synapses.loc[synapses["post"] == body, ["post_x", "post_y", "post_z"]].to_numpy(float)])
+        nm = np.array([row[f"pt_position_{a}"] for a in "xyz"], dtype=float) * banc
+        assert (np.abs(sites - nm) <= banc / 2 + 1e-9).all(axis=1).any(), body
+
+
 @pytest.mark.parametrize("options, match", [
     (TableOptions(table_resolutions=(("no_such_table", (4, 4, 40)),)), "no_such_table"),
     (TableOptions(view_resolution=(4, 0, 40)), "view_resolution"),
-    (TableOptions(table_resolutions=((TABLE, (4, 4)),)), TABLE)])
+    (TableOptions(table_resolutions=((TABLE, (4, 4)),)), TABLE),
+    (TableOptions(reported_resolutions=(("nope", (1, 1, 1)),)), "nope")])
 def test_bad_resolution_options_are_refused(release, options, match):
     with pytest.raises(DataFormatError, match=match):
         CaveEmulator(release, token=TOKEN, options=options).start()
