@@ -13,11 +13,14 @@ units, with live queries refused where the catalogue says the stack has none:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectomix.errors import InvalidArgumentError
 
 from .tables import TableNames, TableOptions
+
+if TYPE_CHECKING:
+    from connectomix_cave.settings import CaveSettings
 
 __all__ = ["DatastackProfile", "profile", "resolution_options", "PROFILE_OF_TABLE"]
 
@@ -66,7 +69,7 @@ def profile(datastack: str) -> DatastackProfile:
     return DatastackProfile(datastack, names, resolution_options(s, names), s.live)
 
 
-def resolution_options(s, names: TableNames) -> TableOptions:
+def resolution_options(s: CaveSettings, names: TableNames) -> TableOptions:
     """The voxel resolution of each table and view of a datastack, where the catalogue cites it.
 
     * FlyWire (``flywire_fafb_public``, ``flywire_fafb_production``): ``synapses_nt_v1`` in the
@@ -89,11 +92,19 @@ def resolution_options(s, names: TableNames) -> TableOptions:
       ``cell_representative_point.md``@e469a5a); ``codex_annotations`` (no positions) reports 1, 1, 1.
     * FANC and anything else: the unit is "per table metadata", unverified: every table in the
       release's voxel size, as before.
+
+    Parameters
+    ----------
+    s
+        The datastack's CAVE settings (from the catalogue).
+    names
+        The table names the emulator serves for it.
     """
     from connectomix import catalogue
 
     entry = catalogue.get(s.catalogue) if s.catalogue else None
-    def size(path: str):
+
+    def size(path: str) -> tuple[float, float, float] | None:
         value = entry.value(path, None) if entry is not None else None
         return tuple(float(v) for v in value) if isinstance(value, list) and len(value) == 3 else None
 
