@@ -97,10 +97,11 @@ _IDENTITY = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0]
 MESH_FORMATS = ("legacy", "multires", "multires-sharded")
 #: Bits of the Draco integer vertex positions written by :func:`multires_mesh_files` (meshes.md allows 10 or 16).
 VERTEX_QUANTIZATION_BITS = 16
-#: Files of a legacy mesh or unsharded skeleton read at once: one chain (manifest, then its fragments) per
-#: segment on a pool this size. Under the 10 connections cloud-files' HTTP adapter keeps per host (its
-#: ``HttpInterface.adaptor`` is a default ``requests`` ``HTTPAdapter``), so connections are reused, not re-opened.
-READ_WORKERS = 8
+#: Segments read at once: one chain (manifest, then its fragments) per segment on a pool this size. The 10
+#: connections cloud-files' HTTP adapter keeps per host (its ``HttpInterface.adaptor`` is a default
+#: ``requests`` ``HTTPAdapter``): every connection is reused, none re-opened (16 threads doubled the CPU time
+#: at 0 ms latency with TLS handshakes; 10 beat 8 at 20 ms, benchmarks/README.md "morphology.py").
+READ_WORKERS = 10
 
 
 # --- encoding ---------------------------------------------------------------------------------------
