@@ -381,6 +381,15 @@ class Backend:
         found = self.fetch_neurons(NeuronCriteria(ids=ids, label="segment"))["id"].to_numpy()
         return np.setdiff1d(ids, found)
 
+    def settle_checks(self, ids: np.ndarray, version: Any) -> None:
+        """Wait for the id checks of ``ids`` at ``version`` that :meth:`resolve_materialization` left running.
+
+        A backend that checks ids beside its query (CAVE at a pinned version) raises here what the
+        check found (e.g. :class:`~connectomix.errors.MaterializationError`); the core calls this when
+        it answers without asking the backend (an empty side), so such an answer is never returned for
+        ids the check refuses. The default does nothing: other backends check before they return.
+        """
+
     def get_connectivity(self, query: ConnectivityQuery) -> pd.DataFrame:
         """Connection weights for ``query`` (see :class:`ConnectivityQuery`)."""
         raise NotImplementedError

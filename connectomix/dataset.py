@@ -551,6 +551,7 @@ class Dataset:
             return hit
         table = schema.CONNECTIVITY_BY_ROI if (by_roi or roi_list is not None) else schema.CONNECTIVITY
         if (src is not None and src.size == 0) or (tgt is not None and tgt.size == 0):
+            self._backend.settle_checks(_concat(src, tgt), version)  # no query: its ids' check must still pass
             df = table.empty()
         else:
             query = ConnectivityQuery(

@@ -519,6 +519,10 @@ class CaveBackend(Backend):
         for _, _, check in mine:
             check.result()
 
+    def settle_checks(self, ids: np.ndarray, version: Any) -> None:
+        if isinstance(version, (int, np.integer)) and not isinstance(version, bool):
+            self._settle_checks(np.asarray(ids, dtype="int64"), int(version))
+
     def _checked_before(self, records: Any, ids: np.ndarray | None, version: int) -> bool:
         """Whether the records say ``version`` is available and ``ids`` were roots at it (no request)."""
         found = records.get(f"version {version}", self.identity_ttl)

@@ -302,13 +302,12 @@ def test_connectivity_by_roi_without_a_neuropil_column_is_unsupported(tmp_path):
 def test_a_check_no_query_waited_for_never_fails_a_later_call(toy):
     ds = open_toy(toy)
     new = toy.labels["AD"]  # created after version 1
-    # no query: the table is empty because no source was given (the core answers it without the backend)
-    connectivity(ds, sources=[], targets=[new], materialization=1)
+    # no query (no source given: the core answers without the backend); the core waits for the check
+    with pytest.raises(errors.MaterializationError):
+        connectivity(ds, sources=[], targets=[new], materialization=1)
     assert len(ds.get_synapses([102], materialization=1, progress=False)) > 0  # not the earlier call's error
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the core answers an empty side without a backend query, so the "
-                                       "check running beside it is never waited for (before, resolution raised)")
 def test_an_empty_side_with_ids_that_predate_the_version_raises(toy):
     ds = open_toy(toy)
     with pytest.raises(errors.MaterializationError):
