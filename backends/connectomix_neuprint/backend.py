@@ -773,7 +773,10 @@ class NeuprintBackend(Backend):
         and the postsynaptic site (``neuprint/queries/synapsecriteria.py:67-68, 97-98``;
         ``neuprint/queries/synapses.py:763-770``), "the same synapses that were counted in each
         neuron-neuron weight" (``synapsecriteria.py:34-38``), and nothing when the threshold is 0 or
-        absent. On floats ``> t`` is ``>= nextafter(t, inf)``. The server's ``:Meta`` value wins over the
+        absent. That claim is neuprint-python's, not the datasets': FlyEM's builders count ``weight``
+        differently (catalogue ``connectivity.weight_rule``: hemibrain every connection, MANC and the
+        male CNS a PSD confidence ``>=`` the threshold with T-bars unfiltered), so the synapses this
+        filter keeps can be fewer than a pair's ``weight``, never more. On floats ``> t`` is ``>= nextafter(t, inf)``. The server's ``:Meta`` value wins over the
         catalogue's (which is only read when the server does not say).
         """
         value = self._meta.get("postHighAccuracyThreshold")
