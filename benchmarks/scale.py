@@ -151,7 +151,8 @@ def phase_duckdb(args) -> dict:
     _, rel = _paths(args.rows)
     before = _rchar()
     t0 = time.perf_counter()
-    with connectomix.open(f"release://{rel}", cache=False) as ds:
+    limit = {"memory_limit": args.query_memory_limit} if args.query_memory_limit else {}
+    with connectomix.open(f"release://{rel}", cache=False, **limit) as ds:
         opened = time.perf_counter() - t0
         assert ds.info.synthetic
         if args.op == "filter":
@@ -253,6 +254,8 @@ def run(phase: str, args, rows: int, op: str = "") -> dict:
     out = WORK / f".{phase}-{op}.json"
     cmd = [sys.executable, __file__, "--phase", phase, "--op", op or "filter", "--rows", str(rows), "--ids",
            str(args.ids), "--memory-limit", args.memory_limit, "--result", str(out)]
+    if args.query_memory_limit and phase == "duckdb":
+        cmd += ["--query-memory-limit", args.query_memory_limit]
     t0, load = time.perf_counter(), os.getloadavg()[0]
     child = subprocess.Popen(cmd)
     _, status, usage = os.wait4(child.pid, 0)
@@ -272,6 +275,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, action="append", help="synthetic synapse rows (repeat; default 10,000,000)")
     ap.add_argument("--ids", type=int, default=100)
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the converter")
+    ap.add_argument("--query-memory-limit", help="DuckDB memory_limit= of the queried release (default DuckDB's, "
+                    "80%% of RAM); the result is stored under its own key, e.g. duckdb-types@2GB")
     ap.add_argument("--ops", choices=OPS, action="append", help="operations to run (repeat; default all)")
     ap.add_argument("--engines", choices=("duckdb", "dask", "s3"), action="append",
                     help="engines to run (repeat; default all; s3 = the filter from the local S3 server)")
@@ -299,8 +304,10 @@ def main() -> None:
             for engine in ("duckdb", "dask", "s3"):
                 if engine not in engines or (engine == "s3" and op != "filter"):
                     continue
-                r[f"{engine}-{op}"] = run(engine, args, rows, op)
-                print(json.dumps({rows: {f"{engine}-{op}": r[f"{engine}-{op}"]}}), flush=True)
+                key = f"{engine}-{op}" + (f"@{args.query_memory_limit}"
+                                          if args.query_memory_limit and engine == "duckdb" else "")
+                r[key] = run(engine, args, rows, op)
+                print(json.dumps({rows: {key: r[key]}}), flush=True)
                 store.write_text(json.dumps(results, indent=1))
         if not args.keep:
             shutil.rmtree(_paths(rows)[1].parent, ignore_errors=True)
@@ -341,6 +348,13 @@ def report(results: dict, args) -> None:
                       f"{res.get('open_s', '-')} | {_peaks(res)} | {res['read_mb']:,} | {res['rows']:,} | "
                       f"{'yes' if same else 'NO'} | {_load(res)} |")
             assert same, f"engines disagree on {op} at {rows:,} rows"
+            for key in sorted(k for k in r if k.startswith(f"duckdb-{op}@")):  # DuckDB under a memory_limit
+                res = r[key]
+                same = res["digest"] == duck["digest"]
+                print(f"| {rows / 1e6:.0f} M | {op} | duckdb, memory_limit={key.split('@')[1]} | {res['s']:.2f} "
+                      f"(CPU {res['cpu_s']:.2f}) | {res.get('open_s', '-')} | {_peaks(res)} | {res['read_mb']:,} | "
+                      f"{res['rows']:,} | {'yes' if same else 'NO'} | {_load(res)} |")
+                assert same, f"DuckDB under {key} answered differently"
         s3 = r.get("s3-filter")
         if s3 is not None and "selected_mb" in s3:
             same = s3["digest"] == r["duckdb-filter"]["digest"]
