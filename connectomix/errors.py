@@ -28,6 +28,7 @@ __all__ = [
     "UnsupportedOperation",
     "SchemaError",
     "DataFormatError",
+    "ResourceLimitError",
     "RemoteError",
     "AuthenticationError",
     "AuthorizationError",
@@ -128,6 +129,16 @@ class SchemaError(ConnectomixError):
 
 class DataFormatError(ConnectomixError):
     """Local data files (a release folder) are missing or malformed."""
+
+
+class ResourceLimitError(ConnectomixError, MemoryError):
+    """A local query needed more memory than it was allowed (e.g. the release backend's ``memory_limit``).
+
+    Nothing is wrong with the data or the arguments: the message names the
+    limit in force and what to change (a larger ``memory_limit=``, a
+    ``temp_directory=`` on a disk with room to spill, fewer ``threads=``, or
+    ``engine="dask"``).
+    """
 
 
 # --- talking to servers -----------------------------------------------------------------

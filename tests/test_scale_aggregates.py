@@ -16,6 +16,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 import connectomix
 from connectomix import NeuronCriteria as NC
 from connectomix import schema
-from connectomix.errors import InvalidArgumentError
+from connectomix.errors import DataFormatError, InvalidArgumentError, ResourceLimitError
 from connectomix_release import dask_engine
 from connectomix_release.writer import make_manifest
 
@@ -226,6 +227,23 @@ def test_duckdb_aggregates_within_a_small_memory_limit(tmp_path):
     assert not spill.exists()
     with pytest.raises(InvalidArgumentError, match="temp_directory"):
         connectomix.open(f"release://{folder}", temp_directory=3)
+
+
+def test_running_out_of_memory_is_a_resource_limit_error_naming_the_limit(tmp_path):
+    """A real DuckDB out-of-memory failure (a limit far too small for the query) is a
+    ResourceLimitError (also a MemoryError) naming memory_limit and what to change, not a DataFormatError."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _synthetic import make_synthetic_release
+
+    folder = make_synthetic_release(tmp_path / "syn", n_bodies=2000, synapses_per_body=40)
+    with connectomix.open(f"release://{folder}", cache=False, memory_limit="12MB", threads=1,
+                          temp_directory=str(tmp_path / "spill")) as ds:
+        with pytest.raises(ResourceLimitError, match=r"memory_limit=.12MB.*temp_directory=.*threads=.*dask") as err:
+            ds.get_connectivity(NC(), NC(), by="type")
+    assert isinstance(err.value, MemoryError) and not isinstance(err.value, DataFormatError)
+    assert isinstance(err.value.__cause__, duckdb.OutOfMemoryException)
 
 
 def test_partner_profiles_from_coded_arrays_release_them_and_keep_the_schema():

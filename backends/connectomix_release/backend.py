@@ -40,6 +40,7 @@ from connectomix.errors import (
     InvalidArgumentError,
     InvalidRegexError,
     InvalidURIError,
+    ResourceLimitError,
     UnsupportedOperation,
 )
 
@@ -173,6 +174,7 @@ class ReleaseBackend(Backend):
             if not isinstance(temp_directory, (str, Path)) or not str(temp_directory).strip():
                 raise InvalidArgumentError(f"temp_directory must be a folder path; got {temp_directory!r}")
             config["temp_directory"] = str(Path(temp_directory).expanduser())
+        self._memory_limit = config.get("memory_limit")
         try:
             self._con = duckdb.connect(":memory:", config=config)
         except duckdb.Error as exc:
@@ -233,6 +235,13 @@ class ReleaseBackend(Backend):
             cur = self._con.cursor()
         try:
             yield cur
+        except duckdb.OutOfMemoryException as exc:
+            limit = (f"memory_limit={self._memory_limit!r}" if self._memory_limit is not None
+                     else "no memory_limit (DuckDB's default: 80% of the RAM)")
+            raise ResourceLimitError(
+                f"release folder {self.location!r}: the query needed more memory than allowed ({limit}): "
+                f"{str(exc).splitlines()[0]}. Open the dataset with a larger memory_limit=, a temp_directory= "
+                "on a disk with room to spill, fewer threads=, or engine='dask'") from exc
         except duckdb.Error as exc:
             raise DataFormatError(f"release folder {self.location!r}: {exc}") from exc
         finally:
