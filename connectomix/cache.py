@@ -91,7 +91,9 @@ def _normalise(value: Any) -> Any:
 
 
 #: Query fields that change how a result is fetched, not what it is (only these are left out of keys).
-_IGNORED = frozenset({"max_workers", "progress", "batch_size"})
+# knobs that change how a table is fetched, not the table (``check_ids``: the backend checks the ids in its
+# own query and raises, or returns the same table the core's check would have let through)
+_IGNORED = frozenset({"max_workers", "progress", "batch_size", "check_ids"})
 
 
 def query_key(identity: dict, method: str, query: Any) -> str:

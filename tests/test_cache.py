@@ -299,9 +299,12 @@ def test_neuron_criteria_fields_change_the_key(field):
 
 @pytest.mark.parametrize("field", sorted(_IGNORED))
 def test_fetch_knobs_do_not_change_the_key(field):
-    knobs = {"batch_size": (None, 7), "max_workers": (8, 1), "progress": (False, True)}[field]
-    a, b = (_base_synapse_query(**{field: v}) for v in knobs)
-    assert query_key(IDENTITY, "get_synapses", a) == query_key(IDENTITY, "get_synapses", b)
+    knobs = {"batch_size": (None, 7), "max_workers": (8, 1), "progress": (False, True),
+             "check_ids": (False, True)}[field]
+    method, base = (("get_connectivity", _base_connectivity_query) if field == "check_ids" else
+                    ("get_synapses", _base_synapse_query))
+    a, b = (base(**{field: v}) for v in knobs)
+    assert query_key(IDENTITY, method, a) == query_key(IDENTITY, method, b)
 
 
 def test_identity_method_and_values_change_the_key():

@@ -158,11 +158,15 @@ def fafbseg_home(emu, tmp_path_factory):
 
 
 def test_same_connections_as_fafbseg_grouped_by_site(fafbseg_home, emu):
-    assert tuple(emu.dataset.resolution) == (8.0, 8.0, 8.0)  # fafbseg attaches table voxels: the neurons' units
-    theirs = navis.example_neurons(2)
+    # the filtered view answers in nm, as FlyWire's does, and fafbseg attaches its positions unconverted
+    # (a 10,000 nm cut-off): both clients get the neurons in nm
+    def neurons_nm():
+        return navis.example_neurons(2).convert_units("nm")
+
+    theirs = neurons_nm()
     flywire.get_synapses(theirs, attach=True, materialization=1, progress=False)  # fafbseg writes in place
     with connectomix.open("cave://flywire_fafb_public", server=emu.url, token=TOKEN, cache=False) as cave:
-        _, ours = cave.get_synapses(navis.example_neurons(2), attach=True, materialization=1, progress=False)
+        _, ours = cave.get_synapses(neurons_nm(), attach=True, materialization=1, progress=False)
     for t, o in zip(theirs, ours):
         tc, oc = t.connectors, o.connectors
         assert len(tc) > 1000 and "partner_id" in tc.columns
