@@ -75,7 +75,7 @@ def resolution_options(s: CaveSettings, names: TableNames) -> TableOptions:
     * FlyWire (``flywire_fafb_public``, ``flywire_fafb_production``): ``synapses_nt_v1`` in the
       catalogue's 4 x 4 x 40 nm voxels (natverse/fafbseg#254; its metadata in
       shared/reference/wire-protocols.md says 4, 4, 40); the view ``valid_synapses_nt_np_v6`` in nm
-      (seung-lab/FlyConnectome ``CAVE tutorial.ipynb``@9b1790b cell 49 answers ``[366592, 246144, 74360]``
+      (seung-lab/FlyConnectome ``CAVE tutorial.ipynb`` @9b1790b cell 49 answers ``[366592, 246144, 74360]``
       without ``desired_resolution``; fafbseg's ``get_synapses`` treats the view's positions as nm on
       both stacks, navis-org/fafbseg-py:fafbseg/flywire/synapses.py:424-430,650-693@d114e29; the view's
       own metadata was not read, so its 1, 1, 1 is unverified). ``proofread_neurons`` and
@@ -89,7 +89,7 @@ def resolution_options(s: CaveSettings, names: TableNames) -> TableOptions:
     * BANC: ``synapses_v2`` (and the emulated view) in nm (catalogue); ``cell_representative_point``
       holds its positions in the stack's 4 x 4 x 45 voxels while its metadata reports a placeholder
       1, 1, 1 (catalogue banc.toml ``coordinates.unit`` note, htem/BANC-project
-      ``cell_representative_point.md``@e469a5a); ``codex_annotations`` (no positions) reports 1, 1, 1.
+      ``cell_representative_point.md`` @e469a5a); ``codex_annotations`` (no positions) reports 1, 1, 1.
     * FANC and anything else: the unit is "per table metadata", unverified: every table in the
       release's voxel size, as before.
 

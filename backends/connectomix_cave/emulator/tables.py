@@ -49,7 +49,7 @@ reported in its metadata (``voxel_resolution_x/y/z``) and in the ``dataframe_res
 its answers, and ``desired_resolution`` converts from it, as on MaterializationEngine, where a
 view's resolution need not be its source table's: FlyWire's ``synapses_nt_v1`` is in 4 x 4 x 40 nm
 voxels (natverse/fafbseg#254) while its filtered view ``valid_synapses_nt_np_v6`` answers nm
-(seung-lab/FlyConnectome ``CAVE tutorial.ipynb``@9b1790b cell 49: ``[366592, 246144, 74360]``
+(seung-lab/FlyConnectome ``CAVE tutorial.ipynb`` @9b1790b cell 49: ``[366592, 246144, 74360]``
 without ``desired_resolution``). A table's resolution is, in order: its entry in
 :attr:`TableOptions.table_resolutions`, :attr:`TableOptions.view_resolution` for the filtered
 synapse view, else :attr:`TableOptions.voxel_resolution` (default: the release's voxel size).
@@ -109,7 +109,7 @@ class TableOptions:
         ``(name, (x, y, z))`` pairs: tables whose metadata (and ``dataframe_resolution``, and so
         ``desired_resolution``) report another voxel size than their positions are stored in,
         as BANC's ``cell_representative_point`` reports a placeholder 1, 1, 1 over 4 x 4 x 45
-        voxels (htem/BANC-project ``cell_representative_point.md``@e469a5a, catalogue banc.toml).
+        voxels (htem/BANC-project ``cell_representative_point.md`` @e469a5a, catalogue banc.toml).
     cleft_score_scale
         ``cleft_score = round(score * scale)`` for 0-1 scores (confidence).
     missing_cleft_score
