@@ -32,7 +32,8 @@ from connectomix_cave.emulator import CaveEmulator, app as emulator_app, profile
 from connectomix_cave.planning import FILL, SMALL_QUERY
 from connectomix_cave.settings import settings_for
 
-from test_planning import CAP, N_BODIES, STACK, TOKEN, connectivity, data_requests, open_ds, truth, write_release  # noqa: F401
+from test_planning import (CAP, N_BODIES, STACK, TOKEN, connectivity, counted, data_requests,  # noqa: F401
+                           open_ds, truth, write_release)
 
 IDS = np.arange(1001, 1001 + N_BODIES, dtype=np.int64)
 STABLE = [102, 104, 107, 109]  # toy bodies no edit touches (test_cave_backend.py)
@@ -44,15 +45,6 @@ def emu(tmp_path_factory):
     release = write_release(tmp_path_factory.mktemp("speed") / "release")
     with CaveEmulator(release, token=TOKEN, **profile(STACK).emulator_kwargs()) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def counted(emu):
-    emu.row_limit = CAP
-    emu.stats.reset()
-    yield emu
-    emu.faults.clear()
-    emu.row_limit = CAP
 
 
 @pytest.fixture
